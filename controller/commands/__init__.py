@@ -1,0 +1,1 @@
+"""Subcommands of ``p4ft``; see ``controller.cli``."""
