@@ -1,0 +1,128 @@
+"""In-place header rewrites with incremental checksums, as the kernel's NAT and flowtable do them.
+
+Mirrors ``nf_flow_table_ip.c`` (``nf_flow_nat_ip*``, ``nf_flow_nat_port*``) and ``nf_nat_proto.c``:
+an address change fixes the IPv4 header checksum and the L4 checksum that covers it through the
+pseudo-header; a port change fixes the L4 checksum; an IPv4 UDP checksum of 0 ("none") stays 0,
+and an updated UDP checksum that comes out 0 is sent as 0xffff (``CSUM_MANGLED_0``). Every
+function also updates the parsed fields of ``pkt`` so it keeps describing its frame.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from controller.checksum import update16, update_bytes
+from controller.ct import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
+from controller.packet import ICMP_ID_TYPES, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, Packet
+
+_H = struct.Struct("!H")
+_CSUM_MANGLED_0 = 0xFFFF
+
+# Offset of the checksum inside each L4 header.
+_L4_CHECK = {IPPROTO_TCP: 16, IPPROTO_UDP: 6, IPPROTO_ICMP: 2, IPPROTO_ICMPV6: 2}
+
+
+def set_src_addr(pkt: Packet, addr: bytes) -> None:
+    """Source NAT of the address (``nf_flow_snat_ip`` / ``nf_flow_snat_ipv6``)."""
+    _set_addr(pkt, addr, 12 if pkt.family == 4 else 8)
+    pkt.src = bytes(addr)
+
+
+def set_dst_addr(pkt: Packet, addr: bytes) -> None:
+    """Destination NAT of the address (``nf_flow_dnat_ip`` / ``nf_flow_dnat_ipv6``)."""
+    _set_addr(pkt, addr, 16 if pkt.family == 4 else 24)
+    pkt.dst = bytes(addr)
+
+
+def set_src_port(pkt: Packet, port: int) -> None:
+    """Source port (TCP/UDP) or echo identifier (ICMP/ICMPv6 echo: conntrack's "port")."""
+    _set_port(pkt, port, 0)
+    pkt.sport = port
+
+
+def set_dst_port(pkt: Packet, port: int) -> None:
+    """Destination port (TCP/UDP) or echo identifier of a reply-direction ICMP echo."""
+    _set_port(pkt, port, 2)
+    pkt.dport = port
+
+
+def decrement_ttl(pkt: Packet) -> None:
+    """TTL - 1 with the IPv4 header checksum fixed as ``ip_decrease_ttl`` does; IPv6 hop limit - 1.
+
+    The caller checks ``pkt.ttl > 1`` first (a router sends time exceeded instead).
+    """
+    frame, l3 = pkt.frame, pkt.l3
+    if pkt.family == 4:
+        check = _H.unpack_from(frame, l3 + 10)[0] + 0x0100
+        _H.pack_into(frame, l3 + 10, (check + (check >= 0xFFFF)) & 0xFFFF)
+        frame[l3 + 8] -= 1
+    elif pkt.family == 6:
+        frame[l3 + 7] -= 1
+    else:
+        raise ValueError("not an IP packet")
+    pkt.ttl -= 1
+
+
+def set_macs(pkt: Packet, src: bytes, dst: bytes) -> None:
+    """Rewrite the Ethernet addresses (``nf_flow_queue_xmit`` / neighbour output)."""
+    pkt.frame[0:6] = dst
+    pkt.frame[6:12] = src
+    pkt.eth_dst, pkt.eth_src = bytes(dst), bytes(src)
+
+
+def _set_addr(pkt: Packet, addr: bytes, offset: int) -> None:
+    if pkt.family not in (4, 6):
+        raise ValueError("not an IP packet")
+    size = 4 if pkt.family == 4 else 16
+    if len(addr) != size:
+        raise ValueError(f"IPv{pkt.family} address must be {size} bytes")
+    frame, start = pkt.frame, pkt.l3 + offset
+    old = bytes(frame[start : start + size])
+    frame[start : start + size] = addr
+    if pkt.family == 4:
+        check = _H.unpack_from(frame, pkt.l3 + 10)[0]
+        _H.pack_into(frame, pkt.l3 + 10, update_bytes(check, old, addr))
+    # ICMPv4's checksum does not cover the addresses; TCP, UDP and ICMPv6 do.
+    if pkt.l4 >= 0 and pkt.first_fragment and pkt.proto != IPPROTO_ICMP:
+        _fix_l4(pkt, lambda check: update_bytes(check, old, addr))
+
+
+def _set_port(pkt: Packet, port: int, offset: int) -> None:
+    if not 0 <= port <= 0xFFFF:
+        raise ValueError(f"port out of range: {port}")
+    if pkt.l4 < 0:
+        raise ValueError("no L4 header to rewrite")
+    if pkt.proto in (IPPROTO_TCP, IPPROTO_UDP):
+        start = pkt.l4 + offset
+    elif _is_echo(pkt):
+        start = pkt.l4 + 4  # the identifier stands for both "ports"
+    else:
+        raise ValueError(f"protocol {pkt.proto} has no ports")
+    old = _H.unpack_from(pkt.frame, start)[0]
+    _H.pack_into(pkt.frame, start, port)
+    _fix_l4(pkt, lambda check: update16(check, old, port))
+    if pkt.proto not in (IPPROTO_TCP, IPPROTO_UDP):
+        pkt.icmp_id = port
+
+
+def _is_echo(pkt: Packet) -> bool:
+    if pkt.proto == IPPROTO_ICMP:
+        return pkt.icmp_type in ICMP_ID_TYPES
+    return pkt.proto == IPPROTO_ICMPV6 and pkt.icmp_type in (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY)
+
+
+def _fix_l4(pkt: Packet, update: Callable[[int], int]) -> None:
+    """Apply ``update`` to the L4 checksum with the kernel's UDP zero-checksum rules."""
+    offset = _L4_CHECK.get(pkt.proto)
+    if offset is None:
+        return
+    where = pkt.l4 + offset
+    check = _H.unpack_from(pkt.frame, where)[0]
+    if pkt.proto == IPPROTO_UDP:
+        if check == 0:
+            return  # no checksum (IPv4); the kernel leaves it alone
+        check = update(check) or _CSUM_MANGLED_0
+    else:
+        check = update(check)
+    _H.pack_into(pkt.frame, where, check)
