@@ -32,7 +32,7 @@ def checksums_valid(raw: bytes) -> bool:
     for layer in pkt.iterpayloads():
         for field in ("chksum", "cksum"):
             if field in layer.fields:
-                del layer.fields[field]
+                delattr(layer, field)
     return bytes(Ether(bytes(pkt))) == raw
 
 
