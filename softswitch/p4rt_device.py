@@ -1,0 +1,463 @@
+"""The P4Runtime device: pipeline config, Write, Read, packet I/O and idle notifications.
+
+Sans-IO: every method takes protobuf messages (and ``now``) and returns protobuf messages or
+raises :class:`P4RTError`; the gRPC servicer around it owns sockets, streams and timers. The
+behaviour follows PI's DeviceMgr (what BMv2's simple_switch_grpc runs) with one deliberate
+difference: a full table is RESOURCE_EXHAUSTED, as the P4Runtime spec requires, where BMv2 says
+UNKNOWN "Error when adding match entry to target".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from finsy.proto import p4r, rpc_code
+
+from softswitch.p4rt_codec import (
+    ActionSchema,
+    P4RTError,
+    P4Schema,
+    TableSchema,
+    decode_action,
+    decode_match,
+    encode_action,
+    encode_match,
+    header_length,
+    invalid,
+    pack_header,
+    unpack_header,
+)
+from softswitch.p4rt_idle import IdleSchedule
+
+PipelineFactory = Callable[[dict, int | None], Any]
+
+# The interpreter's table exceptions, by class name: the protocol layer stays independent of the
+# interpreter module (and testable against stand-ins) while mapping each to its canonical code.
+_TABLE_ERRORS = {
+    "TableFull": rpc_code.RESOURCE_EXHAUSTED,
+    "DuplicateEntry": rpc_code.ALREADY_EXISTS,
+    "EntryNotFound": rpc_code.NOT_FOUND,
+    "InvalidEntry": rpc_code.INVALID_ARGUMENT,
+}
+
+
+def _table_error(exc: Exception) -> P4RTError | None:
+    for cls in type(exc).__mro__:
+        if cls.__name__ in _TABLE_ERRORS:
+            return P4RTError(_TABLE_ERRORS[cls.__name__], str(exc) or cls.__name__)
+    return None
+
+
+def _default_factory(doc: dict, table_size: int | None) -> Any:
+    from softswitch.pipeline import Pipeline  # the interpreter loads only when a pipeline does
+
+    return Pipeline.from_json(doc, table_size_override=table_size)
+
+
+@dataclass
+class LoadedPipeline:
+    """A verified pipeline: the config as pushed, its schema and the interpreter's pipeline."""
+
+    config: p4r.ForwardingPipelineConfig
+    schema: P4Schema
+    pipeline: Any
+    initial_defaults: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
+
+
+@dataclass
+class DeviceCounters:
+    """What the device did with packets it could not hand on; never a silent loss."""
+
+    packet_out: int = 0
+    packet_out_errors: int = 0
+    packet_in: int = 0
+    packet_in_errors: int = 0
+
+
+class Device:
+    """One P4Runtime device (one ``device_id``) around the softswitch interpreter."""
+
+    def __init__(self, device_id: int = 0, *, pipeline_factory: PipelineFactory | None = None,
+                 table_size: int | None = None) -> None:
+        self.device_id = device_id
+        self.table_size = table_size
+        self._factory = pipeline_factory or _default_factory
+        self.loaded: LoadedPipeline | None = None
+        self._saved: LoadedPipeline | None = None
+        self.idle = IdleSchedule()
+        self.counters = DeviceCounters()
+
+    @property
+    def pipeline(self) -> Any:
+        """The running interpreter pipeline, or None before the first commit."""
+        return self.loaded.pipeline if self.loaded else None
+
+    def check_device_id(self, device_id: int) -> None:
+        if device_id != self.device_id:
+            raise P4RTError(rpc_code.NOT_FOUND, f"Invalid device id {device_id}")
+
+    def _running(self) -> LoadedPipeline:
+        if self.loaded is None:
+            raise P4RTError(rpc_code.FAILED_PRECONDITION, "No forwarding pipeline config set")
+        return self.loaded
+
+    # --- pipeline config -------------------------------------------------------------------------
+
+    def set_pipeline(self, action: int, config: p4r.ForwardingPipelineConfig) -> None:
+        req = p4r.SetForwardingPipelineConfigRequest
+        if action == req.COMMIT:
+            if self._saved is None:
+                raise P4RTError(rpc_code.FAILED_PRECONDITION, "No saved config to commit")
+            self._commit(self._saved)
+            return
+        if action not in (req.VERIFY, req.VERIFY_AND_SAVE, req.VERIFY_AND_COMMIT,
+                          req.RECONCILE_AND_COMMIT):
+            raise invalid(f"unsupported SetForwardingPipelineConfig action {action}")
+        loaded = self._verify(config)
+        if action == req.VERIFY_AND_SAVE:
+            self._saved = loaded
+        elif action == req.VERIFY_AND_COMMIT:
+            self._commit(loaded)
+        elif action == req.RECONCILE_AND_COMMIT:
+            if self.loaded is not None:
+                _reconcile(self.loaded, loaded)
+            self.loaded = loaded  # forwarding state carried over: the idle schedule stays too
+
+    def _commit(self, loaded: LoadedPipeline) -> None:
+        self.loaded, self._saved = loaded, None
+        self.idle.clear()
+
+    def _verify(self, config: p4r.ForwardingPipelineConfig) -> LoadedPipeline:
+        if not config.HasField("p4info"):
+            raise invalid("p4info is required")
+        schema = P4Schema(config.p4info)
+        try:
+            doc = json.loads(config.p4_device_config)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise invalid(f"p4_device_config is not BMv2 JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise invalid("p4_device_config is not a BMv2 JSON object")
+        try:
+            pipeline = self._factory(doc, self.table_size)
+        except Exception as exc:  # PipelineError or anything the loader trips over
+            raise invalid(f"cannot load the BMv2 JSON: {exc}") from None
+        _check_schema_matches(schema, pipeline)
+        defaults = {t.name: (t.default_action[0], tuple(t.default_action[1]))
+                    for t in pipeline.tables.values()}
+        return LoadedPipeline(config, schema, pipeline, defaults)
+
+    def get_pipeline(self, response_type: int) -> p4r.ForwardingPipelineConfig:
+        config = self._running().config
+        req = p4r.GetForwardingPipelineConfigRequest
+        out = p4r.ForwardingPipelineConfig(cookie=config.cookie)
+        if response_type in (req.ALL, req.P4INFO_AND_COOKIE):
+            out.p4info.CopyFrom(config.p4info)
+        if response_type in (req.ALL, req.DEVICE_CONFIG_AND_COOKIE):
+            out.p4_device_config = config.p4_device_config
+        return out
+
+    # --- write -----------------------------------------------------------------------------------
+
+    def write(self, updates: list[p4r.Update], now: float) -> list[P4RTError | None]:
+        """Apply each update in order (CONTINUE_ON_ERROR); one error or None per update."""
+        loaded = self._running()
+        results: list[P4RTError | None] = []
+        for update in updates:
+            try:
+                self._write_one(loaded, update, now)
+                results.append(None)
+            except P4RTError as exc:
+                results.append(exc)
+            except Exception as exc:
+                results.append(_table_error(exc) or P4RTError(rpc_code.INTERNAL, repr(exc)))
+        return results
+
+    def _write_one(self, loaded: LoadedPipeline, update: p4r.Update, now: float) -> None:
+        if update.type == p4r.Update.UNSPECIFIED:
+            raise invalid("update type UNSPECIFIED")
+        kind = update.entity.WhichOneof("entity")
+        if kind == "table_entry":
+            self._write_table_entry(loaded, update.type, update.entity.table_entry, now)
+        elif kind == "direct_counter_entry":
+            if update.type != p4r.Update.MODIFY:
+                raise invalid("direct counter entries can only be modified")
+            entry = self._find_entry(loaded, update.entity.direct_counter_entry.table_entry)
+            _set_counter(entry, update.entity.direct_counter_entry.data)
+        elif kind == "counter_entry":
+            if update.type != p4r.Update.MODIFY:
+                raise invalid("counter entries can only be modified")
+            self._write_counter(loaded, update.entity.counter_entry)
+        else:
+            raise P4RTError(rpc_code.UNIMPLEMENTED, f"writing {kind} is not supported")
+
+    def _write_table_entry(self, loaded: LoadedPipeline, op: int, te: p4r.TableEntry,
+                           now: float) -> None:
+        schema = loaded.schema.table(te.table_id)
+        table = loaded.pipeline.tables[schema.name]
+        if te.is_default_action:
+            self._write_default(loaded, schema, table, op, te)
+            return
+        key, priority = self._key(schema, te)
+        if op == p4r.Update.DELETE:
+            table.delete(key, priority)
+            return
+        if te.idle_timeout_ns < 0:
+            raise invalid("idle_timeout_ns must not be negative")
+        if te.idle_timeout_ns and not schema.supports_timeout:
+            raise invalid("idle_timeout_ns must be set to 0 for tables which do not support "
+                          "idle timeout")
+        action, params = self._action(loaded, schema, te, default=False)
+        if op == p4r.Update.INSERT:
+            entry = table.insert(key, priority, action, params, ttl_ns=te.idle_timeout_ns, now=now)
+        else:
+            entry = table.modify(key, priority, action, params, ttl_ns=te.idle_timeout_ns, now=now)
+        if te.HasField("counter_data") and schema.direct_counter_id is not None:
+            _set_counter(entry, te.counter_data)
+
+    def _write_default(self, loaded: LoadedPipeline, schema: TableSchema, table: Any, op: int,
+                       te: p4r.TableEntry) -> None:
+        if op != p4r.Update.MODIFY:
+            raise invalid("the default entry can only be modified")
+        if te.match or te.priority or te.idle_timeout_ns:
+            raise invalid("the default entry takes no match, priority or idle_timeout_ns")
+        if schema.const_default_action_id or table.const_default:
+            raise P4RTError(rpc_code.PERMISSION_DENIED,
+                            f"table {schema.name} has a const default action")
+        if te.HasField("action"):
+            table.set_default(*self._action(loaded, schema, te, default=True))
+        else:  # an empty MODIFY restores the program's default action
+            table.set_default(*loaded.initial_defaults[schema.name])
+
+    @staticmethod
+    def _key(schema: TableSchema, te: p4r.TableEntry) -> tuple[tuple, int]:
+        key = decode_match(schema, te.match)
+        if schema.needs_priority and te.priority <= 0:
+            raise invalid(f"table {schema.name}: entries need a priority > 0")
+        if not schema.needs_priority and te.priority:
+            raise invalid(f"table {schema.name}: exact/lpm entries take no priority")
+        return key, te.priority
+
+    @staticmethod
+    def _action(loaded: LoadedPipeline, schema: TableSchema, te: p4r.TableEntry, *,
+                default: bool) -> tuple[str, tuple[int, ...]]:
+        kind = te.action.WhichOneof("type")
+        if kind != "action":
+            if kind is None:
+                raise invalid(f"table {schema.name}: entry without an action")
+            raise P4RTError(rpc_code.UNIMPLEMENTED, f"{kind} is not supported")
+        return decode_action(schema, loaded.schema.actions, te.action.action, default=default)
+
+    def _find_entry(self, loaded: LoadedPipeline, te: p4r.TableEntry) -> Any:
+        schema = loaded.schema.table(te.table_id)
+        if schema.direct_counter_id is None:
+            raise invalid(f"table {schema.name} has no direct counter")
+        entry = loaded.pipeline.tables[schema.name].get(*self._key(schema, te))
+        if entry is None:
+            raise P4RTError(rpc_code.NOT_FOUND, f"no such entry in table {schema.name}")
+        return entry
+
+    @staticmethod
+    def _write_counter(loaded: LoadedPipeline, ce: p4r.CounterEntry) -> None:
+        schema = loaded.schema.counter(ce.counter_id)
+        array = loaded.pipeline.counters[schema.name]
+        indices = [ce.index.index] if ce.HasField("index") else range(schema.size)
+        for i in indices:
+            if not 0 <= i < schema.size:
+                raise invalid(f"counter {schema.name}: index {i} out of range")
+            array.write(i, ce.data.packet_count, ce.data.byte_count)
+
+    # --- read ------------------------------------------------------------------------------------
+
+    def read(self, entities: list[p4r.Entity], now: float) -> Iterator[p4r.Entity]:
+        """Every entity the request names; wildcards as PI has them (whole table, all tables).
+
+        Each request entity is checked before anything is yielded, so an error never arrives
+        after part of its answer.
+        """
+        loaded = self._running()
+        readers = [self._reader(loaded, e, now) for e in entities]
+        for reader in readers:
+            yield from reader
+
+    def _reader(self, loaded: LoadedPipeline, entity: p4r.Entity, now: float) -> Iterator[
+            p4r.Entity]:
+        kind = entity.WhichOneof("entity")
+        if kind == "table_entry":
+            return self._read_table_entries(loaded, entity.table_entry, now)
+        if kind == "direct_counter_entry":
+            return self._read_direct_counters(loaded, entity.direct_counter_entry.table_entry)
+        if kind == "counter_entry":
+            return self._read_counters(loaded, entity.counter_entry)
+        raise P4RTError(rpc_code.UNIMPLEMENTED, f"reading {kind} is not supported")
+
+    def _selected(self, loaded: LoadedPipeline, te: p4r.TableEntry) -> list[
+            tuple[TableSchema, list[Any]]]:
+        """(table, entries) pairs a table-entry pattern selects: all, a whole table, or one key."""
+        if te.table_id == 0:
+            if te.match or te.is_default_action:
+                raise invalid("a read of all tables takes no match")
+            return [(s, list(loaded.pipeline.tables[s.name].entries()))
+                    for s in loaded.schema.tables.values()]
+        schema = loaded.schema.table(te.table_id)
+        table = loaded.pipeline.tables[schema.name]
+        if not te.match and not te.priority:
+            return [(schema, list(table.entries()))]
+        entry = table.get(*self._key(schema, te))
+        return [(schema, [entry] if entry is not None else [])]
+
+    def _read_table_entries(self, loaded: LoadedPipeline, te: p4r.TableEntry,
+                            now: float) -> Iterator[p4r.Entity]:
+        want_counters = te.HasField("counter_data")
+        want_hit = te.HasField("time_since_last_hit")
+        if te.table_id and want_hit and not loaded.schema.table(te.table_id).supports_timeout:
+            raise invalid("time_since_last_hit requested on a table without idle timeout support")
+        if te.is_default_action:
+            schema = loaded.schema.table(te.table_id)
+            return iter([self._default_entity(loaded, schema)])
+        selected = self._selected(loaded, te)
+        return self._table_entities(loaded, selected, want_counters, want_hit, now)
+
+    def _table_entities(self, loaded: LoadedPipeline, selected: list, want_counters: bool,
+                        want_hit: bool, now: float) -> Iterator[p4r.Entity]:
+        for schema, entries in selected:
+            counters = want_counters and schema.direct_counter_id is not None
+            hit = want_hit and schema.supports_timeout
+            for entry in entries:
+                out = self._table_entry(loaded, schema, entry)
+                if counters:
+                    out.counter_data.packet_count = entry.packets
+                    out.counter_data.byte_count = entry.bytes
+                if hit:
+                    out.time_since_last_hit.elapsed_ns = max(0, int((now - entry.last_hit) * 1e9))
+                yield p4r.Entity(table_entry=out)
+
+    @staticmethod
+    def _table_entry(loaded: LoadedPipeline, schema: TableSchema, entry: Any) -> p4r.TableEntry:
+        out = p4r.TableEntry(table_id=schema.id, match=encode_match(schema, entry.key),
+                             priority=entry.priority, idle_timeout_ns=entry.ttl_ns)
+        out.action.action.CopyFrom(encode_action(_action_by_name(loaded, entry.action),
+                                                 entry.params))
+        return out
+
+    @staticmethod
+    def _default_entity(loaded: LoadedPipeline, schema: TableSchema) -> p4r.Entity:
+        name, params = loaded.pipeline.tables[schema.name].default_action
+        out = p4r.TableEntry(table_id=schema.id, is_default_action=True)
+        out.action.action.CopyFrom(encode_action(_action_by_name(loaded, name), params))
+        return p4r.Entity(table_entry=out)
+
+    def _read_direct_counters(self, loaded: LoadedPipeline, te: p4r.TableEntry) -> Iterator[
+            p4r.Entity]:
+        if te.table_id and loaded.schema.table(te.table_id).direct_counter_id is None:
+            raise invalid(f"table {loaded.schema.table(te.table_id).name} has no direct counter")
+        selected = [(s, es) for s, es in self._selected(loaded, te)
+                    if s.direct_counter_id is not None]
+        return (p4r.Entity(direct_counter_entry=p4r.DirectCounterEntry(
+                    table_entry=p4r.TableEntry(table_id=s.id, match=encode_match(s, e.key),
+                                               priority=e.priority),
+                    data=p4r.CounterData(packet_count=e.packets, byte_count=e.bytes)))
+                for s, es in selected for e in es)
+
+    @staticmethod
+    def _read_counters(loaded: LoadedPipeline, ce: p4r.CounterEntry) -> Iterator[p4r.Entity]:
+        schemas = ([loaded.schema.counter(ce.counter_id)] if ce.counter_id
+                   else list(loaded.schema.counters.values()))
+        if ce.HasField("index") and not 0 <= ce.index.index < schemas[0].size:
+            raise invalid(f"counter {schemas[0].name}: index {ce.index.index} out of range")
+
+        def entities() -> Iterator[p4r.Entity]:
+            for s in schemas:
+                array = loaded.pipeline.counters[s.name]
+                indices = [ce.index.index] if ce.HasField("index") else range(s.size)
+                for i in indices:
+                    packets, nbytes = array.read(i)
+                    yield p4r.Entity(counter_entry=p4r.CounterEntry(
+                        counter_id=s.id, index=p4r.Index(index=i),
+                        data=p4r.CounterData(packet_count=packets, byte_count=nbytes)))
+        return entities()
+
+    # --- packet I/O ------------------------------------------------------------------------------
+
+    def packet_out_frame(self, packet: p4r.PacketOut) -> bytes:
+        """The frame a PacketOut injects at the CPU port: packet_out header bytes + payload."""
+        loaded = self._running()
+        return pack_header(loaded.schema.packet_out, packet.metadata) + packet.payload
+
+    def packet_in(self, frame: bytes) -> p4r.PacketIn:
+        """A frame the pipeline sent to the CPU port, its packet_in header turned to metadata."""
+        fields = self._running().schema.packet_in
+        metadata = unpack_header(fields, frame)
+        return p4r.PacketIn(payload=frame[header_length(fields):], metadata=metadata)
+
+    # --- idle timeout ----------------------------------------------------------------------------
+
+    def idle_notification(self, now: float,
+                          timestamp_ns: int) -> p4r.IdleTimeoutNotification | None:
+        """The entries due a notification at this sweep, coalesced into one message (or None)."""
+        if self.loaded is None:
+            return None
+        loaded = self.loaded
+        idle = {}
+        for schema in loaded.schema.tables.values():
+            if not schema.supports_timeout:
+                continue
+            for entry in loaded.pipeline.tables[schema.name].idle_entries(now):
+                idle[(schema.id, entry.key, entry.priority)] = (schema, entry)
+        due = self.idle.due(((k, e.last_hit) for k, (_, e) in idle.items()), now)
+        if not due:
+            return None
+        return p4r.IdleTimeoutNotification(timestamp=timestamp_ns, table_entry=[
+            p4r.TableEntry(table_id=s.id, match=encode_match(s, e.key), priority=e.priority,
+                           idle_timeout_ns=e.ttl_ns)
+            for s, e in (idle[k] for k in due)])
+
+
+def _action_by_name(loaded: LoadedPipeline, name: str) -> ActionSchema:
+    try:
+        return loaded.schema.action_names[name]
+    except KeyError:
+        raise P4RTError(rpc_code.INTERNAL, f"action {name} of the pipeline is not in the p4info")\
+            from None
+
+
+def _set_counter(entry: Any, data: p4r.CounterData) -> None:
+    entry.packets, entry.bytes = data.packet_count, data.byte_count
+
+
+def _check_schema_matches(schema: P4Schema, pipeline: Any) -> None:
+    """The p4info and the BMv2 JSON must describe the same program."""
+    for t in schema.tables.values():
+        table = pipeline.tables.get(t.name)
+        if table is None:
+            raise invalid(f"p4info table {t.name} is not in the BMv2 JSON")
+        if len(table.keys) != len(t.match_fields):
+            raise invalid(f"table {t.name}: p4info and BMv2 JSON disagree on the key")
+    for a in schema.actions.values():
+        info = pipeline.actions.get(a.name)
+        if info is None or len(info.params) != len(a.params):
+            raise invalid(f"p4info action {a.name} is not in the BMv2 JSON as declared")
+    for c in schema.counters.values():
+        if c.name not in pipeline.counters:
+            raise invalid(f"p4info counter {c.name} is not in the BMv2 JSON")
+
+
+def _reconcile(old: LoadedPipeline, new: LoadedPipeline) -> None:
+    """Carry the forwarding state of ``old`` into ``new`` (RECONCILE_AND_COMMIT)."""
+    for name, table in old.pipeline.tables.items():
+        target = new.pipeline.tables.get(name)
+        if target is None:
+            if len(table):
+                raise invalid(f"cannot reconcile: table {name} holds entries and is gone")
+            continue
+        for e in table.entries():
+            try:
+                n = target.insert(e.key, e.priority, e.action, e.params, ttl_ns=e.ttl_ns,
+                                  now=e.last_hit)
+            except Exception as exc:
+                raise invalid(f"cannot reconcile an entry of table {name}: {exc}") from None
+            n.packets, n.bytes = e.packets, e.bytes
+        if not target.const_default:
+            target.set_default(*table.default_action)
