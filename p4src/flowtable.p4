@@ -1,0 +1,510 @@
+/*
+ * flowtable.p4: the "hardware" of the Linux netfilter flowtable (P4_16, v1model, BMv2).
+ *
+ * Offloaded flows live in two exact-match tables, flow_v4 and flow_v6, keyed like the kernel's
+ * hardware rule (ingress port, addresses, L4 protocol, L4 ports). A hit rewrites MACs, applies
+ * NAT (the controller always passes post-NAT values), decrements TTL / hop limit and forwards;
+ * checksums are recomputed in FtComputeChecksum. Everything else goes to the controller as a
+ * packet_in with the ingress port and a reason, never rewritten. Frames from the CPU port carry
+ * a packet_out header naming the egress port and are sent there unchanged.
+ *
+ * The names of controls, tables, keys, actions, action parameters, counters and controller
+ * headers are a contract with the controller (p4info); see README.md before renaming anything.
+ * Written against v1model.p4 with plain constructs only: every decision is in an apply block,
+ * actions are straight-line assignments.
+ */
+
+#include <core.p4>
+#include <v1model.p4>
+
+/* The CPU port as passed to simple_switch_grpc --cpu-port (and `p4ft softswitch --cpu-port`). */
+const bit<9> CPU_PORT = 255;
+/* Highest port a packet_out may name: 511 is BMv2's drop port. */
+const bit<16> MAX_DATA_PORT = 510;
+
+const bit<16> ETHERTYPE_IPV4 = 0x0800;
+const bit<16> ETHERTYPE_IPV6 = 0x86dd;
+const bit<8>  IP_PROTO_TCP = 6;
+const bit<8>  IP_PROTO_UDP = 17;
+const bit<8>  TCP_FLAG_FIN = 0x01;
+const bit<8>  TCP_FLAG_RST = 0x04;
+const bit<16> IPV6_HEADER_BYTES = 40;
+const bit<16> IPV4_HEADER_BYTES = 20;
+
+/* Punt reasons: exactly ndo/api.py PuntReason. 0 means "not punted". */
+const bit<8> PUNT_NONE = 0;
+const bit<8> PUNT_MISS = 1;
+const bit<8> PUNT_TCP_FIN_RST = 2;
+const bit<8> PUNT_TTL = 3;
+const bit<8> PUNT_IPV4_FRAG_OR_OPTIONS = 4;
+const bit<8> PUNT_IPV6_EXT_HEADER = 5;
+const bit<8> PUNT_MTU = 6;
+const bit<8> PUNT_NON_IP = 7;
+const bit<8> PUNT_NOT_TCP_UDP = 8;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Headers                                                                                     */
+
+/* Prepended to every frame sent to the CPU port; emitted first (BMv2's PI strips it into
+ * PacketIn metadata: ingress_port = id 1, reason = id 2). */
+@controller_header("packet_in")
+header packet_in_t {
+    bit<16> ingress_port;
+    bit<8>  reason;
+}
+
+/* Carried by every frame the controller sends (PacketOut metadata: egress_port = id 1). */
+@controller_header("packet_out")
+header packet_out_t {
+    bit<16> egress_port;
+}
+
+header ethernet_t {
+    bit<48> dstAddr;
+    bit<48> srcAddr;
+    bit<16> etherType;
+}
+
+header ipv4_t {
+    bit<4>  version;
+    bit<4>  ihl;
+    bit<8>  diffserv;
+    bit<16> totalLen;
+    bit<16> identification;
+    bit<3>  flags;       /* reserved, DF, MF (MF is the least significant bit) */
+    bit<13> fragOffset;
+    bit<8>  ttl;
+    bit<8>  protocol;
+    bit<16> hdrChecksum;
+    bit<32> srcAddr;
+    bit<32> dstAddr;
+}
+
+header ipv6_t {
+    bit<4>   version;
+    bit<8>   trafficClass;
+    bit<20>  flowLabel;
+    bit<16>  payloadLen;
+    bit<8>   nextHdr;
+    bit<8>   hopLimit;
+    bit<128> srcAddr;
+    bit<128> dstAddr;
+}
+
+/* TCP without options: options stay in the payload, which the checksum covers anyway. */
+header tcp_t {
+    bit<16> srcPort;
+    bit<16> dstPort;
+    bit<32> seqNo;
+    bit<32> ackNo;
+    bit<4>  dataOffset;
+    bit<4>  res;
+    bit<8>  flags;       /* CWR ECE URG ACK PSH RST SYN FIN */
+    bit<16> window;
+    bit<16> checksum;
+    bit<16> urgentPtr;
+}
+
+header udp_t {
+    bit<16> srcPort;
+    bit<16> dstPort;
+    bit<16> length;
+    bit<16> checksum;
+}
+
+struct headers_t {
+    packet_in_t  packet_in;
+    packet_out_t packet_out;
+    ethernet_t   ethernet;
+    ipv4_t       ipv4;
+    ipv6_t       ipv6;
+    tcp_t        tcp;
+    udp_t        udp;
+}
+
+/* Flat on purpose: one level keeps the compiled field names ("scalars") obvious. */
+struct metadata_t {
+    bit<16>  l4_sport;        /* L4 ports from TCP or UDP: the flow key's sport/dport */
+    bit<16>  l4_dport;
+    bit<1>   ipv6_ext_hdr;    /* IPv6 next header is an extension header (set by the parser) */
+    bit<16>  ip_len;          /* L3 length (what the kernel compares with the flow's MTU) */
+    bit<16>  l4_len;          /* TCP/UDP length for the checksum pseudo-header */
+    bit<8>   punt_reason;     /* PUNT_*; PUNT_NONE while the frame may still be forwarded */
+    bit<1>   rewritten;       /* 1 only for forwarded hits: gates every checksum update */
+    /* The hit entry's action parameters, applied only after the MTU and FIN/RST checks pass. */
+    bit<9>   out_port;
+    bit<48>  out_smac;
+    bit<48>  out_dmac;
+    bit<32>  out_src_v4;
+    bit<32>  out_dst_v4;
+    bit<128> out_src_v6;
+    bit<128> out_dst_v6;
+    bit<16>  out_sport;
+    bit<16>  out_dport;
+    bit<16>  out_mtu;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Parser                                                                                      */
+
+parser FtParser(packet_in packet,
+                out headers_t hdr,
+                inout metadata_t meta,
+                inout standard_metadata_t standard_metadata) {
+
+    state start {
+        transition select(standard_metadata.ingress_port) {
+            CPU_PORT: parse_packet_out;
+            default: parse_ethernet;
+        }
+    }
+
+    /* The controller's frame follows the packet_out header; it is not parsed further, so it
+     * leaves the switch byte for byte as the controller built it. */
+    state parse_packet_out {
+        packet.extract(hdr.packet_out);
+        transition accept;
+    }
+
+    /* 802.1Q frames are not parsed: the lab has no VLANs, and a tagged frame is punted as
+     * NON_IP so the controller's classic path sees it untouched. */
+    state parse_ethernet {
+        packet.extract(hdr.ethernet);
+        transition select(hdr.ethernet.etherType) {
+            ETHERTYPE_IPV4: parse_ipv4;
+            ETHERTYPE_IPV6: parse_ipv6;
+            default: accept;
+        }
+    }
+
+    /* L4 is parsed only where it is really there: no options (ihl 5), not a fragment (MF clear,
+     * offset 0). Everything else is punted by the ingress checks before L4 matters. */
+    state parse_ipv4 {
+        packet.extract(hdr.ipv4);
+        transition select(hdr.ipv4.ihl, hdr.ipv4.flags, hdr.ipv4.fragOffset, hdr.ipv4.protocol) {
+            (4w5, 3w0 &&& 3w1, 13w0, IP_PROTO_TCP): parse_tcp;
+            (4w5, 3w0 &&& 3w1, 13w0, IP_PROTO_UDP): parse_udp;
+            default: accept;
+        }
+    }
+
+    /* Extension headers the kernel fast path refuses (nf_flow_tuple_ipv6 wants TCP/UDP right
+     * after the fixed header): hop-by-hop, routing, fragment, ESP, AH, destination options,
+     * mobility, HIP, shim6, experimental. Other next headers (ICMPv6, ...) are NOT_TCP_UDP. */
+    state parse_ipv6 {
+        packet.extract(hdr.ipv6);
+        transition select(hdr.ipv6.nextHdr) {
+            IP_PROTO_TCP: parse_tcp;
+            IP_PROTO_UDP: parse_udp;
+            0: ipv6_extension;
+            43: ipv6_extension;
+            44: ipv6_extension;
+            50: ipv6_extension;
+            51: ipv6_extension;
+            60: ipv6_extension;
+            135: ipv6_extension;
+            139: ipv6_extension;
+            140: ipv6_extension;
+            253: ipv6_extension;
+            254: ipv6_extension;
+            default: accept;
+        }
+    }
+
+    state ipv6_extension {
+        meta.ipv6_ext_hdr = 1;
+        transition accept;
+    }
+
+    state parse_tcp {
+        packet.extract(hdr.tcp);
+        meta.l4_sport = hdr.tcp.srcPort;
+        meta.l4_dport = hdr.tcp.dstPort;
+        transition accept;
+    }
+
+    state parse_udp {
+        packet.extract(hdr.udp);
+        meta.l4_sport = hdr.udp.srcPort;
+        meta.l4_dport = hdr.udp.dstPort;
+        transition accept;
+    }
+}
+
+/* Nothing is verified: like the kernel fast path, a hit is forwarded whatever its checksums. */
+control FtVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
+    apply { }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Ingress                                                                                     */
+
+control FtIngress(inout headers_t hdr,
+                  inout metadata_t meta,
+                  inout standard_metadata_t standard_metadata) {
+
+    direct_counter(CounterType.packets_and_bytes) flow_v4_counter;
+    direct_counter(CounterType.packets_and_bytes) flow_v6_counter;
+
+    /* Table default: the flow is not offloaded (or not yet, or no longer). */
+    action punt_miss() {
+        meta.punt_reason = PUNT_MISS;
+    }
+
+    /* Hit actions only remember the entry's parameters: the frame may still be punted for MTU
+     * or FIN/RST, and a punted frame must reach the controller exactly as it arrived. */
+    action forward_v4(bit<9> port, bit<48> smac, bit<48> dmac, bit<32> src_addr,
+                      bit<32> dst_addr, bit<16> sport, bit<16> dport, bit<16> mtu) {
+        meta.out_port = port;
+        meta.out_smac = smac;
+        meta.out_dmac = dmac;
+        meta.out_src_v4 = src_addr;
+        meta.out_dst_v4 = dst_addr;
+        meta.out_sport = sport;
+        meta.out_dport = dport;
+        meta.out_mtu = mtu;
+    }
+
+    action forward_v6(bit<9> port, bit<48> smac, bit<48> dmac, bit<128> src_addr,
+                      bit<128> dst_addr, bit<16> sport, bit<16> dport, bit<16> mtu) {
+        meta.out_port = port;
+        meta.out_smac = smac;
+        meta.out_dmac = dmac;
+        meta.out_src_v6 = src_addr;
+        meta.out_dst_v6 = dst_addr;
+        meta.out_sport = sport;
+        meta.out_dport = dport;
+        meta.out_mtu = mtu;
+    }
+
+    /* Sizes: every offloaded connection takes one entry per direction, so 65536 IPv4 entries
+     * hold 32768 connections and 16384 IPv6 entries 8192 (IPv6 is the smaller share of lab
+     * traffic). p4c-bm2-ss would otherwise give 1024. A full 64K read is ~5.5 MB: readers must
+     * raise gRPC's 4 MB receive limit. */
+    table flow_v4 {
+        key = {
+            standard_metadata.ingress_port : exact @name("ingress_port");
+            hdr.ipv4.srcAddr               : exact @name("src_addr");
+            hdr.ipv4.dstAddr               : exact @name("dst_addr");
+            hdr.ipv4.protocol              : exact @name("protocol");
+            meta.l4_sport                  : exact @name("sport");
+            meta.l4_dport                  : exact @name("dport");
+        }
+        actions = {
+            forward_v4;
+            @defaultonly punt_miss;
+        }
+        const default_action = punt_miss();
+        counters = flow_v4_counter;
+        support_timeout = true;
+        size = 65536;
+    }
+
+    table flow_v6 {
+        key = {
+            standard_metadata.ingress_port : exact @name("ingress_port");
+            hdr.ipv6.srcAddr               : exact @name("src_addr");
+            hdr.ipv6.dstAddr               : exact @name("dst_addr");
+            hdr.ipv6.nextHdr               : exact @name("protocol");
+            meta.l4_sport                  : exact @name("sport");
+            meta.l4_dport                  : exact @name("dport");
+        }
+        actions = {
+            forward_v6;
+            @defaultonly punt_miss;
+        }
+        const default_action = punt_miss();
+        counters = flow_v6_counter;
+        support_timeout = true;
+        size = 16384;
+    }
+
+    /* The rewrite of a forwarded hit; `rewritten` turns the checksum updates on. */
+    action rewrite_v4() {
+        hdr.ethernet.srcAddr = meta.out_smac;
+        hdr.ethernet.dstAddr = meta.out_dmac;
+        hdr.ipv4.srcAddr = meta.out_src_v4;
+        hdr.ipv4.dstAddr = meta.out_dst_v4;
+        hdr.ipv4.ttl = hdr.ipv4.ttl - 1;
+        standard_metadata.egress_spec = meta.out_port;
+        meta.rewritten = 1;
+    }
+
+    action rewrite_v6() {
+        hdr.ethernet.srcAddr = meta.out_smac;
+        hdr.ethernet.dstAddr = meta.out_dmac;
+        hdr.ipv6.srcAddr = meta.out_src_v6;
+        hdr.ipv6.dstAddr = meta.out_dst_v6;
+        hdr.ipv6.hopLimit = hdr.ipv6.hopLimit - 1;
+        standard_metadata.egress_spec = meta.out_port;
+        meta.rewritten = 1;
+    }
+
+    action rewrite_tcp_ports() {
+        hdr.tcp.srcPort = meta.out_sport;
+        hdr.tcp.dstPort = meta.out_dport;
+    }
+
+    action rewrite_udp_ports() {
+        hdr.udp.srcPort = meta.out_sport;
+        hdr.udp.dstPort = meta.out_dport;
+    }
+
+    /* The only way to the CPU: packet_in first, frame otherwise untouched. */
+    action send_to_cpu() {
+        hdr.packet_in.setValid();
+        hdr.packet_in.ingress_port = (bit<16>) standard_metadata.ingress_port;
+        hdr.packet_in.reason = meta.punt_reason;
+        standard_metadata.egress_spec = CPU_PORT;
+    }
+
+    /* A frame from the controller: strip packet_out, send the rest as is. */
+    action send_packet_out() {
+        standard_metadata.egress_spec = (bit<9>) hdr.packet_out.egress_port;
+        hdr.packet_out.setInvalid();
+    }
+
+    action drop() {
+        mark_to_drop(standard_metadata);
+    }
+
+    apply {
+        if (hdr.packet_out.isValid()) {
+            /* Dropped, not wrapped: bit<16> -> bit<9> would turn 257 into port 1, and a frame
+             * sent from the CPU back to the CPU would arrive without a packet_in header. */
+            if (hdr.packet_out.egress_port > MAX_DATA_PORT
+                    || hdr.packet_out.egress_port == (bit<16>) CPU_PORT) {
+                drop();
+            } else {
+                send_packet_out();
+            }
+        } else {
+            meta.punt_reason = PUNT_NONE;
+            meta.rewritten = 0;
+            /* Checks in the kernel fast path's order (nf_flow_offload_ip_hook): non-IP,
+             * fragment/options or extension header, not TCP/UDP, TTL, lookup, MTU, FIN/RST. */
+            if (hdr.ipv4.isValid() && hdr.ipv4.version == 4) {
+                meta.ip_len = hdr.ipv4.totalLen;
+                meta.l4_len = hdr.ipv4.totalLen - IPV4_HEADER_BYTES;
+                if (hdr.ipv4.ihl != 5 || (hdr.ipv4.flags & 3w1) != 0 || hdr.ipv4.fragOffset != 0) {
+                    meta.punt_reason = PUNT_IPV4_FRAG_OR_OPTIONS;
+                } else if (!hdr.tcp.isValid() && !hdr.udp.isValid()) {
+                    meta.punt_reason = PUNT_NOT_TCP_UDP;
+                } else if (hdr.ipv4.ttl <= 1) {
+                    meta.punt_reason = PUNT_TTL;
+                } else if (flow_v4.apply().hit) {
+                    if (meta.ip_len > meta.out_mtu) {
+                        meta.punt_reason = PUNT_MTU;
+                    } else if (hdr.tcp.isValid() && (hdr.tcp.flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) != 0) {
+                        meta.punt_reason = PUNT_TCP_FIN_RST;
+                    } else {
+                        rewrite_v4();
+                    }
+                }
+            } else if (hdr.ipv6.isValid() && hdr.ipv6.version == 6) {
+                meta.ip_len = hdr.ipv6.payloadLen + IPV6_HEADER_BYTES;
+                meta.l4_len = hdr.ipv6.payloadLen;
+                if (meta.ipv6_ext_hdr == 1) {
+                    meta.punt_reason = PUNT_IPV6_EXT_HEADER;
+                } else if (!hdr.tcp.isValid() && !hdr.udp.isValid()) {
+                    meta.punt_reason = PUNT_NOT_TCP_UDP;
+                } else if (hdr.ipv6.hopLimit <= 1) {
+                    meta.punt_reason = PUNT_TTL;
+                } else if (flow_v6.apply().hit) {
+                    if (meta.ip_len > meta.out_mtu) {
+                        meta.punt_reason = PUNT_MTU;
+                    } else if (hdr.tcp.isValid() && (hdr.tcp.flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) != 0) {
+                        meta.punt_reason = PUNT_TCP_FIN_RST;
+                    } else {
+                        rewrite_v6();
+                    }
+                }
+            } else {
+                meta.punt_reason = PUNT_NON_IP;
+            }
+
+            if (meta.rewritten == 1) {
+                if (hdr.tcp.isValid()) {
+                    rewrite_tcp_ports();
+                } else {
+                    rewrite_udp_ports();
+                }
+            } else {
+                send_to_cpu();
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Egress, checksums, deparser                                                                 */
+
+control FtEgress(inout headers_t hdr,
+                 inout metadata_t meta,
+                 inout standard_metadata_t standard_metadata) {
+    apply { }
+}
+
+/* BMv2 runs these for every packet whose condition holds, so each is gated on `rewritten`:
+ * punted and packet_out frames keep their bytes. The checksum field itself is left out of each
+ * list (it is being computed). With payload = the bytes after the parsed TCP/UDP header (TCP
+ * options included). A UDP checksum of 0 means "none" and stays 0. */
+control FtComputeChecksum(inout headers_t hdr, inout metadata_t meta) {
+    apply {
+        update_checksum(
+            hdr.ipv4.isValid() && meta.rewritten == 1,
+            { hdr.ipv4.version, hdr.ipv4.ihl, hdr.ipv4.diffserv, hdr.ipv4.totalLen,
+              hdr.ipv4.identification, hdr.ipv4.flags, hdr.ipv4.fragOffset, hdr.ipv4.ttl,
+              hdr.ipv4.protocol, hdr.ipv4.srcAddr, hdr.ipv4.dstAddr },
+            hdr.ipv4.hdrChecksum,
+            HashAlgorithm.csum16);
+
+        update_checksum_with_payload(
+            hdr.ipv4.isValid() && hdr.tcp.isValid() && meta.rewritten == 1,
+            { hdr.ipv4.srcAddr, hdr.ipv4.dstAddr, 8w0, hdr.ipv4.protocol, meta.l4_len,
+              hdr.tcp.srcPort, hdr.tcp.dstPort, hdr.tcp.seqNo, hdr.tcp.ackNo,
+              hdr.tcp.dataOffset, hdr.tcp.res, hdr.tcp.flags, hdr.tcp.window,
+              hdr.tcp.urgentPtr },
+            hdr.tcp.checksum,
+            HashAlgorithm.csum16);
+
+        update_checksum_with_payload(
+            hdr.ipv4.isValid() && hdr.udp.isValid() && hdr.udp.checksum != 0 && meta.rewritten == 1,
+            { hdr.ipv4.srcAddr, hdr.ipv4.dstAddr, 8w0, hdr.ipv4.protocol, meta.l4_len,
+              hdr.udp.srcPort, hdr.udp.dstPort, hdr.udp.length },
+            hdr.udp.checksum,
+            HashAlgorithm.csum16);
+
+        update_checksum_with_payload(
+            hdr.ipv6.isValid() && hdr.tcp.isValid() && meta.rewritten == 1,
+            { hdr.ipv6.srcAddr, hdr.ipv6.dstAddr, 16w0, meta.l4_len, 24w0, hdr.ipv6.nextHdr,
+              hdr.tcp.srcPort, hdr.tcp.dstPort, hdr.tcp.seqNo, hdr.tcp.ackNo,
+              hdr.tcp.dataOffset, hdr.tcp.res, hdr.tcp.flags, hdr.tcp.window,
+              hdr.tcp.urgentPtr },
+            hdr.tcp.checksum,
+            HashAlgorithm.csum16);
+
+        update_checksum_with_payload(
+            hdr.ipv6.isValid() && hdr.udp.isValid() && hdr.udp.checksum != 0 && meta.rewritten == 1,
+            { hdr.ipv6.srcAddr, hdr.ipv6.dstAddr, 16w0, meta.l4_len, 24w0, hdr.ipv6.nextHdr,
+              hdr.udp.srcPort, hdr.udp.dstPort, hdr.udp.length },
+            hdr.udp.checksum,
+            HashAlgorithm.csum16);
+    }
+}
+
+/* packet_in first (PI strips it from the front of CPU-bound frames); packet_out is never
+ * emitted, so it cannot leave the switch. Invalid headers emit nothing. */
+control FtDeparser(packet_out packet, in headers_t hdr) {
+    apply {
+        packet.emit(hdr.packet_in);
+        packet.emit(hdr.ethernet);
+        packet.emit(hdr.ipv4);
+        packet.emit(hdr.ipv6);
+        packet.emit(hdr.tcp);
+        packet.emit(hdr.udp);
+    }
+}
+
+V1Switch(FtParser(), FtVerifyChecksum(), FtIngress(), FtEgress(), FtComputeChecksum(),
+         FtDeparser()) main;
