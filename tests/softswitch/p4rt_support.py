@@ -8,6 +8,7 @@ frames from the CPU port carry a 2-byte packet_out header naming the egress port
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -301,3 +302,46 @@ def write_errors(exc: grpc.aio.AioRpcError) -> list[p4r.Error]:
         assert any_msg.Unpack(error)
         errors.append(error)
     return errors
+
+
+class Stream:
+    """A client StreamChannel: send requests, read responses with a timeout."""
+
+    def __init__(self, stub: p4r_grpc.P4RuntimeStub) -> None:
+        self._requests: asyncio.Queue = asyncio.Queue()
+        self._responses: asyncio.Queue = asyncio.Queue()
+        self.call = stub.StreamChannel(self._outgoing())
+        # Reads run in their own task: cancelling a timed-out read would cancel the whole call.
+        self._pump = asyncio.ensure_future(self._incoming())
+
+    async def _incoming(self) -> None:
+        try:
+            async for response in self.call:
+                self._responses.put_nowait(response)
+        except (grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
+            self._responses.put_nowait(exc)
+
+    async def _outgoing(self) -> AsyncIterator[p4r.StreamMessageRequest]:
+        while (item := await self._requests.get()) is not None:
+            yield item
+
+    def send(self, **message) -> None:
+        self._requests.put_nowait(p4r.StreamMessageRequest(**message))
+
+    def arbitrate(self, election_id: int, device_id: int = DEVICE_ID) -> None:
+        self.send(arbitration=p4r.MasterArbitrationUpdate(
+            device_id=device_id, election_id=p4r.Uint128(low=election_id)))
+
+    async def recv(self, timeout: float = 2.0) -> p4r.StreamMessageResponse:
+        item = await asyncio.wait_for(self._responses.get(), timeout)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def primary(self, election_id: int) -> p4r.StreamMessageResponse:
+        """Arbitrate and wait for the answer."""
+        self.arbitrate(election_id)
+        return await self.recv()
+
+    def close(self) -> None:
+        self._requests.put_nowait(None)
