@@ -140,7 +140,13 @@ def encap_of(vlan: int) -> int:
 
 
 def make_key(
-    family: int, proto: int, src: bytes, dst: bytes, sport: int, dport: int, in_port: int,
+    family: int,
+    proto: int,
+    src: bytes,
+    dst: bytes,
+    sport: int,
+    dport: int,
+    in_port: int,
     vlan: int = 0,
 ) -> FlowKey:
     """Lookup key of one direction; ports are zero unless TCP/UDP (§1.2)."""
@@ -172,8 +178,9 @@ class Flow:
         for d in (ORIGINAL, REPLY):
             t = conn.tuples[d]
             r = routes[d]
-            keys.append(make_key(t.family, t.proto, t.src, t.dst, t.sport, t.dport,
-                                 r.in_port, r.in_vlan))
+            keys.append(
+                make_key(t.family, t.proto, t.src, t.dst, t.sport, t.dport, r.in_port, r.in_vlan)
+            )
         self.keys: tuple[FlowKey, FlowKey] = (keys[0], keys[1])
         status = conn.status
         self.flags = (SNAT if status & Status.SRC_NAT else 0) | (
@@ -421,7 +428,10 @@ class Flowtable:
             if state == TcpState.ESTABLISHED:
                 extension = NF_CT_DAY
             elif state in (
-                TcpState.FIN_WAIT, TcpState.CLOSE_WAIT, TcpState.LAST_ACK, TcpState.TIME_WAIT
+                TcpState.FIN_WAIT,
+                TcpState.CLOSE_WAIT,
+                TcpState.LAST_ACK,
+                TcpState.TIME_WAIT,
             ):
                 extension = CT_EXTEND_THRESHOLD
             else:

@@ -45,8 +45,12 @@ STATS_THRESHOLD = 0.9  # STATS only once 10 % of the idle budget is used up
 
 # what a work item does: a DESTROY that frees the flow ("destroy") or only its slot ("evict")
 REPLACE, DESTROY, EVICT, STATS = "replace", "destroy", "evict", "stats"
-_COMMAND = {REPLACE: Command.REPLACE, DESTROY: Command.DESTROY, EVICT: Command.DESTROY,
-            STATS: Command.STATS}
+_COMMAND = {
+    REPLACE: Command.REPLACE,
+    DESTROY: Command.DESTROY,
+    EVICT: Command.DESTROY,
+    STATS: Command.STATS,
+}
 
 
 def cookie_of(flow: Flow, direction: int) -> Cookie:
@@ -210,8 +214,9 @@ class OffloadQueue:
             for cmd in batch:  # commands the driver left unanswered
                 work = self._in_flight.pop((cmd.cookie, cmd.command), None)
                 if work is not None:
-                    work.results.append(FlowResult(cmd.cookie, cmd.command, Refusal.ERROR,
-                                                   "no answer from driver"))
+                    work.results.append(
+                        FlowResult(cmd.cookie, cmd.command, Refusal.ERROR, "no answer from driver")
+                    )
                     if len(work.results) == len(work.commands):
                         self._finish(work, now())
             sent += len(batch)

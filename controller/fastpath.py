@@ -1,0 +1,145 @@
+"""The software fast path (``nf_flow_table_ip.c``): forward hits of the software flowtable.
+
+The controller runs it on every frame the hardware punted before anything else, as the kernel
+runs the flowtable's ingress hook. Every reason to fall back to the classic path is a named,
+counted check in the kernel's order (§3.1); a hit is rewritten in the kernel's order (§3.2):
+SNAT port then address, DNAT port then address, TTL - 1, then the cached L2 header.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from controller import mangle
+from controller.ct import IPPROTO_GRE, IPPROTO_TCP, IPPROTO_UDP
+from controller.flowtable import CLOSING, DNAT, SNAT, Flow, Flowtable, make_key, nat_targets
+from controller.packet import ETH_HLEN, TCP_FIN, TCP_RST, TCP_SYN, Packet
+
+FORWARD, CLASSIC, DROP = "forward", "classic", "drop"
+_FIN_RST = TCP_FIN | TCP_RST
+
+
+@dataclass(frozen=True, slots=True)
+class FastPathResult:
+    """``verdict`` FORWARD: send ``frame`` out of ``port``; CLASSIC: take the classic path
+    (``reason`` says why, frame untouched); DROP: counted drop."""
+
+    verdict: str
+    reason: str = ""
+    frame: bytearray | None = None
+    port: int = 0
+    flow: Flow | None = None
+    direction: int = 0
+
+
+_CLASSIC = {
+    reason: FastPathResult(CLASSIC, reason)
+    for reason in (
+        "not_flowtable_device",
+        "non_ip",
+        "fragment",
+        "ip_options",
+        "ipv6_ext_header",
+        "not_tcp_udp",
+        "ttl",
+        "miss",
+        "mtu",
+        "tcp_fin_rst",
+        "tcp_syn_closing",
+    )
+}
+
+
+class FastPath:
+    """The flowtable's ingress hook on its devices."""
+
+    def __init__(self, flowtable: Flowtable) -> None:
+        self.flowtable = flowtable
+        self.counters: Counter[str] = Counter()
+
+    def _classic(self, reason: str) -> FastPathResult:
+        self.counters[f"classic_{reason}"] += 1
+        return _CLASSIC[reason]
+
+    def forward(self, pkt: Packet, in_port: int, now: float) -> FastPathResult:
+        """Forward ``pkt`` (its frame is rewritten in place) or say why not."""
+        ft = self.flowtable
+        if ft.devices and in_port not in ft.devices:
+            return self._classic("not_flowtable_device")
+        family = pkt.family
+        if family == 4:
+            if pkt.fragment:
+                return self._classic("fragment")
+            if pkt.options:
+                return self._classic("ip_options")
+        elif family == 6:
+            if pkt.ext_header and pkt.proto != IPPROTO_GRE:
+                return self._classic("ipv6_ext_header")
+        else:
+            return self._classic("non_ip")
+        proto = pkt.proto
+        if proto != IPPROTO_TCP and proto != IPPROTO_UDP and proto != IPPROTO_GRE:
+            return self._classic("not_tcp_udp")
+        if pkt.ttl <= 1:
+            return self._classic("ttl")
+        key = make_key(
+            family, proto, pkt.src, pkt.dst, pkt.sport, pkt.dport, in_port, pkt.vlan or 0
+        )
+        hit = ft.lookup(key)
+        if hit is None:
+            return self._classic("miss")
+        flow, direction = hit
+        route = flow.routes[direction]
+        if pkt.ip_len > route.mtu:
+            return self._classic("mtu")
+        if proto == IPPROTO_TCP:
+            flags = pkt.tcp_flags
+            if ft.fin_mode == "teardown":
+                if flags & _FIN_RST:
+                    ft.teardown(flow, now, "tcp_fin_rst")
+                    return self._classic("tcp_fin_rst")
+            elif flow.flags & CLOSING and flags & TCP_SYN:
+                ft.teardown(flow, now, "tcp_syn_closing")
+                return self._classic("tcp_syn_closing")
+            elif flags & _FIN_RST:
+                ft.set_closing(flow)
+        ft.refresh(flow, now)
+        try:
+            frame = self._rewrite(pkt, flow, direction)
+        except ValueError as exc:  # a frame the parser accepted but cannot be rewritten
+            self.counters["drop_rewrite_error"] += 1
+            return FastPathResult(DROP, f"rewrite_error: {exc}", flow=flow, direction=direction)
+        length = pkt.ip_len
+        flow.sw_packets += 1
+        flow.sw_bytes += length
+        if ft.counter:
+            conn = flow.conn
+            conn.packets[direction] += 1
+            conn.bytes[direction] += length
+        self.counters["forwarded"] += 1
+        return FastPathResult(FORWARD, "", frame, route.out_port, flow, direction)
+
+    @staticmethod
+    def _rewrite(pkt: Packet, flow: Flow, direction: int) -> bytearray:
+        """NAT (SNAT port, SNAT address, DNAT port, DNAT address), TTL, L2 header."""
+        if flow.flags & (SNAT | DNAT):
+            src, dst, sport, dport = nat_targets(flow, direction)
+            if sport is not None:
+                mangle.set_src_port(pkt, sport)
+            if src is not None:
+                mangle.set_src_addr(pkt, src)
+            if dport is not None:
+                mangle.set_dst_port(pkt, dport)
+            if dst is not None:
+                mangle.set_dst_addr(pkt, dst)
+        mangle.decrement_ttl(pkt)
+        route = flow.routes[direction]
+        if pkt.vlan is not None:  # nf_flow_encap_pop: the egress side is untagged
+            frame = pkt.frame
+            del frame[ETH_HLEN - 2 : pkt.l3 - 2]
+            pkt.l3 = ETH_HLEN
+            pkt.l4 -= 4
+            pkt.vlan = None
+        mangle.set_macs(pkt, route.eth_src, route.eth_dst)
+        return pkt.frame
