@@ -1,0 +1,380 @@
+"""The router TOML (DESIGN §4.2) loaded into frozen dataclasses, or a :class:`ConfigError`.
+
+The keys are a contract with users' files, so unknown keys are refused (a typo must not silently
+mean "default"), and every error names the file and the key: ``router.toml: ports[1].mac: not a
+MAC address``. The ruleset is only located and read here; ``controller.ruleset`` parses it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+FinMode = Literal["closing", "teardown"]
+
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
+IPV6_MIN_MTU = 1280
+IPV4_MIN_MTU = 68
+
+
+class ConfigError(ValueError):
+    """A bad router configuration; the message is ``FILE: KEY: what is wrong``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchConfig:
+    address: str = "127.0.0.1:9559"
+    device_id: int = 1
+    election_id: int = 1
+    cpu_port: int = 255
+
+
+@dataclass(frozen=True, slots=True)
+class PortConfig:
+    id: int
+    name: str  # the device name nft rules and flowtables use
+    mac: bytes
+    addresses: tuple[IPInterface, ...] = ()
+    mtu: int = 1500
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    prefix: IPNetwork
+    via: IPAddress | None = None
+    port: str | None = None  # a port name
+
+
+@dataclass(frozen=True, slots=True)
+class NeighborConfig:
+    address: IPAddress
+    mac: bytes
+    port: str
+
+
+@dataclass(frozen=True, slots=True)
+class RulesetConfig:
+    """The nft ruleset text and where it came from (for ``FILE:LINE:COL`` errors)."""
+
+    text: str
+    file: Path | None = None  # None when given inline as ``text``
+    source: str = ""  # the name errors should use
+
+
+@dataclass(frozen=True, slots=True)
+class FlowtableConfig:
+    tcp_timeout: int = 30
+    udp_timeout: int = 30
+    fin_mode: FinMode = "closing"
+
+
+@dataclass(frozen=True, slots=True)
+class ConntrackConfig:
+    max: int = 65536  # like nf_conntrack_max: NEW connections beyond it are refused
+
+
+@dataclass(frozen=True, slots=True)
+class RouterConfig:
+    switch: SwitchConfig
+    ports: tuple[PortConfig, ...]
+    routes: tuple[RouteConfig, ...] = ()
+    neighbors: tuple[NeighborConfig, ...] = ()
+    ruleset: RulesetConfig | None = None
+    flowtable: FlowtableConfig = FlowtableConfig()
+    conntrack: ConntrackConfig = ConntrackConfig()
+    path: Path | None = None
+
+    def port_by_name(self, name: str) -> PortConfig | None:
+        return next((p for p in self.ports if p.name == name), None)
+
+    def port_by_id(self, port_id: int) -> PortConfig | None:
+        return next((p for p in self.ports if p.id == port_id), None)
+
+
+def load_config(path: str | Path) -> RouterConfig:
+    """Read and validate a router TOML file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return parse_config(text, name=str(path), base_dir=path.parent, path=path)
+
+
+def parse_config(
+    text: str, *, name: str = "router.toml", base_dir: Path | None = None, path: Path | None = None
+) -> RouterConfig:
+    """Validate TOML text; ``name`` prefixes errors, ``base_dir`` anchors ``ruleset.file``."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
+    return _Loader(name, base_dir or Path(".")).router(doc, path)
+
+
+T = TypeVar("T")
+
+
+class _Loader:
+    """Walks the document, keeping the file name for error messages."""
+
+    def __init__(self, name: str, base_dir: Path) -> None:
+        self.name = name
+        self.base_dir = base_dir
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.name}: {key}: {message}")
+
+    # -- generic field access -------------------------------------------------------------
+
+    def table(self, doc: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
+        value = doc.get(key, {})
+        if not isinstance(value, dict):
+            raise self.error(key, "must be a table")
+        self.only(value, key, allowed)
+        return value
+
+    def array(self, doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
+        value = doc.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.error(key, f"must be an array of tables ([[{key}]])")
+        return value
+
+    def only(self, table: dict[str, Any], where: str, allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                prefix = f"{where}." if where else ""
+                raise self.error(f"{prefix}{key}", "unknown key")
+
+    def get(
+        self,
+        table: dict[str, Any],
+        where: str,
+        key: str,
+        kind: type[T],
+        default: T | None = None,
+        *,
+        required: bool = False,
+    ) -> T:
+        full = f"{where}.{key}"
+        if key not in table:
+            if required:
+                raise self.error(full, "missing")
+            return default  # type: ignore[return-value]
+        value = table[key]
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+            raise self.error(full, f"must be {_KIND_NAMES.get(kind, kind.__name__)}")
+        return value
+
+    def convert(self, key: str, value: str, parse: Callable[[str], T], what: str) -> T:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise self.error(key, f"{what}: {exc}") from exc
+
+    def int_range(
+        self,
+        table: dict[str, Any],
+        where: str,
+        key: str,
+        default: int | None,
+        low: int,
+        high: int,
+        *,
+        required: bool = False,
+    ) -> int:
+        value = self.get(table, where, key, int, default, required=required)
+        if not low <= value <= high:
+            raise self.error(f"{where}.{key}", f"must be between {low} and {high}, not {value}")
+        return value
+
+    # -- sections -------------------------------------------------------------------------
+
+    def router(self, doc: dict[str, Any], path: Path | None) -> RouterConfig:
+        self.only(
+            doc, "", {"switch", "ports", "routes", "neighbors", "ruleset", "flowtable", "conntrack"}
+        )
+        switch = self.switch(doc)
+        ports = tuple(self.port(p, f"ports[{i}]") for i, p in enumerate(self.array(doc, "ports")))
+        self.check_ports(ports, switch)
+        names = {p.name for p in ports}
+        routes = tuple(
+            self.route(r, f"routes[{i}]", ports) for i, r in enumerate(self.array(doc, "routes"))
+        )
+        neighbors = tuple(
+            self.neighbor(n, f"neighbors[{i}]", names)
+            for i, n in enumerate(self.array(doc, "neighbors"))
+        )
+        return RouterConfig(
+            switch=switch,
+            ports=ports,
+            routes=routes,
+            neighbors=neighbors,
+            ruleset=self.ruleset(doc),
+            flowtable=self.flowtable(doc),
+            conntrack=self.conntrack(doc),
+            path=path,
+        )
+
+    def switch(self, doc: dict[str, Any]) -> SwitchConfig:
+        t = self.table(doc, "switch", {"address", "device_id", "election_id", "cpu_port"})
+        address = self.get(t, "switch", "address", str, "127.0.0.1:9559")
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise self.error("switch.address", f"must be HOST:PORT, not {address!r}")
+        return SwitchConfig(
+            address=address,
+            device_id=self.int_range(t, "switch", "device_id", 1, 0, 2**64 - 1),
+            election_id=self.int_range(t, "switch", "election_id", 1, 1, 2**128 - 1),
+            cpu_port=self.int_range(t, "switch", "cpu_port", 255, 0, 2**32 - 1),
+        )
+
+    def port(self, t: dict[str, Any], where: str) -> PortConfig:
+        self.only(t, where, {"id", "name", "mac", "addresses", "mtu"})
+        port_id = self.int_range(t, where, "id", None, 1, 2**32 - 1, required=True)
+        name = self.get(t, where, "name", str, required=True)
+        if not name or len(name) > 15 or any(c.isspace() or c == "/" for c in name):
+            raise self.error(f"{where}.name", f"not a device name: {name!r}")
+        mac = self.mac(self.get(t, where, "mac", str, required=True), f"{where}.mac")
+        addresses = self.get(t, where, "addresses", list, [])
+        interfaces = tuple(
+            self.interface(a, f"{where}.addresses[{i}]") for i, a in enumerate(addresses)
+        )
+        mtu = self.int_range(t, where, "mtu", 1500, IPV4_MIN_MTU, 65535)
+        if mtu < IPV6_MIN_MTU and any(i.version == 6 for i in interfaces):
+            raise self.error(f"{where}.mtu", f"IPv6 needs at least {IPV6_MIN_MTU}, not {mtu}")
+        return PortConfig(port_id, name, mac, interfaces, mtu)
+
+    def check_ports(self, ports: tuple[PortConfig, ...], switch: SwitchConfig) -> None:
+        if not ports:
+            raise self.error("ports", "at least one [[ports]] entry is needed")
+        seen_ids: set[int] = set()
+        seen_names: set[str] = set()
+        seen_addrs: set[IPAddress] = set()
+        for i, port in enumerate(ports):
+            where = f"ports[{i}]"
+            if port.id in seen_ids:
+                raise self.error(f"{where}.id", f"duplicate port id {port.id}")
+            if port.id == switch.cpu_port:
+                raise self.error(f"{where}.id", f"{port.id} is the CPU port")
+            if port.name in seen_names:
+                raise self.error(f"{where}.name", f"duplicate port name {port.name!r}")
+            for j, iface in enumerate(port.addresses):
+                if iface.ip in seen_addrs:
+                    raise self.error(f"{where}.addresses[{j}]", f"duplicate address {iface.ip}")
+                seen_addrs.add(iface.ip)
+            seen_ids.add(port.id)
+            seen_names.add(port.name)
+
+    def route(self, t: dict[str, Any], where: str, ports: tuple[PortConfig, ...]) -> RouteConfig:
+        self.only(t, where, {"prefix", "via", "port"})
+        prefix = self.convert(
+            f"{where}.prefix",
+            self.get(t, where, "prefix", str, required=True),
+            ipaddress.ip_network,
+            "not a prefix",
+        )
+        via = port = None
+        if "via" in t:
+            via = self.address(self.get(t, where, "via", str), f"{where}.via")
+            if via.version != prefix.version:
+                raise self.error(f"{where}.via", f"IPv{via.version} next hop for {prefix}")
+        if "port" in t:
+            names = {p.name for p in ports}
+            port = self.port_name(self.get(t, where, "port", str), f"{where}.port", names)
+        if via is None and port is None:
+            raise self.error(where, "needs 'via' (a next hop) or 'port'")
+        if via is not None:
+            onlink = [p for p in ports if port in (None, p.name)]
+            if not any(via in iface.network for p in onlink for iface in p.addresses):
+                raise self.error(f"{where}.via", f"{via} is not on a connected network")
+        return RouteConfig(prefix, via, port)
+
+    def neighbor(self, t: dict[str, Any], where: str, names: set[str]) -> NeighborConfig:
+        self.only(t, where, {"address", "mac", "port"})
+        return NeighborConfig(
+            address=self.address(
+                self.get(t, where, "address", str, required=True), f"{where}.address"
+            ),
+            mac=self.mac(self.get(t, where, "mac", str, required=True), f"{where}.mac"),
+            port=self.port_name(
+                self.get(t, where, "port", str, required=True), f"{where}.port", names
+            ),
+        )
+
+    def ruleset(self, doc: dict[str, Any]) -> RulesetConfig | None:
+        if "ruleset" not in doc:
+            return None
+        t = self.table(doc, "ruleset", {"file", "text"})
+        if ("file" in t) == ("text" in t):
+            raise self.error("ruleset", "needs exactly one of 'file' or 'text'")
+        if "text" in t:
+            return RulesetConfig(
+                self.get(t, "ruleset", "text", str), source=f"{self.name}:ruleset.text"
+            )
+        file = self.base_dir / self.get(t, "ruleset", "file", str)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise self.error("ruleset.file", f"cannot read {file}: {exc}") from exc
+        return RulesetConfig(text, file=file, source=str(file))
+
+    def flowtable(self, doc: dict[str, Any]) -> FlowtableConfig:
+        t = self.table(doc, "flowtable", {"tcp_timeout", "udp_timeout", "fin_mode"})
+        fin_mode = self.get(t, "flowtable", "fin_mode", str, "closing")
+        if fin_mode not in ("closing", "teardown"):
+            raise self.error(
+                "flowtable.fin_mode", f"must be 'closing' or 'teardown', not {fin_mode!r}"
+            )
+        return FlowtableConfig(
+            tcp_timeout=self.int_range(t, "flowtable", "tcp_timeout", 30, 1, 2**31 - 1),
+            udp_timeout=self.int_range(t, "flowtable", "udp_timeout", 30, 1, 2**31 - 1),
+            fin_mode=fin_mode,  # type: ignore[arg-type]
+        )
+
+    def conntrack(self, doc: dict[str, Any]) -> ConntrackConfig:
+        t = self.table(doc, "conntrack", {"max"})
+        return ConntrackConfig(max=self.int_range(t, "conntrack", "max", 65536, 1, 2**31 - 1))
+
+    # -- value types ----------------------------------------------------------------------
+
+    def mac(self, value: str, key: str) -> bytes:
+        if not _MAC_RE.match(value):
+            raise self.error(key, f"not a MAC address: {value!r}")
+        mac = bytes.fromhex(value.replace(":", "").replace("-", ""))
+        if mac[0] & 1:
+            raise self.error(key, f"not a unicast MAC address: {value!r}")
+        return mac
+
+    def address(self, value: str, key: str) -> IPAddress:
+        try:
+            return ipaddress.ip_address(value)
+        except ValueError:
+            raise self.error(key, f"not an IP address: {value!r}") from None
+
+    def interface(self, value: object, key: str) -> IPInterface:
+        if not isinstance(value, str) or "/" not in value:
+            raise self.error(key, f"must be ADDRESS/PREFIXLEN, not {value!r}")
+        try:
+            iface = ipaddress.ip_interface(value)
+        except ValueError:
+            raise self.error(key, f"not an address with prefix length: {value!r}") from None
+        if iface.ip.is_multicast or iface.ip.is_unspecified:
+            raise self.error(key, f"not a unicast address: {value!r}")
+        return iface
+
+    def port_name(self, value: str, key: str, names: set[str]) -> str:
+        if value not in names:
+            raise self.error(key, f"no port named {value!r}")
+        return value
+
+
+_KIND_NAMES = {int: "an integer", str: "a string", list: "an array", dict: "a table"}
