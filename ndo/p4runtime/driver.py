@@ -24,7 +24,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from finsy.proto import p4r, rpc_code
 
@@ -85,6 +85,15 @@ class _Op:
     rule: FlowRule | None = None
     slot: int | None = None
     retried: bool = False
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The updates one execute() needs, and each cookie's rule as the batch leaves it."""
+
+    ops: list[_Op] = field(default_factory=list)
+    rules: dict[Cookie, FlowRule | None] = field(default_factory=dict)
+    new_entries: Counter[int] = field(default_factory=Counter)
 
 
 @dataclass(slots=True)
@@ -209,14 +218,14 @@ class P4RuntimeDriver(FlowDriver):
     async def execute(self, batch: Sequence[FlowCommand]) -> list[FlowResult]:
         async with self._lock:
             results: list[FlowResult | None] = [None] * len(batch)
-            ops: list[_Op] = []
+            plan = _Plan()
             stats: list[int] = []
-            new_entries: Counter[int] = Counter()
             for slot, cmd in enumerate(batch):
                 if cmd.command is Command.STATS:
                     stats.append(slot)
                 else:
-                    results[slot] = self._plan(slot, cmd, ops, new_entries)
+                    results[slot] = self._plan(slot, cmd, plan)
+            ops = plan.ops
             if ops:
                 for slot, outcome in (await self._run(ops)).items():
                     results[slot] = self._result(batch[slot], outcome)
@@ -225,18 +234,25 @@ class P4RuntimeDriver(FlowDriver):
             return [r if r is not None else FlowResult(c.cookie, c.command)
                     for r, c in zip(results, batch, strict=True)]
 
-    def _plan(self, slot: int, cmd: FlowCommand, ops: list[_Op],
-              new_entries: Counter[int]) -> FlowResult | None:
-        """Add the updates ``cmd`` needs to ``ops``; a result now if it needs none."""
-        current = self._installed.get(cmd.cookie)
+    def _plan(self, slot: int, cmd: FlowCommand, plan: _Plan) -> FlowResult | None:
+        """Add the updates ``cmd`` needs to ``plan``; a result now if it needs none."""
+        if cmd.cookie in plan.rules:  # an earlier command of this batch decides
+            current = plan.rules[cmd.cookie]
+        else:
+            installed = self._installed.get(cmd.cookie)
+            current = installed.rule if installed else None
+        ops, new_entries = plan.ops, plan.new_entries
         if cmd.command is Command.DESTROY:
-            match = current.rule.match if current else cmd.rule.match if cmd.rule else None
+            match = current.match if current else cmd.rule.match if cmd.rule else None
             if match is None:
                 return _refuse(cmd, Refusal.UNKNOWN_COOKIE, "no such flow")
             if not self.connected:  # reconcile deletes it as an orphan when we are back
                 self._forget(cmd.cookie)
                 return FlowResult(cmd.cookie, cmd.command)
             ops.append(_Op(DELETE, match, cmd.cookie, slot=slot))
+            plan.rules[cmd.cookie] = None
+            if current is not None:
+                new_entries[match.family] -= 1
             return None
         rule = cmd.rule
         if rule is None:
@@ -247,17 +263,20 @@ class P4RuntimeDriver(FlowDriver):
             return _refuse(cmd, Refusal.UNSUPPORTED, str(exc))
         if not self.connected:
             return _refuse(cmd, Refusal.UNAVAILABLE, f"not connected to {self._client.address}")
-        if current is not None and current.rule.match == rule.match:
+        if current is not None and current.match == rule.match:
             ops.append(_Op(MODIFY, rule.match, cmd.cookie, rule, slot))
+            plan.rules[cmd.cookie] = rule
             return None
         if current is not None:  # the key changed: the old entry goes first
-            ops.append(_Op(DELETE, current.rule.match, cmd.cookie))
+            ops.append(_Op(DELETE, current.match, cmd.cookie))
+            new_entries[current.match.family] -= 1
         family = rule.match.family
         if self._occupancy[family] + new_entries[family] >= self.schema.tables[family].size:
             self.counters["refused_full"] += 1
             return _refuse(cmd, Refusal.NO_SPACE, f"IPv{family} flow table full")
         new_entries[family] += 1
         ops.append(_Op(INSERT, rule.match, cmd.cookie, rule, slot))
+        plan.rules[cmd.cookie] = rule
         return None
 
     async def _run(self, ops: list[_Op]) -> dict[int, _Outcome]:
