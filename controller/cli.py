@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS: tuple[str, ...] = ("ruleset",)
+COMMANDS: tuple[str, ...] = ("ruleset", "softswitch")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,165 @@
+"""Switch ports: AF_PACKET raw sockets on named interfaces, and in-process queue ports.
+
+A port hands every received frame to ``on_frame(port_id, frame)`` and sends what the switch gives
+it without blocking. Failures are counted per port, never raised into the switch: a full socket
+buffer drops the frame (as a NIC ring would) and says so in ``counters``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+OnFrame = Callable[[int, bytes], None]
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4  # sll_pkttype of frames this host sent: our own transmissions echo back
+MAX_FRAME = 65535
+READ_BURST = 64  # frames read per readiness callback, so one busy port cannot starve the loop
+
+
+@dataclass
+class PortCounters:
+    rx_frames: int = 0
+    rx_bytes: int = 0
+    tx_frames: int = 0
+    tx_bytes: int = 0
+    rx_errors: int = 0
+    tx_dropped: int = 0  # socket buffer full, interface down, or port not open
+
+
+class Port(Protocol):
+    port_id: int
+    name: str
+    counters: PortCounters
+
+    def open(self, on_frame: OnFrame) -> None: ...
+    def send(self, frame: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+def parse_interface(spec: str) -> tuple[int, str]:
+    """``1@veth1`` (simple_switch_grpc's ``-i`` syntax) as (1, "veth1")."""
+    number, sep, name = spec.partition("@")
+    if not sep or not name or not number.isdigit():
+        raise ValueError(f"bad interface {spec!r}: expected PORT@IFNAME, e.g. 1@veth1")
+    return int(number), name
+
+
+class PacketSocketPort:
+    """A port on a network interface through an AF_PACKET raw socket (needs CAP_NET_RAW).
+
+    Frames the host itself transmits on the interface (PACKET_OUTGOING, which includes our own
+    sends) are ignored, or every frame we forward would come back in as if received.
+    """
+
+    def __init__(self, port_id: int, ifname: str) -> None:
+        self.port_id = port_id
+        self.name = ifname
+        self.counters = PortCounters()
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_frame: OnFrame | None = None
+
+    def open(self, on_frame: OnFrame) -> None:
+        """Bind to the interface and read from it in the running event loop."""
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        try:
+            sock.bind((self.name, 0))
+            sock.setblocking(False)
+            loop.add_reader(sock.fileno(), self._readable)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock, self._loop, self._on_frame = sock, loop, on_frame
+
+    def _readable(self) -> None:
+        sock, on_frame = self._sock, self._on_frame
+        if sock is None or on_frame is None:
+            return
+        for _ in range(READ_BURST):
+            try:
+                frame, address = sock.recvfrom(MAX_FRAME)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. ENETDOWN while the interface flaps
+                self.counters.rx_errors += 1
+                log.debug("port %d (%s): receive failed: %s", self.port_id, self.name, exc)
+                return
+            if address[2] == PACKET_OUTGOING:
+                continue
+            self.counters.rx_frames += 1
+            self.counters.rx_bytes += len(frame)
+            on_frame(self.port_id, frame)
+
+    def send(self, frame: bytes) -> None:
+        if self._sock is None:
+            self.counters.tx_dropped += 1
+            return
+        try:
+            self._sock.send(frame)
+        except OSError as exc:  # EAGAIN (buffer full), ENETDOWN, EMSGSIZE...
+            self.counters.tx_dropped += 1
+            log.debug("port %d (%s): send failed: %s", self.port_id, self.name, exc)
+            return
+        self.counters.tx_frames += 1
+        self.counters.tx_bytes += len(frame)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = self._loop = None
+
+
+class QueuePort:
+    """An in-process port for tests and simulation.
+
+    ``inject(frame)`` is a frame arriving from the wire; frames the switch sends collect in
+    ``sent`` (an asyncio.Queue, usable with or without a running loop).
+    """
+
+    def __init__(self, port_id: int, name: str | None = None, maxsize: int = 0) -> None:
+        self.port_id = port_id
+        self.name = name or f"port{port_id}"
+        self.counters = PortCounters()
+        self.sent: asyncio.Queue[bytes] = asyncio.Queue(maxsize)
+        self._on_frame: OnFrame | None = None
+
+    def open(self, on_frame: OnFrame) -> None:
+        self._on_frame = on_frame
+
+    def inject(self, frame: bytes) -> None:
+        if self._on_frame is None:
+            self.counters.rx_errors += 1
+            return
+        self.counters.rx_frames += 1
+        self.counters.rx_bytes += len(frame)
+        self._on_frame(self.port_id, frame)
+
+    def send(self, frame: bytes) -> None:
+        try:
+            self.sent.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.counters.tx_dropped += 1
+            return
+        self.counters.tx_frames += 1
+        self.counters.tx_bytes += len(frame)
+
+    def drain(self) -> list[bytes]:
+        """Every frame sent so far, oldest first, removed from the queue."""
+        frames = []
+        while not self.sent.empty():
+            frames.append(self.sent.get_nowait())
+        return frames
+
+    def close(self) -> None:
+        self._on_frame = None
