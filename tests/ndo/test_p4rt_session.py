@@ -1,0 +1,153 @@
+"""P4RuntimeDriver's session: reconcile, packet I/O, reconnect and life without a connection."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ndo.api import Command, FlowCommand, PacketIn, PuntReason, Refusal
+from ndo.p4runtime.client import Backoff
+from tests.ndo.p4rt_support import running_target, v4_rule, v6_rule
+
+pytestmark = pytest.mark.asyncio
+
+FRAME = bytes.fromhex("000000000202" "00000000fe02" "0800") + bytes(46)
+FAST = Backoff(initial=0.01, maximum=0.05)
+
+
+def replace(cookie: int, rule) -> FlowCommand:  # type: ignore[no-untyped-def]
+    return FlowCommand(Command.REPLACE, cookie, rule)
+
+
+def key_of(rule) -> tuple:  # type: ignore[no-untyped-def]
+    m = rule.match
+    return ((m.ingress_port, int.from_bytes(m.src, "big"), int.from_bytes(m.dst, "big"), m.proto,
+             m.sport, m.dport), 0)
+
+
+async def until(condition, timeout: float = 3.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def test_reconcile_adopts_fixes_installs_and_deletes_orphans() -> None:
+    async with running_target() as target:
+        previous = target.driver()
+        await previous.start()
+        await previous.execute([replace(1, v4_rule(1)), replace(2, v4_rule(2)),
+                                replace(3, v4_rule(3)), replace(4, v6_rule(4))])
+        entry = target.table(4).get(*key_of(v4_rule(1)))
+        entry.packets, entry.bytes = 7, 700
+        await previous.close()
+
+        driver = target.driver()
+        intent = {1: v4_rule(1), 2: v4_rule(2, egress_port=5), 5: v4_rule(5), 6: v6_rule(6)}
+        report = await driver.start(intent)
+        assert report.adopted == (1,)
+        assert set(report.installed) == {2, 5, 6}
+        assert {m.src for m in report.deleted} == {v4_rule(3).match.src, v6_rule(4).match.src}
+        assert report.failed == ()
+        assert len(target.table(4)) == 3 and len(target.table(6)) == 1
+        assert target.table(4).get(*key_of(v4_rule(2))).params[0] == 5
+        assert driver.occupancy(4) == 3 and driver.occupancy(6) == 1
+        entry.packets, entry.bytes = 9, 900  # adopted counters count from the reconcile on
+        stats = await driver.execute([FlowCommand(Command.STATS, 1)])
+        assert (stats[0].stats.packets, stats[0].stats.bytes) == (2, 200)
+        await driver.close()
+
+
+async def test_start_without_intent_clears_what_a_previous_run_left() -> None:
+    async with running_target() as target:
+        previous = target.driver()
+        await previous.start()
+        await previous.execute([replace(i, v4_rule(i)) for i in range(5)])
+        await previous.close()
+        driver = target.driver()
+        report = await driver.start()
+        assert len(report.deleted) == 5 and len(target.table(4)) == 0
+        await driver.close()
+
+
+async def test_packet_in_is_delivered_with_port_and_reason() -> None:
+    async with running_target() as target:
+        driver = target.driver()
+        await driver.start()
+        packets = driver.packets()
+        target.server.send_packet_in(b"\x00\x07\x01" + FRAME)
+        target.server.send_packet_in(b"\x00\x02\x63" + FRAME)  # a reason this driver never heard of
+        assert await anext(packets) == PacketIn(FRAME, 7, PuntReason.MISS)
+        unknown = await anext(packets)
+        assert unknown.reason == 0x63 and unknown.ingress_port == 2
+        await driver.close()
+
+
+async def test_short_packet_in_is_counted_and_dropped() -> None:
+    async with running_target() as target:
+        driver = target.driver()
+        await driver.start()
+        packets = driver.packets()
+        target.server.send_packet_in(b"\x00\x01\x01" + FRAME[:10])
+        target.server.send_packet_in(b"\x00\x01\x02" + FRAME)
+        assert (await anext(packets)).reason is PuntReason.TCP_FIN_RST
+        assert driver.counters["packet_in_short"] == 1
+        await driver.close()
+
+
+async def test_send_packet_reaches_the_switch_with_the_packet_out_header() -> None:
+    async with running_target() as target:
+        driver = target.driver()
+        await driver.start()
+        assert await driver.send_packet(FRAME, 2)
+        await until(lambda: target.injected)
+        assert target.injected == [b"\x00\x02" + FRAME]
+        assert not await driver.send_packet(FRAME[:6], 2)
+        assert not await driver.send_packet(FRAME, 1 << 16)
+        assert driver.counters["packet_out_short"] == 1
+        assert driver.counters["packet_out_bad_port"] == 1
+        await driver.close()
+
+
+async def test_packets_iteration_ends_when_the_driver_closes() -> None:
+    async with running_target() as target:
+        driver = target.driver()
+        await driver.start()
+        received = asyncio.create_task(_collect(driver.packets()))
+        await driver.close()
+        assert await asyncio.wait_for(received, 1.0) == []
+
+
+async def _collect(packets) -> list:  # type: ignore[no-untyped-def]
+    return [p async for p in packets]
+
+
+async def test_reconnect_restores_pipeline_and_flows_on_a_restarted_switch() -> None:
+    async with running_target() as target:
+        port = int(target.address.rsplit(":", 1)[1])
+        driver = target.driver(backoff=FAST)
+        await driver.start()
+        await driver.execute([replace(1, v4_rule(1)), replace(2, v6_rule(2))])
+        await target.server.stop(0)
+    await until(lambda: not driver.connected)
+    down = await driver.execute([replace(3, v4_rule(3)), FlowCommand(Command.DESTROY, 2),
+                                 FlowCommand(Command.STATS, 1)])
+    assert down[0].refusal is Refusal.UNAVAILABLE
+    assert down[1].ok and driver.rule_of(2) is None  # the reconcile removes it
+    assert down[2].refusal is Refusal.UNAVAILABLE
+    async with running_target(port=port) as restarted:  # a fresh switch: no pipeline, no flows
+        await until(lambda: driver.counters["reconciles"] == 2)
+        assert driver.connected and driver.counters["reconnects"] == 1
+        assert driver.counters["pipeline_pushes"] == 2
+        assert len(restarted.table(4)) == 1 and len(restarted.table(6)) == 0
+        assert restarted.table(4).get(*key_of(v4_rule(1))) is not None
+        await driver.close()
+
+
+async def test_first_connection_failure_is_a_clear_error() -> None:
+    async with running_target() as target:
+        pass  # the port is free again: nobody listens there
+    driver = target.driver()
+    with pytest.raises(ConnectionError, match=target.address):
+        await driver.start()
+    await driver.close()
