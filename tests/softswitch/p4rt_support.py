@@ -345,3 +345,16 @@ class Stream:
 
     def close(self) -> None:
         self._requests.put_nowait(None)
+
+
+def packet_out(payload: bytes, **metadata: int) -> p4r.PacketOut:
+    ids = {"egress_port": 1, "_pad": 2}
+    return p4r.PacketOut(payload=payload, metadata=[
+        p4r.PacketMetadata(metadata_id=ids[k], value=v.to_bytes(2, "big"))
+        for k, v in metadata.items()])
+
+
+async def wait_for(predicate, timeout: float = 2.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 import pytest
 from finsy.proto import p4r, rpc_code
@@ -12,8 +10,10 @@ from tests.softswitch.p4rt_support import (
     DEVICE_ID,
     Stream,
     flow_entry,
+    packet_out,
     running_server,
     update,
+    wait_for,
 )
 
 
@@ -107,19 +107,6 @@ async def test_writes_need_the_primary_election_id_once_a_stream_is_up(h) -> Non
 
 
 # --- packet I/O ----------------------------------------------------------------------------------
-
-
-def packet_out(payload: bytes, **metadata: int) -> p4r.PacketOut:
-    ids = {"egress_port": 1, "_pad": 2}
-    return p4r.PacketOut(payload=payload, metadata=[
-        p4r.PacketMetadata(metadata_id=ids[k], value=v.to_bytes(2, "big"))
-        for k, v in metadata.items()])
-
-
-async def wait_for(predicate, timeout: float = 2.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 async def test_packet_out_injects_header_and_payload(h) -> None:
