@@ -1,0 +1,392 @@
+"""Actions and their primitives (core BMv2 primitives plus simple_switch's v1model ones).
+
+Each action compiles to one closure ``run(state, params)`` over a list of primitive closures.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from softswitch.checksums import Calculation
+from softswitch.expressions import Expr, ExprCompiler, Params
+from softswitch.externs import CounterArray, MeterArray, RegisterArray
+from softswitch.json_model import Layout, fail, get
+from softswitch.state import PacketState
+
+log = logging.getLogger(__name__)
+
+Prim = Callable[[PacketState, Params], Any]
+DROP_PORT = 511
+
+
+@dataclass(slots=True)
+class StdSlots:
+    """Slots of the v1model standard_metadata fields (None when the program lacks a field)."""
+
+    ingress_port: int | None
+    egress_spec: int | None
+    egress_port: int | None
+    instance_type: int | None
+    packet_length: int | None
+    mcast_grp: int | None
+    egress_rid: int | None
+    checksum_error: int | None
+    parser_error: int | None
+
+    @classmethod
+    def from_layout(cls, layout: Layout) -> StdSlots:
+        hdr = layout.header_by_name.get("standard_metadata")
+        names = cls.__slots__  # type: ignore[attr-defined]
+        if hdr is None:
+            return cls(*([None] * len(names)))
+        return cls(*[hdr.by_name[n].slot if n in hdr.by_name else None for n in names])
+
+
+class ActionCompiler:
+    def __init__(
+        self,
+        layout: Layout,
+        exprs: ExprCompiler,
+        std: StdSlots,
+        counters: dict[str, CounterArray],
+        registers: dict[str, RegisterArray],
+        meters: dict[str, MeterArray],
+        calculations: dict[str, Calculation],
+    ) -> None:
+        self.layout = layout
+        self.exprs = exprs
+        self.std = std
+        self.counters = counters
+        self.registers = registers
+        self.meters = meters
+        self.calculations = calculations
+        self.assert_failures = 0
+
+    def compile_action(self, doc: dict, path: str) -> Callable[[PacketState, Params], None]:
+        prims = [
+            self.compile_primitive(p, f"{path}.primitives[{i}]")
+            for i, p in enumerate(get(doc, "primitives", path, list))
+        ]
+        ops = [p.get("op") for p in doc["primitives"]]
+        if "_jump" in ops or "_jump_if_zero" in ops or "exit" in ops:
+            return _with_jumps(prims)
+        if not prims:
+            return lambda s, p: None
+        if len(prims) == 1:
+            return prims[0]
+
+        def run(s: PacketState, p: Params) -> None:
+            for prim in prims:
+                prim(s, p)
+
+        return run
+
+    def compile_primitive(self, doc: dict, path: str) -> Prim:
+        op = get(doc, "op", path, str)
+        params = doc.get("parameters") or []
+        method = getattr(self, "_p_" + op.lstrip("_"), None)
+        if method is None:
+            raise fail(f"{path}.op", f"unsupported primitive {op!r}")
+        try:
+            return method(params, f"{path}.parameters")
+        except (IndexError, TypeError, KeyError) as exc:
+            raise fail(path, f"malformed parameters for {op!r}: {exc}") from exc
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _expr(self, node: Any, path: str) -> Expr:
+        return self.exprs.compile(node, path)
+
+    def _set_std(self, slot: int | None, value: int) -> Prim:
+        if slot is None:
+            return lambda s, p: None
+
+        def set_std(s: PacketState, p: Params) -> None:
+            s.f[slot] = value
+
+        return set_std
+
+    def _extern(self, table: dict, node: dict, path: str) -> Any:
+        obj = table.get(node.get("value"))
+        if obj is None:
+            raise fail(path, f"unknown {node.get('type')} {node.get('value')!r}")
+        return obj
+
+    # ---- core primitives -----------------------------------------------------------------
+    def _p_assign(self, params: list, path: str) -> Prim:
+        setter = self.exprs.compile_setter(params[0], f"{path}[0]")
+        value = self._expr(params[1], f"{path}[1]")
+        return lambda s, p: setter(s, p, int(value(s, p)))
+
+    _p_assign_VL = _p_assign
+    _p_modify_field = _p_assign
+
+    def _p_add_to_field(self, params: list, path: str) -> Prim:
+        setter = self.exprs.compile_setter(params[0], f"{path}[0]")
+        cur, value = self._expr(params[0], f"{path}[0]"), self._expr(params[1], f"{path}[1]")
+        return lambda s, p: setter(s, p, cur(s, p) + value(s, p))
+
+    def _p_subtract_from_field(self, params: list, path: str) -> Prim:
+        setter = self.exprs.compile_setter(params[0], f"{path}[0]")
+        cur, value = self._expr(params[0], f"{path}[0]"), self._expr(params[1], f"{path}[1]")
+        return lambda s, p: setter(s, p, cur(s, p) - value(s, p))
+
+    def _p_assign_header(self, params: list, path: str) -> Prim:
+        dst, src = self._expr(params[0], f"{path}[0]"), self._expr(params[1], f"{path}[1]")
+        spans = [(h.base, h.base + len(h.fields)) for h in self.layout.headers]
+
+        def assign_header(s: PacketState, p: Params) -> None:
+            d, r = dst(s, p), src(s, p)
+            if not s.valid[r]:
+                s.valid[d] = False
+                return
+            (db, de), (rb, re_) = spans[d], spans[r]
+            s.f[db:de] = s.f[rb:re_]
+            s.valid[d] = True
+            if r in s.vlen:
+                s.vlen[d] = s.vlen[r]
+
+        return assign_header
+
+    def _p_assign_header_stack(self, params: list, path: str) -> Prim:
+        dst = self.layout.stack(params[0].get("value"), f"{path}[0]")
+        src = self.layout.stack(params[1].get("value"), f"{path}[1]")
+        pairs = list(zip(dst.headers, src.headers, strict=False))
+        spans = [(h.base, h.base + len(h.fields)) for h in self.layout.headers]
+
+        def assign_stack(s: PacketState, p: Params) -> None:
+            for d, r in pairs:
+                (db, de), (rb, re_) = spans[d], spans[r]
+                s.f[db:de] = s.f[rb:re_]
+                s.valid[d] = s.valid[r]
+            s.stack_next[dst.index] = min(s.stack_next[src.index], len(dst.headers))
+
+        return assign_stack
+
+    def _p_add_header(self, params: list, path: str) -> Prim:
+        hdr = self._expr(params[0], f"{path}[0]")
+        spans = [(h.base, len(h.fields)) for h in self.layout.headers]
+
+        def add_header(s: PacketState, p: Params) -> None:
+            h = hdr(s, p)
+            if not s.valid[h]:
+                base, n = spans[h]
+                s.f[base : base + n] = [0] * n
+                s.valid[h] = True
+
+        return add_header
+
+    def _p_remove_header(self, params: list, path: str) -> Prim:
+        hdr = self._expr(params[0], f"{path}[0]")
+
+        def remove_header(s: PacketState, p: Params) -> None:
+            s.valid[hdr(s, p)] = False
+
+        return remove_header
+
+    def _p_push(self, params: list, path: str) -> Prim:
+        return self._shift_stack(params, path, push=True)
+
+    def _p_pop(self, params: list, path: str) -> Prim:
+        return self._shift_stack(params, path, push=False)
+
+    def _shift_stack(self, params: list, path: str, push: bool) -> Prim:
+        st = self.layout.stack(params[0].get("value"), f"{path}[0]")
+        count = self._expr(params[1], f"{path}[1]")
+        members = [self.layout.headers[h] for h in st.headers]
+        size = len(members)
+
+        def move(s: PacketState, dst: int, src: int) -> None:
+            d, r = members[dst], members[src]
+            n = len(d.fields)
+            s.f[d.base : d.base + n] = s.f[r.base : r.base + n]
+            s.valid[d.index] = s.valid[r.index]
+
+        def shift(s: PacketState, p: Params) -> None:
+            n = max(0, int(count(s, p)))
+            order = range(size - 1, -1, -1) if push else range(size)
+            for i in order:
+                src = i - n if push else i + n
+                if 0 <= src < size:
+                    move(s, i, src)
+                else:
+                    s.valid[members[i].index] = False
+            nxt = s.stack_next[st.index]
+            s.stack_next[st.index] = min(size, nxt + n) if push else max(0, nxt - n)
+
+        return shift
+
+    def _p_jump(self, params: list, path: str) -> Prim:
+        target = self._expr(params[0], f"{path}[0]")
+        return lambda s, p: _Jump(target(s, p))
+
+    def _p_jump_if_zero(self, params: list, path: str) -> Prim:
+        cond, target = self._expr(params[0], f"{path}[0]"), self._expr(params[1], f"{path}[1]")
+        return lambda s, p: None if cond(s, p) else _Jump(target(s, p))
+
+    def _p_exit(self, params: list, path: str) -> Prim:
+        def exit_(s: PacketState, p: Params) -> None:
+            s.exit = True
+
+        return exit_
+
+    def _p_log_msg(self, params: list, path: str) -> Prim:
+        fmt = params[0].get("value", "")
+        args = [self._expr(a, f"{path}[1]") for a in (params[1].get("value") or [])]
+
+        def log_msg(s: PacketState, p: Params) -> None:
+            if log.isEnabledFor(logging.DEBUG):
+                values = iter([a(s, p) for a in args])
+                log.debug("log_msg: %s", "".join(
+                    str(next(values, "?")) if part == "" else part
+                    for part in _split_format(fmt)
+                ))
+
+        return log_msg
+
+    def _p_assert(self, params: list, path: str) -> Prim:
+        cond = self._expr(params[0], f"{path}[0]")
+
+        def check(s: PacketState, p: Params) -> None:
+            if not cond(s, p):
+                # BMv2 aborts the process; a switch counts it and keeps forwarding.
+                self.assert_failures += 1
+
+        return check
+
+    _p_assume = _p_assert
+
+    def _p_no_op(self, params: list, path: str) -> Prim:
+        return lambda s, p: None
+
+    # ---- v1model / simple_switch ---------------------------------------------------------
+    def _p_mark_to_drop(self, params: list, path: str) -> Prim:
+        spec, grp = self.std.egress_spec, self.std.mcast_grp
+
+        def mark_to_drop(s: PacketState, p: Params) -> None:
+            if spec is not None:
+                s.f[spec] = DROP_PORT
+            if grp is not None:
+                s.f[grp] = 0
+
+        return mark_to_drop
+
+    _p_drop = _p_mark_to_drop
+
+    def _p_count(self, params: list, path: str) -> Prim:
+        counter = self._extern(self.counters, params[0], f"{path}[0]")
+        index = self._expr(params[1], f"{path}[1]")
+        length = self.std.packet_length
+
+        def count(s: PacketState, p: Params) -> None:
+            counter.count(index(s, p), s.f[length] if length is not None else len(s.data))
+
+        return count
+
+    def _p_execute_meter(self, params: list, path: str) -> Prim:
+        meter = self._extern(self.meters, params[0], f"{path}[0]")
+        index = self._expr(params[1], f"{path}[1]")
+        setter = self.exprs.compile_setter(params[2], f"{path}[2]")
+        return lambda s, p: setter(s, p, meter.execute(index(s, p)))
+
+    def _p_register_read(self, params: list, path: str) -> Prim:
+        setter = self.exprs.compile_setter(params[0], f"{path}[0]")
+        reg = self._extern(self.registers, params[1], f"{path}[1]")
+        index = self._expr(params[2], f"{path}[2]")
+        return lambda s, p: setter(s, p, reg.read(index(s, p)))
+
+    def _p_register_write(self, params: list, path: str) -> Prim:
+        reg = self._extern(self.registers, params[0], f"{path}[0]")
+        index, value = self._expr(params[1], f"{path}[1]"), self._expr(params[2], f"{path}[2]")
+        return lambda s, p: reg.write(index(s, p), int(value(s, p)))
+
+    def _p_modify_field_with_hash_based_offset(self, params: list, path: str) -> Prim:
+        setter = self.exprs.compile_setter(params[0], f"{path}[0]")
+        base = self._expr(params[1], f"{path}[1]")
+        calc = self._extern(self.calculations, params[2], f"{path}[2]")
+        size = self._expr(params[3], f"{path}[3]")
+
+        def hash_(s: PacketState, p: Params) -> None:
+            n = size(s, p)
+            h = calc.compute(s, p)
+            setter(s, p, base(s, p) + (h % n if n > 0 else h))
+
+        return hash_
+
+    def _p_modify_field_rng_uniform(self, params: list, path: str) -> Prim:
+        setter = self.exprs.compile_setter(params[0], f"{path}[0]")
+        lo, hi = self._expr(params[1], f"{path}[1]"), self._expr(params[2], f"{path}[2]")
+
+        def rng(s: PacketState, p: Params) -> None:
+            a, b = lo(s, p), hi(s, p)
+            setter(s, p, random.randint(a, b) if a <= b else a)
+
+        return rng
+
+    def _p_clone_ingress_pkt_to_egress(self, params: list, path: str) -> Prim:
+        session = self._expr(params[0], f"{path}[0]")
+
+        def clone(s: PacketState, p: Params) -> None:
+            s.clone_session = session(s, p)
+
+        return clone
+
+    _p_clone_egress_pkt_to_egress = _p_clone_ingress_pkt_to_egress
+
+    def _p_resubmit(self, params: list, path: str) -> Prim:
+        def resubmit(s: PacketState, p: Params) -> None:
+            s.resubmit = True
+
+        return resubmit
+
+    _p_resubmit_preserving_field_list = _p_resubmit
+
+    def _p_recirculate(self, params: list, path: str) -> Prim:
+        def recirculate(s: PacketState, p: Params) -> None:
+            s.recirculate = True
+
+        return recirculate
+
+    _p_recirculate_preserving_field_list = _p_recirculate
+
+    def _p_truncate(self, params: list, path: str) -> Prim:
+        length = self._expr(params[0], f"{path}[0]")
+
+        def truncate(s: PacketState, p: Params) -> None:
+            s.truncate = max(0, int(length(s, p)))
+
+        return truncate
+
+    def _p_generate_digest(self, params: list, path: str) -> Prim:
+        return lambda s, p: None  # digests/learning are not offered by this target
+
+
+class _Jump(int):
+    """Returned by jump primitives: the index of the next primitive to run."""
+
+
+def _with_jumps(prims: list[Prim]) -> Callable[[PacketState, Params], None]:
+    n = len(prims)
+
+    def run(s: PacketState, p: Params) -> None:
+        pc = 0
+        budget = 100_000
+        while pc < n and not s.exit and budget:
+            budget -= 1
+            r = prims[pc](s, p)
+            pc = int(r) if isinstance(r, _Jump) else pc + 1
+
+    return run
+
+
+def _split_format(fmt: str) -> list[str]:
+    """``"a {} b"`` → ``["a ", "", " b"]`` ("" marks a placeholder)."""
+    out: list[str] = []
+    for i, chunk in enumerate(fmt.split("{}")):
+        if i:
+            out.append("")
+        out.append(chunk)
+    return out

@@ -1,0 +1,217 @@
+"""Named calculations (``calculations``) and checksum verify/update (``checksums``).
+
+A calculation packs its inputs MSB-first into a bit string (skipping fields of invalid headers,
+padding the tail to a byte as bm_sim does), optionally followed by the deparsed bytes of every
+valid header after the last input header plus the payload, and feeds the bytes to a hash algorithm
+with BMv2's definitions (csum16 = Internet checksum, crc16 = CRC-16/ARC, crc32 = zlib's CRC-32).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from softswitch.expressions import Expr, ExprCompiler, field_setter
+from softswitch.json_model import Layout, fail, get, parse_hexstr
+from softswitch.state import PacketState
+
+Serializer = Callable[[PacketState], bytes]
+
+
+def csum16(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(memoryview(data).cast("H")) if data else 0
+    # memoryview.cast("H") is native-endian; fold and byte-swap on little-endian hosts.
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    if _LITTLE:
+        total = ((total & 0xFF) << 8) | (total >> 8)
+    return (~total) & 0xFFFF
+
+
+_LITTLE = memoryview(b"\x01\x00").cast("H")[0] == 1
+
+
+def _crc16_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC16 = _crc16_table()
+
+
+def crc16(data: bytes) -> int:
+    crc = 0
+    for b in data:
+        crc = (crc >> 8) ^ _CRC16[(crc ^ b) & 0xFF]
+    return crc
+
+
+def crc32(data: bytes) -> int:
+    return zlib.crc32(data)
+
+
+def identity(data: bytes) -> int:
+    return int.from_bytes(data, "big")
+
+
+def xor16(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    out = 0
+    for i in range(0, len(data), 2):
+        out ^= (data[i] << 8) | data[i + 1]
+    return out
+
+
+ALGORITHMS: dict[str, Callable[[bytes], int]] = {
+    "csum16": csum16,
+    "crc16": crc16,
+    "crc32": crc32,
+    "identity": identity,
+    "xor16": xor16,
+}
+
+
+@dataclass(slots=True)
+class Calculation:
+    name: str
+    algo: str
+    compute: Callable[[PacketState, tuple[int, ...]], int]
+
+
+def compile_calculation(
+    doc: dict,
+    path: str,
+    layout: Layout,
+    exprs: ExprCompiler,
+    serializers: list[Serializer],
+    deparse_order: list[int],
+) -> Calculation:
+    """Compile one entry of ``calculations``; ``serializers[h]`` deparses header ``h``."""
+    name = get(doc, "name", path, str)
+    algo_name = get(doc, "algo", path, str)
+    algo = ALGORITHMS.get(algo_name)
+    if algo is None:
+        raise fail(f"{path}.algo", f"unsupported algorithm {algo_name!r}")
+    parts: list[Callable[[PacketState, tuple], tuple[int, int]]] = []
+    last_header = -1
+    with_payload = False
+    for i, item in enumerate(get(doc, "input", path, list)):
+        ipath = f"{path}.input[{i}]"
+        kind = get(item, "type", ipath, str)
+        if kind == "payload":
+            with_payload = True
+            continue
+        if kind == "hexstr":
+            width = get(item, "bitwidth", ipath, int)
+            const = parse_hexstr(item.get("value"), ipath) & ((1 << width) - 1)
+            parts.append(lambda s, p, c=const, w=width: (c, w))
+        elif kind == "field":
+            hdr, fi = layout.field(item.get("value"), ipath)
+            last_header = max(last_header, _order_pos(deparse_order, hdr.index))
+            parts.append(_field_part(hdr.index, hdr.metadata, fi, exprs.compile(item, ipath)))
+        elif kind == "header":
+            hdr = layout.header(item.get("value"), ipath)
+            last_header = max(last_header, _order_pos(deparse_order, hdr.index))
+            parts.append(_header_part(hdr.index, serializers[hdr.index]))
+        else:
+            raise fail(ipath, f"unsupported calculation input {kind!r}")
+    trailing = deparse_order[last_header + 1 :] if with_payload else []
+
+    def compute(s: PacketState, p: tuple = ()) -> int:
+        acc = 0
+        bits = 0
+        for part in parts:
+            v, w = part(s, p)
+            acc = (acc << w) | v
+            bits += w
+        pad = -bits % 8
+        data = (acc << pad).to_bytes((bits + pad) // 8, "big")
+        if with_payload:
+            valid = s.valid
+            data += b"".join(serializers[h](s) for h in trailing if valid[h]) + s.payload
+        return algo(data)
+
+    return Calculation(name, algo_name, compute)
+
+
+def _order_pos(order: list[int], header: int) -> int:
+    return order.index(header) if header in order else -1
+
+
+def _field_part(h: int, metadata: bool, fi: Any, read: Expr) -> Callable:
+    width = fi.width if fi is not None else 1
+    mask = (1 << width) - 1
+
+    def part(s: PacketState, p: tuple) -> tuple[int, int]:
+        if not metadata and not s.valid[h]:
+            return 0, 0
+        return read(s, p) & mask, width
+
+    return part
+
+
+def _header_part(h: int, serialize: Serializer) -> Callable:
+    def part(s: PacketState, p: tuple) -> tuple[int, int]:
+        if not s.valid[h]:
+            return 0, 0
+        data = serialize(s)
+        return int.from_bytes(data, "big"), len(data) * 8
+
+    return part
+
+
+@dataclass(slots=True)
+class Checksum:
+    """One ``checksums`` entry: verified after parsing, written before deparsing."""
+
+    name: str
+    verify: bool
+    update: bool
+    condition: Expr | None
+    target_slot: int
+    calc: Calculation
+    write: Callable[[PacketState, int], None]
+
+    def applies(self, s: PacketState) -> bool:
+        return self.condition is None or bool(self.condition(s, ()))
+
+    def matches(self, s: PacketState) -> bool:
+        return self.calc.compute(s, ()) == s.f[self.target_slot]
+
+    def store(self, s: PacketState) -> None:
+        self.write(s, self.calc.compute(s, ()))
+
+
+def compile_checksum(
+    doc: dict, path: str, layout: Layout, exprs: ExprCompiler, calcs: dict[str, Calculation]
+) -> Checksum:
+    _, fi = layout.field(get(doc, "target", path), f"{path}.target")
+    if fi is None:
+        raise fail(f"{path}.target", "a checksum cannot target $valid$")
+    calc_name = get(doc, "calculation", path, str)
+    if calc_name not in calcs:
+        raise fail(f"{path}.calculation", f"unknown calculation {calc_name!r}")
+    cond = doc.get("if_cond")
+    condition = None
+    if isinstance(cond, dict):
+        node = {"type": "expression", "value": cond} if "op" in cond else cond
+        condition = exprs.compile(node, f"{path}.if_cond")
+    return Checksum(
+        get(doc, "name", path, str),
+        bool(doc.get("verify", True)),
+        bool(doc.get("update", True)),
+        condition,
+        fi.slot,
+        calcs[calc_name],
+        field_setter(fi),
+    )

@@ -1,0 +1,296 @@
+"""Compile BMv2 type-value objects and expression trees into closures ``fn(state, params)``.
+
+Semantics follow bm_sim: arithmetic is infinite precision (Python ints) and a value is truncated
+to the destination's width only when it is written into a field; p4c makes wrap-around explicit
+with ``&`` masks and ``two_comp_mod``. Signed fields hold their two's-complement value as a
+negative int. Booleans and data stay apart (``d2b``/``b2d``), as in bm_sim.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Any
+
+from softswitch.json_model import FieldInfo, HeaderInfo, Layout, fail, get, parse_hexstr
+from softswitch.state import PacketState
+
+Params = tuple[int, ...]
+Expr = Callable[[PacketState, Params], Any]
+Setter = Callable[[PacketState, Params, int], None]
+
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "<<": operator.lshift,
+    ">>": operator.rshift,
+    "&": operator.and_,
+    "|": operator.or_,
+    "^": operator.xor,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+def truncator(width: int, signed: bool) -> Callable[[int], int]:
+    """How a value is stored into a field of ``width`` bits."""
+    mask = (1 << width) - 1
+    if not signed:
+        return lambda v: v & mask
+    half = 1 << (width - 1)
+    return lambda v: ((v + half) & mask) - half
+
+
+def field_setter(fi: FieldInfo) -> Callable[[PacketState, int], None]:
+    slot = fi.slot
+    if fi.width == 0:  # varbit: stored as is, width tracked by the extractor
+
+        def set_vl(s: PacketState, v: int) -> None:
+            s.f[slot] = v
+
+        return set_vl
+    mask = (1 << fi.width) - 1
+    if not fi.signed:
+
+        def set_unsigned(s: PacketState, v: int) -> None:
+            s.f[slot] = v & mask
+
+        return set_unsigned
+    trunc = truncator(fi.width, True)
+
+    def set_signed(s: PacketState, v: int) -> None:
+        s.f[slot] = trunc(v)
+
+    return set_signed
+
+
+def _safe_div(a: int, b: int) -> int:
+    # bm_sim would abort on a zero divisor; a switch must not, so it yields 0.
+    return 0 if b == 0 else int(a / b) if (a < 0) != (b < 0) else a // b
+
+
+def _safe_mod(a: int, b: int) -> int:
+    return 0 if b == 0 else a - b * _safe_div(a, b)
+
+
+def _checked_shift(op: Callable[[int, int], int]) -> Callable[[int, int], int]:
+    # A negative or absurd shift amount from packet data must not raise or exhaust memory.
+    def shift(a: int, b: int) -> int:
+        if b < 0:
+            return 0
+        return op(a, min(b, 4096))
+
+    return shift
+
+
+class ExprCompiler:
+    """Turns JSON nodes into closures. ``registers`` resolves the ``register`` node type."""
+
+    def __init__(self, layout: Layout, registers: dict[str, Any] | None = None) -> None:
+        self.layout = layout
+        self.registers = registers or {}
+
+    # ---- rvalues -------------------------------------------------------------------------
+    def compile(self, node: Any, path: str) -> Expr:
+        kind = get(node, "type", path, str)
+        value = node.get("value")
+        if kind == "field":
+            return self._field(value, path)
+        if kind == "hexstr":
+            const = parse_hexstr(value, f"{path}.value")
+            return lambda s, p: const
+        if kind == "bool":
+            b = bool(value)
+            return lambda s, p: b
+        if kind in ("runtime_data", "local"):
+            if not isinstance(value, int):
+                raise fail(path, "runtime_data index must be an integer")
+            return lambda s, p: p[value]
+        if kind == "expression":
+            return self._expression(value, f"{path}.value")
+        if kind == "header":
+            idx = self.layout.header(value, path).index
+            return lambda s, p: idx
+        if kind == "header_stack":
+            sidx = self.layout.stack(value, path).index
+            return lambda s, p: sidx
+        if kind == "stack_field":
+            return self._stack_field(value, path)
+        if kind == "string":
+            return lambda s, p: value
+        if kind == "register":
+            return self._register(value, path)
+        raise fail(path, f"unsupported operand type {kind!r}")
+
+    def _field(self, ref: Any, path: str) -> Expr:
+        hdr, fi = self.layout.field(ref, f"{path}.value")
+        if fi is None:
+            h = hdr.index
+            return lambda s, p: int(s.valid[h])
+        slot = fi.slot
+        return lambda s, p: s.f[slot]
+
+    def _stack_field(self, ref: Any, path: str) -> Expr:
+        if not (isinstance(ref, list) and len(ref) == 2):
+            raise fail(path, "stack_field needs [stack, field]")
+        st = self.layout.stack(ref[0], path)
+        first = self.layout.headers[st.headers[0]]
+        fi = first.by_name.get(ref[1])
+        if fi is None:
+            raise fail(path, f"stack {st.name!r} has no field {ref[1]!r}")
+        offset = fi.slot - first.base
+        bases = [self.layout.headers[h].base for h in st.headers]
+        sidx = st.index
+
+        def last_field(s: PacketState, p: Params) -> int:
+            n = s.stack_next[sidx]
+            return s.f[bases[n - 1] + offset] if n else 0
+
+        return last_field
+
+    def _register(self, value: Any, path: str) -> Expr:
+        if not (isinstance(value, list) and len(value) == 2):
+            raise fail(path, "register needs [name, index]")
+        reg = self.registers.get(value[0])
+        if reg is None:
+            raise fail(path, f"unknown register array {value[0]!r}")
+        index = self.compile(value[1], f"{path}.value[1]")
+        return lambda s, p: reg.read(index(s, p))
+
+    def _expression(self, node: Any, path: str) -> Expr:
+        if isinstance(node, dict) and "type" in node and "op" not in node:
+            return self.compile(node, path)
+        op = get(node, "op", path, str)
+        left_node, right_node = node.get("left"), node.get("right")
+        if op == "?":
+            cond = self.compile(get(node, "cond", path), f"{path}.cond")
+            a = self.compile(left_node, f"{path}.left")
+            b = self.compile(right_node, f"{path}.right")
+            return lambda s, p: a(s, p) if cond(s, p) else b(s, p)
+        if op == "access_field":
+            return self._access_field(node, path)
+        right = self.compile(get(node, "right", path), f"{path}.right")
+        if op == "valid":
+            return lambda s, p: s.valid[right(s, p)]
+        if op in ("not", "!"):
+            return lambda s, p: not right(s, p)
+        if op == "~":
+            return lambda s, p: ~right(s, p)
+        if op == "d2b":
+            return lambda s, p: bool(right(s, p))
+        if op == "b2d":
+            return lambda s, p: int(right(s, p))
+        if op == "dereference_header_stack":
+            return self._deref(node, path, right)
+        if op in ("last_stack_index", "size_stack"):
+            delta = 1 if op == "last_stack_index" else 0
+            return lambda s, p: s.stack_next[right(s, p)] - delta
+        if op == "-" and left_node is None:
+            return lambda s, p: -right(s, p)
+        left = self.compile(left_node, f"{path}.left")
+        if op == "and":
+            return lambda s, p: bool(left(s, p)) and bool(right(s, p))
+        if op == "or":
+            return lambda s, p: bool(left(s, p)) or bool(right(s, p))
+        if op == "two_comp_mod":
+            return lambda s, p: _two_comp_mod(left(s, p), right(s, p))
+        if op == "usat_cast":
+            return lambda s, p: max(0, min(left(s, p), (1 << right(s, p)) - 1))
+        if op == "sat_cast":
+            return lambda s, p: _sat_cast(left(s, p), right(s, p))
+        fn = {"/": _safe_div, "%": _safe_mod}.get(op) or _BINARY.get(op)
+        if fn is None:
+            raise fail(path, f"unsupported operator {op!r}")
+        if op in ("<<", ">>"):
+            fn = _checked_shift(fn)
+        return lambda s, p: fn(left(s, p), right(s, p))
+
+    def _deref(self, node: dict, path: str, index: Expr) -> Expr:
+        st_node = get(node, "left", path, dict)
+        st = self.layout.stack(st_node.get("value"), f"{path}.left")
+        members = st.headers
+        last = len(members) - 1
+
+        def member(s: PacketState, p: Params) -> int:
+            i = index(s, p)
+            # Out-of-range indices read/write the last element, as BMv2 does not trap.
+            return members[i] if 0 <= i <= last else members[last]
+
+        return member
+
+    def _access_field(self, node: dict, path: str) -> Expr:
+        header = self.compile(get(node, "left", path), f"{path}.left")
+        offset = get(node, "right", path, int)
+        bases = [h.base for h in self.layout.headers]
+        return lambda s, p: s.f[bases[header(s, p)] + offset]
+
+    # ---- lvalues -------------------------------------------------------------------------
+    def compile_setter(self, node: Any, path: str) -> Setter:
+        """Write access for an assignment target: a field, a stack field or ``access_field``."""
+        kind = get(node, "type", path, str)
+        value = node.get("value")
+        if kind == "field":
+            _hdr, fi = self.layout.field(value, f"{path}.value")
+            if fi is None:
+                raise fail(path, "cannot assign the read-only $valid$ field")
+            setter = field_setter(fi)
+            return lambda s, p, v: setter(s, v)
+        if kind == "expression":
+            inner = value
+            while isinstance(inner, dict) and inner.get("type") == "expression":
+                inner = inner.get("value")
+            if isinstance(inner, dict) and inner.get("op") == "access_field":
+                return self._access_field_setter(inner, path)
+        if kind == "stack_field":
+            return self._stack_field_setter(value, path)
+        raise fail(path, f"not an assignable target: {kind!r}")
+
+    def _access_field_setter(self, node: dict, path: str) -> Setter:
+        header = self.compile(get(node, "left", path), f"{path}.left")
+        offset = get(node, "right", path, int)
+        setters = [_offset_setters(h) for h in self.layout.headers]
+
+        def set_access(s: PacketState, p: Params, v: int) -> None:
+            setters[header(s, p)][offset](s, v)
+
+        return set_access
+
+    def _stack_field_setter(self, ref: Any, path: str) -> Setter:
+        st = self.layout.stack(ref[0], path)
+        hdrs = [self.layout.headers[h] for h in st.headers]
+        fi0 = hdrs[0].by_name.get(ref[1])
+        if fi0 is None:
+            raise fail(path, f"stack {st.name!r} has no field {ref[1]!r}")
+        k = fi0.slot - hdrs[0].base
+        setters = [field_setter(h.fields[k]) for h in hdrs]
+        sidx = st.index
+
+        def set_last(s: PacketState, p: Params, v: int) -> None:
+            n = s.stack_next[sidx]
+            if n:
+                setters[n - 1](s, v)
+
+        return set_last
+
+
+def _offset_setters(h: HeaderInfo) -> list[Callable[[PacketState, int], None]]:
+    return [field_setter(fi) for fi in h.fields]
+
+
+def _two_comp_mod(v: int, width: int) -> int:
+    if width <= 0:
+        return 0
+    half = 1 << (width - 1)
+    return ((v + half) & ((1 << width) - 1)) - half
+
+
+def _sat_cast(v: int, width: int) -> int:
+    if width <= 0:
+        return 0
+    hi = (1 << (width - 1)) - 1
+    return max(-hi - 1, min(v, hi))

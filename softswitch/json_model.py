@@ -1,0 +1,205 @@
+"""Load and validate a BMv2 JSON document into the typed layout the interpreter compiles against.
+
+The packet state is flat: every field of every header instance (metadata included) gets one slot
+in a list of ints, and every header instance one validity flag. This module assigns those slots
+once per program, so per-packet code only indexes lists. Errors name the JSON path at fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# p4c's assignment of the core library errors, used when a document omits `errors`.
+CORE_ERRORS = {
+    "NoError": 0,
+    "PacketTooShort": 1,
+    "NoMatch": 2,
+    "StackOutOfBounds": 3,
+    "HeaderTooShort": 4,
+    "ParserTimeout": 5,
+    "ParserInvalidArgument": 6,
+}
+
+
+class PipelineError(Exception):
+    """The JSON cannot be executed; the message names the offending JSON path."""
+
+
+def fail(path: str, message: str) -> PipelineError:
+    return PipelineError(f"{path}: {message}")
+
+
+def get(obj: Any, key: str, path: str, kind: type | tuple[type, ...] | None = None) -> Any:
+    """``obj[key]`` with an error naming ``path`` when it is missing or of the wrong kind."""
+    if not isinstance(obj, dict) or key not in obj:
+        raise fail(path, f"missing attribute {key!r}")
+    value = obj[key]
+    if kind is not None and not isinstance(value, kind):
+        raise fail(f"{path}.{key}", f"expected {_kind_name(kind)}, got {type(value).__name__}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    if isinstance(kind, tuple):
+        return " or ".join(k.__name__ for k in kind)
+    return kind.__name__
+
+
+def parse_hexstr(text: Any, path: str) -> int:
+    """BMv2 ``hexstr``: big-endian hex, optionally with a leading minus sign."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    if not isinstance(text, str):
+        raise fail(path, f"expected a hex string, got {text!r}")
+    try:
+        neg = text.startswith("-")
+        body = text[1:] if neg else text
+        value = int(body, 16) if body.lower().startswith("0x") else int(body, 0)
+    except ValueError as exc:
+        raise fail(path, f"bad hex string {text!r}") from exc
+    return -value if neg else value
+
+
+@dataclass(slots=True)
+class FieldInfo:
+    name: str
+    width: int  # 0 for a variable-length field
+    signed: bool
+    slot: int
+
+
+@dataclass(slots=True)
+class HeaderInfo:
+    """One header instance (or metadata instance) and where its fields live in the state."""
+
+    name: str
+    index: int
+    type_name: str
+    metadata: bool
+    fields: list[FieldInfo]
+    base: int  # slot of the first field; field k of the type is at base + k
+    fixed_bits: int  # sum of the fixed-width fields
+    varbit: FieldInfo | None = None
+    max_bytes: int = 0  # header_types.max_length for varbit headers
+    by_name: dict[str, FieldInfo] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StackInfo:
+    name: str
+    index: int
+    headers: list[int]  # header indices, stack[0] first
+
+
+@dataclass(slots=True)
+class Layout:
+    """Slot assignment for a whole program."""
+
+    headers: list[HeaderInfo]
+    header_by_name: dict[str, HeaderInfo]
+    stacks: list[StackInfo]
+    stack_by_name: dict[str, StackInfo]
+    stack_of_header: dict[int, StackInfo]
+    n_slots: int
+    errors: dict[str, int]
+
+    def header(self, name: Any, path: str) -> HeaderInfo:
+        info = self.header_by_name.get(name) if isinstance(name, str) else None
+        if info is None:
+            raise fail(path, f"unknown header instance {name!r}")
+        return info
+
+    def stack(self, name: Any, path: str) -> StackInfo:
+        info = self.stack_by_name.get(name) if isinstance(name, str) else None
+        if info is None:
+            raise fail(path, f"unknown header stack {name!r}")
+        return info
+
+    def field(self, ref: Any, path: str) -> tuple[HeaderInfo, FieldInfo | None]:
+        """Resolve ``[header, field]``; the field is None for the hidden ``$valid$`` field."""
+        if not (isinstance(ref, list) and len(ref) == 2):
+            raise fail(path, f"expected [header, field], got {ref!r}")
+        hdr = self.header(ref[0], path)
+        if ref[1] == "$valid$":
+            return hdr, None
+        info = hdr.by_name.get(ref[1])
+        if info is None:
+            raise fail(path, f"header {hdr.name!r} has no field {ref[1]!r}")
+        return hdr, info
+
+    def error_code(self, name: str) -> int:
+        return self.errors.get(name, CORE_ERRORS[name])
+
+
+def build_layout(doc: dict) -> Layout:
+    """Assign slots to every header instance of ``doc`` (validated as we go)."""
+    if not isinstance(doc, dict):
+        raise PipelineError("$: the BMv2 JSON must be an object")
+    types: dict[str, dict] = {}
+    for i, ht in enumerate(get(doc, "header_types", "$", list)):
+        types[get(ht, "name", f"$.header_types[{i}]", str)] = ht
+    headers: list[HeaderInfo] = []
+    by_name: dict[str, HeaderInfo] = {}
+    by_id: dict[int, HeaderInfo] = {}
+    slot = 0
+    for i, h in enumerate(get(doc, "headers", "$", list)):
+        path = f"$.headers[{i}]"
+        name = get(h, "name", path, str)
+        type_name = get(h, "header_type", path, str)
+        ht = types.get(type_name)
+        if ht is None:
+            raise fail(f"{path}.header_type", f"unknown header type {type_name!r}")
+        info = _header_info(name, len(headers), type_name, ht, bool(h.get("metadata")), slot)
+        slot += len(info.fields)
+        headers.append(info)
+        by_name[name] = info
+        by_id[h.get("id", i)] = info
+    stacks: list[StackInfo] = []
+    stack_of_header: dict[int, StackInfo] = {}
+    for i, st in enumerate(doc.get("header_stacks") or []):
+        path = f"$.header_stacks[{i}]"
+        members = []
+        for j, hid in enumerate(get(st, "header_ids", path, list)):
+            if hid not in by_id:
+                raise fail(f"{path}.header_ids[{j}]", f"unknown header id {hid!r}")
+            members.append(by_id[hid].index)
+        info = StackInfo(get(st, "name", path, str), len(stacks), members)
+        stacks.append(info)
+        for m in members:
+            stack_of_header[m] = info
+    errors = dict(CORE_ERRORS)
+    for i, e in enumerate(doc.get("errors") or []):
+        if not (isinstance(e, list) and len(e) == 2 and isinstance(e[1], int)):
+            raise fail(f"$.errors[{i}]", "expected [name, value]")
+        errors[e[0]] = e[1]
+    return Layout(
+        headers, by_name, stacks, {s.name: s for s in stacks}, stack_of_header, slot, errors
+    )
+
+
+def _header_info(
+    name: str, index: int, type_name: str, ht: dict, metadata: bool, base: int
+) -> HeaderInfo:
+    path = f"$.header_types[{type_name}]"
+    fields: list[FieldInfo] = []
+    varbit = None
+    fixed = 0
+    for k, f in enumerate(get(ht, "fields", path, list)):
+        if not (isinstance(f, list) and len(f) in (2, 3) and isinstance(f[0], str)):
+            raise fail(f"{path}.fields[{k}]", f"expected [name, width(, signed)], got {f!r}")
+        if f[1] == "*":
+            info = FieldInfo(f[0], 0, False, base + k)
+            varbit = info
+        elif isinstance(f[1], int) and f[1] > 0:
+            info = FieldInfo(f[0], f[1], len(f) == 3 and bool(f[2]), base + k)
+            fixed += f[1]
+        else:
+            raise fail(f"{path}.fields[{k}]", f"bad width {f[1]!r}")
+        fields.append(info)
+    if not metadata and (fixed % 8) and varbit is None:
+        raise fail(path, f"header type is {fixed} bits, not a whole number of bytes")
+    info = HeaderInfo(name, index, type_name, metadata, fields, base, fixed, varbit)
+    info.max_bytes = int(ht.get("max_length") or 0)
+    info.by_name = {f.name: f for f in fields}
+    return info

@@ -1,0 +1,305 @@
+"""The programmable parser: parse states compiled into closures that extract from ``state.data``.
+
+Errors follow P4/v1model: an extract past the end raises PacketTooShort, a select without a match
+NoMatch, a full stack StackOutOfBounds, a failed ``verify`` its own error. The pipeline catches the
+error, keeps what was extracted so far and continues with ``parser_error`` set, as BMv2 does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from softswitch.expressions import Expr, ExprCompiler
+from softswitch.json_model import HeaderInfo, Layout, PipelineError, fail, get, parse_hexstr
+from softswitch.state import PacketState, ParserError
+
+Op = Callable[[PacketState, tuple], None]
+State = Callable[[PacketState], Any]
+MAX_STATES_PER_PACKET = 4096
+
+
+@dataclass
+class ValueSet:
+    """A parser value set (``parse_vsets``), filled by the control plane."""
+
+    name: str
+    bitwidth: int
+    max_size: int = 0
+    members: list[tuple[int, int]] = field(default_factory=list)  # (value, mask)
+
+    def add(self, value: int, mask: int | None = None) -> None:
+        full = (1 << self.bitwidth) - 1
+        if self.max_size and len(self.members) >= self.max_size:
+            raise ValueError(f"value set {self.name} is full ({self.max_size})")
+        m = full if mask is None else mask & full
+        self.members.append((value & m, m))
+
+    def clear(self) -> None:
+        self.members.clear()
+
+
+def _unpack_specs(h: HeaderInfo, total_bits: int, vl: int) -> list[tuple[int, int, int, int]]:
+    """(slot, shift, mask, sign_half) per field for a header of ``total_bits``."""
+    specs = []
+    pos = total_bits
+    for fi in h.fields:
+        width = vl if fi.width == 0 else fi.width
+        pos -= width
+        half = (1 << (width - 1)) if fi.signed else 0
+        specs.append((fi.slot, pos, (1 << width) - 1, half))
+    return specs
+
+
+def _store(s: PacketState, v: int, specs: list[tuple[int, int, int, int]]) -> None:
+    f = s.f
+    for slot, shift, mask, half in specs:
+        x = (v >> shift) & mask
+        f[slot] = x - ((x & half) << 1) if half else x
+
+
+class ParserCompiler:
+    def __init__(
+        self,
+        layout: Layout,
+        exprs: ExprCompiler,
+        value_sets: dict[str, ValueSet],
+        compile_primitive: Callable[[dict, str], Op],
+    ) -> None:
+        self.layout = layout
+        self.exprs = exprs
+        self.value_sets = value_sets
+        self.compile_primitive = compile_primitive
+        self.too_short = layout.error_code("PacketTooShort")
+        self.no_match = layout.error_code("NoMatch")
+        self.out_of_bounds = layout.error_code("StackOutOfBounds")
+        self.header_too_short = layout.error_code("HeaderTooShort")
+
+    def compile(self, doc: dict, path: str) -> Callable[[PacketState], None]:
+        """The parser entry point: runs states until accept; raises ParserError on errors."""
+        states: dict[str, State] = {}
+        next_names: dict[str, list] = {}
+        for i, st in enumerate(get(doc, "parse_states", path, list)):
+            spath = f"{path}.parse_states[{i}]"
+            name = get(st, "name", spath, str)
+            states[name] = self._state(st, spath, states)
+            next_names[name] = [t.get("next_state") for t in st.get("transitions") or []]
+        for name, targets in next_names.items():
+            for t in targets:
+                if t is not None and t not in states:
+                    raise fail(f"{path}.parse_states[{name}]", f"unknown next state {t!r}")
+        init = get(doc, "init_state", path, str)
+        if init not in states:
+            raise fail(f"{path}.init_state", f"unknown state {init!r}")
+        start = states[init]
+        timeout = self.layout.error_code("ParserTimeout")
+
+        def run(s: PacketState) -> None:
+            state: Any = start
+            budget = MAX_STATES_PER_PACKET
+            while state is not None:
+                budget -= 1
+                if budget < 0:
+                    raise ParserError(timeout)
+                state = state(s)
+
+        return run
+
+    # ---- one state -----------------------------------------------------------------------
+    def _state(self, st: dict, path: str, states: dict[str, State]) -> State:
+        ops = [
+            self._op(op, f"{path}.parser_ops[{i}]")
+            for i, op in enumerate(st.get("parser_ops") or [])
+        ]
+        key_parts = [
+            self._key_part(k, f"{path}.transition_key[{i}]")
+            for i, k in enumerate(st.get("transition_key") or [])
+        ]
+        rules = [
+            self._transition(t, f"{path}.transitions[{i}]", key_parts)
+            for i, t in enumerate(st.get("transitions") or [])
+        ]
+        no_match = self.no_match
+
+        def key(s: PacketState) -> int:
+            acc = 0
+            for read, bits, mask in key_parts:
+                acc = (acc << bits) | (read(s, ()) & mask)
+            return acc
+
+        def state(s: PacketState) -> Any:
+            for op in ops:
+                op(s, ())
+            k = key(s) if key_parts else 0
+            for matches, target in rules:
+                if matches(k):
+                    return states[target] if target is not None else None
+            if not rules:
+                return None
+            raise ParserError(no_match)
+
+        return state
+
+    def _transition(self, t: dict, path: str, key_parts: list) -> tuple[Callable, str | None]:
+        kind = get(t, "type", path, str)
+        target = t.get("next_state")
+        mask_text = t.get("mask")
+        mask = parse_hexstr(mask_text, f"{path}.mask") if mask_text is not None else -1
+        if kind == "default":
+            return (lambda k: True), target
+        if kind == "hexstr":
+            value = parse_hexstr(t.get("value"), f"{path}.value") & mask
+            return (lambda k: (k & mask) == value), target
+        if kind == "parse_vset":
+            vs = self.value_sets.get(t.get("value"))
+            if vs is None:
+                raise fail(f"{path}.value", f"unknown parse value set {t.get('value')!r}")
+
+            def in_set(k: int) -> bool:
+                km = k & mask
+                return any((km & m) == (v & mask) for v, m in vs.members)
+
+            return in_set, target
+        raise fail(f"{path}.type", f"unsupported transition type {kind!r}")
+
+    def _key_part(self, k: dict, path: str) -> tuple[Expr, int, int]:
+        kind = get(k, "type", path, str)
+        if kind == "lookahead":
+            offset, width = get(k, "value", path, list)
+            read = self._lookahead(offset, width)
+        elif kind == "field":
+            _, fi = self.layout.field(k.get("value"), path)
+            width = fi.width if fi is not None else 1
+            read = self.exprs.compile(k, path)
+        elif kind == "stack_field":
+            st = self.layout.stack(k["value"][0], path)
+            fi = self.layout.headers[st.headers[0]].by_name.get(k["value"][1])
+            if fi is None:
+                raise fail(path, f"unknown stack field {k['value']!r}")
+            width = fi.width
+            read = self.exprs.compile(k, path)
+        else:
+            raise fail(path, f"unsupported transition key type {kind!r}")
+        padded = (width + 7) // 8 * 8
+        return read, padded, (1 << padded) - 1
+
+    def _lookahead(self, offset: int, width: int) -> Expr:
+        too_short = self.too_short
+        nbytes = (offset + width + 7) // 8
+        shift = nbytes * 8 - offset - width
+        mask = (1 << width) - 1
+
+        def lookahead(s: PacketState, p: tuple) -> int:
+            end = s.pos + nbytes
+            if end > len(s.data):
+                raise ParserError(too_short)
+            return (int.from_bytes(s.data[s.pos : end], "big") >> shift) & mask
+
+        return lookahead
+
+    def _value(self, node: dict, path: str) -> Expr:
+        if isinstance(node, dict) and node.get("type") == "lookahead":
+            offset, width = get(node, "value", path, list)
+            return self._lookahead(offset, width)
+        return self.exprs.compile(node, path)
+
+    # ---- parser ops ----------------------------------------------------------------------
+    def _op(self, op: dict, path: str) -> Op:
+        name = get(op, "op", path, str)
+        params = get(op, "parameters", path, list)
+        if name == "extract":
+            return self._extract(params[0], f"{path}.parameters[0]", None)
+        if name == "extract_VL":
+            length = self.exprs.compile(params[1], f"{path}.parameters[1]")
+            return self._extract(params[0], f"{path}.parameters[0]", length)
+        if name == "set":
+            setter = self.exprs.compile_setter(params[0], f"{path}.parameters[0]")
+            value = self._value(params[1], f"{path}.parameters[1]")
+            return lambda s, p: setter(s, p, int(value(s, p)))
+        if name == "verify":
+            cond = self.exprs.compile(params[0], f"{path}.parameters[0]")
+            error = self.exprs.compile(params[1], f"{path}.parameters[1]")
+
+            def verify(s: PacketState, p: tuple) -> None:
+                if not cond(s, p):
+                    raise ParserError(int(error(s, p)))
+
+            return verify
+        if name in ("advance", "shift"):
+            amount = self.exprs.compile(params[0], f"{path}.parameters[0]")
+            unit = 1 if name == "shift" else 8
+            too_short = self.too_short
+
+            def advance(s: PacketState, p: tuple) -> None:
+                n = int(amount(s, p)) // unit if unit == 8 else int(amount(s, p))
+                if n < 0 or s.pos + n > len(s.data):
+                    raise ParserError(too_short)
+                s.pos += n
+
+            return advance
+        if name == "primitive":
+            return self.compile_primitive(params[0], f"{path}.parameters[0]")
+        raise fail(f"{path}.op", f"unsupported parser op {name!r}")
+
+    def _extract(self, target: dict, path: str, length: Expr | None) -> Op:
+        kind = get(target, "type", path, str)
+        if kind == "regular":
+            h = self.layout.header(target.get("value"), path)
+            return self._extract_header(h, length, path)
+        if kind == "stack":
+            st = self.layout.stack(target.get("value"), path)
+            members = [
+                self._extract_header(self.layout.headers[m], length, path) for m in st.headers
+            ]
+            sidx, size, oob = st.index, len(members), self.out_of_bounds
+
+            def extract_next(s: PacketState, p: tuple) -> None:
+                n = s.stack_next[sidx]
+                if n >= size:
+                    raise ParserError(oob)
+                members[n](s, p)
+                s.stack_next[sidx] = n + 1
+
+            return extract_next
+        raise fail(path, f"unsupported extract target {kind!r}")
+
+    def _extract_header(self, h: HeaderInfo, length: Expr | None, path: str) -> Op:
+        if h.metadata:
+            raise PipelineError(f"{path}: cannot extract metadata {h.name!r}")
+        index, too_short = h.index, self.too_short
+        if h.varbit is None or length is None:
+            if h.varbit is not None:
+                length = lambda s, p: 0  # noqa: E731 - a varbit header extracted without length
+            else:
+                nbytes = h.fixed_bits // 8
+                specs = _unpack_specs(h, h.fixed_bits, 0)
+
+                def extract(s: PacketState, p: tuple) -> None:
+                    pos = s.pos
+                    end = pos + nbytes
+                    if end > len(s.data):
+                        raise ParserError(too_short)
+                    _store(s, int.from_bytes(s.data[pos:end], "big"), specs)
+                    s.valid[index] = True
+                    s.pos = end
+
+                return extract
+        fixed, max_bits = h.fixed_bits, h.max_bytes * 8
+        header_too_short = self.header_too_short
+        vl_len = length
+
+        def extract_vl(s: PacketState, p: tuple) -> None:
+            vl = int(vl_len(s, p))
+            if vl < 0 or vl % 8 or (max_bits and fixed + vl > max_bits):
+                raise ParserError(header_too_short)
+            total = fixed + vl
+            end = s.pos + total // 8
+            if end > len(s.data):
+                raise ParserError(too_short)
+            _store(s, int.from_bytes(s.data[s.pos : end], "big"), _unpack_specs(h, total, vl))
+            s.vlen[index] = vl
+            s.valid[index] = True
+            s.pos = end
+
+        return extract_vl

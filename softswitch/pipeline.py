@@ -1,0 +1,498 @@
+"""A compiled v1model program: parse → verify checksums → ingress → traffic manager → egress →
+update checksums → deparse, with simple_switch's semantics for standard_metadata (egress_spec,
+drop port 511, mcast_grp, instance_type, clone/resubmit/recirculate).
+
+``Pipeline.from_json`` compiles the BMv2 JSON once into closures; ``process`` runs one frame and
+never raises (an internal error is a counted drop).
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from softswitch.actions import DROP_PORT, ActionCompiler, StdSlots
+from softswitch.checksums import Calculation, Checksum, compile_calculation, compile_checksum
+from softswitch.deparser import deparse_order, make_deparser, make_serializer
+from softswitch.expressions import ExprCompiler
+from softswitch.externs import CounterArray, MeterArray, RegisterArray
+from softswitch.json_model import Layout, PipelineError, build_layout, fail, get, parse_hexstr
+from softswitch.parser import ParserCompiler, ValueSet
+from softswitch.state import PacketState, ParserError
+from softswitch.tables import ActionInfo, MatchKey, Table
+
+__all__ = ["ActionInfo", "Pipeline", "PipelineError"]
+
+log = logging.getLogger(__name__)
+
+# simple_switch's PKT_INSTANCE_TYPE_* values.
+NORMAL, INGRESS_CLONE, EGRESS_CLONE, RECIRC, REPLICATION, RESUBMIT = 0, 1, 2, 4, 5, 6
+MAX_PASSES = 16  # bound on resubmit/recirculate/clone work per input frame
+BIG_PRIORITY = (1 << 31) - 1  # BMv2 priority p (lower wins) ↔ P4Runtime BIG_PRIORITY - p
+
+Node = Callable[[PacketState], Any]
+
+
+class Pipeline:
+    def __init__(self) -> None:
+        self.tables: dict[str, Table] = {}
+        self.actions: dict[str, ActionInfo] = {}
+        self.counters: dict[str, CounterArray] = {}
+        self.registers: dict[str, RegisterArray] = {}
+        self.meters: dict[str, MeterArray] = {}
+        self.value_sets: dict[str, ValueSet] = {}
+        self.mirror_sessions: dict[int, int] = {}  # clone session id -> egress port
+        self.multicast_groups: dict[int, list[tuple[int, int]]] = {}  # group -> [(port, rid)]
+        self.drops: dict[str, int] = {"egress_spec": 0, "internal_error": 0, "loop": 0}
+
+    # ---- construction --------------------------------------------------------------------
+    @classmethod
+    def from_json(cls, doc: dict, *, table_size_override: int | None = None) -> Pipeline:
+        try:
+            return _Builder(doc, table_size_override).build(cls())
+        except PipelineError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise PipelineError(f"$: malformed BMv2 JSON ({type(exc).__name__}: {exc})") from exc
+
+    # ---- packet path ---------------------------------------------------------------------
+    def process(self, ingress_port: int, frame: bytes, now: float = 0.0) -> list[tuple[int, bytes]]:
+        """Every frame the switch emits for one input frame, as (egress_port, bytes)."""
+        try:
+            return self._process(ingress_port, bytes(frame), now)
+        except Exception:  # the switch must survive any program/packet combination
+            self.drops["internal_error"] += 1
+            log.exception("softswitch: internal error while processing a frame")
+            return []
+
+    def _process(self, in_port: int, frame: bytes, now: float) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        jobs: deque[tuple[str, Any]] = deque([("ingress", (in_port, frame, NORMAL))])
+        passes = 0
+        while jobs:
+            passes += 1
+            if passes > MAX_PASSES:
+                self.drops["loop"] += 1
+                break
+            kind, job = jobs.popleft()
+            if kind == "ingress":
+                self._ingress(*job, now, jobs)
+            else:
+                self._egress(*job, in_port, jobs, out)
+        return out
+
+    def _new_state(self, port: int, frame: bytes, itype: int, now: float) -> PacketState:
+        s = PacketState(self._zero_fields[:], self._init_valid[:], self._n_stacks)
+        s.data = frame
+        s.now = now
+        std = self._std
+        f = s.f
+        if std.ingress_port is not None:
+            f[std.ingress_port] = port
+        if std.packet_length is not None:
+            f[std.packet_length] = len(frame)
+        if std.instance_type is not None:
+            f[std.instance_type] = itype
+        try:
+            self._parse(s)
+        except ParserError as err:
+            if std.parser_error is not None:
+                f[std.parser_error] = err.code
+        s.payload = frame[s.pos :]
+        for ck in self._verify:
+            if ck.applies(s) and not ck.matches(s) and std.checksum_error is not None:
+                f[std.checksum_error] = 1
+        return s
+
+    def _ingress(self, port: int, frame: bytes, itype: int, now: float, jobs: deque) -> None:
+        s = self._new_state(port, frame, itype, now)
+        self._run(self._ingress_start, s)
+        std = self._std
+        if s.clone_session >= 0 and s.clone_session in self.mirror_sessions:
+            clone = self._new_state(port, frame, INGRESS_CLONE, now)
+            jobs.append(("egress", (clone, self.mirror_sessions[s.clone_session], INGRESS_CLONE)))
+        if s.resubmit:
+            jobs.append(("ingress", (port, frame, RESUBMIT)))
+            return
+        group = s.f[std.mcast_grp] if std.mcast_grp is not None else 0
+        if group:
+            for eport, rid in self.multicast_groups.get(group, []):
+                copy = s.copy()
+                if std.egress_rid is not None:
+                    copy.f[std.egress_rid] = rid
+                jobs.append(("egress", (copy, eport, REPLICATION)))
+            return
+        eport = s.f[std.egress_spec] if std.egress_spec is not None else DROP_PORT
+        if eport == DROP_PORT:
+            self.drops["egress_spec"] += 1
+            return
+        jobs.append(("egress", (s, eport, None)))
+
+    def _egress(
+        self, s: PacketState, port: int, itype: int | None, in_port: int, jobs: deque, out: list
+    ) -> None:
+        std = self._std
+        f = s.f
+        if std.egress_port is not None:
+            f[std.egress_port] = port
+        if std.egress_spec is not None:
+            f[std.egress_spec] = 0
+        if itype is not None and std.instance_type is not None:
+            f[std.instance_type] = itype
+        s.exit = False
+        s.clone_session = -1
+        self._run(self._egress_start, s)
+        if s.clone_session >= 0 and s.clone_session in self.mirror_sessions:
+            jobs.append(("egress", (s.copy(), self.mirror_sessions[s.clone_session], EGRESS_CLONE)))
+        if std.egress_spec is not None and f[std.egress_spec] == DROP_PORT:
+            self.drops["egress_spec"] += 1
+            return
+        for ck in self._update:
+            if ck.applies(s):
+                ck.store(s)
+        frame = self._deparse(s)
+        if s.recirculate:
+            jobs.append(("ingress", (in_port, frame, RECIRC)))
+            return
+        if s.truncate:
+            frame = frame[: s.truncate]
+        out.append((port, frame))
+
+    @staticmethod
+    def _run(start: Node | None, s: PacketState) -> None:
+        s.exit = False
+        node = start
+        while node is not None and not s.exit:
+            node = node(s)
+
+    # set by _Builder
+    _zero_fields: list[int]
+    _init_valid: list[bool]
+    _n_stacks: int
+    _std: StdSlots
+    _parse: Callable[[PacketState], None]
+    _deparse: Callable[[PacketState], bytes]
+    _verify: list[Checksum]
+    _update: list[Checksum]
+    _ingress_start: Node | None
+    _egress_start: Node | None
+    layout: Layout
+
+
+class _Builder:
+    """Compiles one JSON document into a Pipeline (kept apart so Pipeline stays small)."""
+
+    def __init__(self, doc: dict, table_size_override: int | None) -> None:
+        self.doc = doc
+        self.size_override = table_size_override
+
+    def build(self, p: Pipeline) -> Pipeline:
+        doc = self.doc
+        layout = build_layout(doc)
+        p.layout = layout
+        self._externs(p)
+        exprs = ExprCompiler(layout, p.registers)
+        serializers = [make_serializer(h) for h in layout.headers]
+        order = deparse_order(doc, layout)
+        calcs: dict[str, Calculation] = {}
+        for i, c in enumerate(doc.get("calculations") or []):
+            calc = compile_calculation(
+                c, f"$.calculations[{i}]", layout, exprs, serializers, order
+            )
+            calcs[calc.name] = calc
+        std = StdSlots.from_layout(layout)
+        acomp = ActionCompiler(layout, exprs, std, p.counters, p.registers, p.meters, calcs)
+        self.action_fns: dict[int, Callable] = {}
+        self.action_infos: dict[int, ActionInfo] = {}
+        for i, a in enumerate(get(doc, "actions", "$", list)):
+            path = f"$.actions[{i}]"
+            aid = get(a, "id", path, int)
+            info = ActionInfo(
+                get(a, "name", path, str),
+                [(get(r, "name", path, str), get(r, "bitwidth", path, int))
+                 for r in a.get("runtime_data") or []],
+            )
+            self.action_infos[aid] = info
+            self.action_fns[aid] = acomp.compile_action(a, path)
+            p.actions.setdefault(info.name, info)
+        for i, vs in enumerate(doc.get("parse_vsets") or []):
+            path = f"$.parse_vsets[{i}]"
+            name = get(vs, "name", path, str)
+            p.value_sets[name] = ValueSet(
+                name, get(vs, "compressed_bitwidth", path, int), int(vs.get("max_size") or 0)
+            )
+        pcomp = ParserCompiler(layout, exprs, p.value_sets, acomp.compile_primitive)
+        parsers = get(doc, "parsers", "$", list)
+        if not parsers:
+            raise fail("$.parsers", "the program has no parser")
+        p._parse = pcomp.compile(parsers[0], "$.parsers[0]")
+        p._deparse = make_deparser(order, serializers)
+        checksums = [
+            compile_checksum(c, f"$.checksums[{i}]", layout, exprs, calcs)
+            for i, c in enumerate(doc.get("checksums") or [])
+        ]
+        p._verify = [c for c in checksums if c.verify]
+        p._update = [c for c in checksums if c.update]
+        p._std = std
+        p._zero_fields = [0] * layout.n_slots
+        p._init_valid = [h.metadata for h in layout.headers]
+        p._n_stacks = len(layout.stacks)
+        pipes = get(doc, "pipelines", "$", list)
+        by_name = {pl.get("name"): (i, pl) for i, pl in enumerate(pipes)}
+        starts = []
+        for role, fallback in (("ingress", 0), ("egress", 1)):
+            i, pl = by_name.get(role) or ((fallback, pipes[fallback]) if fallback < len(pipes)
+                                          else (None, None))
+            starts.append(
+                self._control(p, pl, f"$.pipelines[{i}]", exprs, std) if pl is not None else None
+            )
+        p._ingress_start, p._egress_start = starts
+        return p
+
+    def _externs(self, p: Pipeline) -> None:
+        doc = self.doc
+        self.direct_counters: dict[str, str] = {}
+        for i, c in enumerate(doc.get("counter_arrays") or []):
+            path = f"$.counter_arrays[{i}]"
+            name = get(c, "name", path, str)
+            if c.get("is_direct"):
+                self.direct_counters[get(c, "binding", path, str)] = name
+            else:
+                p.counters[name] = CounterArray(name, get(c, "size", path, int))
+        for i, r in enumerate(doc.get("register_arrays") or []):
+            path = f"$.register_arrays[{i}]"
+            name = get(r, "name", path, str)
+            p.registers[name] = RegisterArray(
+                name, get(r, "size", path, int), get(r, "bitwidth", path, int)
+            )
+        for i, m in enumerate(doc.get("meter_arrays") or []):
+            path = f"$.meter_arrays[{i}]"
+            name = get(m, "name", path, str)
+            p.meters[name] = MeterArray(name, int(m.get("size") or 0))
+
+    # ---- control flow --------------------------------------------------------------------
+    def _control(
+        self, p: Pipeline, pl: dict, path: str, exprs: ExprCompiler, std: StdSlots
+    ) -> Node | None:
+        nodes: dict[str | None, Node | None] = {None: None}
+        lookup = nodes.get
+        for i, t in enumerate(pl.get("tables") or []):
+            tpath = f"{path}.tables[{i}]"
+            table, node = self._table(t, tpath, exprs, std, lookup)
+            p.tables[table.name] = table
+            nodes[table.name] = node
+        for i, c in enumerate(pl.get("conditionals") or []):
+            cpath = f"{path}.conditionals[{i}]"
+            cond = exprs.compile(get(c, "expression", cpath), f"{cpath}.expression")
+            nodes[get(c, "name", cpath, str)] = _conditional(
+                cond, c.get("true_next"), c.get("false_next"), lookup
+            )
+        for i, a in enumerate(pl.get("action_calls") or []):
+            apath = f"{path}.action_calls[{i}]"
+            fn = self._action_fn(get(a, "action_id", apath, int), apath)
+            nodes[get(a, "name", apath, str)] = _action_call(fn, a.get("next_node"), lookup)
+        for name in _referenced_nodes(pl):
+            if name not in nodes:
+                raise fail(path, f"reference to unknown control node {name!r}")
+        init = pl.get("init_table")
+        if init not in nodes:
+            raise fail(f"{path}.init_table", f"unknown node {init!r}")
+        return nodes[init]
+
+    def _action_fn(self, aid: int, path: str) -> Callable:
+        fn = self.action_fns.get(aid)
+        if fn is None:
+            raise fail(path, f"unknown action id {aid!r}")
+        return fn
+
+    def _table(
+        self, t: dict, path: str, exprs: ExprCompiler, std: StdSlots, lookup: Callable
+    ) -> tuple[Table, Node]:
+        layout = exprs.layout
+        name = get(t, "name", path, str)
+        if t.get("type", "simple") != "simple":
+            raise fail(f"{path}.type", f"table {name}: action profiles are not supported")
+        keys, readers = [], []
+        for i, k in enumerate(get(t, "key", path, list)):
+            mk, reader = self._key(k, f"{path}.key[{i}]", layout)
+            keys.append(mk)
+            readers.append(reader)
+        action_ids = get(t, "action_ids", path, list)
+        infos = {}
+        for aid in action_ids:
+            self._action_fn(aid, f"{path}.action_ids")
+            infos[self.action_infos[aid].name] = self.action_infos[aid]
+        id_by_name = {self.action_infos[a].name: a for a in action_ids}
+        next_tables = t.get("next_tables") or {}
+        hit_miss = "__HIT__" in next_tables or "__MISS__" in next_tables
+        fallback_next = t.get("base_default_next")
+
+        def resolve(action: str) -> Any:
+            aid = id_by_name.get(action)
+            fn = self.action_fns[aid] if aid is not None else _noop
+            return (fn, next_tables.get(action, fallback_next))
+
+        size = self.size_override or int(t.get("max_size") or 1024)
+        default = t.get("default_entry")
+        default_action: tuple[str, tuple[int, ...]] = ("", ())
+        const_default = False
+        if default is not None:
+            aid = get(default, "action_id", f"{path}.default_entry", int)
+            self._action_fn(aid, f"{path}.default_entry")
+            data = tuple(
+                parse_hexstr(v, f"{path}.default_entry.action_data")
+                for v in default.get("action_data") or []
+            )
+            default_action = (self.action_infos[aid].name, data)
+            const_default = bool(default.get("action_const"))
+            if default_action[0] not in id_by_name:
+                id_by_name[default_action[0]] = aid
+        table = Table(
+            name,
+            keys,
+            infos,
+            size,
+            support_timeout=bool(t.get("support_timeout")),
+            direct_counter=self.direct_counters.get(name),
+            default_action=default_action,
+            const_default=const_default,
+            resolve=resolve,
+        )
+        if t.get("entries"):
+            table.size = max(size, len(t["entries"]))
+            for i, e in enumerate(t["entries"]):
+                self._const_entry(table, e, f"{path}.entries[{i}]")
+            table.const_entries = True
+        node = _table_node(
+            table, _key_reader(readers, keys), hit_miss, next_tables, fallback_next, std, lookup
+        )
+        return table, node
+
+    def _key(self, k: dict, path: str, layout: Layout) -> tuple[MatchKey, Any]:
+        mt = get(k, "match_type", path, str)
+        target = get(k, "target", path)
+        mask = k.get("mask")
+        if mt == "valid":
+            h = layout.header(target, f"{path}.target").index
+            return MatchKey(k.get("name") or f"{target}.$valid$", mt, 1), ("valid", h, None)
+        hdr, fi = layout.field(target, f"{path}.target")
+        name = k.get("name") or ".".join(target)
+        if fi is None:
+            return MatchKey(name, mt, 1), ("valid", hdr.index, None)
+        m = parse_hexstr(mask, f"{path}.mask") if mask is not None else None
+        if fi.signed:
+            m = (1 << fi.width) - 1 if m is None else m & ((1 << fi.width) - 1)
+        return MatchKey(name, mt, fi.width), ("field", fi.slot, m)
+
+    def _const_entry(self, table: Table, e: dict, path: str) -> None:
+        key = []
+        for i, (mk, m) in enumerate(zip(table.keys, get(e, "match_key", path, list), strict=True)):
+            mpath = f"{path}.match_key[{i}]"
+            t = mk.match_type
+            if t == "valid":
+                key.append(bool(m.get("key")))
+            elif t == "exact":
+                key.append(parse_hexstr(m.get("key"), mpath))
+            elif t == "lpm":
+                key.append((parse_hexstr(m.get("key"), mpath), get(m, "prefix_length", mpath, int)))
+            elif t == "ternary":
+                key.append((parse_hexstr(m.get("key"), mpath), parse_hexstr(m.get("mask"), mpath)))
+            elif t == "range":
+                key.append((parse_hexstr(m.get("start"), mpath), parse_hexstr(m.get("end"), mpath)))
+            elif t == "optional":
+                wildcard = parse_hexstr(m.get("mask", "0x1"), mpath) == 0
+                key.append((parse_hexstr(m.get("key"), mpath), wildcard))
+        ae = get(e, "action_entry", path, dict)
+        aid = get(ae, "action_id", f"{path}.action_entry", int)
+        self._action_fn(aid, f"{path}.action_entry")
+        params = tuple(parse_hexstr(v, path) for v in ae.get("action_data") or [])
+        prio = BIG_PRIORITY - int(e.get("priority", 0))
+        table.insert(tuple(key), prio, self.action_infos[aid].name, params)
+
+
+def _noop(s: PacketState, p: tuple) -> None:
+    return None
+
+
+def _referenced_nodes(pl: dict) -> list[str]:
+    names = [pl.get("init_table")]
+    for t in pl.get("tables") or []:
+        names += list((t.get("next_tables") or {}).values())
+        names.append(t.get("base_default_next"))
+    for c in pl.get("conditionals") or []:
+        names += [c.get("true_next"), c.get("false_next")]
+    for a in pl.get("action_calls") or []:
+        names.append(a.get("next_node"))
+    return [n for n in names if n is not None]
+
+
+def _key_reader(readers: list, keys: list[MatchKey]) -> Callable[[PacketState], tuple]:
+    if all(kind == "field" and mask is None for kind, _, mask in readers):
+        slots = [slot for _, slot, _ in readers]
+        if not slots:
+            return lambda s: ()
+        if len(slots) == 1:
+            only = slots[0]
+            return lambda s: (s.f[only],)
+        getter = operator.itemgetter(*slots)
+        return lambda s: getter(s.f)
+
+    def read(s: PacketState) -> tuple:
+        out = []
+        for kind, where, mask in readers:
+            if kind == "valid":
+                out.append(s.valid[where])
+            else:
+                v = s.f[where]
+                out.append(v & mask if mask is not None else v)
+        return tuple(out)
+
+    return read
+
+
+def _table_node(
+    table: Table,
+    key: Callable[[PacketState], tuple],
+    hit_miss: bool,
+    next_tables: dict,
+    fallback_next: str | None,
+    std: StdSlots,
+    lookup: Callable,
+) -> Node:
+    plen = std.packet_length
+    hit_next = next_tables.get("__HIT__", fallback_next)
+    miss_next = next_tables.get("__MISS__", fallback_next)
+    keyless = not table.keys
+
+    def apply(s: PacketState) -> Any:
+        entry = None if keyless else table.lookup(key(s))
+        if entry is not None:
+            entry.packets += 1
+            entry.bytes += s.f[plen] if plen is not None else len(s.data)
+            entry.last_hit = s.now
+            fn, nxt = entry.handle
+            fn(s, entry.params)
+            return lookup(hit_next if hit_miss else nxt)
+        fn, nxt = table.default_handle
+        fn(s, table.default_action[1])
+        return lookup(miss_next if hit_miss else nxt)
+
+    return apply
+
+
+def _conditional(cond: Callable, true_next: Any, false_next: Any, lookup: Callable) -> Node:
+    def branch(s: PacketState) -> Any:
+        return lookup(true_next if cond(s, ()) else false_next)
+
+    return branch
+
+
+def _action_call(fn: Callable, next_node: Any, lookup: Callable) -> Node:
+    def call(s: PacketState) -> Any:
+        fn(s, ())
+        return lookup(next_node)
+
+    return call

@@ -1,0 +1,59 @@
+"""Per-packet state: flat field slots, validity flags, stack cursors and the v1model flags.
+
+Every compiled closure takes ``(state, params)``; keeping the state a slotted object of plain lists
+makes field access one index operation.
+"""
+
+from __future__ import annotations
+
+
+class ParserError(Exception):
+    """Raised inside the parser only; carries the P4 error code (never escapes the pipeline)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class PacketState:
+    __slots__ = (
+        "clone_session",
+        "data",
+        "exit",
+        "f",
+        "now",
+        "payload",
+        "pos",
+        "recirculate",
+        "resubmit",
+        "stack_next",
+        "truncate",
+        "valid",
+        "vlen",
+    )
+
+    def __init__(self, f: list[int], valid: list[bool], n_stacks: int) -> None:
+        self.f = f
+        self.valid = valid
+        self.stack_next = [0] * n_stacks
+        self.vlen: dict[int, int] = {}  # header index -> current varbit width in bits
+        self.data = b""
+        self.pos = 0
+        self.payload = b""
+        self.exit = False
+        self.clone_session = -1
+        self.resubmit = False
+        self.recirculate = False
+        self.truncate = 0
+        self.now = 0.0
+
+    def copy(self) -> PacketState:
+        """An independent copy for replication and cloning."""
+        other = PacketState(list(self.f), list(self.valid), 0)
+        other.stack_next = list(self.stack_next)
+        other.vlen = dict(self.vlen)
+        other.data = self.data
+        other.pos = self.pos
+        other.payload = self.payload
+        other.now = self.now
+        return other
