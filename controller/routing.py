@@ -9,6 +9,7 @@ source address the router uses on that port (for ICMP errors and masquerade).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from controller.config import IPInterface, IPNetwork, RouterConfig
@@ -35,6 +36,23 @@ class NextHop:
     next_hop: bytes  # the gateway, or the destination itself when on-link
     src: bytes
     route: Route
+
+
+def select_source(
+    interfaces: Iterable[IPInterface], near: bytes | None, family: int = 0
+) -> bytes | None:
+    """The first address of ``family`` (default: that of ``near``), preferring ``near``'s network.
+
+    Like ``inet_select_addr``: the router speaks to a neighbour from the address on its subnet.
+    """
+    family = family or (4 if near is not None and len(near) == 4 else 6)
+    candidates = [i for i in interfaces if i.version == family]
+    if near is not None:
+        near_ip = ipaddress.ip_address(near)
+        for iface in candidates:
+            if near_ip in iface.network:
+                return iface.ip.packed
+    return candidates[0].ip.packed if candidates else None
 
 
 class _Fib:
@@ -145,13 +163,7 @@ class RoutingTable:
 
     def port_address(self, port: int, family: int, near: bytes | None = None) -> bytes | None:
         """The router's address on ``port`` (preferring the one whose network holds ``near``)."""
-        candidates = [i for i in self._port_addrs.get(port, []) if i.version == family]
-        if near is not None:
-            near_ip = ipaddress.ip_address(near)
-            for iface in candidates:
-                if near_ip in iface.network:
-                    return iface.ip.packed
-        return candidates[0].ip.packed if candidates else None
+        return select_source(self._port_addrs.get(port, []), near, family)
 
     def is_directed_broadcast(self, addr: bytes) -> bool:
         """The broadcast address of a connected IPv4 network (``ip_route_input``: RTN_BROADCAST)."""
