@@ -89,6 +89,7 @@ class CtInfo(enum.IntEnum):
     NEW = 2
     ESTABLISHED_REPLY = 3
     RELATED_REPLY = 4
+    UNTRACKED = 7  # IP_CT_UNTRACKED: NDP/MLD, which conntrack deliberately leaves alone
     INVALID = 99  # no conntrack entry could be associated (nft: ct state invalid)
 
 
@@ -122,6 +123,12 @@ class Conn:
     packets: list[int] = field(default_factory=lambda: [0, 0])
     bytes: list[int] = field(default_factory=lambda: [0, 0])
     id: int = 0  # stable id for display and events
+    # Tracker scratch owned by controller.conntrack (kernel ct->proto.tcp.last_{index,dir,flags}
+    # and ct->proto.udp.stream_ts): what the TCP state machine and the UDP stream rule remember.
+    last_index: int = 5  # TCP_NONE_SET
+    last_dir: int = ORIGINAL
+    last_flags: int = 0
+    stream_ts: float = 0.0
 
     @property
     def proto(self) -> int:

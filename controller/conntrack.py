@@ -1,0 +1,659 @@
+"""Connection tracking: the table, its bound, and the per-protocol state machines (sans-IO).
+
+Mirrors ``nf_conntrack_core.c`` (lookup, confirm, early drop, expiry, events) and the protocol
+trackers ``nf_conntrack_proto_{tcp,udp,icmp,icmpv6,generic}.c``. The TCP transition table below
+is the kernel's ``tcp_conntracks`` verbatim; what needs sequence numbers (window checks,
+retransmission counting, the RST sequence checks in CLOSE) is left out, so every in-state packet
+counts as in window. Every timer runs on the ``now`` the caller supplies.
+
+A connection is created *unconfirmed* by :meth:`Conntrack.track` (NAT may still change its REPLY
+tuple) and enters the table at :meth:`Conntrack.confirm`, the end of the hooks; only confirmed
+connections are found by lookups, counted against ``max_entries`` and reported by events.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import count, islice
+from typing import TYPE_CHECKING, NamedTuple
+
+from controller.ct import (
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    ORIGINAL,
+    REPLY,
+    Conn,
+    CtInfo,
+    CtTuple,
+    Status,
+    TcpState,
+    TcpTrack,
+)
+
+if TYPE_CHECKING:
+    from controller.packet import Packet
+
+# -- TCP: nf_conntrack_proto_tcp.c ------------------------------------------------------------
+
+# ``enum tcp_bit_set``: which row of the table a segment selects.
+TCP_SYN_SET, TCP_SYNACK_SET, TCP_FIN_SET, TCP_ACK_SET, TCP_RST_SET, TCP_NONE_SET = range(6)
+
+_FIN, _SYN, _RST, _PSH, _ACK, _URG, _ECE, _CWR = (1 << i for i in range(8))
+
+# tcp_valid_flags[]: flag combinations tcp_error() lets through (PSH, ECE and CWR masked off).
+_TCP_VALID_FLAGS = frozenset(
+    {
+        _SYN,
+        _SYN | _URG,
+        _SYN | _ACK,
+        _RST,
+        _RST | _ACK,
+        _FIN | _ACK,
+        _FIN | _ACK | _URG,
+        _ACK,
+        _ACK | _URG,
+    }
+)
+
+sNO, sSS, sSR, sES, sFW, sCW, sLA, sTW, sCL, sS2 = (int(s) for s in TcpState)
+sIV = 10  # TCP_CONNTRACK_MAX: invalid
+sIG = 11  # TCP_CONNTRACK_IGNORE
+
+# tcp_conntracks[dir][index][old_state], copied from the kernel (columns: sNO sSS sSR sES sFW sCW
+# sLA sTW sCL sS2).
+_TCP_CONNTRACKS = (
+    (  # ORIGINAL
+        (sSS, sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS, sS2),  # syn
+        (sIV, sIV, sSR, sIV, sIV, sIV, sIV, sIV, sIV, sSR),  # synack
+        (sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV),  # fin
+        (sES, sIV, sES, sES, sCW, sCW, sTW, sTW, sCL, sIV),  # ack
+        (sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL),  # rst
+        (sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV),  # none
+    ),
+    (  # REPLY
+        (sIV, sS2, sIV, sIV, sIV, sIV, sIV, sSS, sIV, sS2),  # syn
+        (sIV, sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR),  # synack
+        (sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV),  # fin
+        (sIV, sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL, sIG),  # ack
+        (sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL),  # rst
+        (sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV),  # none
+    ),
+)
+
+# ct->proto.tcp.last_flags bits (include/uapi/linux/netfilter/nf_conntrack_tcp.h).
+_TCP_SIMULTANEOUS_OPEN = 0x04
+_EXP_CHALLENGE_ACK = 0x40
+
+
+def tcp_index(flags: int) -> int:
+    """``get_conntrack_index``: RST wins, then SYN (with or without ACK), FIN, ACK."""
+    if flags & _RST:
+        return TCP_RST_SET
+    if flags & _SYN:
+        return TCP_SYNACK_SET if flags & _ACK else TCP_SYN_SET
+    if flags & _FIN:
+        return TCP_FIN_SET
+    if flags & _ACK:
+        return TCP_ACK_SET
+    return TCP_NONE_SET
+
+
+# -- ICMP / ICMPv6: nf_conntrack_proto_icmp{,v6}.c ---------------------------------------------
+
+# Request types that may open a connection, and the reply type each expects back.
+_ICMP_REQUESTS = {8: 0, 13: 14, 15: 16, 17: 18}  # echo, timestamp, info, address mask
+_ICMPV6_REQUESTS = {128: 129, 139: 140}  # echo, node information query
+_ICMP_REPLIES = frozenset(_ICMP_REQUESTS.values())
+_ICMPV6_REPLIES = frozenset(_ICMPV6_REQUESTS.values())
+_ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})
+# noct_valid_new[]: MLD and NDP are left untracked (IP_CT_UNTRACKED).
+_ICMPV6_UNTRACKED = frozenset({130, 131, 132, 133, 134, 135, 136, 143})
+_ICMP_ANY_REQUEST = frozenset(_ICMP_REQUESTS) | frozenset(_ICMPV6_REQUESTS)
+
+_ICMP_PROTOS = (IPPROTO_ICMP, IPPROTO_ICMPV6)
+_PORT_PROTOS = (IPPROTO_TCP, IPPROTO_UDP)
+
+NF_CT_EVICTION_RANGE = 8  # early_drop looks at this many candidates
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Default timeouts in seconds, as the kernel's ``nf_conntrack_*_timeout*`` sysctls."""
+
+    tcp_syn_sent: float = 120
+    tcp_syn_recv: float = 60
+    tcp_established: float = 432000
+    tcp_fin_wait: float = 120
+    tcp_close_wait: float = 60
+    tcp_last_ack: float = 30
+    tcp_time_wait: float = 120
+    tcp_close: float = 10
+    tcp_syn_sent2: float = 120
+    tcp_unacknowledged: float = 300
+    tcp_max_retrans: float = 300
+    udp: float = 30  # unreplied
+    udp_stream: float = 120  # replied and still active 2 s after creation
+    icmp: float = 30
+    icmpv6: float = 30
+    generic: float = 600
+
+    @cached_property
+    def tcp(self) -> tuple[float, ...]:
+        """Per-state TCP timeouts indexed by :class:`TcpState` (NONE has none)."""
+        return (
+            0.0,
+            self.tcp_syn_sent,
+            self.tcp_syn_recv,
+            self.tcp_established,
+            self.tcp_fin_wait,
+            self.tcp_close_wait,
+            self.tcp_last_ack,
+            self.tcp_time_wait,
+            self.tcp_close,
+            self.tcp_syn_sent2,
+        )
+
+
+class CtVerdict(enum.Enum):
+    """What conntrack says about a packet (the classic path decides what to do with it)."""
+
+    ACCEPT = "accept"  # tracked (or deliberately untracked): carry on
+    INVALID = "invalid"  # no connection could be associated: ``ct state invalid``
+    DROP = "drop"  # the table is full: the kernel drops the packet
+
+
+class Tracked(NamedTuple):
+    """Result of :meth:`Conntrack.track`. ``conn`` is None when the verdict is not ACCEPT or the
+    packet is untracked; an unconfirmed ``conn`` must be passed to :meth:`Conntrack.confirm`."""
+
+    conn: Conn | None
+    direction: int
+    ctinfo: CtInfo
+    verdict: CtVerdict
+
+
+@dataclass(frozen=True, slots=True)
+class CtEvent:
+    """One ``conntrack -E`` line: NEW on confirm, UPDATE on a state/status change, DESTROY."""
+
+    type: str
+    conn: Conn
+    now: float
+
+
+EventSink = Callable[[CtEvent], None]
+
+
+def reply_tuple(tup: CtTuple) -> CtTuple:
+    """``nf_ct_invert_tuple``. ICMP keeps its identifier in ``sport`` in both directions."""
+    if tup.proto in _ICMP_PROTOS:
+        return CtTuple(tup.family, tup.proto, tup.dst, tup.src, tup.sport, tup.dport)
+    return CtTuple(tup.family, tup.proto, tup.dst, tup.src, tup.dport, tup.sport)
+
+
+def packet_tuple(pkt: Packet) -> CtTuple:
+    """The tuple a parsed packet carries (``nf_ct_get_tuple``): ports, or the ICMP identifier."""
+    if pkt.proto in _ICMP_PROTOS:
+        return CtTuple(pkt.family, pkt.proto, pkt.src, pkt.dst, pkt.icmp_id, 0)
+    if pkt.proto in _PORT_PROTOS:
+        return CtTuple(pkt.family, pkt.proto, pkt.src, pkt.dst, pkt.sport, pkt.dport)
+    return CtTuple(pkt.family, pkt.proto, pkt.src, pkt.dst, 0, 0)
+
+
+_PORTS = struct.Struct("!HH")
+_ICMP_HEAD = struct.Struct("!BBHH")
+
+
+def inner_tuple(pkt: Packet) -> CtTuple | None:
+    """The tuple of the datagram quoted by an ICMP/ICMPv6 error, or None when it is cut short.
+
+    As ``nf_conntrack_inet_error`` reads it: the inner IP header plus the first 8 bytes of its
+    L4 header (ports, or ICMP type and identifier). IPv6 inner extension headers are not walked.
+    """
+    frame, start, end = pkt.frame, pkt.l4 + 8, min(pkt.end, len(pkt.frame))
+    if pkt.l4 < 0 or start >= end:
+        return None
+    if pkt.family == 4:
+        ihl = (frame[start] & 0x0F) * 4
+        if frame[start] >> 4 != 4 or ihl < 20:
+            return None
+        proto = frame[start + 9]
+        src, dst = bytes(frame[start + 12 : start + 16]), bytes(frame[start + 16 : start + 20])
+        l4 = start + ihl
+    else:
+        if frame[start] >> 4 != 6 or start + 40 > end:
+            return None
+        proto = frame[start + 6]
+        src, dst = bytes(frame[start + 8 : start + 24]), bytes(frame[start + 24 : start + 40])
+        l4 = start + 40
+    if l4 + 8 > end:
+        return None
+    if proto in _ICMP_PROTOS:
+        icmp_type, _code, _check, ident = _ICMP_HEAD.unpack_from(frame, l4)
+        requests = _ICMP_REQUESTS if proto == IPPROTO_ICMP else _ICMPV6_REQUESTS
+        if icmp_type not in requests:
+            return None  # errors about errors, or about untracked ICMP, relate to nothing
+        return CtTuple(pkt.family, proto, src, dst, ident, 0)
+    if proto in _PORT_PROTOS:
+        sport, dport = _PORTS.unpack_from(frame, l4)
+        return CtTuple(pkt.family, proto, src, dst, sport, dport)
+    return CtTuple(pkt.family, proto, src, dst, 0, 0)
+
+
+class _L4(enum.Enum):
+    """Outcome of a protocol tracker (``nf_conntrack_handle_packet``'s return value)."""
+
+    ACCEPT = 1  # state updated, timeout refreshed, packet counted
+    IGNORE = 2  # accepted, but conntrack learnt nothing (TCP sIG)
+    INVALID = 3
+    REPEAT = 4  # TCP reopen: the old connection was killed, look up again
+
+
+_UNTRACKED = Tracked(None, ORIGINAL, CtInfo.UNTRACKED, CtVerdict.ACCEPT)
+
+
+class Conntrack:
+    """The conntrack table: both tuples of every confirmed connection, a bound, expiry, events."""
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 65536,
+        timeouts: Timeouts = Timeouts(),
+        on_event: EventSink | None = None,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be positive, got {max_entries}")
+        self.max_entries = max_entries
+        self.timeouts = timeouts
+        self.on_event = on_event
+        self._table: dict[CtTuple, tuple[Conn, int]] = {}
+        self._conns: dict[int, Conn] = {}  # confirmed, in insertion order (early drop scans it)
+        self._ids = count(1)
+        self.now = 0.0  # latest clock value the table was driven with (set_status without now)
+        self.stats: dict[str, int] = dict.fromkeys(
+            (
+                "found",
+                "new",
+                "invalid",
+                "ignore",
+                "insert",
+                "insert_failed",
+                "drop_full",
+                "early_drop",
+                "expired",
+                "deleted",
+                "untracked",
+            ),
+            0,
+        )
+
+    # -- table ---------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    def __iter__(self) -> Iterator[Conn]:
+        return iter(list(self._conns.values()))
+
+    def lookup(self, tup: CtTuple) -> tuple[Conn, int] | None:
+        """The confirmed connection carrying ``tup`` and its direction; dying ones are a miss."""
+        hit = self._table.get(tup)
+        if hit is None or hit[0].status & Status.DYING:
+            return None
+        return hit
+
+    def tuple_taken(self, tup: CtTuple, ignore: Conn | None = None) -> bool:
+        """``nf_conntrack_tuple_taken``: does another confirmed connection use ``tup``?"""
+        hit = self._table.get(tup)
+        return hit is not None and hit[0] is not ignore
+
+    def related(self, inner: CtTuple) -> tuple[Conn, int] | None:
+        """The connection an ICMP error belongs to, from the tuple of the datagram it quotes.
+
+        The quoted datagram went the other way, so the error travels in the returned direction:
+        ``ct state related`` with ctinfo RELATED (ORIGINAL) or RELATED_REPLY (REPLY).
+        """
+        return self.lookup(reply_tuple(inner))
+
+    # -- per packet ----------------------------------------------------------------------------
+
+    def track(
+        self,
+        tup: CtTuple,
+        *,
+        tcp_flags: int = 0,
+        icmp_type: int | None = None,
+        length: int = 0,
+        now: float,
+        window: int = 0,
+    ) -> Tracked:
+        """``nf_conntrack_in`` for one packet of ``tup``: find or create the connection, run the
+        protocol tracker, count the packet.
+
+        ICMP errors are not tracked here: they belong to the connection they quote
+        (:meth:`related`). ``window`` (the TCP window field) only feeds ``TcpTrack.max_window``.
+        """
+        self.now = now
+        proto = tup.proto
+        if proto in _ICMP_PROTOS:
+            early = self._icmp_precheck(tup, icmp_type)
+            if early is not None:
+                return early
+        elif proto == IPPROTO_TCP and tcp_flags & ~(_ECE | _CWR | _PSH) not in _TCP_VALID_FLAGS:
+            return self._invalid(ORIGINAL)  # tcp_error: invalid flag combination
+        while True:
+            hit = self._table.get(tup)
+            if hit is not None and self._expired(hit[0], now):
+                self._kill(hit[0], now, "expired")
+                hit = None
+            if hit is None:
+                if proto in _ICMP_PROTOS and icmp_type not in _ICMP_ANY_REQUEST:
+                    return self._invalid(ORIGINAL)  # only a request can open an ICMP connection
+                if len(self._conns) >= self.max_entries and not self._early_drop(now):
+                    self.stats["drop_full"] += 1
+                    return Tracked(None, ORIGINAL, CtInfo.INVALID, CtVerdict.DROP)
+                conn = Conn((tup, reply_tuple(tup)), id=next(self._ids))
+                direction = ORIGINAL
+            else:
+                conn, direction = hit
+                if proto in _ICMP_PROTOS and (direction == REPLY) == (
+                    icmp_type in _ICMP_ANY_REQUEST
+                ):
+                    return self._invalid(direction)  # a request seen as a reply, or vice versa
+            before = (conn.status, conn.tcp_state)
+            result = self._packet(conn, direction, tcp_flags, length, now, window)
+            if result is not _L4.REPEAT:
+                break
+        if result is _L4.INVALID:
+            return self._invalid(direction)
+        self.stats["found" if conn.confirmed else "new"] += 1
+        if result is _L4.IGNORE:
+            self.stats["ignore"] += 1
+        ctinfo = self._ctinfo(conn, direction)
+        if direction == REPLY:
+            conn.status |= Status.SEEN_REPLY
+        self._changed(conn, before, now)
+        return Tracked(conn, direction, ctinfo, CtVerdict.ACCEPT)
+
+    def confirm(self, conn: Conn, now: float) -> bool:
+        """``nf_conntrack_confirm``: insert under both tuples, set CONFIRMED, report NEW.
+
+        False (counted) when the connection is dying, the table is full, or either tuple is
+        already in use (possibly under a REPLY tuple that NAT changed).
+        """
+        if conn.status & Status.CONFIRMED:
+            return True
+        orig, reply = conn.tuples
+        if conn.status & Status.DYING or orig in self._table or reply in self._table:
+            self.stats["insert_failed"] += 1
+            return False
+        if len(self._conns) >= self.max_entries and not self._early_drop(now):
+            self.stats["drop_full"] += 1
+            return False
+        self._table[reply] = (conn, REPLY)
+        self._table[orig] = (conn, ORIGINAL)  # last: a tuple equal to its own reply is ORIGINAL
+        self._conns[conn.id] = conn
+        conn.status |= Status.CONFIRMED
+        self.stats["insert"] += 1
+        self._emit("NEW", conn, now)
+        return True
+
+    # -- timers --------------------------------------------------------------------------------
+
+    def refresh(self, conn: Conn, seconds: float, now: float) -> None:
+        """``nf_ct_refresh``: the connection expires ``seconds`` from ``now``."""
+        if not conn.status & Status.FIXED_TIMEOUT:
+            conn.timeout = now + seconds
+
+    def timeout_for(self, conn: Conn) -> float:
+        """The protocol timeout for the connection's current state (what a packet would set)."""
+        t = self.timeouts
+        proto = conn.proto
+        if proto == IPPROTO_TCP:
+            return t.tcp[conn.tcp_state] if conn.tcp_state else t.tcp_close
+        if proto == IPPROTO_UDP:
+            return t.udp_stream if conn.status & Status.SEEN_REPLY else t.udp
+        if proto == IPPROTO_ICMP:
+            return t.icmp
+        if proto == IPPROTO_ICMPV6:
+            return t.icmpv6
+        return t.generic
+
+    def gc(self, now: float) -> int:
+        """Expire connections whose deadline passed; returns how many died.
+
+        Connections a flowtable owns (OFFLOAD) are skipped: the flowtable holds their timeout
+        far away while they are offloaded and hands them back with a fixed-up one on teardown.
+        """
+        self.now = now
+        dead = [conn for conn in self._conns.values() if self._expired(conn, now)]
+        for conn in dead:
+            self._kill(conn, now, "expired")
+        return len(dead)
+
+    # -- management ----------------------------------------------------------------------------
+
+    def delete(self, conn: Conn, now: float) -> None:
+        """``conntrack -D`` / ``nf_ct_kill``: mark DYING, unlink both tuples, report DESTROY."""
+        self._kill(conn, now, "deleted")
+
+    def flush(self, now: float) -> None:
+        """``conntrack -F``: delete every connection."""
+        for conn in list(self._conns.values()):
+            self._kill(conn, now, "deleted")
+
+    def set_status(self, conn: Conn, bits: Status, now: float | None = None) -> None:
+        """Set status bits (e.g. OFFLOAD, HW_OFFLOAD); UPDATE if a confirmed entry changed.
+
+        Without ``now`` the event carries the latest time this table was driven with.
+        """
+        before = (conn.status, conn.tcp_state)
+        conn.status |= bits
+        self._changed(conn, before, self.now if now is None else now)
+
+    def clear_status(self, conn: Conn, bits: Status, now: float | None = None) -> None:
+        """Clear status bits; UPDATE if a confirmed entry changed."""
+        before = (conn.status, conn.tcp_state)
+        conn.status &= ~bits
+        self._changed(conn, before, self.now if now is None else now)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _emit(self, kind: str, conn: Conn, now: float) -> None:
+        if self.on_event is not None:
+            self.on_event(CtEvent(kind, conn, now))
+
+    def _changed(self, conn: Conn, before: tuple[Status, TcpState], now: float) -> None:
+        """Deliver one UPDATE per packet/call, as the kernel's per-packet event cache does."""
+        status = conn.status
+        if (
+            (status, conn.tcp_state) != before
+            and status & Status.CONFIRMED
+            and not (status & Status.DYING)
+        ):
+            self._emit("UPDATE", conn, now)
+
+    def _invalid(self, direction: int) -> Tracked:
+        self.stats["invalid"] += 1
+        return Tracked(None, direction, CtInfo.INVALID, CtVerdict.INVALID)
+
+    @staticmethod
+    def _ctinfo(conn: Conn, direction: int) -> CtInfo:
+        if direction == REPLY:
+            return CtInfo.ESTABLISHED_REPLY
+        return CtInfo.ESTABLISHED if conn.status & Status.SEEN_REPLY else CtInfo.NEW
+
+    @staticmethod
+    def _expired(conn: Conn, now: float) -> bool:
+        return conn.timeout <= now and not conn.status & Status.OFFLOAD
+
+    def _kill(self, conn: Conn, now: float, reason: str) -> None:
+        if conn.status & Status.DYING:
+            return
+        conn.status |= Status.DYING
+        if not conn.status & Status.CONFIRMED:
+            return  # never inserted, never reported
+        for tup in conn.tuples:
+            hit = self._table.get(tup)
+            if hit is not None and hit[0] is conn:
+                del self._table[tup]
+        del self._conns[conn.id]
+        self.stats[reason] += 1
+        self._emit("DESTROY", conn, now)
+
+    def _early_drop(self, now: float) -> bool:
+        """``early_drop``: evict one not-ASSURED, not-offloaded entry among the oldest few."""
+        for conn in islice(self._conns.values(), NF_CT_EVICTION_RANGE):
+            if not conn.status & (Status.ASSURED | Status.OFFLOAD):
+                self._kill(conn, now, "early_drop")
+                return True
+        return False
+
+    def _icmp_precheck(self, tup: CtTuple, icmp_type: int | None) -> Tracked | None:
+        """ICMP types conntrack never tracks as a connection of their own."""
+        if tup.proto == IPPROTO_ICMPV6:
+            if icmp_type in _ICMPV6_UNTRACKED:
+                self.stats["untracked"] += 1
+                return _UNTRACKED
+            known = icmp_type in _ICMPV6_REQUESTS or icmp_type in _ICMPV6_REPLIES
+        else:
+            known = icmp_type in _ICMP_REQUESTS or icmp_type in _ICMP_REPLIES
+        if known:
+            return None
+        # Errors belong to the connection they quote (``related``); anything else is unknown.
+        return self._invalid(ORIGINAL)
+
+    def _packet(
+        self, conn: Conn, direction: int, tcp_flags: int, length: int, now: float, window: int
+    ) -> _L4:
+        """Run the protocol tracker; count the packet when it was accepted into the state."""
+        proto = conn.proto
+        if proto == IPPROTO_TCP:
+            result = self._tcp(conn, direction, tcp_flags, now, window)
+        else:
+            timeout = self._udp(conn, now) if proto == IPPROTO_UDP else self.timeout_for(conn)
+            self.refresh(conn, timeout, now)
+            result = _L4.ACCEPT
+        if result is _L4.ACCEPT:
+            conn.packets[direction] += 1
+            conn.bytes[direction] += length
+        return result
+
+    def _udp(self, conn: Conn, now: float) -> float:
+        """``nf_conntrack_udp_packet``: the timeout to set; ASSURED for a stream.
+
+        Unreplied: 30 s. Once a reply was seen, a packet more than 2 s after the connection
+        was created makes it a stream: 120 s and ASSURED (never for NAT_CLASH entries).
+        """
+        t = self.timeouts
+        status = conn.status
+        if not status & Status.CONFIRMED:
+            conn.stream_ts = now + 2.0
+        if not status & Status.SEEN_REPLY:
+            return t.udp
+        if now <= conn.stream_ts:
+            return t.udp
+        if not status & (Status.ASSURED | Status.NAT_CLASH):
+            conn.status |= Status.ASSURED
+        return t.udp_stream
+
+    def _tcp(self, conn: Conn, direction: int, flags: int, now: float, window: int) -> _L4:
+        """``nf_conntrack_tcp_packet`` without sequence-number checks (every segment in window)."""
+        index = tcp_index(flags)
+        track = conn.tcp
+        if not conn.status & Status.CONFIRMED and conn.tcp_state == TcpState.NONE:
+            # tcp_new: only a SYN starts a connection; an ACK picks one up mid-stream (loose=1).
+            first = _TCP_CONNTRACKS[ORIGINAL][index][sNO]
+            if first >= sIV:
+                return _L4.INVALID
+            if first != sSS:
+                track[ORIGINAL].liberal = track[REPLY].liberal = True
+            conn.last_index = TCP_NONE_SET
+        old = int(conn.tcp_state)
+        new = _TCP_CONNTRACKS[direction][index][old]
+        if new == sSS and old >= sTW:
+            # RFC 1122 reopen from TIME_WAIT/CLOSE: after a close (either side sent FIN) or an
+            # abort by this side, kill the old entry and look the packet up again.
+            if (
+                track[ORIGINAL].close_init
+                or track[REPLY].close_init
+                or (conn.last_dir == direction and conn.last_index == TCP_RST_SET)
+            ):
+                self._kill(conn, now, "deleted")
+                return _L4.REPEAT
+            new = sIG
+        if new == sIG:
+            if (
+                index == TCP_SYNACK_SET
+                and conn.last_index == TCP_SYN_SET
+                and conn.last_dir != direction
+            ):
+                # b) The SYN/ACK answers a SYN we ignored: both ends are in sync, resync to them.
+                old, new = sSS, sSR
+                conn.last_flags &= ~_EXP_CHALLENGE_ACK
+                _reset(track[direction])
+            else:
+                conn.last_index, conn.last_dir = index, direction
+                if index == TCP_SYN_SET and direction == ORIGINAL:
+                    conn.last_flags = _EXP_CHALLENGE_ACK if old == sLA else 0
+                return _L4.IGNORE
+        elif new == sIV:
+            return _L4.INVALID
+        elif new == sTW:
+            if (
+                old == sLA
+                and index == TCP_ACK_SET
+                and conn.last_dir != direction
+                and conn.last_index == TCP_SYN_SET
+                and conn.last_flags & _EXP_CHALLENGE_ACK
+            ):
+                conn.last_flags &= ~_EXP_CHALLENGE_ACK  # RFC 5961 challenge ACK, not the last ACK
+                return _L4.IGNORE
+        elif new == sS2:
+            conn.last_flags |= _TCP_SIMULTANEOUS_OPEN
+        elif (
+            new == sSR
+            and direction == REPLY
+            and index == TCP_ACK_SET
+            and conn.last_flags & _TCP_SIMULTANEOUS_OPEN
+        ):
+            new = sES  # the table cannot express the end of a simultaneous open
+        # In window from here on.
+        conn.last_index, conn.last_dir = index, direction
+        sender = track[direction]
+        if window > sender.max_window:
+            sender.max_window = window
+        elif sender.max_window == 0:
+            sender.max_window = 1
+        if flags & _ACK:
+            sender.maxack_set = True
+        conn.tcp_state = TcpState(new)
+        if old != new and new == sFW:
+            sender.close_init = True
+        t = self.timeouts
+        timeout = t.tcp_close if index == TCP_RST_SET else t.tcp[new]
+        if not conn.status & Status.SEEN_REPLY:
+            if index == TCP_RST_SET:
+                # The only answer was a RST: no connection worth keeping (nf_ct_kill_acct).
+                self._kill(conn, now, "deleted")
+                return _L4.ACCEPT
+            if new == sES and timeout > t.tcp_unacknowledged:
+                timeout = t.tcp_unacknowledged  # picked up mid-stream, not answered yet
+        elif not conn.status & Status.ASSURED and old in (sSR, sES) and new == sES:
+            conn.status |= Status.ASSURED
+        self.refresh(conn, timeout, now)
+        return _L4.ACCEPT
+
+
+def _reset(track: TcpTrack) -> None:
+    """Forget one direction's window data (the kernel's memset of ``seen[dir]``)."""
+    track.max_window = 0
+    track.maxack_set = False
+    track.close_init = False
