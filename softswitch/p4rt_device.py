@@ -214,6 +214,8 @@ class Device:
             entry = table.insert(key, priority, action, params, ttl_ns=te.idle_timeout_ns, now=now)
         else:
             entry = table.modify(key, priority, action, params, ttl_ns=te.idle_timeout_ns, now=now)
+            if schema.supports_timeout:
+                entry.last_hit = now  # a MODIFY restarts the ageing timer (bmv2 test ModifyTTL)
         if te.HasField("counter_data") and schema.direct_counter_id is not None:
             _set_counter(entry, te.counter_data)
 
