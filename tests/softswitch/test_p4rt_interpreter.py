@@ -92,10 +92,6 @@ async def test_real_table_errors_map_to_canonical_codes(router) -> None:
         await stub.Write(p4r.WriteRequest(device_id=1, updates=[
             update("INSERT", route()), update("DELETE", route(dst=1))]))
     assert exc.value.code() == grpc.StatusCode.UNKNOWN
-    from finsy.proto import rpc_code
-
-    from tests.softswitch.p4rt_support import write_errors
-
     assert [e.canonical_code for e in write_errors(exc.value)] == [rpc_code.ALREADY_EXISTS,
                                                                    rpc_code.NOT_FOUND]
 
