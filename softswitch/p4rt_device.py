@@ -190,6 +190,8 @@ class Device:
             if update.type != p4r.Update.MODIFY:
                 raise invalid("counter entries can only be modified")
             self._write_counter(loaded, update.entity.counter_entry)
+        elif kind is None:
+            raise invalid("update without an entity")
         else:
             raise P4RTError(rpc_code.UNIMPLEMENTED, f"writing {kind} is not supported")
 

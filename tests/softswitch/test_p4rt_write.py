@@ -224,6 +224,21 @@ async def test_register_writes_are_unimplemented_like_bmv2(h) -> None:
         rpc_code.UNIMPLEMENTED]
 
 
+async def test_updates_without_type_or_entity_are_invalid_argument(h) -> None:
+    untyped = update("INSERT", flow_entry())
+    untyped.type = p4r.Update.UNSPECIFIED
+    empty = p4r.Update(type=p4r.Update.INSERT)
+    assert await write_codes(h, untyped, empty) == [rpc_code.INVALID_ARGUMENT] * 2
+
+
+async def test_modify_restarts_the_ageing_timer(h) -> None:
+    await h.write(update("INSERT", flow_entry(idle_timeout_ns=10**9)))
+    h.clock.now += 5
+    await h.write(update("MODIFY", flow_entry(idle_timeout_ns=2 * 10**9)))
+    entry = flow_table(h).entries()[0]
+    assert (entry.ttl_ns, entry.last_hit) == (2 * 10**9, h.clock.now)
+
+
 @pytest.mark.parametrize("atomicity", [p4r.WriteRequest.ROLLBACK_ON_ERROR,
                                        p4r.WriteRequest.DATAPLANE_ATOMIC])
 async def test_atomic_modes_are_unimplemented(h, atomicity) -> None:
