@@ -104,15 +104,15 @@ class FastPath:
                 return self._classic("tcp_syn_closing")
             elif flags & _FIN_RST:
                 ft.set_closing(flow)
+        length = pkt.ip_len
+        flow.sw_packets += 1  # before the refresh: a capacity threshold counts this packet
+        flow.sw_bytes += length
         ft.refresh(flow, now)
         try:
             frame = self._rewrite(pkt, flow, direction)
         except ValueError as exc:  # a frame the parser accepted but cannot be rewritten
             self.counters["drop_rewrite_error"] += 1
             return FastPathResult(DROP, f"rewrite_error: {exc}", flow=flow, direction=direction)
-        length = pkt.ip_len
-        flow.sw_packets += 1
-        flow.sw_bytes += length
         if ft.counter:
             conn = flow.conn
             conn.packets[direction] += 1

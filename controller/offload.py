@@ -251,9 +251,8 @@ class OffloadQueue:
 
     def _replaced(self, work: _Work, ok: list[FlowResult]) -> None:
         flow, ft = work.flow, work.ft
-        for r in work.results:
-            if r.refusal is Refusal.NO_SPACE:
-                self.policy.on_no_space(flow)
+        if any(r.refusal is Refusal.NO_SPACE for r in work.results):
+            self.policy.on_no_space(flow)
         if not ok:
             return
         for r in ok:
