@@ -155,6 +155,10 @@ class Table:
     def entries(self) -> Iterator[Entry]:
         return iter(list(self._by_key.values()))
 
+    def action_info(self, action: str) -> ActionInfo | None:
+        """The signature of ``action`` as this table accepts it (None if not allowed)."""
+        return self._actions.get(action)
+
     def set_default(self, action: str, params) -> None:
         if self.const_default:
             raise InvalidEntry(f"{self.name}: the default action is const")
