@@ -31,24 +31,26 @@ from softswitch.p4rt_codec import (
     unpack_header,
 )
 from softswitch.p4rt_idle import IdleSchedule
+from softswitch.tables import DuplicateEntry, EntryNotFound, InvalidEntry, TableFull
 
 PipelineFactory = Callable[[dict, int | None], Any]
 
-# The interpreter's table exceptions, by class name: the protocol layer stays independent of the
-# interpreter module (and testable against stand-ins) while mapping each to its canonical code.
-_TABLE_ERRORS = {
-    "TableFull": rpc_code.RESOURCE_EXHAUSTED,
-    "DuplicateEntry": rpc_code.ALREADY_EXISTS,
-    "EntryNotFound": rpc_code.NOT_FOUND,
-    "InvalidEntry": rpc_code.INVALID_ARGUMENT,
-}
+# The interpreter's table errors and their canonical codes. TableFull is the one place we follow
+# the spec rather than BMv2 (which reports UNKNOWN "Error when adding match entry to target").
+_TABLE_ERRORS: tuple[tuple[type[Exception], int], ...] = (
+    (TableFull, rpc_code.RESOURCE_EXHAUSTED),
+    (DuplicateEntry, rpc_code.ALREADY_EXISTS),
+    (EntryNotFound, rpc_code.NOT_FOUND),
+    (InvalidEntry, rpc_code.INVALID_ARGUMENT),
+)
 
 
-def _table_error(exc: Exception) -> P4RTError | None:
-    for cls in type(exc).__mro__:
-        if cls.__name__ in _TABLE_ERRORS:
-            return P4RTError(_TABLE_ERRORS[cls.__name__], str(exc) or cls.__name__)
-    return None
+def _table_error(exc: Exception) -> P4RTError:
+    """The canonical error for an exception the interpreter raised during a write."""
+    for cls, code in _TABLE_ERRORS:
+        if isinstance(exc, cls):
+            return P4RTError(code, str(exc) or cls.__name__)
+    return P4RTError(rpc_code.INTERNAL, repr(exc))
 
 
 def _default_factory(doc: dict, table_size: int | None) -> Any:
@@ -172,7 +174,7 @@ class Device:
             except P4RTError as exc:
                 results.append(exc)
             except Exception as exc:
-                results.append(_table_error(exc) or P4RTError(rpc_code.INTERNAL, repr(exc)))
+                results.append(_table_error(exc))
         return results
 
     def _write_one(self, loaded: LoadedPipeline, update: p4r.Update, now: float) -> None:

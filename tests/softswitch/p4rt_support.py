@@ -20,6 +20,7 @@ from google.protobuf import text_format
 
 from softswitch.p4rt_device import Device
 from softswitch.p4runtime_server import P4RuntimeServer
+from softswitch.tables import DuplicateEntry, EntryNotFound, TableFull
 
 CPU_PORT = 255
 DEVICE_ID = 1
@@ -66,18 +67,6 @@ DEVICE_CONFIG = json.dumps({"program": "stand-in"}).encode()
 
 
 # --- the stand-in interpreter --------------------------------------------------------------------
-
-
-class TableFull(Exception):
-    pass
-
-
-class DuplicateEntry(Exception):
-    pass
-
-
-class EntryNotFound(Exception):
-    pass
 
 
 @dataclass
