@@ -31,6 +31,7 @@ CHANNEL_OPTIONS = (
     ("grpc.absolute_max_metadata_size", MAX_METADATA),
 )
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+WRITE_METHOD = "/p4.v1.P4Runtime/Write"
 
 StreamHandler = Callable[[p4r.StreamMessageResponse], None]
 
@@ -90,6 +91,10 @@ class P4RuntimeClient:
         self.closed.set()
         self._channel: grpc.aio.Channel | None = None
         self._stub: p4r_grpc.P4RuntimeStub | None = None
+        self._write_raw: grpc.aio.UnaryUnaryMultiCallable | None = None
+        header = p4r.WriteRequest(device_id=device_id, role=role)
+        header.election_id.CopyFrom(uint128(election_id))
+        self._write_header = header.SerializeToString()
         self._outbox: asyncio.Queue[p4r.StreamMessageRequest | None] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self._arbitrated: asyncio.Future[bool] | None = None
@@ -104,6 +109,8 @@ class P4RuntimeClient:
         loop = asyncio.get_running_loop()
         self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self._stub = p4r_grpc.P4RuntimeStub(self._channel)
+        self._write_raw = self._channel.unary_unary(  # bytes in: no serializer
+            WRITE_METHOD, response_deserializer=p4r.WriteResponse.FromString)
         self._outbox = asyncio.Queue()
         self._arbitrated = loop.create_future()
         self.closed.clear()
@@ -127,6 +134,7 @@ class P4RuntimeClient:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+            self._stub = self._write_raw = None
         self.is_primary = False
         self.closed.set()
 
@@ -149,11 +157,21 @@ class P4RuntimeClient:
         BMv2 only implements CONTINUE_ON_ERROR, so each update stands on its own. Raises
         P4RuntimeError when the RPC failed without per-update details.
         """
+        return await self.write_encoded(request.SerializeToString(), len(request.updates))
+
+    async def write_encoded(self, updates: bytes, count: int) -> list[p4r.Error]:
+        """``write`` for ``count`` updates already in wire format (WriteRequest.updates fields).
+
+        Protobuf messages concatenate: the session's header bytes plus the update fields are
+        one WriteRequest, sent without building it as a message.
+        """
+        if self._write_raw is None or not self.is_open:
+            raise P4RuntimeError(rpc_code.UNAVAILABLE, f"not connected to {self.address}")
         try:
-            await self._rpc().Write(request)
+            await self._write_raw(self._write_header + updates)
         except grpc.aio.AioRpcError as exc:
             errors = _update_errors(exc)
-            if errors is None or len(errors) != len(request.updates):
+            if errors is None or len(errors) != count:
                 raise _rpc_error(exc) from None
             return errors
         return []

@@ -1,25 +1,26 @@
-"""FlowRule ⇄ P4Runtime TableEntry, built straight into upb messages.
+"""FlowRule ⇄ P4Runtime TableEntry.
 
-The hot path is REPLACE: a prepared template per family (ids, idle timeout, field layout) is
-copied into the request with one ``CopyFrom`` and only the value bytes are set, so an update
-costs a few µs instead of the ~30 µs of a generic entity layer. Values are sent in P4Runtime's
-canonical form (no leading zero bytes); decoding accepts canonical and padded forms alike.
+The hot path is REPLACE: updates are written straight in protobuf wire format from bytes
+precomputed per table, field and value length (see ``wire``), so an update costs a few µs
+instead of ~10 µs filling upb messages or ~30 µs in a generic entity layer. Reads and
+reconcile decode with upb. Values are sent in P4Runtime's canonical form (no leading zero
+bytes); decoding accepts canonical and padded forms alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from finsy.proto import p4r
 
 from ndo.api import FlowMatch, FlowRule
+from ndo.p4runtime import wire
 from ndo.p4runtime.schema import FlowSchema, FlowTable
 
 INSERT, MODIFY, DELETE = p4r.Update.INSERT, p4r.Update.MODIFY, p4r.Update.DELETE
 ADDR_LEN = {4: 4, 6: 16}
-_VALUE_NAMES = ("ingress_port", "src", "dst", "proto", "sport", "dport", "egress_port", "eth_src",
-                "eth_dst", "nat_src", "nat_dst", "nat_sport", "nat_dport", "mtu")
+_INT_NAMES = ("ingress_port", "proto", "sport", "dport", "egress_port", "nat_sport", "nat_dport",
+              "mtu")
 
 
 class CodecError(ValueError):
@@ -27,7 +28,13 @@ class CodecError(ValueError):
 
 
 def canonical_int(value: int) -> bytes:
-    return value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
+    if value < 0x10000:
+        return _U16[value]
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
+_U16 = [v.to_bytes((v.bit_length() + 7) // 8 or 1, "big") for v in range(0x10000)]
+"""Every int field of a flow entry (ports, protocol, MTU) fits 16 bits: encode by lookup."""
 
 
 def canonical_bytes(value: bytes) -> bytes:
@@ -39,8 +46,8 @@ class FlowCodec:
 
     def __init__(self, schema: FlowSchema, idle_timeout_ns: int = 0) -> None:
         self.schema = schema
-        self._templates = {f: self._template(t, idle_timeout_ns) for f, t in schema.tables.items()}
-        self._keys = {f: self._template(t, 0, with_action=False) for f, t in schema.tables.items()}
+        self._wire = {f: _TableWire(t, idle_timeout_ns) for f, t in schema.tables.items()}
+        self._keys = {f: _key_template(t) for f, t in schema.tables.items()}
         self._by_table_id = {t.table_id: t for t in schema.tables.values()}
 
     def table_of(self, match: FlowMatch) -> FlowTable:
@@ -49,55 +56,62 @@ class FlowCodec:
         except KeyError:
             raise CodecError(f"no flow table for IPv{match.family}") from None
 
-    def add_entry(self, updates: Any, kind: int, rule: FlowRule) -> None:
-        """Append an INSERT or MODIFY of ``rule`` to a WriteRequest's ``updates``."""
-        match, act = rule.match, rule.actions
-        update = updates.add()
-        update.CopyFrom(self._templates[self.table_of(match).family])
-        update.type = kind
-        entry = update.entity.table_entry
-        _set_match(entry.match, match)
-        params = entry.action.action.params
-        params[0].value = canonical_int(act.egress_port)
-        params[1].value = canonical_bytes(act.eth_src)
-        params[2].value = canonical_bytes(act.eth_dst)
-        params[3].value = canonical_bytes(act.nat_src if act.nat_src is not None else match.src)
-        params[4].value = canonical_bytes(act.nat_dst if act.nat_dst is not None else match.dst)
-        params[5].value = canonical_int(act.nat_sport if act.nat_sport is not None else match.sport)
-        params[6].value = canonical_int(act.nat_dport if act.nat_dport is not None else match.dport)
-        params[7].value = canonical_int(act.mtu)
+    def encode_entry(self, kind: int, rule: FlowRule) -> bytes:
+        """An INSERT or MODIFY of ``rule`` as a WriteRequest ``updates`` field, on the wire.
 
-    def add_delete(self, updates: Any, match: FlowMatch) -> None:
-        """Append a DELETE of the entry keyed by ``match``."""
-        update = updates.add()
-        update.type = DELETE
-        self.fill_key(update.entity.table_entry, match)
+        ``rule`` must have passed ``check``: values are not checked again here.
+        """
+        match, act = rule.match, rule.actions
+        tw = self._wire[match.family]
+        p0, p1, p2, p3, p4, p5, p6, p7 = tw.params
+        v0 = canonical_int(act.egress_port)
+        v1 = canonical_bytes(act.eth_src)
+        v2 = canonical_bytes(act.eth_dst)
+        v3 = canonical_bytes(match.src if act.nat_src is None else act.nat_src)
+        v4 = canonical_bytes(match.dst if act.nat_dst is None else act.nat_dst)
+        v5 = canonical_int(match.sport if act.nat_sport is None else act.nat_sport)
+        v6 = canonical_int(match.dport if act.nat_dport is None else act.nat_dport)
+        v7 = canonical_int(act.mtu)
+        action = b"".join((tw.action_head, p0[len(v0)], v0, p1[len(v1)], v1, p2[len(v2)], v2,
+                           p3[len(v3)], v3, p4[len(v4)], v4, p5[len(v5)], v5, p6[len(v6)], v6,
+                           p7[len(v7)], v7))
+        table_action = tw.table_action_tag + wire.varint(len(action)) + action
+        entry = b"".join((tw.match_bytes(match), tw.action_tag, wire.varint(len(table_action)),
+                          table_action, tw.idle))
+        return tw.update(kind, entry)
+
+    def encode_delete(self, match: FlowMatch) -> bytes:
+        """A DELETE of the entry keyed by ``match``, on the wire."""
+        tw = self._wire[self.table_of(match).family]
+        return tw.update(DELETE, tw.match_bytes(match))
 
     def fill_key(self, entry: p4r.TableEntry, match: FlowMatch) -> None:
         """Make ``entry`` the key-only TableEntry of ``match`` (for DELETE and reads)."""
-        entry.CopyFrom(self._keys[self.table_of(match).family].entity.table_entry)
+        entry.CopyFrom(self._keys[self.table_of(match).family])
         _set_match(entry.match, match)
 
     def check(self, rule: FlowRule) -> None:
         """Raise CodecError if the tables cannot hold ``rule``: a value too wide, or no TTL step."""
-        table = self.table_of(rule.match)
-        if not rule.actions.decrement_ttl:
+        match, act = rule.match, rule.actions
+        table = self.table_of(match)
+        if not act.decrement_ttl:
             raise CodecError("forward_v4/v6 always decrement the TTL")
-        values = (*_match_values(rule.match), *action_values(rule))
-        widths = (*table.match_bits, *table.param_bits)
-        for name, value, bits in zip(_VALUE_NAMES, values, widths, strict=True):
-            if value < 0 or value.bit_length() > bits:
-                raise CodecError(f"{name}={value} does not fit in {bits} bits")
-        addr_len = ADDR_LEN[rule.match.family]
-        act = rule.actions
-        for name, addr in (("src", rule.match.src), ("dst", rule.match.dst),
-                           ("nat_src", act.nat_src), ("nat_dst", act.nat_dst)):
+        addr_len = ADDR_LEN[match.family]
+        for name, addr in (("src", match.src), ("dst", match.dst), ("nat_src", act.nat_src),
+                           ("nat_dst", act.nat_dst)):
             if addr is not None and len(addr) != addr_len:
-                raise CodecError(f"{name} is {len(addr)} bytes, IPv{rule.match.family} needs "
+                raise CodecError(f"{name} is {len(addr)} bytes, IPv{match.family} needs "
                                  f"{addr_len}")
         for name, mac in (("eth_src", act.eth_src), ("eth_dst", act.eth_dst)):
             if len(mac) != 6:
                 raise CodecError(f"{name} is {len(mac)} bytes, a MAC has 6")
+        ints = ((match.ingress_port, table.match_bits[0]), (match.proto, table.match_bits[3]),
+                (match.sport, table.match_bits[4]), (match.dport, table.match_bits[5]),
+                (act.egress_port, table.param_bits[0]), (act.nat_sport, table.param_bits[5]),
+                (act.nat_dport, table.param_bits[6]), (act.mtu, table.param_bits[7]))
+        for (value, bits), name in zip(ints, _INT_NAMES, strict=True):
+            if value is not None and (value < 0 or value >> bits):
+                raise CodecError(f"{name}={value} does not fit in {bits} bits")
 
     def match_of(self, entry: p4r.TableEntry) -> FlowMatch | None:
         """The FlowMatch of a flow-table entry; None for other tables or malformed keys."""
@@ -131,20 +145,6 @@ class FlowCodec:
         by_id = {p.param_id: int.from_bytes(p.value, "big") for p in action.params}
         return [by_id.get(i) for i in table.param_ids] == list(action_values(rule))
 
-    @staticmethod
-    def _template(table: FlowTable, idle_timeout_ns: int, with_action: bool = True) -> p4r.Update:
-        entry = p4r.TableEntry(table_id=table.table_id)
-        for field_id in table.match_ids:
-            entry.match.add(field_id=field_id).exact.value = b"\0"
-        if with_action:
-            action = entry.action.action
-            action.action_id = table.action_id
-            for param_id in table.param_ids:
-                action.params.add(param_id=param_id, value=b"\0")
-            if table.supports_timeout and idle_timeout_ns:
-                entry.idle_timeout_ns = idle_timeout_ns
-        return p4r.Update(entity=p4r.Entity(table_entry=entry))
-
 
 def _set_match(fields: Any, match: FlowMatch) -> None:
     fields[0].exact.value = canonical_int(match.ingress_port)
@@ -153,11 +153,6 @@ def _set_match(fields: Any, match: FlowMatch) -> None:
     fields[3].exact.value = canonical_int(match.proto)
     fields[4].exact.value = canonical_int(match.sport)
     fields[5].exact.value = canonical_int(match.dport)
-
-
-def _match_values(match: FlowMatch) -> Sequence[int]:
-    return (match.ingress_port, int.from_bytes(match.src, "big"), int.from_bytes(match.dst, "big"),
-            match.proto, match.sport, match.dport)
 
 
 def action_values(rule: FlowRule) -> tuple[int, ...]:
@@ -174,3 +169,73 @@ def action_values(rule: FlowRule) -> tuple[int, ...]:
         act.mtu,
     )
 
+
+
+def _key_template(table: FlowTable) -> p4r.TableEntry:
+    entry = p4r.TableEntry(table_id=table.table_id)
+    for field_id in table.match_ids:
+        entry.match.add(field_id=field_id).exact.value = b"\0"
+    return entry
+
+
+class _TableWire:
+    """The constant bytes of one flow table's updates, per field and value length."""
+
+    def __init__(self, table: FlowTable, idle_timeout_ns: int) -> None:
+        self.matches = [_field_prefixes(p4r.FieldMatch, "field_id", field_id, bits, exact=True)
+                        for field_id, bits in zip(table.match_ids, table.match_bits, strict=True)]
+        self.params = [_field_prefixes(p4r.Action.Param, "param_id", param_id, bits)
+                       for param_id, bits in zip(table.param_ids, table.param_bits, strict=True)]
+        self.table_id = wire.key(p4r.TableEntry, "table_id", wire.VARINT) + wire.varint(
+            table.table_id)
+        self.action_head = wire.key(p4r.Action, "action_id", wire.VARINT) + wire.varint(
+            table.action_id)
+        self.action_tag = wire.key(p4r.TableEntry, "action", wire.LEN)
+        self.table_action_tag = wire.key(p4r.TableAction, "action", wire.LEN)
+        ttl = idle_timeout_ns if table.supports_timeout else 0
+        self.idle = (wire.key(p4r.TableEntry, "idle_timeout_ns", wire.VARINT) + wire.varint(ttl)
+                     if ttl else b"")
+        self.entry_tag = wire.key(p4r.Entity, "table_entry", wire.LEN)
+        self.entity_tag = wire.key(p4r.Update, "entity", wire.LEN)
+        self.update_tag = wire.key(p4r.WriteRequest, "updates", wire.LEN)
+        self.types = {kind: wire.key(p4r.Update, "type", wire.VARINT) + wire.varint(kind)
+                      for kind in (INSERT, MODIFY, DELETE)}
+
+    def match_bytes(self, match: FlowMatch) -> bytes:
+        m0, m1, m2, m3, m4, m5 = self.matches
+        v0 = canonical_int(match.ingress_port)
+        v1 = canonical_bytes(match.src)
+        v2 = canonical_bytes(match.dst)
+        v3 = canonical_int(match.proto)
+        v4 = canonical_int(match.sport)
+        v5 = canonical_int(match.dport)
+        return b"".join((self.table_id, m0[len(v0)], v0, m1[len(v1)], v1, m2[len(v2)], v2,
+                         m3[len(v3)], v3, m4[len(v4)], v4, m5[len(v5)], v5))
+
+    def update(self, kind: int, entry: bytes) -> bytes:
+        varint = wire.varint
+        entity_len = len(entry) + len(self.entry_tag) + len(varint(len(entry)))
+        head = b"".join((self.types[kind], self.entity_tag, varint(entity_len), self.entry_tag,
+                         varint(len(entry))))
+        return b"".join((self.update_tag, varint(len(head) + len(entry)), head, entry))
+
+
+def _field_prefixes(message: type, id_field: str, field_id: int, bits: int,
+                    exact: bool = False) -> list[bytes]:
+    """For each value length, the bytes before the value of a FieldMatch.exact or Action.Param.
+
+    The prefix holds the field's own tag and length in its parent (TableEntry.match or
+    Action.params), its id, and the value's tag and length.
+    """
+    parent = (p4r.TableEntry, "match") if exact else (p4r.Action, "params")
+    prefixes = []
+    for length in range((bits + 7) // 8 + 1):
+        if exact:
+            inner = wire.key(p4r.FieldMatch.Exact, "value", wire.LEN) + wire.varint(length)
+            value_part = (wire.key(p4r.FieldMatch, "exact", wire.LEN)
+                          + wire.varint(len(inner) + length) + inner)
+        else:
+            value_part = wire.key(p4r.Action.Param, "value", wire.LEN) + wire.varint(length)
+        head = wire.key(message, id_field, wire.VARINT) + wire.varint(field_id) + value_part
+        prefixes.append(wire.key(*parent, wire.LEN) + wire.varint(len(head) + length) + head)
+    return prefixes

@@ -322,18 +322,13 @@ class P4RuntimeDriver(FlowDriver):
 
     async def _write_chunk(self, ops: list[_Op]) -> list[_Outcome]:
         async with self._in_flight:
-            request = self._client.new_write()
-            updates = request.updates
             codec = self._codec
-            for op in ops:
-                if op.kind == DELETE:
-                    codec.add_delete(updates, op.match)
-                else:
-                    codec.add_entry(updates, op.kind, op.rule)
+            updates = b"".join([codec.encode_delete(op.match) if op.kind == DELETE
+                                else codec.encode_entry(op.kind, op.rule) for op in ops])
             self.counters["write_requests"] += 1
             self.counters["write_updates"] += len(ops)
             try:
-                errors = await self._client.write(request)
+                errors = await self._client.write_encoded(updates, len(ops))
             except P4RuntimeError as exc:
                 return [_Outcome(exc.code, exc.message)] * len(ops)
         if not errors:
