@@ -150,7 +150,7 @@ _STEPS = {
 def _to_state(t: Table, state: TcpState) -> Conn:
     """Drive one connection into ``state`` with ordinary segments (CLOSE: reset after setup)."""
     steps = (
-        _CLOSE_PATH[:3] + [(ORIG, RSTACK)]
+        [*_CLOSE_PATH[:3], (ORIG, RSTACK)]
         if state is TcpState.CLOSE
         else _CLOSE_PATH[: _STEPS[state]]
     )
