@@ -18,15 +18,14 @@ def _fold(total: int) -> int:
 def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
     """Folded 16-bit one's-complement sum of ``data`` (odd length padded with a zero byte).
 
-    Summing the whole buffer as one big-endian integer and folding it is mathematically the same as
-    summing 16-bit words (2**16 ≡ 1 mod 0xffff) and runs in C, so it is fast even from Python.
+    Summing the whole buffer as one big-endian integer and reducing it modulo 0xffff is the
+    same as adding 16-bit words with end-around carry (2**16 ≡ 1 mod 0xffff), and it runs in C.
     """
-    buf = bytes(data)
-    if len(buf) & 1:
-        buf += b"\x00"
-    total = int.from_bytes(buf, "big") if buf else 0
-    # Reduce modulo 0xffff keeping the one's-complement distinction between 0 and 0xffff.
+    total = int.from_bytes(data, "big")
+    if len(data) & 1:
+        total <<= 8
     if total:
+        # One's complement keeps a non-zero sum non-zero: a multiple of 0xffff sums to 0xffff.
         total = total % 0xFFFF or 0xFFFF
     return _fold(total + initial)
 
@@ -60,5 +59,17 @@ def update_bytes(check: int, old: bytes, new: bytes) -> int:
     """New checksum after an even-length field (an address) changes from ``old`` to ``new``."""
     if len(old) != len(new) or len(old) & 1:
         raise ValueError("old and new must have the same even length")
-    total = (~check & 0xFFFF) + (~ones_sum(old) & 0xFFFF) + ones_sum(new)
-    return ~_fold(total) & 0xFFFF
+    return apply_delta(check, replace_delta(old, new))
+
+
+def replace_delta(old: bytes, new: bytes) -> int:
+    """The sum ``~old + new`` that one field change adds to every checksum covering it.
+
+    Computed once, it updates the IPv4 header and the L4 checksum of one address change.
+    """
+    return (~ones_sum(old) & 0xFFFF) + ones_sum(new)
+
+
+def apply_delta(check: int, delta: int) -> int:
+    """RFC 1624 eqn 3 with a precomputed :func:`replace_delta`: ``~(~HC + delta)``."""
+    return ~_fold((~check & 0xFFFF) + delta) & 0xFFFF

@@ -10,14 +10,14 @@ function also updates the parsed fields of ``pkt`` so it keeps describing its fr
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 
-from controller.checksum import update16, update_bytes
+from controller.checksum import apply_delta, replace_delta
 from controller.ct import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 from controller.packet import ICMP_ID_TYPES, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, Packet
 
 _H = struct.Struct("!H")
 _CSUM_MANGLED_0 = 0xFFFF
+_PORT_PROTOS = (IPPROTO_TCP, IPPROTO_UDP)
 
 # Offset of the checksum inside each L4 header.
 _L4_CHECK = {IPPROTO_TCP: 16, IPPROTO_UDP: 6, IPPROTO_ICMP: 2, IPPROTO_ICMPV6: 2}
@@ -72,20 +72,21 @@ def set_macs(pkt: Packet, src: bytes, dst: bytes) -> None:
 
 
 def _set_addr(pkt: Packet, addr: bytes, offset: int) -> None:
-    if pkt.family not in (4, 6):
+    family = pkt.family
+    size = 4 if family == 4 else 16
+    if family not in (4, 6):
         raise ValueError("not an IP packet")
-    size = 4 if pkt.family == 4 else 16
     if len(addr) != size:
-        raise ValueError(f"IPv{pkt.family} address must be {size} bytes")
+        raise ValueError(f"IPv{family} address must be {size} bytes")
     frame, start = pkt.frame, pkt.l3 + offset
-    old = bytes(frame[start : start + size])
+    delta = replace_delta(frame[start : start + size], addr)
     frame[start : start + size] = addr
-    if pkt.family == 4:
-        check = _H.unpack_from(frame, pkt.l3 + 10)[0]
-        _H.pack_into(frame, pkt.l3 + 10, update_bytes(check, old, addr))
+    if family == 4:
+        where = pkt.l3 + 10
+        _H.pack_into(frame, where, apply_delta(_H.unpack_from(frame, where)[0], delta))
     # ICMPv4's checksum does not cover the addresses; TCP, UDP and ICMPv6 do.
     if pkt.l4 >= 0 and pkt.first_fragment and pkt.proto != IPPROTO_ICMP:
-        _fix_l4(pkt, lambda check: update_bytes(check, old, addr))
+        _fix_l4(pkt, delta)
 
 
 def _set_port(pkt: Packet, port: int, offset: int) -> None:
@@ -93,7 +94,7 @@ def _set_port(pkt: Packet, port: int, offset: int) -> None:
         raise ValueError(f"port out of range: {port}")
     if pkt.l4 < 0:
         raise ValueError("no L4 header to rewrite")
-    if pkt.proto in (IPPROTO_TCP, IPPROTO_UDP):
+    if pkt.proto in _PORT_PROTOS:
         start = pkt.l4 + offset
     elif _is_echo(pkt):
         start = pkt.l4 + 4  # the identifier stands for both "ports"
@@ -101,8 +102,8 @@ def _set_port(pkt: Packet, port: int, offset: int) -> None:
         raise ValueError(f"protocol {pkt.proto} has no ports")
     old = _H.unpack_from(pkt.frame, start)[0]
     _H.pack_into(pkt.frame, start, port)
-    _fix_l4(pkt, lambda check: update16(check, old, port))
-    if pkt.proto not in (IPPROTO_TCP, IPPROTO_UDP):
+    _fix_l4(pkt, (~old & 0xFFFF) + port)
+    if pkt.proto not in _PORT_PROTOS:
         pkt.icmp_id = port
 
 
@@ -112,8 +113,8 @@ def _is_echo(pkt: Packet) -> bool:
     return pkt.proto == IPPROTO_ICMPV6 and pkt.icmp_type in (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY)
 
 
-def _fix_l4(pkt: Packet, update: Callable[[int], int]) -> None:
-    """Apply ``update`` to the L4 checksum with the kernel's UDP zero-checksum rules."""
+def _fix_l4(pkt: Packet, delta: int) -> None:
+    """Add ``delta`` to the L4 checksum with the kernel's UDP zero-checksum rules."""
     offset = _L4_CHECK.get(pkt.proto)
     if offset is None:
         return
@@ -122,7 +123,7 @@ def _fix_l4(pkt: Packet, update: Callable[[int], int]) -> None:
     if pkt.proto == IPPROTO_UDP:
         if check == 0:
             return  # no checksum (IPv4); the kernel leaves it alone
-        check = update(check) or _CSUM_MANGLED_0
+        check = apply_delta(check, delta) or _CSUM_MANGLED_0
     else:
-        check = update(check)
+        check = apply_delta(check, delta)
     _H.pack_into(pkt.frame, where, check)

@@ -7,7 +7,15 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.checksum import checksum, ones_sum, pseudo_header_sum, update16, update_bytes
+from controller.checksum import (
+    apply_delta,
+    checksum,
+    ones_sum,
+    pseudo_header_sum,
+    replace_delta,
+    update16,
+    update_bytes,
+)
 
 
 def reference_sum(data: bytes) -> int:
@@ -106,3 +114,17 @@ def test_update_bytes_rejects_odd_or_unequal() -> None:
         update_bytes(0, b"\x01", b"\x02")
     with pytest.raises(ValueError):
         update_bytes(0, b"\x01\x02", b"\x02\x03\x04\x05")
+
+
+@given(
+    st.integers(0, 0xFFFF),
+    st.binary(min_size=16, max_size=16),
+    st.binary(min_size=16, max_size=16),
+)
+def test_delta_once_equals_update_bytes(check: int, old: bytes, new: bytes) -> None:
+    assert apply_delta(check, replace_delta(old, new)) == update_bytes(check, old, new)
+
+
+def test_buffers_of_any_kind() -> None:
+    data = bytearray(b"\x12\x34\x56")
+    assert ones_sum(memoryview(data)) == ones_sum(bytes(data)) == ones_sum(data) == 0x6834
