@@ -1,0 +1,186 @@
+"""Apply script commands to a set of tables, the way the kernel processes an nft batch.
+
+Objects are looked up as nft does (family + name), updates follow ``nf_tables_api.c``: a second
+``add flowtable`` adds devices and may change ``counter`` but never ``offload``; a device belongs
+to at most one flowtable per table; a flowtable referenced by a rule cannot be deleted. The caller
+works on a copy, so a failing command leaves the original ruleset untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+
+from controller.ruleset.errors import Loc, RulesetError
+from controller.ruleset.model import Chain, Family, FlowtableDef, Table
+from controller.ruleset.script import (
+    AddChain,
+    AddFlowtable,
+    AddRule,
+    AddTable,
+    Command,
+    DeleteFlowtable,
+    DeleteTable,
+    Device,
+    FlushRuleset,
+)
+from controller.ruleset.validate import check_base_chain, check_rule
+
+Tables = dict[tuple[Family, str], Table]
+
+ENOENT = "Could not process rule: No such file or directory"
+EEXIST = "Could not process rule: File exists"
+EBUSY = "Could not process rule: Device or resource busy"
+EOPNOTSUPP = "Could not process rule: Operation not supported"
+
+
+def execute(tables: Tables, commands: Iterable[Command]) -> None:
+    for cmd in commands:
+        _HANDLERS[type(cmd)](tables, cmd)
+
+
+def _table(tables: Tables, family: Family, name: str, loc: Loc) -> Table:
+    table = tables.get((family, name))
+    if table is None:
+        raise RulesetError(f"{ENOENT} (no table {family.value} {name})", loc)
+    return table
+
+
+def _add_table(tables: Tables, cmd: AddTable) -> None:
+    tables.setdefault((cmd.family, cmd.name), Table(cmd.family, cmd.name, loc=cmd.loc))
+
+
+def _add_chain(tables: Tables, cmd: AddChain) -> None:
+    table = _table(tables, cmd.family, cmd.table, cmd.loc)
+    if cmd.base is not None:
+        check_base_chain(cmd.base, cmd.base_loc)
+    chain = table.chains.get(cmd.name)
+    if chain is None:
+        table.chains[cmd.name] = Chain(cmd.name, cmd.base, loc=cmd.loc)
+        return
+    if cmd.base is None:
+        return
+    old = chain.base
+    if old is None or (old.type, old.hook, old.priority) != (
+        cmd.base.type,
+        cmd.base.hook,
+        cmd.base.priority,
+    ):
+        raise RulesetError(
+            f"{EOPNOTSUPP} (chain {cmd.name} exists with another type, hook or priority)",
+            cmd.base_loc,
+        )
+    old.policy_accept = cmd.base.policy_accept  # the policy is the one updatable part
+
+
+def _add_flowtable(tables: Tables, cmd: AddFlowtable) -> None:
+    table = _table(tables, cmd.family, cmd.table, cmd.loc)
+    spec = cmd.spec
+    old = table.flowtables.get(cmd.name)
+    if old is None:
+        if spec.hook is None or spec.priority is None:
+            raise RulesetError(
+                f"flowtable {cmd.name} needs 'hook ingress priority N' when it is created",
+                cmd.loc,
+            )
+        ft = FlowtableDef(
+            cmd.family,
+            cmd.table,
+            cmd.name,
+            spec.priority,
+            (),
+            spec.offload,
+            spec.counter,
+            spec.hook,
+            cmd.loc,
+        )
+    else:
+        if spec.priority is not None and spec.priority != old.priority:
+            raise RulesetError(
+                f"{EOPNOTSUPP} (flowtable {cmd.name} has priority {old.priority}; "
+                "the hook and priority of a flowtable cannot change)",
+                spec.hook_loc,
+            )
+        ft = old
+        if spec.has_flags:
+            if spec.offload != old.offload:
+                raise RulesetError(
+                    f"{EOPNOTSUPP} (the offload flag of flowtable {cmd.name} cannot be "
+                    f"{'set' if spec.offload else 'cleared'} after creation)",
+                    spec.flags_loc,
+                )
+            ft = replace(ft, counter=spec.counter)
+    table.flowtables[cmd.name] = replace(ft, devices=_add_devices(table, ft, spec.devices))
+
+
+def _add_devices(table: Table, ft: FlowtableDef, devices: list[Device]) -> tuple[str, ...]:
+    result = list(ft.devices)
+    for dev in devices:
+        for other in table.flowtables.values():
+            if other.name != ft.name and dev.name in other.devices:
+                raise RulesetError(
+                    f"{EEXIST} (device {dev.name} already belongs to flowtable {other.name} "
+                    f"of table {table.family.value} {table.name})",
+                    dev.loc,
+                )
+        if dev.name not in result:
+            result.append(dev.name)
+    return tuple(result)
+
+
+def _add_rule(tables: Tables, cmd: AddRule) -> None:
+    table = _table(tables, cmd.family, cmd.table, cmd.loc)
+    chain = table.chains.get(cmd.chain)
+    if chain is None:
+        raise RulesetError(
+            f"{ENOENT} (no chain {cmd.chain} in table {table.family.value} {table.name})", cmd.loc
+        )
+    check_rule(table, chain, cmd.rule)
+    if cmd.insert:
+        chain.rules.insert(0, cmd.rule)
+    else:
+        chain.rules.append(cmd.rule)
+
+
+def _delete_table(tables: Tables, cmd: DeleteTable) -> None:
+    _table(tables, cmd.family, cmd.name, cmd.loc)
+    del tables[(cmd.family, cmd.name)]
+
+
+def _delete_flowtable(tables: Tables, cmd: DeleteFlowtable) -> None:
+    table = _table(tables, cmd.family, cmd.table, cmd.loc)
+    ft = table.flowtables.get(cmd.name)
+    if ft is None:
+        raise RulesetError(f"{ENOENT} (no flowtable {cmd.name} in table {cmd.table})", cmd.loc)
+    if cmd.devices is not None:
+        for dev in cmd.devices:
+            if dev.name not in ft.devices:
+                raise RulesetError(
+                    f"{ENOENT} (flowtable {cmd.name} has no device {dev.name})", dev.loc
+                )
+        gone = {dev.name for dev in cmd.devices}
+        table.flowtables[cmd.name] = replace(
+            ft, devices=tuple(d for d in ft.devices if d not in gone)
+        )
+        return
+    users = table.flowtable_users(cmd.name)
+    if users:
+        where = ", ".join(str(ref.loc) for ref in users)
+        raise RulesetError(f"{EBUSY} (flowtable {cmd.name} is used by: {where})", cmd.loc)
+    del table.flowtables[cmd.name]
+
+
+def _flush_ruleset(tables: Tables, cmd: FlushRuleset) -> None:
+    for key in [k for k in tables if cmd.family in (None, k[0])]:
+        del tables[key]
+
+
+_HANDLERS = {
+    AddTable: _add_table,
+    AddChain: _add_chain,
+    AddFlowtable: _add_flowtable,
+    AddRule: _add_rule,
+    DeleteTable: _delete_table,
+    DeleteFlowtable: _delete_flowtable,
+    FlushRuleset: _flush_ruleset,
+}
