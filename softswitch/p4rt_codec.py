@@ -154,12 +154,6 @@ class P4Schema:
         except KeyError:
             raise invalid(f"unknown table id {table_id}") from None
 
-    def counter(self, counter_id: int) -> ArraySchema:
-        try:
-            return self.counters[counter_id]
-        except KeyError:
-            raise invalid(f"unknown counter id {counter_id}") from None
-
 
 # --- table entries -------------------------------------------------------------------------------
 

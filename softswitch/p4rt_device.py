@@ -10,21 +10,24 @@ UNKNOWN "Error when adding match entry to target".
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from finsy.proto import p4r, rpc_code
+from finsy.proto import p4d, p4r, rpc_code
 
 from softswitch.p4rt_codec import (
     ActionSchema,
+    ArraySchema,
     P4RTError,
     P4Schema,
     TableSchema,
     decode_action,
     decode_match,
+    decode_value,
     encode_action,
     encode_match,
+    encode_value,
     header_length,
     invalid,
     pack_header,
@@ -192,6 +195,10 @@ class Device:
             if update.type != p4r.Update.MODIFY:
                 raise invalid("counter entries can only be modified")
             self._write_counter(loaded, update.entity.counter_entry)
+        elif kind == "register_entry":
+            if update.type != p4r.Update.MODIFY:
+                raise invalid("register entries can only be modified")
+            self._write_register(loaded, update.entity.register_entry)
         elif kind is None:
             raise invalid("update without an entity")
         else:
@@ -267,13 +274,22 @@ class Device:
 
     @staticmethod
     def _write_counter(loaded: LoadedPipeline, ce: p4r.CounterEntry) -> None:
-        schema = loaded.schema.counter(ce.counter_id)
-        array = loaded.pipeline.counters[schema.name]
-        indices = [ce.index.index] if ce.HasField("index") else range(schema.size)
-        for i in indices:
-            if not 0 <= i < schema.size:
-                raise invalid(f"counter {schema.name}: index {i} out of range")
-            array.write(i, ce.data.packet_count, ce.data.byte_count)
+        for schema, indices in _cells(loaded.schema.counters, ce.counter_id, ce, "counter",
+                                      wildcard=False):
+            array = loaded.pipeline.counters[schema.name]
+            for i in indices:
+                array.write(i, ce.data.packet_count, ce.data.byte_count)
+
+    @staticmethod
+    def _write_register(loaded: LoadedPipeline, re: p4r.RegisterEntry) -> None:
+        for schema, indices in _cells(loaded.schema.registers, re.register_id, re, "register",
+                                      wildcard=False):
+            array = loaded.pipeline.registers[schema.name]
+            if re.data.WhichOneof("data") != "bitstring":
+                raise invalid(f"register {schema.name}: data must be a bitstring")
+            value = decode_value(re.data.bitstring, array.bitwidth, schema.name)
+            for i in indices:
+                array.write(i, value)
 
     # --- read ------------------------------------------------------------------------------------
 
@@ -297,6 +313,8 @@ class Device:
             return self._read_direct_counters(loaded, entity.direct_counter_entry.table_entry)
         if kind == "counter_entry":
             return self._read_counters(loaded, entity.counter_entry)
+        if kind == "register_entry":
+            return self._read_registers(loaded, entity.register_entry)
         raise P4RTError(rpc_code.UNIMPLEMENTED, f"reading {kind} is not supported")
 
     def _selected(self, loaded: LoadedPipeline, te: p4r.TableEntry) -> list[
@@ -369,21 +387,23 @@ class Device:
 
     @staticmethod
     def _read_counters(loaded: LoadedPipeline, ce: p4r.CounterEntry) -> Iterator[p4r.Entity]:
-        schemas = ([loaded.schema.counter(ce.counter_id)] if ce.counter_id
-                   else list(loaded.schema.counters.values()))
-        if ce.HasField("index") and not 0 <= ce.index.index < schemas[0].size:
-            raise invalid(f"counter {schemas[0].name}: index {ce.index.index} out of range")
+        cells = _cells(loaded.schema.counters, ce.counter_id, ce, "counter", wildcard=True)
+        return (p4r.Entity(counter_entry=p4r.CounterEntry(
+                    counter_id=schema.id, index=p4r.Index(index=i),
+                    data=p4r.CounterData(packet_count=packets, byte_count=nbytes)))
+                for schema, indices in cells
+                for i in indices
+                for packets, nbytes in (loaded.pipeline.counters[schema.name].read(i),))
 
-        def entities() -> Iterator[p4r.Entity]:
-            for s in schemas:
-                array = loaded.pipeline.counters[s.name]
-                indices = [ce.index.index] if ce.HasField("index") else range(s.size)
-                for i in indices:
-                    packets, nbytes = array.read(i)
-                    yield p4r.Entity(counter_entry=p4r.CounterEntry(
-                        counter_id=s.id, index=p4r.Index(index=i),
-                        data=p4r.CounterData(packet_count=packets, byte_count=nbytes)))
-        return entities()
+    @staticmethod
+    def _read_registers(loaded: LoadedPipeline, re: p4r.RegisterEntry) -> Iterator[p4r.Entity]:
+        cells = _cells(loaded.schema.registers, re.register_id, re, "register", wildcard=True)
+        return (p4r.Entity(register_entry=p4r.RegisterEntry(
+                    register_id=schema.id, index=p4r.Index(index=i),
+                    data=p4d.P4Data(bitstring=encode_value(
+                        loaded.pipeline.registers[schema.name].read(i)))))
+                for schema, indices in cells
+                for i in indices)
 
     # --- packet I/O ------------------------------------------------------------------------------
 
@@ -427,6 +447,25 @@ def _action_by_name(loaded: LoadedPipeline, name: str) -> ActionSchema:
     except KeyError:
         raise P4RTError(rpc_code.INTERNAL, f"action {name} of the pipeline is not in the p4info")\
             from None
+
+
+def _cells(arrays: dict[int, ArraySchema], ident: int, entry: p4r.CounterEntry | p4r.RegisterEntry,
+           kind: str, *, wildcard: bool) -> list[tuple[ArraySchema, Sequence[int]]]:
+    """The (array, indices) an indexed-extern entity names: id 0 is every array of the kind
+    (reads only), no index every cell. Checked before anything is read or written."""
+    if ident == 0 and wildcard:
+        schemas = list(arrays.values())
+    elif ident in arrays:
+        schemas = [arrays[ident]]
+    else:
+        raise invalid(f"unknown {kind} id {ident}")
+    if not entry.HasField("index"):
+        return [(s, range(s.size)) for s in schemas]
+    i = entry.index.index
+    for s in schemas:
+        if not 0 <= i < s.size:
+            raise invalid(f"{kind} {s.name}: index {i} out of range")
+    return [(s, [i]) for s in schemas]
 
 
 def _set_counter(entry: Any, data: p4r.CounterData) -> None:

@@ -18,6 +18,7 @@ import grpc
 from finsy.proto import p4i, p4r, p4r_grpc, rpc_status
 from google.protobuf import text_format
 
+from softswitch.externs import CounterArray, RegisterArray
 from softswitch.p4rt_device import Device
 from softswitch.p4runtime_server import P4RuntimeServer
 from softswitch.tables import DuplicateEntry, EntryNotFound, TableFull
@@ -26,7 +27,7 @@ CPU_PORT = 255
 DEVICE_ID = 1
 FLOW, ACL, ROUTE = 1, 2, 3  # table ids
 FWD, DROP, NO_ACTION = 10, 11, 12  # action ids
-FLOW_COUNTER, PORT_COUNTER = 100, 200
+FLOW_COUNTER, PORT_COUNTER, REGISTER = 100, 200, 400
 
 P4INFO_TEXT = """
 tables { preamble { id: 1 name: "ingress.flow" }
@@ -48,6 +49,8 @@ actions { preamble { id: 10 name: "ingress.fwd" } params { id: 1 name: "port" bi
 actions { preamble { id: 11 name: "ingress.drop" } }
 actions { preamble { id: 12 name: "NoAction" } }
 counters { preamble { id: 200 name: "ingress.port_counter" } spec { unit: BOTH } size: 4 }
+registers { preamble { id: 400 name: "ingress.seen" } size: 4
+  type_spec { bitstring { bit { bitwidth: 12 } } } }
 direct_counters { preamble { id: 100 name: "ingress.flow_counter" } spec { unit: BOTH }
   direct_table_id: 1 }
 controller_packet_metadata { preamble { id: 300 name: "packet_in" }
@@ -145,19 +148,8 @@ class ActionInfo:
     params: list[tuple[str, int]]
 
 
-class CounterArray:
-    def __init__(self, size: int) -> None:
-        self.cells = [(0, 0)] * size
-
-    def read(self, index: int) -> tuple[int, int]:
-        return self.cells[index]
-
-    def write(self, index: int, packets: int, nbytes: int) -> None:
-        self.cells[index] = (packets, nbytes)
-
-
 class Pipeline:
-    """The stand-in: three tables and one counter, as the p4info above declares."""
+    """The stand-in: three tables, a counter and a register, as the p4info above declares."""
 
     def __init__(self, table_size: int | None = None) -> None:
         def table(name, keys, size, default, **kw):
@@ -175,8 +167,8 @@ class Pipeline:
         self.actions = {a.name: a for a in (ActionInfo("ingress.fwd", [("port", 9)]),
                                             ActionInfo("ingress.drop", []),
                                             ActionInfo("NoAction", []))}
-        self.counters = {"ingress.port_counter": CounterArray(4)}
-        self.registers: dict = {}
+        self.counters = {"ingress.port_counter": CounterArray("ingress.port_counter", 4)}
+        self.registers = {"ingress.seen": RegisterArray("ingress.seen", 4, 12)}
 
     def process(self, ingress_port: int, frame: bytes, now: float) -> list[tuple[int, bytes]]:
         if ingress_port == CPU_PORT:

@@ -12,6 +12,7 @@ from tests.softswitch.p4rt_support import (
     FLOW,
     FWD,
     PORT_COUNTER,
+    REGISTER,
     ROUTE,
     flow_entry,
     running_server,
@@ -125,8 +126,17 @@ async def test_read_wrong_device_and_unsupported_entity(h) -> None:
             pass
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await h.read(p4r.Entity(register_entry=p4r.RegisterEntry()))
+        await h.read(p4r.Entity(meter_entry=p4r.MeterEntry()))
     assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_register_read_all_and_one_cell(h) -> None:
+    h.device.pipeline.registers["ingress.seen"].write(2, 0xABC)
+    cells = await h.read(p4r.Entity(register_entry=p4r.RegisterEntry(register_id=REGISTER)))
+    assert [c.register_entry.data.bitstring for c in cells] == [b"\0", b"\0", b"\x0a\xbc", b"\0"]
+    (cell,) = await h.read(p4r.Entity(register_entry=p4r.RegisterEntry(
+        index=p4r.Index(index=2))))
+    assert (cell.register_entry.register_id, cell.register_entry.index.index) == (REGISTER, 2)
 
 
 async def test_64k_entry_read_arrives_in_chunks_under_the_client_limit() -> None:

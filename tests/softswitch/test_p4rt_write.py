@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from finsy.proto import p4r, rpc_code
+from finsy.proto import p4d, p4r, rpc_code
 
 from tests.softswitch.p4rt_support import (
     ACL,
@@ -15,6 +15,7 @@ from tests.softswitch.p4rt_support import (
     FWD,
     NO_ACTION,
     PORT_COUNTER,
+    REGISTER,
     ROUTE,
     exact,
     flow_entry,
@@ -219,9 +220,33 @@ async def test_counter_write_one_index_and_out_of_range(h) -> None:
     assert codes == [rpc_code.INVALID_ARGUMENT, rpc_code.INVALID_ARGUMENT]
 
 
-async def test_register_writes_are_unimplemented_like_bmv2(h) -> None:
-    assert await write_codes(h, update("MODIFY", p4r.RegisterEntry(register_id=1))) == [
-        rpc_code.UNIMPLEMENTED]
+async def test_register_write_one_cell_all_cells_and_bad_ones(h) -> None:
+    """BMv2 says UNIMPLEMENTED for registers; the softswitch writes them."""
+    registers = h.device.pipeline.registers["ingress.seen"]
+    await h.write(update("MODIFY", p4r.RegisterEntry(register_id=REGISTER,
+                                                     data=p4d.P4Data(bitstring=b"\x07"))))
+    await h.write(update("MODIFY", p4r.RegisterEntry(register_id=REGISTER,
+                                                     index=p4r.Index(index=1),
+                                                     data=p4d.P4Data(bitstring=b"\x0f\xff"))))
+    assert [registers.read(i) for i in range(4)] == [7, 0xFFF, 7, 7]
+    codes = await write_codes(
+        h,
+        update("MODIFY", p4r.RegisterEntry(register_id=REGISTER,
+                                           data=p4d.P4Data(bitstring=b"\x10\x00"))),
+        update("MODIFY", p4r.RegisterEntry(register_id=REGISTER, index=p4r.Index(index=4),
+                                           data=p4d.P4Data(bitstring=b"\x01"))),
+        update("MODIFY", p4r.RegisterEntry(register_id=REGISTER, data=p4d.P4Data(bool=True))),
+        update("INSERT", p4r.RegisterEntry(register_id=REGISTER,
+                                           data=p4d.P4Data(bitstring=b"\x01"))),
+        update("MODIFY", p4r.RegisterEntry(data=p4d.P4Data(bitstring=b"\x01"))))
+    assert codes == [rpc_code.INVALID_ARGUMENT] * 5
+    assert registers.read(0) == 7
+
+
+async def test_other_extern_writes_are_unimplemented(h) -> None:
+    meter = p4r.Update(type=p4r.Update.MODIFY,
+                       entity=p4r.Entity(meter_entry=p4r.MeterEntry(meter_id=1)))
+    assert await write_codes(h, meter) == [rpc_code.UNIMPLEMENTED]
 
 
 async def test_updates_without_type_or_entity_are_invalid_argument(h) -> None:
