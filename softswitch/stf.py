@@ -7,7 +7,8 @@ The grammar and the conventions are those of p4c's ``backends/bmv2/bmv2stf.py``:
   exactly P4Runtime's convention, so PRIO is used as the P4Runtime priority unchanged.
 * Key values: ``0x..``/``0b..``/decimal; ``*`` hex digits are don't-care bits of a ternary key
   (the mask covers only the digits written, as in ``makeMask``); ``V&&&M``; ``V/LEN`` for lpm
-  (or ``*`` digits, as in ``makeLpm``); ``LO..HI`` for range. ``hdr$0.f`` means ``hdr[0].f``.
+  (or ``*`` digits, as in ``makeLpm``); ``LO->HI`` (or ``LO..HI``) for range.
+  ``hdr$0.f`` means ``hdr[0].f``.
   Table, key and action names may be suffixes of the JSON names.
 * ``setdefault TABLE ACTION(ARGS)``, ``packet PORT HEX``, ``expect PORT [HEX[$]]`` (``*`` digits
   match anything; the received frame may be longer unless the line ends in ``$``; no data means
@@ -294,7 +295,7 @@ def _key_value(match_type: str, width: int, text: str) -> object:
     if match_type == "valid":
         return bool(parse_number(text))
     if match_type == "range":
-        lo, _, hi = text.partition("..")
+        lo, _, hi = text.partition("->") if "->" in text else text.partition("..")
         return (parse_number(lo), parse_number(hi))
     if match_type == "optional":
         return (0, True) if text == "*" else (parse_number(text), False)
