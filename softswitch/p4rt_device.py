@@ -2,9 +2,14 @@
 
 Sans-IO: every method takes protobuf messages (and ``now``) and returns protobuf messages or
 raises :class:`P4RTError`; the gRPC servicer around it owns sockets, streams and timers. The
-behaviour follows PI's DeviceMgr (what BMv2's simple_switch_grpc runs) with one deliberate
-difference: a full table is RESOURCE_EXHAUSTED, as the P4Runtime spec requires, where BMv2 says
-UNKNOWN "Error when adding match entry to target".
+behaviour follows PI's DeviceMgr (what BMv2's simple_switch_grpc runs). Where we differ, we follow
+the P4Runtime spec or do more, never less:
+
+- a full table is RESOURCE_EXHAUSTED (BMv2: UNKNOWN "Error when adding match entry to target");
+- register entries can be read and written (BMv2: UNIMPLEMENTED);
+- ``time_since_last_hit`` is the real elapsed time, also for entries without a TTL (BMv2: 0);
+- a read of all tables asking for ``time_since_last_hit`` fills it where a table supports idle
+  timeout instead of failing the whole read.
 """
 
 from __future__ import annotations
