@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-from controller.checksum import apply_delta, replace_delta
+from controller.checksum import apply_delta, checksum, pseudo_header_sum, replace_delta
 from controller.ct import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 from controller.packet import ICMP_ID_TYPES, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, Packet
 
@@ -19,8 +19,14 @@ _H = struct.Struct("!H")
 _CSUM_MANGLED_0 = 0xFFFF
 _PORT_PROTOS = (IPPROTO_TCP, IPPROTO_UDP)
 
-# Offset of the checksum inside each L4 header.
-_L4_CHECK = {IPPROTO_TCP: 16, IPPROTO_UDP: 6, IPPROTO_ICMP: 2, IPPROTO_ICMPV6: 2}
+# Offset of the checksum inside each L4 header, and the header length that must be present
+# for the kernel to update it (a quote in an ICMP error may be cut after 8 bytes).
+_L4_CHECK = {
+    IPPROTO_TCP: (16, 20),
+    IPPROTO_UDP: (6, 8),
+    IPPROTO_ICMP: (2, 8),
+    IPPROTO_ICMPV6: (2, 8),
+}
 
 
 def set_src_addr(pkt: Packet, addr: bytes) -> None:
@@ -71,6 +77,22 @@ def set_macs(pkt: Packet, src: bytes, dst: bytes) -> None:
     pkt.eth_dst, pkt.eth_src = bytes(dst), bytes(src)
 
 
+def recompute_icmp_checksum(pkt: Packet) -> None:
+    """Recompute an ICMP/ICMPv6 checksum from scratch, after NAT rewrote the quoted datagram.
+
+    ``nf_nat_icmp_reply_translation`` does the same: a quote may be cut anywhere, so the outer
+    checksum is summed again rather than updated field by field.
+    """
+    if pkt.l4 < 0 or pkt.proto not in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+        raise ValueError("not an ICMP message")
+    frame, l4, end = pkt.frame, pkt.l4, pkt.end
+    frame[l4 + 2 : l4 + 4] = b"\0\0"
+    initial = 0
+    if pkt.proto == IPPROTO_ICMPV6:
+        initial = pseudo_header_sum(6, pkt.src, pkt.dst, IPPROTO_ICMPV6, end - l4)
+    _H.pack_into(frame, l4 + 2, checksum(memoryview(frame)[l4:end], initial))
+
+
 def _set_addr(pkt: Packet, addr: bytes, offset: int) -> None:
     family = pkt.family
     size = 4 if family == 4 else 16
@@ -115,10 +137,10 @@ def _is_echo(pkt: Packet) -> bool:
 
 def _fix_l4(pkt: Packet, delta: int) -> None:
     """Add ``delta`` to the L4 checksum with the kernel's UDP zero-checksum rules."""
-    offset = _L4_CHECK.get(pkt.proto)
-    if offset is None:
+    layout = _L4_CHECK.get(pkt.proto)
+    if layout is None or pkt.l4 + layout[1] > pkt.l3 + pkt.ip_len:
         return
-    where = pkt.l4 + offset
+    where = pkt.l4 + layout[0]
     check = _H.unpack_from(pkt.frame, where)[0]
     if pkt.proto == IPPROTO_UDP:
         if check == 0:

@@ -58,6 +58,8 @@ ND_NA_ROUTER = 0x80
 ND_NA_SOLICITED = 0x40
 ND_NA_OVERRIDE = 0x20
 
+_ICMPV6_ECHO = frozenset({ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY})
+
 IP_DF = 0x4000
 IP_MF = 0x2000
 IP_OFFSET = 0x1FFF
@@ -257,7 +259,7 @@ def _parse_l4(pkt: Packet, buf: bytearray, end: int) -> None:
         if proto == IPPROTO_ICMP:
             if pkt.icmp_type in ICMP_ID_TYPES:
                 pkt.icmp_id = ident
-        elif pkt.icmp_type in (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY):
+        elif pkt.icmp_type in _ICMPV6_ECHO:
             pkt.icmp_id = ident
         elif pkt.icmp_type in (NDISC_NEIGHBOUR_SOLICITATION, NDISC_NEIGHBOUR_ADVERTISEMENT):
             _parse_ndp(pkt, buf, end)
@@ -304,3 +306,49 @@ def l4_checksum_ok(pkt: Packet) -> bool:
         return True
     initial = pseudo_header_sum(pkt.family, pkt.src, pkt.dst, proto, len(data))
     return ones_sum(data, initial) == 0xFFFF
+
+
+def parse_inner(pkt: Packet) -> Packet:
+    """The datagram quoted by an ICMP/ICMPv6 error, as a view over the *same* frame.
+
+    NAT rewrites the quote in place (``nf_nat_icmp_reply_translation``) with the functions of
+    ``controller.mangle``. The quote is usually cut short, so lengths are not checked against the
+    header: ``ip_len`` is the number of bytes quoted, and L4 fields are filled as far as present
+    (``l4`` is set once the 8 bytes RFC 792 guarantees are there). Raises :class:`Malformed`.
+    """
+    if not pkt.is_icmp_error or pkt.l4 < 0:
+        raise Malformed("not_icmp_error")
+    buf, l3 = pkt.frame, pkt.l4 + ICMP_HLEN
+    end = min(pkt.end, len(buf))
+    inner = Packet(buf, pkt.eth_dst, pkt.eth_src, pkt.ethertype, pkt.vlan, l3)
+    avail = end - l3
+    if pkt.family == 4:
+        if avail < IPV4_HLEN or buf[l3] >> 4 != 4 or (buf[l3] & 0x0F) < 5:
+            raise Malformed("icmp_inner_truncated")
+        _vihl, _tos, _total, _id, frag, ttl, proto, _check, src, dst = _IPV4.unpack_from(buf, l3)
+        ihl = (buf[l3] & 0x0F) * 4
+        inner.options = ihl > IPV4_HLEN
+        inner.dont_fragment = bool(frag & IP_DF)
+        inner.fragment = bool(frag & (IP_MF | IP_OFFSET))
+        inner.first_fragment = not frag & IP_OFFSET
+        l4 = l3 + ihl
+    else:
+        if avail < IPV6_HLEN or buf[l3] >> 4 != 6:
+            raise Malformed("icmp_inner_truncated")
+        _first, _plen, proto, ttl, src, dst = _IPV6.unpack_from(buf, l3)
+        inner.ext_header = proto not in (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6)
+        l4 = l3 + IPV6_HLEN
+    inner.family, inner.proto, inner.src, inner.dst, inner.ttl = pkt.family, proto, src, dst, ttl
+    inner.ip_len = avail
+    if inner.ext_header or not inner.first_fragment or end - l4 < 8:
+        return inner
+    inner.l4 = l4
+    if proto in (IPPROTO_TCP, IPPROTO_UDP):
+        inner.sport, inner.dport = _PORTS.unpack_from(buf, l4)
+        if proto == IPPROTO_TCP and end - l4 > 13:
+            inner.tcp_flags = buf[l4 + 13]
+    elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+        inner.icmp_type, inner.icmp_code, _check, ident = _ICMP.unpack_from(buf, l4)
+        if inner.icmp_type in (ICMP_ID_TYPES if proto == IPPROTO_ICMP else _ICMPV6_ECHO):
+            inner.icmp_id = ident
+    return inner

@@ -8,19 +8,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
-from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+from scapy.layers.inet6 import ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet as ScapyPacket
 
 from controller.mangle import (
     decrement_ttl,
+    recompute_icmp_checksum,
     set_dst_addr,
     set_dst_port,
     set_macs,
     set_src_addr,
     set_src_port,
 )
-from controller.packet import l4_checksum_ok, parse
+from controller.packet import l4_checksum_ok, parse, parse_inner
 
 ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
 
@@ -163,3 +164,61 @@ def test_bad_requests_raise_value_error() -> None:
     arp = parse(bytes(ETH / ARP()))
     with pytest.raises(ValueError):
         decrement_ttl(arp)
+
+
+def test_icmp_error_reverse_nat_restores_the_original_quote() -> None:
+    # A masqueraded UDP query (10.0.1.1:40000 -> 192.0.2.1:1024) draws a port unreachable; the
+    # router translates the quote back and sends the error to the inside host.
+    original = bytes(IP(src="10.0.1.1", dst="8.8.8.8", ttl=63) / UDP(sport=40000, dport=53) / b"q")
+    natted = parse(bytearray(bytes(ETH / IP(original))))
+    set_src_addr(natted, bytes([192, 0, 2, 1]))
+    set_src_port(natted, 1024)
+    quote = bytes(natted.frame[14:])
+    err = parse(
+        bytearray(bytes(ETH / IP(src="8.8.8.8", dst="192.0.2.1") / ICMP(type=3, code=3) / quote))
+    )
+    inner = parse_inner(err)
+    set_src_addr(inner, bytes([10, 0, 1, 1]))
+    set_src_port(inner, 40000)
+    recompute_icmp_checksum(err)
+    set_dst_addr(err, bytes([10, 0, 1, 1]))
+    expected = ETH / IP(src="8.8.8.8", dst="10.0.1.1") / ICMP(type=3, code=3) / original
+    assert bytes(err.frame) == bytes(expected)
+
+
+def test_icmp_error_with_cut_tcp_quote_keeps_unquoted_checksum_alone() -> None:
+    original = bytes(IP(src="10.0.1.1", dst="8.8.8.8") / TCP(sport=40000, dport=80))
+    natted = parse(bytearray(bytes(ETH / IP(original))))
+    set_src_addr(natted, bytes([192, 0, 2, 1]))
+    quote = bytes(natted.frame[14 : 14 + 28])  # IP header + 8 bytes: no TCP checksum
+    err = parse(bytearray(bytes(ETH / IP(src="8.8.8.8", dst="192.0.2.1") / ICMP(type=11) / quote)))
+    inner = parse_inner(err)
+    set_src_addr(inner, bytes([10, 0, 1, 1]))
+    recompute_icmp_checksum(err)
+    set_dst_addr(err, bytes([10, 0, 1, 1]))
+    expected = ETH / IP(src="8.8.8.8", dst="10.0.1.1") / ICMP(type=11) / original[:28]
+    assert bytes(err.frame) == bytes(expected)
+
+
+def test_icmpv6_error_reverse_nat() -> None:
+    original = bytes(IPv6(src="fd00::1", dst="2001:db8::9") / UDP(sport=5000, dport=53))
+    natted = parse(bytearray(bytes(ETH / IPv6(original))))
+    set_src_addr(natted, bytes.fromhex("20010db8000000000000000000000001"))
+    quote = bytes(natted.frame[14:])
+    err = parse(
+        bytearray(
+            bytes(
+                ETH / IPv6(src="2001:db8::9", dst="2001:db8::1") / ICMPv6DestUnreach(code=4) / quote
+            )
+        )
+    )
+    set_src_addr(parse_inner(err), ipaddress.ip_address("fd00::1").packed)
+    recompute_icmp_checksum(err)
+    set_dst_addr(err, ipaddress.ip_address("fd00::1").packed)
+    expected = ETH / IPv6(src="2001:db8::9", dst="fd00::1") / ICMPv6DestUnreach(code=4) / original
+    assert bytes(err.frame) == bytes(expected)
+
+
+def test_recompute_refuses_non_icmp() -> None:
+    with pytest.raises(ValueError):
+        recompute_icmp_checksum(parse(bytearray(FRAMES["udp4"])))

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (
+    ICMPv6DestUnreach,
     ICMPv6EchoRequest,
     ICMPv6ND_NA,
     ICMPv6ND_NS,
@@ -30,6 +31,7 @@ from controller.packet import (
     Malformed,
     l4_checksum_ok,
     parse,
+    parse_inner,
 )
 
 MAC1, MAC2 = "02:00:00:00:00:01", "02:00:00:00:00:02"
@@ -270,3 +272,43 @@ def test_l4_checksum_detects_corruption_and_accepts_udp4_zero() -> None:
     zero6 = bytearray(frame("udp6"))
     zero6[60:62] = b"\0\0"
     assert not l4_checksum_ok(parse(zero6))
+
+
+def test_parse_inner_of_an_icmp_error() -> None:
+    quoted = bytes(IP(src="10.0.2.2", dst="10.0.1.1", ttl=3) / TCP(sport=80, dport=4000, flags="R"))
+    err = parse(bytes(ETH / IP(src="10.0.1.254", dst="10.0.2.2") / ICMP(type=11) / quoted))
+    inner = parse_inner(err)
+    assert inner.frame is err.frame and inner.l3 == err.l4 + 8
+    assert (inner.family, inner.proto, inner.ttl) == (4, 6, 3)
+    assert (inner.src, inner.dst) == (bytes([10, 0, 2, 2]), bytes([10, 0, 1, 1]))
+    assert (inner.sport, inner.dport, inner.tcp_flags) == (80, 4000, 0x04)
+    assert inner.ip_len == len(quoted)
+
+
+def test_parse_inner_of_cut_quotes_and_ipv6() -> None:
+    quoted = bytes(IP(src="10.0.2.2", dst="10.0.1.1") / TCP(sport=80, dport=4000))[:28]
+    err = parse(bytes(ETH / IP() / ICMP(type=3, code=1) / quoted))
+    inner = parse_inner(err)
+    assert inner.l4 == inner.l3 + 20 and inner.dport == 4000 and inner.ip_len == 28
+    cut = parse(bytes(ETH / IP() / ICMP(type=3, code=1) / quoted[:24]))
+    assert parse_inner(cut).l4 == -1
+    echo = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6EchoRequest(id=99))
+    err6 = parse(bytes(ETH / IPv6() / ICMPv6DestUnreach() / echo))
+    inner6 = parse_inner(err6)
+    assert (inner6.family, inner6.proto, inner6.icmp_type, inner6.icmp_id) == (6, 58, 128, 99)
+
+
+def test_parse_inner_refuses_non_errors_and_garbage() -> None:
+    with pytest.raises(Malformed, match="not_icmp_error"):
+        parse_inner(parse(frame("icmp4")))
+    with pytest.raises(Malformed, match="icmp_inner_truncated"):
+        parse_inner(parse(bytes(ETH / IP() / ICMP(type=3) / b"short")))
+
+
+@given(st.binary(max_size=80), st.sampled_from([4, 6]))
+def test_parse_inner_of_random_quotes_never_raises_anything_else(quote: bytes, family: int) -> None:
+    outer = IP() / ICMP(type=3) if family == 4 else IPv6() / ICMPv6DestUnreach()
+    err = parse(bytes(ETH / outer / quote))
+    with contextlib.suppress(Malformed):
+        inner = parse_inner(err)
+        assert inner.l3 + inner.ip_len <= len(err.frame)
