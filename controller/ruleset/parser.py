@@ -315,6 +315,8 @@ class _Parser:
             tok = self.peek()
             if self.accept("}"):
                 return chain, rules
+            if tok.kind is Kind.EOF:
+                raise self.unexpected(tok, "'}'")
             if self.accept("type"):
                 chain.base, chain.base_loc = self.base_spec(chain.base), tok.loc
             elif self.accept("policy"):
