@@ -14,12 +14,11 @@ connections are found by lookups, counted against ``max_entries`` and reported b
 from __future__ import annotations
 
 import enum
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import count, islice
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from controller.ct import (
     IPPROTO_ICMP,
@@ -35,9 +34,7 @@ from controller.ct import (
     TcpState,
     TcpTrack,
 )
-
-if TYPE_CHECKING:
-    from controller.packet import Packet
+from controller.packet import Malformed, Packet, parse_inner
 
 # -- TCP: nf_conntrack_proto_tcp.c ------------------------------------------------------------
 
@@ -206,44 +203,21 @@ def packet_tuple(pkt: Packet) -> CtTuple:
     return CtTuple(pkt.family, pkt.proto, pkt.src, pkt.dst, 0, 0)
 
 
-_PORTS = struct.Struct("!HH")
-_ICMP_HEAD = struct.Struct("!BBHH")
-
-
 def inner_tuple(pkt: Packet) -> CtTuple | None:
-    """The tuple of the datagram quoted by an ICMP/ICMPv6 error, or None when it is cut short.
+    """The tuple of the datagram an ICMP/ICMPv6 error quotes, for :meth:`Conntrack.related`.
 
-    As ``nf_conntrack_inet_error`` reads it: the inner IP header plus the first 8 bytes of its
-    L4 header (ports, or ICMP type and identifier). IPv6 inner extension headers are not walked.
+    None when the quote is cut short before its 8 L4 bytes, sits behind an IPv6 extension
+    header, or is itself untracked ICMP (an error about an error relates to nothing).
     """
-    frame, start, end = pkt.frame, pkt.l4 + 8, min(pkt.end, len(pkt.frame))
-    if pkt.l4 < 0 or start >= end:
+    try:
+        inner = parse_inner(pkt)
+    except Malformed:
         return None
-    if pkt.family == 4:
-        ihl = (frame[start] & 0x0F) * 4
-        if frame[start] >> 4 != 4 or ihl < 20:
-            return None
-        proto = frame[start + 9]
-        src, dst = bytes(frame[start + 12 : start + 16]), bytes(frame[start + 16 : start + 20])
-        l4 = start + ihl
-    else:
-        if frame[start] >> 4 != 6 or start + 40 > end:
-            return None
-        proto = frame[start + 6]
-        src, dst = bytes(frame[start + 8 : start + 24]), bytes(frame[start + 24 : start + 40])
-        l4 = start + 40
-    if l4 + 8 > end:
+    if inner.l4 < 0:
         return None
-    if proto in _ICMP_PROTOS:
-        icmp_type, _code, _check, ident = _ICMP_HEAD.unpack_from(frame, l4)
-        requests = _ICMP_REQUESTS if proto == IPPROTO_ICMP else _ICMPV6_REQUESTS
-        if icmp_type not in requests:
-            return None  # errors about errors, or about untracked ICMP, relate to nothing
-        return CtTuple(pkt.family, proto, src, dst, ident, 0)
-    if proto in _PORT_PROTOS:
-        sport, dport = _PORTS.unpack_from(frame, l4)
-        return CtTuple(pkt.family, proto, src, dst, sport, dport)
-    return CtTuple(pkt.family, proto, src, dst, 0, 0)
+    if inner.proto in _ICMP_PROTOS and inner.icmp_type not in _ICMP_ANY_REQUEST:
+        return None
+    return packet_tuple(inner)
 
 
 class _L4(enum.Enum):
