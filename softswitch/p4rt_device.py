@@ -14,9 +14,8 @@ the P4Runtime spec or do more, never less:
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from finsy.proto import p4d, p4r, rpc_code
@@ -25,7 +24,6 @@ from softswitch.p4rt_codec import (
     ActionSchema,
     ArraySchema,
     P4RTError,
-    P4Schema,
     TableSchema,
     decode_action,
     decode_match,
@@ -38,10 +36,15 @@ from softswitch.p4rt_codec import (
     pack_header,
     unpack_header,
 )
+from softswitch.p4rt_config import (
+    LoadedPipeline,
+    PipelineFactory,
+    default_factory,
+    load_pipeline,
+    reconcile,
+)
 from softswitch.p4rt_idle import IdleSchedule
 from softswitch.tables import DuplicateEntry, EntryNotFound, InvalidEntry, TableFull
-
-PipelineFactory = Callable[[dict, int | None], Any]
 
 # The interpreter's table errors and their canonical codes. TableFull is the one place we follow
 # the spec rather than BMv2 (which reports UNKNOWN "Error when adding match entry to target").
@@ -61,22 +64,6 @@ def _table_error(exc: Exception) -> P4RTError:
     return P4RTError(rpc_code.INTERNAL, repr(exc))
 
 
-def _default_factory(doc: dict, table_size: int | None) -> Any:
-    from softswitch.pipeline import Pipeline  # the interpreter loads only when a pipeline does
-
-    return Pipeline.from_json(doc, table_size_override=table_size)
-
-
-@dataclass
-class LoadedPipeline:
-    """A verified pipeline: the config as pushed, its schema and the interpreter's pipeline."""
-
-    config: p4r.ForwardingPipelineConfig
-    schema: P4Schema
-    pipeline: Any
-    initial_defaults: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
-
-
 @dataclass
 class DeviceCounters:
     """What the device did with packets it could not hand on; never a silent loss."""
@@ -94,7 +81,7 @@ class Device:
                  table_size: int | None = None) -> None:
         self.device_id = device_id
         self.table_size = table_size
-        self._factory = pipeline_factory or _default_factory
+        self._factory = pipeline_factory or default_factory
         self.loaded: LoadedPipeline | None = None
         self._saved: LoadedPipeline | None = None
         self.idle = IdleSchedule()
@@ -126,38 +113,19 @@ class Device:
         if action not in (req.VERIFY, req.VERIFY_AND_SAVE, req.VERIFY_AND_COMMIT,
                           req.RECONCILE_AND_COMMIT):
             raise invalid(f"unsupported SetForwardingPipelineConfig action {action}")
-        loaded = self._verify(config)
+        loaded = load_pipeline(config, self._factory, self.table_size)
         if action == req.VERIFY_AND_SAVE:
             self._saved = loaded
         elif action == req.VERIFY_AND_COMMIT:
             self._commit(loaded)
         elif action == req.RECONCILE_AND_COMMIT:
             if self.loaded is not None:
-                _reconcile(self.loaded, loaded)
+                reconcile(self.loaded, loaded)
             self.loaded = loaded  # forwarding state carried over: the idle schedule stays too
 
     def _commit(self, loaded: LoadedPipeline) -> None:
         self.loaded, self._saved = loaded, None
         self.idle.clear()
-
-    def _verify(self, config: p4r.ForwardingPipelineConfig) -> LoadedPipeline:
-        if not config.HasField("p4info"):
-            raise invalid("p4info is required")
-        schema = P4Schema(config.p4info)
-        try:
-            doc = json.loads(config.p4_device_config)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise invalid(f"p4_device_config is not BMv2 JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise invalid("p4_device_config is not a BMv2 JSON object")
-        try:
-            pipeline = self._factory(doc, self.table_size)
-        except Exception as exc:  # PipelineError or anything the loader trips over
-            raise invalid(f"cannot load the BMv2 JSON: {exc}") from None
-        _check_schema_matches(schema, pipeline)
-        defaults = {t.name: (t.default_action[0], tuple(t.default_action[1]))
-                    for t in pipeline.tables.values()}
-        return LoadedPipeline(config, schema, pipeline, defaults)
 
     def get_pipeline(self, response_type: int) -> p4r.ForwardingPipelineConfig:
         config = self._running().config
@@ -475,39 +443,3 @@ def _cells(arrays: dict[int, ArraySchema], ident: int, entry: p4r.CounterEntry |
 
 def _set_counter(entry: Any, data: p4r.CounterData) -> None:
     entry.packets, entry.bytes = data.packet_count, data.byte_count
-
-
-def _check_schema_matches(schema: P4Schema, pipeline: Any) -> None:
-    """The p4info and the BMv2 JSON must describe the same program."""
-    for t in schema.tables.values():
-        table = pipeline.tables.get(t.name)
-        if table is None:
-            raise invalid(f"p4info table {t.name} is not in the BMv2 JSON")
-        if len(table.keys) != len(t.match_fields):
-            raise invalid(f"table {t.name}: p4info and BMv2 JSON disagree on the key")
-    for a in schema.actions.values():
-        info = pipeline.actions.get(a.name)
-        if info is None or len(info.params) != len(a.params):
-            raise invalid(f"p4info action {a.name} is not in the BMv2 JSON as declared")
-    for c in schema.counters.values():
-        if c.name not in pipeline.counters:
-            raise invalid(f"p4info counter {c.name} is not in the BMv2 JSON")
-
-
-def _reconcile(old: LoadedPipeline, new: LoadedPipeline) -> None:
-    """Carry the forwarding state of ``old`` into ``new`` (RECONCILE_AND_COMMIT)."""
-    for name, table in old.pipeline.tables.items():
-        target = new.pipeline.tables.get(name)
-        if target is None:
-            if len(table):
-                raise invalid(f"cannot reconcile: table {name} holds entries and is gone")
-            continue
-        for e in table.entries():
-            try:
-                n = target.insert(e.key, e.priority, e.action, e.params, ttl_ns=e.ttl_ns,
-                                  now=e.last_hit)
-            except Exception as exc:
-                raise invalid(f"cannot reconcile an entry of table {name}: {exc}") from None
-            n.packets, n.bytes = e.packets, e.bytes
-        if not target.const_default:
-            target.set_default(*table.default_action)

@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from softswitch.p4rt_device import Device, PipelineFactory
+from softswitch.p4rt_config import PipelineFactory
+from softswitch.p4rt_device import Device
 from softswitch.p4runtime_server import P4RuntimeServer
 from softswitch.ports import Port
 
