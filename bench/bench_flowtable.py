@@ -32,6 +32,12 @@ class _Conntrack:
     def refresh(self, conn: Conn, seconds: float, now: float) -> None:
         conn.timeout = now + seconds
 
+    def set_status(self, conn: Conn, bits: Status, now: float | None = None) -> None:
+        conn.status |= bits
+
+    def clear_status(self, conn: Conn, bits: Status, now: float | None = None) -> None:
+        conn.status &= ~bits
+
 
 def make_conns(n: int) -> list[Conn]:
     conns = []

@@ -89,12 +89,12 @@ def admit(
     if conn.status & Status.OFFLOAD:  # test_and_set_bit(IPS_OFFLOAD_BIT): one flowtable per ct
         counters["refused_already_offloaded"] += 1
         return None
-    conn.status |= Status.OFFLOAD
+    flowtable.conntrack.set_status(conn, Status.OFFLOAD, now)
     flow_routes = routes(conn, direction, in_port)
     if flow_routes is None:
-        return _give_up(flowtable, conn, "no_route")
+        return _give_up(flowtable, conn, now, "no_route")
     if conn.dying:
-        return _give_up(flowtable, conn, "ct_dying")
+        return _give_up(flowtable, conn, now, "ct_dying")
     flow = flowtable.new_flow(conn, flow_routes)
     if conn.proto == IPPROTO_TCP:
         for track in conn.tcp:
@@ -103,12 +103,12 @@ def admit(
     try:
         flowtable.add(flow, now)
     except FlowtableError:
-        return _give_up(flowtable, conn, "add_failed")
+        return _give_up(flowtable, conn, now, "add_failed")
     counters["admitted"] += 1
     return flow
 
 
-def _give_up(flowtable: Flowtable, conn: Conn, reason: str) -> None:
-    conn.status &= ~Status.OFFLOAD
+def _give_up(flowtable: Flowtable, conn: Conn, now: float, reason: str) -> None:
+    flowtable.conntrack.clear_status(conn, Status.OFFLOAD, now)
     flowtable.counters[f"refused_{reason}"] += 1
     return None

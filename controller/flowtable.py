@@ -115,12 +115,17 @@ class FlowEvent:
 EventSink = Callable[[FlowEvent], None]
 
 
-class CtTimeouts(Protocol):
-    """The two things the flowtable needs from ``controller.conntrack.Conntrack``."""
+class CtView(Protocol):
+    """What the flowtable needs from ``controller.conntrack.Conntrack``: timers, and status
+    changes made through it so that ``conntrack -E`` style UPDATE events are reported."""
 
     def timeout_for(self, conn: Conn) -> float: ...
 
     def refresh(self, conn: Conn, seconds: float, now: float) -> None: ...
+
+    def set_status(self, conn: Conn, bits: Status, now: float | None = None) -> None: ...
+
+    def clear_status(self, conn: Conn, bits: Status, now: float | None = None) -> None: ...
 
 
 class OffloadSink(Protocol):
@@ -235,7 +240,7 @@ class Flowtable:
     def __init__(
         self,
         name: str,
-        conntrack: CtTimeouts,
+        conntrack: CtView,
         *,
         family: str = "inet",
         table: str = "filter",
@@ -390,7 +395,7 @@ class Flowtable:
         if flow.flags & TEARDOWN:
             return
         flow.flags |= TEARDOWN
-        flow.conn.status &= ~Status.OFFLOAD
+        self.conntrack.clear_status(flow.conn, Status.OFFLOAD, now)
         self._fixup_ct(flow, now, expired=reason == "expired")
         self.counters[f"teardown_{reason}"] += 1
         self.emit("TEARDOWN", flow, reason)

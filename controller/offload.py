@@ -243,13 +243,13 @@ class OffloadQueue:
         if failed:
             self.counters[f"{work.kind}_failed"] += 1
         if work.kind == REPLACE:
-            self._replaced(work, ok)
+            self._replaced(work, ok, now)
         elif work.kind == STATS:
             self._stats_done(work, ok)
         else:
-            self._destroyed(work)
+            self._destroyed(work, now)
 
-    def _replaced(self, work: _Work, ok: list[FlowResult]) -> None:
+    def _replaced(self, work: _Work, ok: list[FlowResult], now: float) -> None:
         flow, ft = work.flow, work.ft
         if any(r.refusal is Refusal.NO_SPACE for r in work.results):
             self.policy.on_no_space(flow)
@@ -261,7 +261,7 @@ class OffloadQueue:
         self.policy.on_installed(flow)
         conn = flow.conn
         if not conn.status & Status.HW_OFFLOAD:
-            conn.status |= Status.HW_OFFLOAD
+            ft.conntrack.set_status(conn, Status.HW_OFFLOAD, now)
             ft.emit("HW_OFFLOAD", flow)
 
     def _stats_done(self, work: _Work, ok: list[FlowResult]) -> None:
@@ -281,13 +281,14 @@ class OffloadQueue:
                     conn.packets[d] += r.stats.packets
                     conn.bytes[d] += r.stats.bytes
 
-    def _destroyed(self, work: _Work) -> None:
+    def _destroyed(self, work: _Work, now: float) -> None:
         """``flow_offload_work_del``: the rules are gone (even if a driver complained)."""
         flow, ft = work.flow, work.ft
         slots = bin(flow.hw_dirs).count("1")
         flow.hw_dirs = 0
         self._installed.pop(flow.id, None)
-        flow.conn.status &= ~Status.HW_OFFLOAD
+        if flow.conn.status & Status.HW_OFFLOAD:
+            ft.conntrack.clear_status(flow.conn, Status.HW_OFFLOAD, now)
         if work.kind == DESTROY:
             flow.flags |= HW_DEAD
             self.policy.forget(flow)

@@ -65,6 +65,12 @@ class FakeConntrack:
     def refresh(self, conn: Conn, seconds: float, now: float) -> None:
         conn.timeout = now + seconds
 
+    def set_status(self, conn: Conn, bits: Status, now: float | None = None) -> None:
+        conn.status |= bits
+
+    def clear_status(self, conn: Conn, bits: Status, now: float | None = None) -> None:
+        conn.status &= ~bits
+
 
 class Clock:
     def __init__(self, now: float = 1000.0) -> None:
