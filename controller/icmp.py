@@ -20,6 +20,7 @@ from controller.packet import (
     ICMP_ECHO,
     ICMP_ECHOREPLY,
     ICMP_ERROR_TYPES,
+    ICMP_PARAMETERPROB,
     ICMP_TIME_EXCEEDED,
     ICMPV6_DEST_UNREACH,
     ICMPV6_ECHO_REPLY,
@@ -36,6 +37,7 @@ IPV4_ERROR_MAX = 576  # RFC 1812 §4.3.2.3: the whole error datagram stays withi
 IPV6_ERROR_MAX = 1280  # RFC 4443 §2.4 (c): ... within the IPv6 minimum MTU
 ICMP_ERROR_TOS = 0xC0  # IPTOS_PREC_INTERNETCONTROL, as the kernel's icmp_send sets it
 ICMP_FRAG_NEEDED = 4
+ICMP_SOURCE_QUENCH = 4  # a type, unlike ICMP_FRAG_NEEDED (a code of type 3)
 NR_ICMP_TYPES = 18  # the kernel treats higher ICMP types as possible errors
 ICMPV6_ERROR_TYPES_MAX = 127  # ICMPv6 types 0..127 are errors (RFC 4443 §2.1)
 
@@ -157,3 +159,76 @@ def _ipv6_fragment_offset(pkt: Packet) -> int:
     if pkt.end < start + 8:
         return 0
     return struct.unpack_from("!H", pkt.frame, start + 2)[0] >> 3
+
+
+class RateLimiter:
+    """The kernel's ICMP output limits, on the caller's clock.
+
+    Per destination (``inet_peer_xrlim_allow``): a token bucket of ``ratelimit`` seconds per
+    message with a burst of 6 (``XRLIM_BURST_FACTOR``), applied to destination unreachable, time
+    exceeded and parameter problem (``icmp_ratemask``) but never to fragmentation needed / packet
+    too big, which path MTU discovery depends on, nor to echo replies. Globally
+    (``icmp_global_allow``): ``msgs_per_sec`` with a burst of ``msgs_burst``.
+    """
+
+    BURST_FACTOR = 6
+
+    def __init__(
+        self, ratelimit: float = 1.0, msgs_per_sec: int = 1000, msgs_burst: int = 50
+    ) -> None:
+        self.ratelimit = ratelimit
+        self.msgs_per_sec = msgs_per_sec
+        self.msgs_burst = msgs_burst
+        self._peers: dict[bytes, tuple[float, float]] = {}  # dst -> (tokens, last)
+        self._global: tuple[float, float] | None = None  # (credit, last)
+        self.suppressed = 0
+
+    def allow(self, datagram: bytes, now: float) -> bool:
+        """Whether to send this router-originated ICMP/ICMPv6 datagram now (counts refusals)."""
+        version = datagram[0] >> 4
+        header = 20 if version == 4 else 40
+        icmp_type, code = datagram[header], datagram[header + 1]
+        if not _rate_limited(version, icmp_type, code):
+            return True
+        if not self._global_allow(now) or not self._peer_allow(datagram, version, now):
+            self.suppressed += 1
+            return False
+        return True
+
+    def _global_allow(self, now: float) -> bool:
+        credit, last = self._global or (float(self.msgs_burst), now)
+        credit = min(self.msgs_burst, credit + (now - last) * self.msgs_per_sec)
+        allowed = credit >= 1
+        self._global = (credit - 1 if allowed else credit, now)
+        return allowed
+
+    def _peer_allow(self, datagram: bytes, version: int, now: float) -> bool:
+        dst = datagram[16:20] if version == 4 else datagram[24:40]
+        timeout = self.ratelimit
+        # A new peer starts with a full bucket (inet_getpeer sets rate_last 60 s back).
+        tokens, last = self._peers.get(dst, (0.0, now - 60.0))
+        tokens = min(tokens + now - last, self.BURST_FACTOR * timeout)
+        allowed = tokens >= timeout
+        self._peers[dst] = (tokens - timeout if allowed else tokens, now)
+        return allowed
+
+    def __len__(self) -> int:
+        """How many destinations have limiter state."""
+        return len(self._peers)
+
+    def forget_before(self, when: float) -> None:
+        """Drop per-destination state idle since ``when`` (inet_peer GC), bounding memory."""
+        self._peers = {d: s for d, s in self._peers.items() if s[1] >= when}
+
+
+def _rate_limited(version: int, icmp_type: int, code: int) -> bool:
+    if version == 4:
+        if icmp_type == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED:
+            return False
+        return icmp_type in (
+            ICMP_DEST_UNREACH,
+            ICMP_SOURCE_QUENCH,
+            ICMP_TIME_EXCEEDED,
+            ICMP_PARAMETERPROB,
+        )
+    return icmp_type <= ICMPV6_ERROR_TYPES_MAX and icmp_type != ICMPV6_PKT_TOOBIG

@@ -19,6 +19,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import Ether
 
 from controller.icmp import (
+    RateLimiter,
     Unreachable,
     dest_unreachable,
     echo_reply,
@@ -175,3 +176,36 @@ def test_echo_reply_only_for_requests() -> None:
     assert echo_reply(v4(ICMP(type=0))) is None
     assert echo_reply(v4()) is None
     assert echo_reply(v6(ICMPv6EchoReply())) is None
+
+
+def test_rate_limit_per_destination_burst_then_one_per_second() -> None:
+    limiter = RateLimiter()
+    err = time_exceeded(v4(ttl=1), ROUTER4)
+    assert [limiter.allow(err, 0.0) for _ in range(8)] == [True] * 6 + [False] * 2
+    assert limiter.suppressed == 2
+    assert not limiter.allow(err, 0.5)
+    assert limiter.allow(err, 1.0) and not limiter.allow(err, 1.0)
+    other = time_exceeded(v4(src="10.0.1.2", ttl=1), ROUTER4)
+    assert limiter.allow(other, 1.0)  # another destination has its own bucket
+
+
+def test_rate_limit_spares_pmtu_and_echo() -> None:
+    limiter = RateLimiter()
+    big = v4(UDP() / (b"x" * 1600), flags="DF")
+    frag_needed = packet_too_big(big, ROUTER4, 1500)
+    too_big6 = packet_too_big(v6(UDP() / (b"x" * 1600)), ROUTER6, 1400)
+    reply = echo_reply(parse(bytes(ETH / IP(src="10.0.1.1", dst="10.0.1.254") / ICMP())))
+    for _ in range(20):
+        assert limiter.allow(frag_needed, 0.0) and limiter.allow(too_big6, 0.0)
+        assert limiter.allow(reply, 0.0)
+
+
+def test_rate_limit_ipv6_and_global_budget() -> None:
+    limiter = RateLimiter(msgs_per_sec=10, msgs_burst=3)
+    errors = [
+        dest_unreachable(v6(src=f"2001:db8:1::{i}"), ROUTER6, Unreachable.PORT) for i in range(1, 6)
+    ]
+    assert [limiter.allow(e, 0.0) for e in errors] == [True, True, True, False, False]
+    assert limiter.allow(errors[3], 0.1)  # 10/s refills one credit in 0.1 s
+    limiter.forget_before(0.05)
+    assert len(limiter) == 1
