@@ -94,6 +94,16 @@ class FlowCodec:
         """Raise CodecError if the tables cannot hold ``rule``: a value too wide, or no TTL step."""
         match, act = rule.match, rule.actions
         table = self.table_of(match)
+        n, mb, pb = ADDR_LEN[match.family], table.match_bits, table.param_bits
+        if (act.decrement_ttl and len(match.src) == n and len(match.dst) == n
+                and (act.nat_src is None or len(act.nat_src) == n)
+                and (act.nat_dst is None or len(act.nat_dst) == n)
+                and len(act.eth_src) == 6 and len(act.eth_dst) == 6
+                and not (match.ingress_port >> mb[0] or match.proto >> mb[3]
+                         or match.sport >> mb[4] or match.dport >> mb[5]
+                         or act.egress_port >> pb[0] or act.mtu >> pb[7]
+                         or (act.nat_sport or 0) >> pb[5] or (act.nat_dport or 0) >> pb[6])):
+            return  # the common case, in one expression; below finds what is wrong
         if not act.decrement_ttl:
             raise CodecError("forward_v4/v6 always decrement the TTL")
         addr_len = ADDR_LEN[match.family]

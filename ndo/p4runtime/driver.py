@@ -45,6 +45,7 @@ from ndo.p4runtime.client import Backoff, P4RuntimeClient, P4RuntimeError
 from ndo.p4runtime.codec import DELETE, INSERT, MODIFY, CodecError, FlowCodec
 from ndo.p4runtime.packet_io import PacketCodec
 from ndo.p4runtime.schema import FlowSchema, Pipeline
+from ndo.p4runtime.writer import OK, Outcome, TableOp, WriteStream
 
 log = logging.getLogger(__name__)
 
@@ -76,30 +77,12 @@ class _Installed:
 
 
 @dataclass(slots=True)
-class _Op:
-    """One table update; ``slot`` is the result it decides, None for helper updates."""
-
-    kind: int
-    match: FlowMatch
-    cookie: Cookie | None = None
-    rule: FlowRule | None = None
-    slot: int | None = None
-    retried: bool = False
-
-
-@dataclass(slots=True)
 class _Plan:
     """The updates one execute() needs, and each cookie's rule as the batch leaves it."""
 
-    ops: list[_Op] = field(default_factory=list)
+    ops: list[TableOp] = field(default_factory=list)
     rules: dict[Cookie, FlowRule | None] = field(default_factory=dict)
-    new_entries: Counter[int] = field(default_factory=Counter)
-
-
-@dataclass(slots=True)
-class _Outcome:
-    code: int
-    message: str = ""
+    new_entries: dict[int, int] = field(default_factory=lambda: {4: 0, 6: 0})
 
 
 class P4RuntimeDriver(FlowDriver):
@@ -219,20 +202,26 @@ class P4RuntimeDriver(FlowDriver):
         async with self._lock:
             results: list[FlowResult | None] = [None] * len(batch)
             plan = _Plan()
+            stream = self._stream()
             stats: list[int] = []
             for slot, cmd in enumerate(batch):
                 if cmd.command is Command.STATS:
                     stats.append(slot)
-                else:
-                    results[slot] = self._plan(slot, cmd, plan)
-            ops = plan.ops
-            if ops:
-                for slot, outcome in (await self._run(ops)).items():
-                    results[slot] = self._result(batch[slot], outcome)
+                    continue
+                results[slot] = self._plan(slot, cmd, plan)
+                for op in plan.ops:
+                    await stream.add(op)
+                plan.ops.clear()
+            for slot, outcome in (await stream.finish()).items():
+                results[slot] = self._result(batch[slot], outcome)
             if stats:
                 await self._stats(stats, batch, results)
             return [r if r is not None else FlowResult(c.cookie, c.command)
                     for r, c in zip(results, batch, strict=True)]
+
+    def _stream(self) -> WriteStream:
+        return WriteStream(self._client, self._codec, self._settle, batch_size=self.batch_size,
+                           in_flight=self._in_flight, counters=self.counters)
 
     def _plan(self, slot: int, cmd: FlowCommand, plan: _Plan) -> FlowResult | None:
         """Add the updates ``cmd`` needs to ``plan``; a result now if it needs none."""
@@ -249,7 +238,7 @@ class P4RuntimeDriver(FlowDriver):
             if not self.connected:  # reconcile deletes it as an orphan when we are back
                 self._forget(cmd.cookie)
                 return FlowResult(cmd.cookie, cmd.command)
-            ops.append(_Op(DELETE, match, cmd.cookie, slot=slot))
+            ops.append(TableOp(DELETE, match, cmd.cookie, slot=slot))
             plan.rules[cmd.cookie] = None
             if current is not None:
                 new_entries[match.family] -= 1
@@ -264,78 +253,36 @@ class P4RuntimeDriver(FlowDriver):
         if not self.connected:
             return _refuse(cmd, Refusal.UNAVAILABLE, f"not connected to {self._client.address}")
         if current is not None and current.match == rule.match:
-            ops.append(_Op(MODIFY, rule.match, cmd.cookie, rule, slot))
+            ops.append(TableOp(MODIFY, rule.match, cmd.cookie, rule, slot))
             plan.rules[cmd.cookie] = rule
             return None
         if current is not None:  # the key changed: the old entry goes first
-            ops.append(_Op(DELETE, current.match, cmd.cookie))
+            ops.append(TableOp(DELETE, current.match, cmd.cookie))
             new_entries[current.match.family] -= 1
         family = rule.match.family
         if self._occupancy[family] + new_entries[family] >= self.schema.tables[family].size:
             self.counters["refused_full"] += 1
             return _refuse(cmd, Refusal.NO_SPACE, f"IPv{family} flow table full")
         new_entries[family] += 1
-        ops.append(_Op(INSERT, rule.match, cmd.cookie, rule, slot))
+        ops.append(TableOp(INSERT, rule.match, cmd.cookie, rule, slot))
         plan.rules[cmd.cookie] = rule
         return None
 
-    async def _run(self, ops: list[_Op]) -> dict[int, _Outcome]:
-        """Write ``ops`` in rounds (one update per key per round); the final outcome of each."""
-        outcomes: dict[int, _Outcome] = {}
-        rounds: list[list[_Op]] = [[]]
-        keys: set[FlowMatch] = set()
-        for op in ops:
-            if op.match in keys:
-                rounds.append([])
-                keys.clear()
-            keys.add(op.match)
-            rounds[-1].append(op)
-        for todo in rounds:
-            while todo:
-                retry = []
-                for op, outcome in zip(todo, await self._write(todo), strict=True):
-                    again = self._follow_up(op, outcome)
-                    if again is not None:
-                        retry.append(again)
-                    else:
-                        outcomes[id(op)] = outcome
-                        self._record(op, outcome)
-                todo = retry
-        return {op.slot: outcomes[id(op)] for op in ops if op.slot is not None}
-
-    def _follow_up(self, op: _Op, outcome: _Outcome) -> _Op | None:
-        """The retry a BMv2 answer calls for: INSERT over an existing key, MODIFY of a lost one."""
-        if op.retried:
-            return None
-        if op.kind == INSERT and outcome.code == rpc_code.ALREADY_EXISTS:
-            op.kind, op.retried = MODIFY, True
-            return op
-        if op.kind == MODIFY and outcome.code == rpc_code.NOT_FOUND:
-            op.kind, op.retried = INSERT, True
-            return op
+    def _settle(self, op: TableOp, outcome: Outcome) -> TableOp | None:
+        """Record an update's outcome, or return the retry a BMv2 answer calls for: MODIFY
+        after an INSERT over an existing key (it may hold stale actions), INSERT after a MODIFY
+        of a lost one."""
+        if not op.retried:
+            if op.kind == INSERT and outcome.code == rpc_code.ALREADY_EXISTS:
+                op.kind, op.retried = MODIFY, True
+                return op
+            if op.kind == MODIFY and outcome.code == rpc_code.NOT_FOUND:
+                op.kind, op.retried = INSERT, True
+                return op
+        self._record(op, outcome)
         return None
 
-    async def _write(self, ops: list[_Op]) -> list[_Outcome]:
-        chunks = [ops[i:i + self.batch_size] for i in range(0, len(ops), self.batch_size)]
-        answers = await asyncio.gather(*(self._write_chunk(chunk) for chunk in chunks))
-        return [outcome for answer in answers for outcome in answer]
-
-    async def _write_chunk(self, ops: list[_Op]) -> list[_Outcome]:
-        async with self._in_flight:
-            codec = self._codec
-            updates = b"".join([codec.encode_delete(op.match) if op.kind == DELETE
-                                else codec.encode_entry(op.kind, op.rule) for op in ops])
-            self.counters["write_requests"] += 1
-            self.counters["write_updates"] += len(ops)
-            try:
-                errors = await self._client.write_encoded(updates, len(ops))
-            except P4RuntimeError as exc:
-                return [_Outcome(exc.code, exc.message)] * len(ops)
-        if not errors:
-            return [_Outcome(rpc_code.OK)] * len(ops)
-        return [_Outcome(e.canonical_code, e.message) for e in errors]
-
-    def _record(self, op: _Op, outcome: _Outcome) -> None:
+    def _record(self, op: TableOp, outcome: Outcome) -> None:
         """Bring our record of the switch up to date with one update's final outcome."""
         gone = op.kind == DELETE and outcome.code in (rpc_code.OK, rpc_code.NOT_FOUND)
         if gone:
@@ -365,7 +312,9 @@ class P4RuntimeDriver(FlowDriver):
             del self._by_match[current.rule.match]
             self._occupancy[current.rule.match.family] -= 1
 
-    def _result(self, cmd: FlowCommand, outcome: _Outcome) -> FlowResult:
+    def _result(self, cmd: FlowCommand, outcome: Outcome) -> FlowResult:
+        if outcome is OK:
+            return FlowResult(cmd.cookie, cmd.command)
         code = outcome.code
         if code == rpc_code.OK or (cmd.command is Command.DESTROY and code == rpc_code.NOT_FOUND):
             return FlowResult(cmd.cookie, cmd.command)
@@ -493,10 +442,13 @@ class P4RuntimeDriver(FlowDriver):
                     adopted.append(cookie)
                 else:
                     kind = MODIFY if entry is not None else INSERT
-                    ops.append(_Op(kind, rule.match, cookie, rule, slot=len(ops)))
+                    ops.append(TableOp(kind, rule.match, cookie, rule, slot=len(ops)))
             orphans = [m for m in found if m not in wanted]
-            ops += [_Op(DELETE, m) for m in orphans]
-            outcomes = await self._run(ops) if ops else {}
+            ops += [TableOp(DELETE, m) for m in orphans]
+            stream = self._stream()
+            for op in ops:
+                await stream.add(op)
+            outcomes = await stream.finish()
             installed, failed = [], []
             for op in ops:
                 if op.slot is not None and op.cookie is not None:
