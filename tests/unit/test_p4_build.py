@@ -193,3 +193,50 @@ def test_contract_check_can_fail() -> None:
     info.tables[0].match_fields[0].name = "port"
     with pytest.raises(AssertionError):
         check_flowtable_contract(info)
+
+
+# --- the BMv2 JSON agrees with the p4info it ships with -----------------------------------
+
+
+def check_json_matches_p4info(doc: dict, info: p4i.P4Info) -> None:
+    """Every p4info table, action and direct counter exists in the JSON with the same shape."""
+    tables = {t["name"]: t for p in doc["pipelines"] for t in p["tables"]}
+    actions = {a["name"]: a for a in doc["actions"]}
+    counters = {c["name"]: c for c in doc["counter_arrays"]}
+    action_names = {a.preamble.id: a.preamble.name for a in info.actions}
+    for t in info.tables:
+        table = tables[t.preamble.name]
+        assert [k["name"] for k in table["key"]] == [f.name for f in t.match_fields]
+        assert table["max_size"] == t.size
+        assert table["support_timeout"] == (t.idle_timeout_behavior == p4i.Table.NOTIFY_CONTROL)
+        assert sorted(table["actions"]) == sorted(action_names[r.id] for r in t.action_refs)
+        assert table["with_counters"] == bool(t.direct_resource_ids)
+    for a in info.actions:
+        runtime = [(d["name"], d["bitwidth"]) for d in actions[a.preamble.name]["runtime_data"]]
+        assert runtime == [(p.name, p.bitwidth) for p in a.params]
+    for c in info.direct_counters:
+        counter = counters[c.preamble.name]
+        assert counter["is_direct"]
+        assert counter["binding"] == next(
+            t.preamble.name for t in info.tables if t.preamble.id == c.direct_table_id
+        )
+
+
+def test_fixture_json_matches_fixture_p4info() -> None:
+    doc = json.loads((FIXTURE / "flowtable.json").read_text())
+    check_json_matches_p4info(doc, load_p4info(FIXTURE / "flowtable.p4info.txtpb"))
+
+
+def test_compiled_json_matches_compiled_p4info() -> None:
+    c = all_compiled()[0]
+    state, why = outputs_state(c)
+    if state != "match":
+        pytest.skip(why)
+    check_json_matches_p4info(json.loads(c.json.read_text()), load_p4info(c.p4info))
+
+
+def test_json_check_can_fail() -> None:
+    doc = json.loads((FIXTURE / "flowtable.json").read_text())
+    doc["actions"][1]["runtime_data"].reverse()
+    with pytest.raises(AssertionError):
+        check_json_matches_p4info(doc, load_p4info(FIXTURE / "flowtable.p4info.txtpb"))
