@@ -160,7 +160,7 @@ class _Reader:
                 )
             ]
         if verb in ("add", "create", "insert") and kind in _LIST_ORDER:
-            if (verb == "insert") != (kind == "rule"):
+            if verb == "insert" and kind != "rule":
                 raise self.error(f"'{verb}' of a {kind} is not supported", path)
             return self.add(kind, obj, path, insert=verb == "insert")
         raise self.error(f"unsupported command '{verb} {kind}'", path)
