@@ -11,7 +11,6 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from softswitch.expressions import Expr, ExprCompiler, field_setter
 from softswitch.json_model import Layout, fail, get, parse_hexstr
@@ -102,7 +101,10 @@ def compile_calculation(
     algo = ALGORITHMS.get(algo_name)
     if algo is None:
         raise fail(f"{path}.algo", f"unsupported algorithm {algo_name!r}")
-    parts: list[Callable[[PacketState, tuple], tuple[int, int]]] = []
+    # Segments: ("fields", header or -1 for metadata, [(slot, width, mask)]),
+    # ("const", value, width) and ("header", header, serializer); consecutive fields of one
+    # header share a segment so validity is checked once and no closure runs per field.
+    segments: list[tuple] = []
     last_header = -1
     with_payload = False
     for i, item in enumerate(get(doc, "input", path, list)):
@@ -110,19 +112,25 @@ def compile_calculation(
         kind = get(item, "type", ipath, str)
         if kind == "payload":
             with_payload = True
-            continue
-        if kind == "hexstr":
+        elif kind == "hexstr":
             width = get(item, "bitwidth", ipath, int)
             const = parse_hexstr(item.get("value"), ipath) & ((1 << width) - 1)
-            parts.append(lambda s, p, c=const, w=width: (c, w))
+            segments.append(("const", const, width))
         elif kind == "field":
             hdr, fi = layout.field(item.get("value"), ipath)
             last_header = max(last_header, _order_pos(deparse_order, hdr.index))
-            parts.append(_field_part(hdr.index, hdr.metadata, fi, exprs.compile(item, ipath)))
+            if fi is None:
+                raise fail(ipath, "$valid$ cannot be a calculation input")
+            owner = -1 if hdr.metadata else hdr.index
+            spec = (fi.slot, fi.width, (1 << fi.width) - 1)
+            if segments and segments[-1][0] == "fields" and segments[-1][1] == owner:
+                segments[-1][2].append(spec)
+            else:
+                segments.append(("fields", owner, [spec]))
         elif kind == "header":
             hdr = layout.header(item.get("value"), ipath)
             last_header = max(last_header, _order_pos(deparse_order, hdr.index))
-            parts.append(_header_part(hdr.index, serializers[hdr.index]))
+            segments.append(("header", hdr.index, serializers[hdr.index]))
         else:
             raise fail(ipath, f"unsupported calculation input {kind!r}")
     trailing = deparse_order[last_header + 1 :] if with_payload else []
@@ -130,15 +138,25 @@ def compile_calculation(
     def compute(s: PacketState, p: tuple = ()) -> int:
         acc = 0
         bits = 0
-        for part in parts:
-            v, w = part(s, p)
-            acc = (acc << w) | v
-            bits += w
+        f, valid = s.f, s.valid
+        for kind, a, b in segments:
+            if kind == "fields":
+                if a >= 0 and not valid[a]:
+                    continue
+                for slot, width, mask in b:
+                    acc = (acc << width) | (f[slot] & mask)
+                    bits += width
+            elif kind == "const":
+                acc = (acc << b) | a
+                bits += b
+            elif valid[a]:
+                data = b(s)
+                acc = (acc << (8 * len(data))) | int.from_bytes(data, "big")
+                bits += 8 * len(data)
         pad = -bits % 8
         data = (acc << pad).to_bytes((bits + pad) // 8, "big")
         if with_payload:
-            valid = s.valid
-            data += b"".join(serializers[h](s) for h in trailing if valid[h]) + s.payload
+            data += b"".join([serializers[h](s) for h in trailing if valid[h]]) + s.payload
         return algo(data)
 
     return Calculation(name, algo_name, compute)
@@ -146,28 +164,6 @@ def compile_calculation(
 
 def _order_pos(order: list[int], header: int) -> int:
     return order.index(header) if header in order else -1
-
-
-def _field_part(h: int, metadata: bool, fi: Any, read: Expr) -> Callable:
-    width = fi.width if fi is not None else 1
-    mask = (1 << width) - 1
-
-    def part(s: PacketState, p: tuple) -> tuple[int, int]:
-        if not metadata and not s.valid[h]:
-            return 0, 0
-        return read(s, p) & mask, width
-
-    return part
-
-
-def _header_part(h: int, serialize: Serializer) -> Callable:
-    def part(s: PacketState, p: tuple) -> tuple[int, int]:
-        if not s.valid[h]:
-            return 0, 0
-        data = serialize(s)
-        return int.from_bytes(data, "big"), len(data) * 8
-
-    return part
 
 
 @dataclass(slots=True)
