@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -15,6 +17,7 @@ from finsy.proto import p4r, p4r_grpc
 from controller import cli
 
 ROOT = Path(__file__).resolve().parents[2]
+FLOWTABLE = ROOT / "tests" / "fixtures" / "flowtable"
 
 
 def parse(*argv: str):
@@ -53,23 +56,19 @@ def test_bad_command_lines_exit_2_with_a_message(argv, message, capsys) -> None:
     assert message in capsys.readouterr().err
 
 
-async def test_serves_p4runtime_until_sigterm() -> None:
+@contextlib.asynccontextmanager
+async def softswitch_process(*argv: str) -> AsyncIterator[p4r_grpc.P4RuntimeStub]:
+    """``p4ft softswitch ARGV`` on an ephemeral port: a stub to it, then SIGTERM must exit 0."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "controller.cli", "softswitch", "--no-p4", "--device-id", "4",
-        "--", "--grpc-server-addr", "127.0.0.1:0", cwd=ROOT, stderr=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "controller.cli", "softswitch", *argv, "--",
+        "--grpc-server-addr", "127.0.0.1:0", cwd=ROOT, stderr=asyncio.subprocess.PIPE)
     try:
         async with asyncio.timeout(10):
             while (match := re.search(r"listening on 127\.0\.0\.1:(\d+)", line := (
                     await proc.stderr.readline()).decode())) is None:
                 assert line, "exited before listening"
-        port = int(match.group(1))
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = p4r_grpc.P4RuntimeStub(channel)
-            assert (await stub.Capabilities(p4r.CapabilitiesRequest())).p4runtime_api_version
-            with pytest.raises(grpc.aio.AioRpcError) as exc:
-                await stub.GetForwardingPipelineConfig(
-                    p4r.GetForwardingPipelineConfigRequest(device_id=4))
-            assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{match.group(1)}") as channel:
+            yield p4r_grpc.P4RuntimeStub(channel)
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(10):
             assert await proc.wait() == 0
@@ -77,3 +76,30 @@ async def test_serves_p4runtime_until_sigterm() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_serves_p4runtime_until_sigterm() -> None:
+    async with softswitch_process("--no-p4", "--device-id", "4") as stub:
+        assert (await stub.Capabilities(p4r.CapabilitiesRequest())).p4runtime_api_version
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await stub.GetForwardingPipelineConfig(
+                p4r.GetForwardingPipelineConfigRequest(device_id=4))
+        assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.mark.skipif(not (FLOWTABLE / "flowtable.json").exists(),
+                    reason="flowtable.p4's compiled JSON fixture is not in the tree")
+async def test_program_and_p4info_from_the_command_line_are_running() -> None:
+    async with softswitch_process("--device-id", "1", "--p4info",
+                                  str(FLOWTABLE / "flowtable.p4info.txtpb"),
+                                  str(FLOWTABLE / "flowtable.json")) as stub:
+        response = await stub.GetForwardingPipelineConfig(p4r.GetForwardingPipelineConfigRequest(
+            device_id=1, response_type=p4r.GetForwardingPipelineConfigRequest.P4INFO_AND_COOKIE))
+        assert "FtIngress.flow_v4" in [t.preamble.name for t in response.config.p4info.tables]
+
+
+def test_a_program_that_does_not_load_exits_1(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    assert cli.main(["softswitch", str(bad), "--", "--grpc-server-addr", "127.0.0.1:0"]) == 1
+    assert "cannot load the program" in capsys.readouterr().err
