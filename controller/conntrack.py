@@ -14,6 +14,7 @@ connections are found by lookups, counted against ``max_entries`` and reported b
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -182,6 +183,13 @@ class CtEvent:
     type: str
     conn: Conn
     now: float
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON for ``p4ft monitor`` / simulate reports: the type and the entry at that time."""
+        return {"type": self.type, **describe(self.conn, self.now)}
+
+    def __str__(self) -> str:
+        return f"[{self.type}] {format_conn(self.conn, self.now)}"
 
 
 EventSink = Callable[[CtEvent], None]
@@ -631,3 +639,87 @@ def _reset(track: TcpTrack) -> None:
     track.max_window = 0
     track.maxack_set = False
     track.close_init = False
+
+
+# -- listing: conntrack -L ----------------------------------------------------------------------
+
+_PROTO_NAMES = {
+    IPPROTO_ICMP: "icmp",
+    IPPROTO_TCP: "tcp",
+    IPPROTO_UDP: "udp",
+    47: "gre",
+    IPPROTO_ICMPV6: "icmpv6",
+    132: "sctp",
+    136: "udplite",
+}
+_ECHO_TYPES = {IPPROTO_ICMP: (8, 0), IPPROTO_ICMPV6: (128, 129)}
+_SHOWN_STATUS = (
+    Status.SEEN_REPLY,
+    Status.ASSURED,
+    Status.CONFIRMED,
+    Status.SRC_NAT,
+    Status.DST_NAT,
+    Status.DYING,
+    Status.NAT_CLASH,
+    Status.OFFLOAD,
+    Status.HW_OFFLOAD,
+)
+
+
+def _l4_fields(conn: Conn, direction: int) -> dict[str, object]:
+    tup = conn.tuples[direction]
+    fields: dict[str, object] = {
+        "src": str(ipaddress.ip_address(tup.src)),
+        "dst": str(ipaddress.ip_address(tup.dst)),
+    }
+    if tup.proto in _ICMP_PROTOS:
+        # Only the identifier is kept; echo is by far the usual request.
+        fields.update(type=_ECHO_TYPES[tup.proto][direction], code=0, id=tup.sport)
+    elif tup.sport or tup.dport or tup.proto in _PORT_PROTOS:
+        fields.update(sport=tup.sport, dport=tup.dport)
+    fields.update(packets=conn.packets[direction], bytes=conn.bytes[direction])
+    return fields
+
+
+def describe(conn: Conn, now: float) -> dict[str, object]:
+    """One entry as data (``p4ft flows --json``). Offloaded entries show neither timeout nor TCP
+    state, as ``ctnetlink`` omits them while a flowtable owns the connection."""
+    offloaded = bool(conn.status & Status.OFFLOAD)
+    proto = conn.proto
+    return {
+        "id": conn.id,
+        "family": f"ipv{conn.family}",
+        "proto": _PROTO_NAMES.get(proto, "unknown"),
+        "protonum": proto,
+        "timeout": None if offloaded else max(0, int(conn.timeout - now)),
+        "state": conn.tcp_state.name if proto == IPPROTO_TCP and not offloaded else None,
+        "original": _l4_fields(conn, ORIGINAL),
+        "reply": _l4_fields(conn, REPLY),
+        "status": [bit.name for bit in _SHOWN_STATUS if conn.status & bit],
+        "mark": conn.mark,
+        "zone": conn.zone,
+    }
+
+
+def format_conn(conn: Conn, now: float) -> str:
+    """One ``conntrack -L`` line: ``[UNREPLIED]`` after the original tuple, then the first of
+    ``[HW_OFFLOAD]``, ``[OFFLOAD]``, ``[ASSURED]`` that applies (``ct_seq_show``)."""
+    info = describe(conn, now)
+    words = [f"{info['proto']:<8} {conn.proto}"]
+    if info["timeout"] is not None:
+        words.append(str(info["timeout"]))
+    if info["state"] is not None:
+        words.append(str(info["state"]))
+    words += [f"{k}={v}" for k, v in _l4_fields(conn, ORIGINAL).items()]
+    status = conn.status
+    if not status & Status.SEEN_REPLY:
+        words.append("[UNREPLIED]")
+    words += [f"{k}={v}" for k, v in _l4_fields(conn, REPLY).items()]
+    for bit in (Status.HW_OFFLOAD, Status.OFFLOAD, Status.ASSURED):
+        if status & bit:
+            words.append(f"[{bit.name}]")
+            break
+    words.append(f"mark={conn.mark}")
+    if conn.zone:
+        words.append(f"zone={conn.zone}")
+    return " ".join(words)

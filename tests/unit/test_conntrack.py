@@ -15,6 +15,8 @@ from controller.conntrack import (
     CtVerdict,
     Timeouts,
     Tracked,
+    describe,
+    format_conn,
     inner_tuple,
     packet_tuple,
     reply_tuple,
@@ -584,3 +586,48 @@ def test_tuple_equal_to_its_own_reply_is_found_as_original() -> None:
 def test_bad_bound_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="max_entries"):
         Conntrack(max_entries=0)
+
+
+# -- listing ------------------------------------------------------------------------------------
+
+
+def test_format_conn_reads_like_conntrack_list() -> None:
+    t = Table()
+    conn = t.send(ORIG, SYN, length=74).conn
+    assert conn is not None
+    assert format_conn(conn, T0 + 0.5) == (
+        "tcp      6 119 SYN_SENT src=10.0.1.1 dst=10.0.2.1 sport=40000 dport=80 packets=1 "
+        "bytes=74 [UNREPLIED] src=10.0.2.1 dst=10.0.1.1 sport=80 dport=40000 packets=0 bytes=0 "
+        "mark=0"
+    )
+    t.send(REPL, SYNACK)
+    t.send(ORIG, ACK)
+    assert "[ASSURED]" in format_conn(conn, T0) and "[UNREPLIED]" not in format_conn(conn, T0)
+    t.ct.set_status(conn, Status.OFFLOAD)
+    offloaded = format_conn(conn, T0)
+    assert offloaded.startswith("tcp      6 src=10.0.1.1") and offloaded.count("[") == 1
+    assert "[OFFLOAD]" in offloaded
+    t.ct.set_status(conn, Status.HW_OFFLOAD)
+    assert "[HW_OFFLOAD]" in format_conn(conn, T0) and "[OFFLOAD]" not in format_conn(conn, T0)
+
+
+def test_describe_and_event_json() -> None:
+    t = Table()
+    conn = t.send(E_ORIG, icmp_type=8, length=98).conn
+    assert conn is not None
+    info = describe(conn, T0)
+    assert info["proto"] == "icmp" and info["timeout"] == 30 and info["state"] is None
+    assert info["original"] == {
+        "src": "10.0.1.1",
+        "dst": "10.0.2.1",
+        "type": 8,
+        "code": 0,
+        "id": 0x1234,
+        "packets": 1,
+        "bytes": 98,
+    }
+    assert info["reply"]["type"] == 0  # type: ignore[index]
+    assert info["status"] == ["CONFIRMED"]
+    event = t.events[0]
+    assert event.to_dict() == {"type": "NEW", **info}
+    assert str(event).startswith("[NEW] icmp     1 30 src=10.0.1.1")
