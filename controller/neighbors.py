@@ -1,12 +1,13 @@
 """ARP and NDP neighbour cache of the router: answer, learn, resolve, queue, age (sans-IO).
 
-Mirrors the kernel's ``net/core/neighbour.c`` NUD machine with its default timers
+Mirrors the kernel's ``net/core/neighbour.c`` NUD machine with its default timers and limits
 (``base_reachable_time`` 30 s, ``retrans_time`` 1 s, ``delay_first_probe_time`` 5 s,
-``mcast_solicit``/``ucast_solicit`` 3, ``gc_stale_time`` 60 s) and ``arp_process`` /
-``ndisc_recv_ns``/``ndisc_recv_na`` learning rules. Every method takes ``now`` and returns the
-frames to send; :meth:`NeighborTable.poll` advances timers. Packets wait per neighbour in a
-bounded queue while it resolves; when resolution fails they come back as ``unreachable`` so that
-the caller answers ICMP host unreachable, as ``arp_error_report``/``ndisc_error_report`` do.
+``mcast_solicit``/``ucast_solicit`` 3, ``gc_stale_time`` 60 s, ``gc_thresh3`` 1024) and the
+``arp_process`` / ``ndisc_recv_ns`` / ``ndisc_recv_na`` learning rules. Every method takes
+``now`` and returns the frames to send; :meth:`NeighborTable.poll` advances timers. Packets
+wait per neighbour in a bounded queue while it resolves; when resolution fails they come back
+as ``unreachable`` so that the caller answers ICMP host unreachable, as ``arp_error_report`` /
+``ndisc_error_report`` do.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class NeighborParams:
     unres_qlen: int = 101  # unres_qlen_bytes 212992 / truesize of a full-size frame
     gc_stale_time: float = 60.0
     arp_accept: bool = False  # create entries from gratuitous ARP (net.ipv4.conf.*.arp_accept)
+    gc_thresh2: int = 512  # forced GC shrinks the table towards this
+    max_entries: int = 1024  # gc_thresh3: no new entries beyond it
 
 
 class Tx(NamedTuple):
@@ -159,8 +162,9 @@ class NeighborTable:
             out.send.append(Tx(port, self._with_macs(frame, port, entry.mac)))  # type: ignore[arg-type]
             return out
         if entry is None or entry.state is Nud.FAILED:
-            entry = Neighbor(next_hop, port, None, Nud.INCOMPLETE, now, now)
-            self.entries[(port, next_hop)] = entry
+            entry = self._create(port, next_hop, Nud.INCOMPLETE, now)
+            if entry is None:
+                return out  # table full: dropped like neigh_create's -ENOBUFS
             self._start_probe(entry, now, out)
             if entry.state is Nud.FAILED:  # no source address to probe from
                 self.drops["neigh_failed"] += 1
@@ -198,8 +202,9 @@ class NeighborTable:
                 (pkt.arp_op == ARP_REQUEST and for_us) or (gratuitous and self.params.arp_accept)
             ):
                 return out
-            entry = Neighbor(spa, port, None, Nud.STALE, now, now)
-            self.entries[(port, spa)] = entry
+            entry = self._create(port, spa, Nud.STALE, now)
+            if entry is None:
+                return out
         unicast_reply = pkt.arp_op == ARP_REPLY and for_us and not (pkt.eth_dst[0] & 1)
         self._update(
             entry, sha, Nud.REACHABLE if unicast_reply else Nud.STALE, now, out, override=True
@@ -244,8 +249,9 @@ class NeighborTable:
             return
         entry = self.entries.get((port, pkt.src))
         if entry is None:
-            entry = Neighbor(pkt.src, port, None, Nud.STALE, now, now)
-            self.entries[(port, pkt.src)] = entry
+            entry = self._create(port, pkt.src, Nud.STALE, now)
+            if entry is None:
+                return
         self._update(entry, pkt.nd_lladdr, Nud.STALE, now, out, override=True)
 
     def _handle_na(self, pkt: Packet, port: int, now: float, out: NeighborOutput) -> None:
@@ -298,6 +304,29 @@ class NeighborTable:
                 self._fail(entry, now, out)
             else:
                 self._probe(entry, now, out, unicast=entry.state is Nud.PROBE)
+
+    def _create(self, port: int, addr: bytes, state: Nud, now: float) -> Neighbor | None:
+        """A new entry, or None when ``gc_thresh3`` entries exist even after a forced GC."""
+        key = (port, addr)
+        if key not in self.entries and len(self.entries) >= self.params.max_entries:
+            self._forced_gc()
+            if len(self.entries) >= self.params.max_entries:
+                self.drops["neigh_table_full"] += 1
+                return None
+        entry = Neighbor(addr, port, None, state, now, now)
+        self.entries[key] = entry
+        return entry
+
+    def _forced_gc(self) -> None:
+        """``neigh_forced_gc``: drop entries nothing waits on (FAILED, STALE), oldest use first."""
+        idle = [
+            key
+            for key, e in self.entries.items()
+            if e.state in (Nud.FAILED, Nud.STALE) and not e.queue
+        ]
+        idle.sort(key=lambda k: self.entries[k].used)
+        for key in idle[: max(1, len(self.entries) - self.params.gc_thresh2)]:
+            del self.entries[key]
 
     def _start_probe(self, entry: Neighbor, now: float, out: NeighborOutput) -> None:
         entry.probes = 0

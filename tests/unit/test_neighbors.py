@@ -292,3 +292,17 @@ def test_next_deadline_empty_or_static_only(cut: int) -> None:
     t = table()
     t.poll(cut)
     assert t.next_deadline() is None
+
+
+def test_table_limit_forces_gc_then_refuses() -> None:
+    t = table(max_entries=4, gc_thresh2=2)  # the static entry counts too
+    for i in range(1, 4):
+        t.handle_arp(arp(1, H_MAC, f"10.0.1.{i}", "10.0.1.254"), 1, now=i)  # STALE
+    assert len(t.entries) == 4
+    t.resolve(a("10.0.1.50"), 1, routed_frame("10.0.1.50"), now=10)
+    # Forced GC dropped the least recently used STALE entries, the static one stays.
+    assert t.state(a("10.0.1.1"), 1) is None and t.state(a("10.0.1.9"), 1) is Nud.PERMANENT
+    assert t.state(a("10.0.1.50"), 1) is Nud.INCOMPLETE
+    for i in range(60, 64):
+        t.resolve(a(f"10.0.1.{i}"), 1, routed_frame(f"10.0.1.{i}"), now=11)
+    assert len(t.entries) <= 4 and t.drops["neigh_table_full"] >= 1
