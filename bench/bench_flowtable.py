@@ -13,6 +13,7 @@ import sys
 import time
 import tracemalloc
 
+from controller.conntrack import Conntrack
 from controller.ct import IPPROTO_TCP, Conn, CtTuple, Status, TcpState
 from controller.flowtable import FlowRoute, Flowtable
 
@@ -23,20 +24,6 @@ ROUTES = (
 TARGET_LOOKUPS = 1_000_000.0
 TARGET_BYTES = 1024.0
 TARGET_GC_STEP = 0.100
-
-
-class _Conntrack:
-    def timeout_for(self, conn: Conn) -> float:
-        return 432000.0
-
-    def refresh(self, conn: Conn, seconds: float, now: float) -> None:
-        conn.timeout = now + seconds
-
-    def set_status(self, conn: Conn, bits: Status, now: float | None = None) -> None:
-        conn.status |= bits
-
-    def clear_status(self, conn: Conn, bits: Status, now: float | None = None) -> None:
-        conn.status &= ~bits
 
 
 def make_conns(n: int) -> list[Conn]:
@@ -70,7 +57,7 @@ def main(n: int) -> None:
     gc.collect()
     gc.freeze()  # the conns are long-lived: keep the cyclic GC from rescanning them
 
-    ft = Flowtable("bench", _Conntrack(), gc_batch=100_000)
+    ft = Flowtable("bench", Conntrack(), gc_batch=100_000)
     elapsed = fill(ft, conns, 0.0)
     print(f"insert:     {n / elapsed:12,.0f} flows/s")
 
@@ -104,7 +91,7 @@ def main(n: int) -> None:
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    ft2 = Flowtable("bench-mem", _Conntrack())
+    ft2 = Flowtable("bench-mem", Conntrack())
     fill(ft2, conns, 0.0)
     used = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()

@@ -1,7 +1,7 @@
 """Shared set-up for the flowtable tests: a two-port router, connections, frames, a fake clock.
 
-``FakeConntrack`` stands in for ``controller.conntrack.Conntrack`` with the kernel's default
-timeouts, so these tests exercise only the flowtable's side of the contract.
+Connections are made directly (``make_conn``) and handed to the real ``Conntrack`` only for
+its timeouts and status bookkeeping.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import ipaddress
 from controller import frames
 from controller.admission import admit
 from controller.capacity import CapacityPolicy
+from controller.conntrack import Conntrack
 from controller.ct import (
     IPPROTO_TCP,
-    IPPROTO_UDP,
     ORIGINAL,
     REPLY,
     Conn,
@@ -27,17 +27,6 @@ from controller.offload import OffloadQueue
 from controller.packet import TCP_ACK, Packet, parse
 from ndo.memory import MemoryDriver
 
-TCP_TIMEOUTS = {
-    TcpState.SYN_SENT: 120.0,
-    TcpState.SYN_RECV: 60.0,
-    TcpState.ESTABLISHED: 432000.0,
-    TcpState.FIN_WAIT: 120.0,
-    TcpState.CLOSE_WAIT: 60.0,
-    TcpState.LAST_ACK: 30.0,
-    TcpState.TIME_WAIT: 120.0,
-    TcpState.CLOSE: 10.0,
-}
-
 H1_MAC = bytes.fromhex("000000000101")
 R1_MAC = bytes.fromhex("0000000001fe")
 R2_MAC = bytes.fromhex("0000000002fe")
@@ -50,26 +39,6 @@ def ip(text: str) -> bytes:
 
 H1, H2, ROUTER_WAN = ip("10.0.1.1"), ip("10.0.2.2"), ip("10.0.2.254")
 H1_6, H2_6 = ip("2001:db8:1::1"), ip("2001:db8:2::2")
-
-
-class FakeConntrack:
-    """Kernel default timeouts; ``refresh`` sets an absolute deadline."""
-
-    def timeout_for(self, conn: Conn) -> float:
-        if conn.proto == IPPROTO_TCP:
-            return TCP_TIMEOUTS.get(conn.tcp_state, 120.0)
-        if conn.proto == IPPROTO_UDP:
-            return 120.0 if conn.status & Status.SEEN_REPLY else 30.0
-        return 600.0
-
-    def refresh(self, conn: Conn, seconds: float, now: float) -> None:
-        conn.timeout = now + seconds
-
-    def set_status(self, conn: Conn, bits: Status, now: float | None = None) -> None:
-        conn.status |= bits
-
-    def clear_status(self, conn: Conn, bits: Status, now: float | None = None) -> None:
-        conn.status &= ~bits
 
 
 class Clock:
@@ -157,7 +126,7 @@ class Rig:
     ) -> None:
         self.clock = Clock()
         self.events: list[FlowEvent] = []
-        self.ct = FakeConntrack()
+        self.ct = Conntrack()
         self.queue = OffloadQueue(policy)
         self.ft = Flowtable(
             "f",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from controller.conntrack import Conntrack
 from controller.ct import IPPROTO_TCP, IPPROTO_UDP, ORIGINAL, REPLY, Status, TcpState
 from controller.flowtable import (
     CLOSING,
@@ -11,6 +12,7 @@ from controller.flowtable import (
     HW_DEAD,
     HW_DYING,
     TEARDOWN,
+    Flowtable,
     FlowtableError,
     make_key,
 )
@@ -234,15 +236,13 @@ def test_b16_flowtable_flags_devices_and_delete() -> None:
 
 
 def test_b16_offload_flowtable_needs_a_queue_and_valid_options() -> None:
-    from controller.flowtable import Flowtable
-    from tests.unit.ft_helpers import FakeConntrack
 
     with pytest.raises(FlowtableError):
-        Flowtable("f", FakeConntrack(), offload=True)
+        Flowtable("f", Conntrack(), offload=True)
     with pytest.raises(FlowtableError):
-        Flowtable("f", FakeConntrack(), fin_mode="sometimes")  # type: ignore[arg-type]
+        Flowtable("f", Conntrack(), fin_mode="sometimes")  # type: ignore[arg-type]
     with pytest.raises(FlowtableError):
-        Flowtable("f", FakeConntrack(), tcp_timeout=0)
+        Flowtable("f", Conntrack(), tcp_timeout=0)
 
 
 def test_b17_status_shows_offload_then_hw_offload_and_work_counters() -> None:
