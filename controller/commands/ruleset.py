@@ -46,6 +46,6 @@ _ACTIONS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_register_
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("ruleset", help="check or show an nft ruleset")
-    actions = parser.add_subparsers(dest="ruleset_action", metavar="ACTION", required=True)
+    actions = parser.add_subparsers(dest="ruleset_action", required=True)
     for add_action in _ACTIONS:
         add_action(actions)

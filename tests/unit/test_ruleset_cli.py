@@ -1,0 +1,72 @@
+"""``p4ft ruleset check FILE``: normalized output and exit 0, or FILE:LINE:COL on stderr and 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from controller import cli
+from controller.ruleset import loads
+
+
+def check(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(["ruleset", "check", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_valid_ruleset_prints_normalized_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ok.nft"
+    path.write_text(
+        "table inet x { flowtable f { hook ingress priority 0; devices = { eth0, eth1 }; } "
+        "chain y { type filter hook forward priority 0; policy accept; "
+        "ip protocol tcp flow offload @f; counter packets 0 bytes 0 } }"
+    )
+    code, out, err = check(capsys, str(path))
+    assert (code, err) == (0, "")
+    assert "\t\tip protocol tcp flow add @f\n" in out
+    assert loads(out) == loads(path.read_text())
+
+
+def test_invalid_ruleset_prints_file_line_col_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.nft"
+    path.write_text("table ip t {\n\tchain c {\n\t\ttype filter hook input priority 0;\n"
+                    "\t\tflow add @f\n\t}\n}\n")  # fmt: skip
+    code, out, err = check(capsys, str(path))
+    assert (code, out) == (1, "")
+    assert err == (
+        f"{path}:4:3: Could not process rule: No such file or directory "
+        "(flowtable 'f' does not exist in table ip t)\n"
+    )
+
+
+def test_json_output_and_json_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "r.nft"
+    src.write_text("table ip t { chain c { type filter hook forward priority 0; accept } }")
+    code, out, _ = check(capsys, "--json", str(src))
+    assert code == 0
+    as_json = tmp_path / "r.json"
+    as_json.write_text(out)
+    assert json.loads(out)["nftables"][0] == {"metainfo": {"json_schema_version": 1}}
+    code, out2, _ = check(capsys, str(as_json))
+    assert code == 0 and loads(out2) == loads(src.read_text())
+
+
+def test_unreadable_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.nft"
+    code, out, err = check(capsys, str(missing))
+    assert (code, out) == (1, "")
+    assert err.startswith(f"{missing}: cannot read:")
+
+
+def test_ruleset_without_action_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["ruleset"])
+    assert exc.value.code == 2
+    assert "check" in capsys.readouterr().err
