@@ -36,6 +36,7 @@ class StdSlots:
     egress_rid: int | None
     checksum_error: int | None
     parser_error: int | None
+    ingress_global_timestamp: int | None
 
     @classmethod
     def from_layout(cls, layout: Layout) -> StdSlots:

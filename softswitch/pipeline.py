@@ -96,6 +96,8 @@ class Pipeline:
             f[std.packet_length] = len(frame)
         if std.instance_type is not None:
             f[std.instance_type] = itype
+        if std.ingress_global_timestamp is not None:
+            f[std.ingress_global_timestamp] = int(now * 1e6) & 0xFFFF_FFFF_FFFF  # µs, 48 bits
         try:
             self._parse(s)
         except ParserError as err:
