@@ -74,6 +74,10 @@ class FlowtableConfig:
     tcp_timeout: int = 30
     udp_timeout: int = 30
     fin_mode: FinMode = "closing"
+    # Capacity policy (controller.capacity): only flows that carried this much through the
+    # software fast path are offered to the hardware; 0 offers every flow at once.
+    offload_min_packets: int = 0
+    offload_min_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +332,11 @@ class _Loader:
         return RulesetConfig(text, file=file, source=str(file))
 
     def flowtable(self, doc: dict[str, Any]) -> FlowtableConfig:
-        t = self.table(doc, "flowtable", {"tcp_timeout", "udp_timeout", "fin_mode"})
+        t = self.table(
+            doc,
+            "flowtable",
+            {"tcp_timeout", "udp_timeout", "fin_mode", "offload_min_packets", "offload_min_bytes"},
+        )
         fin_mode = self.get(t, "flowtable", "fin_mode", str, "closing")
         if fin_mode not in ("closing", "teardown"):
             raise self.error(
@@ -338,6 +346,10 @@ class _Loader:
             tcp_timeout=self.int_range(t, "flowtable", "tcp_timeout", 30, 1, 2**31 - 1),
             udp_timeout=self.int_range(t, "flowtable", "udp_timeout", 30, 1, 2**31 - 1),
             fin_mode=fin_mode,  # type: ignore[arg-type]
+            offload_min_packets=self.int_range(
+                t, "flowtable", "offload_min_packets", 0, 0, 2**63 - 1
+            ),
+            offload_min_bytes=self.int_range(t, "flowtable", "offload_min_bytes", 0, 0, 2**63 - 1),
         )
 
     def conntrack(self, doc: dict[str, Any]) -> ConntrackConfig:

@@ -87,8 +87,12 @@ def test_defaults_and_inline_ruleset() -> None:
 
 
 def test_extra_sections() -> None:
-    cfg = parse_config(PORT + "[conntrack]\nmax = 10\n[flowtable]\nfin_mode = 'teardown'\n")
+    cfg = parse_config(
+        PORT + "[conntrack]\nmax = 10\n[flowtable]\nfin_mode = 'teardown'\n"
+        "offload_min_packets = 5\noffload_min_bytes = 3000\n"
+    )
     assert cfg.conntrack.max == 10 and cfg.flowtable.fin_mode == "teardown"
+    assert (cfg.flowtable.offload_min_packets, cfg.flowtable.offload_min_bytes) == (5, 3000)
 
 
 def port(**fields: str) -> str:
@@ -154,6 +158,7 @@ def port(**fields: str) -> str:
         (port() + "[ruleset]\nfile = 'nope.nft'\n", "ruleset.file: cannot read"),
         (port() + "[flowtable]\nfin_mode = 'sometimes'\n", "flowtable.fin_mode: must be"),
         (port() + "[flowtable]\ntcp_timeout = 0\n", "flowtable.tcp_timeout: must be between"),
+        (port() + "[flowtable]\noffload_min_bytes = -1\n", "flowtable.offload_min_bytes: must be"),
         (port() + "[switch]\naddress = 'localhost'\n", "switch.address: must be HOST:PORT"),
         (port() + "[switch]\ncpu = 1\n", "switch.cpu: unknown key"),
         (port() + "[routers]\n", "router.toml: routers: unknown key"),
