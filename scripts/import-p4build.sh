@@ -38,7 +38,8 @@ for src in "${sources[@]}"; do
         echo "STALE    $src: $folder holds the outputs of ${compiled:-<no hash>}, the source is $sha"
         status=1; continue
     fi
-    if ! ls "$folder"/*.json >/dev/null 2>&1; then
+    jsons=("$folder"/*.json)
+    if [ ${#jsons[@]} -eq 0 ]; then
         echo "FAILED   $src: the compiler produced no JSON for $sha; $folder/diagnostics.txt says:"
         sed 's/^/    /' "$folder/diagnostics.txt" 2>/dev/null
         status=1; continue

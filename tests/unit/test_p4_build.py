@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,3 +243,62 @@ def test_json_check_can_fail() -> None:
     doc["actions"][1]["runtime_data"].reverse()
     with pytest.raises(AssertionError):
         check_json_matches_p4info(doc, load_p4info(FIXTURE / "flowtable.p4info.txtpb"))
+
+
+# --- scripts/import-p4build.sh on a scratch tree ------------------------------------------
+
+
+def run_import(tree: Path, p4build: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(tree / "scripts" / "import-p4build.sh")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "P4BUILD": str(p4build)},
+        timeout=30,
+    )
+
+
+def publish(p4build: Path, source: Path, rel: str, outputs: dict[str, str]) -> None:
+    folder = p4build / rel.replace("/", "__")
+    folder.mkdir(parents=True)
+    (folder / "SOURCE").write_text(f"{sha256_of(source)}  commit 0123abc\n")
+    for name, text in outputs.items():
+        (folder / name).write_text(text)
+
+
+def test_import_copies_matching_outputs_and_reports_the_rest(tmp_path: Path) -> None:
+    tree, p4build = tmp_path / "tree", tmp_path / "p4build"
+    (tree / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "import-p4build.sh", tree / "scripts")
+    (tree / "p4src").mkdir()
+    (tree / "tests" / "p4").mkdir(parents=True)
+    flowtable = tree / "p4src" / "flowtable.p4"
+    flowtable.write_text("// data plane\n")
+    good, broken, waiting = (
+        tree / "tests" / "p4" / f"{n}.p4" for n in ("good", "broken", "waiting")
+    )
+    for path in (good, broken, waiting):
+        path.write_text(f"// {path.stem}\n")
+    publish(
+        p4build,
+        flowtable,
+        "p4src/flowtable.p4",
+        {"flowtable.json": "{}", "flowtable.p4info.txtpb": "", "diagnostics.txt": ""},
+    )
+    publish(p4build, good, "tests/p4/good.p4", {"good.json": "{}", "good.p4info.txtpb": ""})
+    publish(
+        p4build, broken, "tests/p4/broken.p4", {"diagnostics.txt": "broken.p4(3): syntax error"}
+    )
+    flowtable.write_text("// data plane, edited after publishing\n")
+
+    result = run_import(tree, p4build)
+
+    assert result.returncode == 1
+    assert "STALE    p4src/flowtable.p4" in result.stdout
+    assert not (tree / "p4src" / "build" / "flowtable.json").exists()
+    assert "IMPORTED tests/p4/good.p4" in result.stdout
+    imported = Compiled(good, tree / "tests" / "p4" / "build" / "good")
+    assert outputs_state(imported, tree)[0] == "match"
+    assert "FAILED   tests/p4/broken.p4" in result.stdout
+    assert "syntax error" in result.stdout
+    assert f"awaiting compilation of {sha256_of(waiting)}" in result.stdout
