@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from controller import mangle
 from controller.ct import IPPROTO_GRE, IPPROTO_TCP, IPPROTO_UDP
 from controller.flowtable import CLOSING, DNAT, SNAT, Flow, Flowtable, make_key, nat_targets
-from controller.packet import ETH_HLEN, TCP_FIN, TCP_RST, TCP_SYN, Packet
+from controller.packet import ETH_HLEN, IPV6_HLEN, TCP_FIN, TCP_RST, TCP_SYN, Packet
 
 FORWARD, CLASSIC, DROP = "forward", "classic", "drop"
 _FIN_RST = TCP_FIN | TCP_RST
@@ -43,12 +43,19 @@ _CLASSIC = {
         "ipv6_ext_header",
         "not_tcp_udp",
         "ttl",
+        "gre_version",
         "miss",
         "mtu",
         "tcp_fin_rst",
         "tcp_syn_closing",
     )
 }
+
+
+def _gre_v0(pkt: Packet) -> bool:
+    """GRE version 0 with its header in the frame (the kernel's ``nf_flow_tuple_ip`` check)."""
+    l4 = pkt.l4 if pkt.l4 >= 0 else pkt.l3 + IPV6_HLEN  # IPv6: parsed as an "extension"
+    return len(pkt.frame) >= l4 + 4 and pkt.frame[l4 + 1] & 0x07 == 0
 
 
 class FastPath:
@@ -83,6 +90,8 @@ class FastPath:
             return self._classic("not_tcp_udp")
         if pkt.ttl <= 1:
             return self._classic("ttl")
+        if proto == IPPROTO_GRE and not _gre_v0(pkt):
+            return self._classic("gre_version")
         key = make_key(
             family, proto, pkt.src, pkt.dst, pkt.sport, pkt.dport, in_port, pkt.vlan or 0
         )

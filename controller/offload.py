@@ -207,7 +207,11 @@ class OffloadQueue:
         sent = 0
         while self._works:
             batch = self.take_batch(max_n)
-            results = await driver.execute(batch)
+            try:
+                results = await driver.execute(batch)
+            except Exception:  # a broken target must not wedge flows in HW_PENDING
+                self.counters["driver_error"] += 1
+                results = []
             if len(results) != len(batch):
                 self.counters["driver_short_answer"] += 1
             self.complete(results, now())

@@ -8,7 +8,7 @@ import pytest
 
 from controller import frames
 from controller.admission import admit
-from controller.ct import IPPROTO_TCP, IPPROTO_UDP, ORIGINAL, REPLY
+from controller.ct import IPPROTO_GRE, IPPROTO_TCP, IPPROTO_UDP, ORIGINAL, REPLY
 from controller.fastpath import DROP, FORWARD
 from controller.packet import parse
 from tests.unit.ft_helpers import (
@@ -86,3 +86,21 @@ def test_counters_name_every_fallback() -> None:
     rig.fast.forward(packet_for(conn, ORIGINAL), 1, rig.now)
     rig.fast.forward(packet_for(conn, ORIGINAL, ttl=1), 1, rig.now)
     assert rig.fast.counters == {"forwarded": 1, "classic_ttl": 1}
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_gre_v0_is_forwarded_other_versions_fall_back(family: int) -> None:
+    rig = Rig(offload=False)
+    conn = make_conn(IPPROTO_GRE, family=family, sport=0, dport=0)
+    assert rig.admit(conn) is not None
+    t = conn.tuples[ORIGINAL]
+
+    def gre(version: int) -> bytearray:
+        datagram = frames.ip(
+            t.src, t.dst, IPPROTO_GRE, bytes([0, version]) + b"\x08\x00" + b"x" * 8
+        )
+        return bytearray(frames.ip_frame(R1_MAC, H1_MAC, datagram))
+
+    out = rig.fast.forward(parse(gre(0)), 1, rig.now)
+    assert out.verdict == FORWARD and parse(out.frame).ttl == 63  # type: ignore[arg-type]
+    assert rig.fast.forward(parse(gre(1)), 1, rig.now).reason == "gre_version"

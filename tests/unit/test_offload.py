@@ -91,3 +91,20 @@ async def test_pump_completes_unanswered_commands_as_errors() -> None:
     assert not flow.flags & HW_PENDING  # the flow is not stuck waiting forever
     assert rig.queue.counters["driver_short_answer"] == 1
     assert rig.queue.counters["replace_failed"] == 1
+
+
+class _Broken(FlowDriver):
+    async def execute(self, batch: Sequence[FlowCommand]) -> list[FlowResult]:
+        raise ConnectionError("switch went away")
+
+
+async def test_pump_survives_a_driver_that_raises() -> None:
+    rig = Rig()
+    (flow,) = _flows(rig, 1)
+    await rig.queue.pump(_Broken(), rig.clock)
+    assert not flow.flags & HW_PENDING and not flow.conn.status & Status.HW_OFFLOAD
+    assert rig.queue.counters["driver_error"] == 1
+    rig.tick(2)
+    rig.ft.refresh(flow, rig.now)  # and it is retried like any refused REPLACE
+    await rig.queue.pump(rig.hw, rig.clock)
+    assert flow.conn.status & Status.HW_OFFLOAD
