@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import Ether
@@ -631,3 +633,58 @@ def test_describe_and_event_json() -> None:
     event = t.events[0]
     assert event.to_dict() == {"type": "NEW", **info}
     assert str(event).startswith("[NEW] icmp     1 30 src=10.0.1.1")
+
+
+# -- properties ---------------------------------------------------------------------------------
+
+_PACKET = st.tuples(
+    st.sampled_from([IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_GRE]),
+    st.booleans(),  # reply direction
+    st.integers(0, 2),  # which of three flows
+    st.integers(0, 255),  # TCP flags
+    st.sampled_from([0, 3, 8, 11, 13, 14, 42]),  # ICMP type
+    st.floats(0, 200),  # time step
+    st.sampled_from(["confirm", "skip", "delete", "gc", "offload"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_PACKET, max_size=40), st.integers(1, 3))
+def test_any_packet_sequence_keeps_the_table_consistent(
+    packets: list[tuple[int, bool, int, int, int, float, str]], bound: int
+) -> None:
+    t = Table(max_entries=bound)
+    live: set[int] = set()  # ids announced by NEW and not yet by DESTROY
+
+    def follow(event: CtEvent) -> None:
+        if event.type == "NEW":
+            live.add(event.conn.id)
+        elif event.type == "DESTROY":
+            live.remove(event.conn.id)
+
+    t.ct.on_event = follow
+    now = T0
+    for proto, reply, flow, flags, icmp_type, step, then in packets:
+        now += step
+        tup = CtTuple(4, proto, CLIENT, SERVER, 1000 + flow, 0 if proto == IPPROTO_ICMP else 80)
+        if reply:
+            tup = reply_tuple(tup)
+        r = t.ct.track(tup, tcp_flags=flags, icmp_type=icmp_type, length=60, now=now)
+        assert (r.conn is None) == (
+            r.verdict is not CtVerdict.ACCEPT or r.ctinfo is CtInfo.UNTRACKED
+        )
+        if r.conn is not None:
+            if then == "confirm":
+                t.ct.confirm(r.conn, now)
+            elif then == "delete":
+                t.ct.delete(r.conn, now)
+            elif then == "offload" and r.conn.confirmed:
+                t.ct.set_status(r.conn, Status.OFFLOAD, now)
+        if then == "gc":
+            t.ct.gc(now)
+        assert len(t.ct) <= bound
+        assert {c.id for c in t.ct} == live
+        for conn in t.ct:
+            assert not conn.dying and conn.confirmed
+            assert t.ct.lookup(conn.tuples[ORIGINAL]) == (conn, ORIGINAL)
+            assert t.ct.lookup(conn.tuples[REPLY])[0] is conn  # type: ignore[index]

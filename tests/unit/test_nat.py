@@ -7,6 +7,8 @@ import random
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.conntrack import Conntrack, CtVerdict, reply_tuple
 from controller.ct import (
@@ -272,3 +274,30 @@ def test_icmp_error_about_a_port_forward_comes_from_the_public_address() -> None
     assert r.ct.related(tcp(WAN, 8080, CLIENT, 5555)) == (conn, ORIGINAL)
     back = translate_related(conn, ORIGINAL, X, WAN)
     assert back == RelatedRewrite(X, SERVER, Rewrite(SERVER, 80, CLIENT, 5555))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 6), st.sampled_from([80, 1023, 40000])), max_size=60),
+    st.sampled_from([None, (2000, 2015)]),
+)
+def test_masqueraded_reply_tuples_stay_unique(
+    flows: list[tuple[int, int]], ports: tuple[int, int] | None
+) -> None:
+    r = Router()
+    action = Action("masquerade", None, *(ports or (None, None)))
+    replies = set()
+    for host, sport in flows:
+        conn = r.ct.track(udp(bytes([10, 0, 1, host]), sport, DNS, 53), now=T0).conn
+        assert conn is not None
+        if conn.confirmed:
+            continue  # the same flow again
+        if not r.nat.apply(conn, action, egress_addr=WAN):
+            assert ports is not None and len(replies) == 16  # only a full range refuses
+            continue
+        assert r.ct.confirm(conn, T0)
+        reply = conn.tuples[REPLY]
+        assert reply not in replies and reply.dst == WAN
+        if ports is not None:
+            assert 2000 <= reply.dport <= 2015
+        replies.add(reply)
