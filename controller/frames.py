@@ -81,6 +81,8 @@ def ipv4(
 ) -> bytes:
     """An IPv4 datagram with a valid header checksum; ``options`` is padded to 4 bytes."""
     options += bytes(-len(options) % 4)
+    if len(options) > 40:
+        raise ValueError("IPv4 options longer than 40 bytes")
     ihl = 5 + len(options) // 4
     total = ihl * 4 + len(payload)
     if total > 0xFFFF:

@@ -107,7 +107,8 @@ class RoutingTable:
             try:
                 table.add_static(route.prefix, via=route.via, port=port_id)
             except RouteError as exc:
-                raise RouteError(f"routes[{index}]: {exc}") from None
+                name = config.path or "router.toml"
+                raise RouteError(f"{name}: routes[{index}]: {exc}") from None
         return table
 
     def add_connected(self, port: int, iface: IPInterface) -> Route:
@@ -182,7 +183,11 @@ class RoutingTable:
         return self._fibs[4].routes() + self._fibs[6].routes()
 
     def _source(self, port: int, family: int, net: IPNetwork) -> bytes:
+        """The port's own address, else any router address of the family (``inet_select_addr``)."""
         src = self.port_address(port, family)
         if src is None:
-            raise RouteError(f"{net}: port {port} has no IPv{family} address")
+            every = [i for ifaces in self._port_addrs.values() for i in ifaces]
+            src = select_source(every, None, family)
+        if src is None:
+            raise RouteError(f"{net}: the router has no IPv{family} address")
         return src

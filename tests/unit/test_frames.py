@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (
     ICMPv6EchoRequest,
@@ -116,3 +117,12 @@ def test_ndp_na() -> None:
     assert pkt[ICMPv6NDOptDstLLAddr].lladdr == "02:00:00:00:00:02"
     parsed = parse(raw)
     assert parsed.nd_lladdr == MAC_B and parsed.nd_target == B6
+
+
+def test_limits_are_refused() -> None:
+    with pytest.raises(ValueError):
+        frames.ipv4(A4, B4, IPPROTO_UDP, b"", options=bytes(41))
+    with pytest.raises(ValueError):
+        frames.ipv4(A4, B4, IPPROTO_UDP, bytes(65516))
+    with pytest.raises(ValueError):
+        frames.ipv6(A6, B6, IPPROTO_UDP, bytes(65536))

@@ -99,7 +99,7 @@ def test_static_needs_connected_next_hop() -> None:
     table.add_connected(1, ipaddress.ip_interface("10.0.1.254/24"))
     with pytest.raises(RouteError, match="not on a connected network"):
         table.add_static("10.9.0.0/16", via="10.0.2.1")
-    with pytest.raises(RouteError, match="port 1 has no IPv6 address"):
+    with pytest.raises(RouteError, match="the router has no IPv6 address"):
         table.add_static("2001:db8::/32", port=1)
     with pytest.raises(RouteError, match="is IPv6"):
         table.add_static("10.9.0.0/16", via="2001:db8::1")
@@ -147,3 +147,20 @@ def test_lpm_matches_brute_force(prefixes: list[tuple[int, int]], dsts: list[int
         else:
             assert hop is not None and hop.route.prefix.prefixlen >= best.prefixlen
             assert hop.route.prefix == best or hop.route.connected
+
+
+def test_port_route_borrows_another_port_address() -> None:
+    table = RoutingTable()
+    table.add_connected(1, ipaddress.ip_interface("10.0.1.254/24"))
+    table.add_connected(2, ipaddress.ip_interface("2001:db8:2::fe/64"))
+    route = table.add_static("2001:db8:9::/48", port=1)
+    assert route.port == 1 and route.src == a("2001:db8:2::fe")
+
+
+def test_config_route_errors_name_the_file() -> None:
+    text = CONFIG.split("[[routes]]")[0] + "[[routes]]\nprefix = '2001:db8:9::/48'\nport = 'eth2'\n"
+    table = RoutingTable.from_config(parse_config(text))
+    assert table.lookup(a("2001:db8:9::1")).src == a("2001:db8:1::fe")  # type: ignore[union-attr]
+    only_v4 = text.replace('"2001:db8:1::fe/64"', "").replace(', "2001:db8:2::fe/64"', "")
+    with pytest.raises(RouteError, match=r"^router\.toml: routes\[0\]: .*no IPv6 address"):
+        RoutingTable.from_config(parse_config(only_v4))
