@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 from ndo.api import FlowActions, FlowMatch, FlowRule
 from ndo.p4runtime.codec import DELETE, INSERT, MODIFY, CodecError, FlowCodec, canonical_int
 from ndo.p4runtime.schema import FlowSchema, Pipeline, SchemaError, load_p4info
-from tests.ndo.p4rt_support import FWD4, FWD6, V4, V6, p4info, p4info_text, v4_rule
+from tests.ndo.p4rt_support import ids, p4info, p4info_text, v4_rule
 
 SCHEMA = FlowSchema.from_p4info(p4info(size=100))
+V4, V6 = ids("FtIngress.flow_v4"), ids("FtIngress.flow_v6")
+FWD4, FWD6 = ids("FtIngress.forward_v4"), ids("FtIngress.forward_v6")
 CODEC = FlowCodec(SCHEMA, idle_timeout_ns=30 * 10**9)
 
 u16 = st.integers(0, 0xFFFF)

@@ -35,7 +35,7 @@ def key_of(rule) -> tuple:  # type: ignore[no-untyped-def]
 
 async def test_replace_batches_into_requests_of_batch_size() -> None:
     async with running_target(size=4096) as target:
-        driver = target.driver(size=4096, batch_size=1000)
+        driver = target.driver(batch_size=1000)
         await driver.start()
         results = await driver.execute([replace(i, v4_rule(i)) for i in range(2500)])
         assert all(r.ok for r in results)
@@ -56,7 +56,8 @@ async def test_replace_writes_post_nat_values_and_nat_defaults_to_the_match() ->
             [replace(1, nat), replace(2, plain), replace(3, six)]))
         entry = target.table(4).get(*key_of(nat))
         assert entry.action == "FtIngress.forward_v4"
-        assert entry.params == (2, 0xFE02, 0x0202, 0xCB007107, 0xC0000201, 40000, 80, 1500)
+        assert entry.params == (2, 0x0200000002FE, 0x020000000202, 0xCB007107, 0xC0000201, 40000,
+                                80, 1500)
         entry = target.table(4).get(*key_of(plain))
         assert entry.params[3:7] == (0x0A000002, 0xC0000201, 10002, 80)
         assert entry.ttl_ns == 30 * 10**9
@@ -145,7 +146,7 @@ async def test_replace_then_destroy_in_one_batch_runs_in_order() -> None:
 
 async def test_full_table_is_refused_before_the_write() -> None:
     async with running_target(size=4) as target:
-        driver = target.driver(size=4)
+        driver = target.driver()
         await driver.start()
         results = await driver.execute([replace(i, v4_rule(i)) for i in range(6)])
         assert [r.refusal for r in results] == [None] * 4 + [Refusal.NO_SPACE] * 2
@@ -156,7 +157,7 @@ async def test_full_table_is_refused_before_the_write() -> None:
 @pytest.mark.parametrize("bmv2", [False, True], ids=["RESOURCE_EXHAUSTED", "bmv2-UNKNOWN"])
 async def test_full_table_answer_from_the_target_is_no_space(bmv2: bool) -> None:
     async with running_target(size=4, bmv2=bmv2) as target:
-        driver = target.driver(size=4)
+        driver = target.driver()
         await driver.start()
         for n in range(3):  # entries the driver does not know about
             key, prio = key_of(v4_rule(100 + n))
@@ -171,13 +172,13 @@ async def test_full_table_answer_from_the_target_is_no_space(bmv2: bool) -> None
 async def test_other_write_errors_are_refused_with_the_server_message() -> None:
     async with running_target() as target:
         # the driver's P4Info believes mtu is 32 bits wide; the switch's says 16
-        info = p4info()
+        info = p4info(64)
         for action in info.actions:
             for param in action.params:
                 if param.name == "mtu":
                     param.bitwidth = 32
         driver = P4RuntimeDriver(target.address, FlowSchema.from_p4info(info), device_id=3,
-                                 pipeline=pipeline(), clock=target.clock)
+                                 pipeline=pipeline(64), clock=target.clock)
         await driver.start()
         results = await driver.execute([replace(1, v4_rule(1, mtu=70000)),
                                         replace(2, v4_rule(2))])

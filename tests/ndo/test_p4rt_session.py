@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import ARP, Ether
 
 from ndo.api import Command, FlowCommand, PacketIn, PuntReason, Refusal
 from ndo.p4runtime.client import Backoff
@@ -13,6 +15,14 @@ from tests.ndo.p4rt_support import running_target, v4_rule, v6_rule
 pytestmark = pytest.mark.asyncio
 
 FRAME = bytes.fromhex("000000000202" "00000000fe02" "0800") + bytes(46)
+
+
+def flow_frame(n: int, flags: str = "A") -> bytes:
+    """A TCP segment of v4_rule(n)'s flow as it arrives on port 1."""
+    match = v4_rule(n).match
+    return bytes(Ether(src="02:00:00:00:01:01", dst="02:00:00:00:01:fe")
+                 / IP(src=".".join(map(str, match.src)), dst="192.0.2.1", ttl=64)
+                 / TCP(sport=match.sport, dport=80, flags=flags) / (b"x" * 20))
 FAST = Backoff(initial=0.01, maximum=0.05)
 
 
@@ -70,42 +80,63 @@ async def test_start_without_intent_clears_what_a_previous_run_left() -> None:
         await driver.close()
 
 
-async def test_packet_in_is_delivered_with_port_and_reason() -> None:
+async def test_punted_frames_arrive_with_port_and_reason() -> None:
     async with running_target() as target:
         driver = target.driver()
         await driver.start()
         packets = driver.packets()
-        target.server.send_packet_in(b"\x00\x07\x01" + FRAME)
-        target.server.send_packet_in(b"\x00\x02\x63" + FRAME)  # a reason this driver never heard of
-        assert await anext(packets) == PacketIn(FRAME, 7, PuntReason.MISS)
-        unknown = await anext(packets)
-        assert unknown.reason == 0x63 and unknown.ingress_port == 2
+        miss, fin = flow_frame(1), flow_frame(2, flags="FA")
+        await driver.execute([replace(2, v4_rule(2, port=3))])  # FIN/RST punt even on a hit
+        target.ports[1].inject(miss)
+        target.ports[3].inject(fin)
+        target.ports[2].inject(bytes(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst="10.0.0.1")))
+        assert await anext(packets) == PacketIn(miss, 1, PuntReason.MISS)
+        assert await anext(packets) == PacketIn(fin, 3, PuntReason.TCP_FIN_RST)
+        assert (await anext(packets)).reason is PuntReason.NON_IP
         await driver.close()
 
 
-async def test_short_packet_in_is_counted_and_dropped() -> None:
+async def test_unknown_reasons_are_delivered_and_short_frames_counted() -> None:
     async with running_target() as target:
         driver = target.driver()
         await driver.start()
         packets = driver.packets()
         target.server.send_packet_in(b"\x00\x01\x01" + FRAME[:10])
-        target.server.send_packet_in(b"\x00\x01\x02" + FRAME)
-        assert (await anext(packets)).reason is PuntReason.TCP_FIN_RST
+        target.server.send_packet_in(b"\x00\x02\x63" + FRAME)
+        assert await anext(packets) == PacketIn(FRAME, 2, 0x63)
         assert driver.counters["packet_in_short"] == 1
         await driver.close()
 
 
-async def test_send_packet_reaches_the_switch_with_the_packet_out_header() -> None:
+async def test_send_packet_leaves_the_named_port_unchanged() -> None:
     async with running_target() as target:
         driver = target.driver()
         await driver.start()
-        assert await driver.send_packet(FRAME, 2)
-        await until(lambda: target.injected)
-        assert target.injected == [b"\x00\x02" + FRAME]
-        assert not await driver.send_packet(FRAME[:6], 2)
-        assert not await driver.send_packet(FRAME, 1 << 16)
+        frame = flow_frame(1)
+        assert await driver.send_packet(frame, 2)
+        assert await asyncio.wait_for(target.ports[2].sent.get(), 2.0) == frame
+        assert not await driver.send_packet(frame[:6], 2)
+        assert not await driver.send_packet(frame, 1 << 16)
         assert driver.counters["packet_out_short"] == 1
         assert driver.counters["packet_out_bad_port"] == 1
+        await driver.close()
+
+
+async def test_offloaded_flow_is_forwarded_by_the_switch_and_counted() -> None:
+    async with running_target() as target:
+        driver = target.driver()
+        await driver.start()
+        rule = v4_rule(1, nat_src=bytes([203, 0, 113, 7]), nat_sport=40000)
+        assert (await driver.execute([replace(1, rule)]))[0].ok
+        frame = flow_frame(1)
+        target.ports[1].inject(frame)
+        out = Ether(await asyncio.wait_for(target.ports[2].sent.get(), 2.0))
+        assert (out.src, out.dst) == ("02:00:00:00:02:fe", "02:00:00:00:02:02")
+        assert (out[IP].src, out[IP].ttl, out[TCP].sport) == ("203.0.113.7", 63, 40000)
+        target.clock.now += 1.0
+        stats = (await driver.execute([FlowCommand(Command.STATS, 1)]))[0].stats
+        assert (stats.packets, stats.bytes) == (1, len(frame))
+        assert stats.lastused == pytest.approx(target.clock.now - 1.0)
         await driver.close()
 
 
