@@ -106,7 +106,7 @@ class OffloadQueue:
         if flow.flags & HW_PENDING:
             self.counters["dropped_pending"] += 1
             return False
-        if not self.policy.wants_hw(flow):
+        if not flow.hw_dirs and not self.policy.wants_hw(flow):  # installed flows keep their slot
             return False
         commands = []
         for d in self._dirs(flow):

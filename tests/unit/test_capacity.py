@@ -88,3 +88,16 @@ def test_elephants_first_after_b_bytes() -> None:
 def test_bad_thresholds_are_refused() -> None:
     with pytest.raises(ValueError):
         CapacityPolicy(min_packets=-1)
+
+
+def test_installed_flow_is_not_held_back_by_a_full_table() -> None:
+    rig = Rig(capacity=2)
+    first, _ = _admit_many(rig, 2)
+    rig.drain()
+    assert rig.queue.policy.full
+    flow = next(f for f in rig.ft.flows() if f.conn is first)
+    rig.tick(2)
+    rig.ft.refresh(flow, rig.now)
+    assert len(rig.queue) == 1 and flow.id not in rig.queue.policy.waiting
+    rig.drain()
+    assert first.status & Status.HW_OFFLOAD and len(rig.hw.rules) == 2
