@@ -231,16 +231,16 @@ def _compile_match(match: Match) -> Step:
 
 def _value_test(match: Match) -> Step:
     field, vals = match.field, match.values
-    if field in (Field.META_L4PROTO, Field.IP_PROTOCOL, Field.IP6_NEXTHDR):
+    if field.is_protocol:
         protos = frozenset(vals)
         return lambda ctx: ctx.proto in protos
     if field is Field.CT_STATE:
         states = frozenset(s for v in vals for s in _CT_STATES[str(v)])
         return lambda ctx: ctx.ct_state in states
     attr = _ATTRS[field]
-    if field in (Field.IIFNAME, Field.OIFNAME):
+    if field.is_ifname:
         return _ifname_test(attr, [str(v) for v in vals])
-    if isinstance(vals[0], tuple):
+    if field.is_port:
         return _port_test(attr, vals)  # type: ignore[arg-type]
     return _address_test(attr, vals)  # type: ignore[arg-type]
 

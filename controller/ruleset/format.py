@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 
 from controller.ruleset import values
@@ -21,7 +22,7 @@ from controller.ruleset.model import (
     VerdictStatement,
 )
 
-_PROTOCOL_FIELDS = (Field.META_L4PROTO, Field.IP_PROTOCOL, Field.IP6_NEXTHDR)
+_BARE_DEVICE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 
 
 def format_tables(tables: Iterable[Table]) -> str:
@@ -39,7 +40,8 @@ def format_flowtable(ft: FlowtableDef) -> str:
     prio = values.format_priority(ft.priority, values.FLOWTABLE_PRIORITIES)
     lines = [f"\tflowtable {ft.name} {{", f"\t\thook {ft.hook} priority {prio}"]
     if ft.devices:
-        lines.append(f"\t\tdevices = {{ {', '.join(ft.devices)} }}")
+        devices = ", ".join(d if _BARE_DEVICE.match(d) else f'"{d}"' for d in ft.devices)
+        lines.append(f"\t\tdevices = {{ {devices} }}")
     if ft.offload:
         lines.append("\t\tflags offload")
     if ft.counter:
@@ -96,7 +98,7 @@ def format_match(match: Match) -> str:
 
 
 def format_value(field: Field, value: Value) -> str:
-    if field in _PROTOCOL_FIELDS:
+    if field.is_protocol:
         assert isinstance(value, int)
         return values.PROTOCOL_NAMES.get(value, str(value))
     if isinstance(value, tuple):
@@ -105,6 +107,6 @@ def format_value(field: Field, value: Value) -> str:
     if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
         full = value.max_prefixlen == value.prefixlen
         return str(value.network_address) if full else str(value)
-    if field in (Field.IIFNAME, Field.OIFNAME):
+    if field.is_ifname:
         return f'"{value}"'
     return str(value)

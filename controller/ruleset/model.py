@@ -68,9 +68,21 @@ class Field(enum.Enum):
     @property
     def nft(self) -> str:
         """The spelling ``nft list ruleset`` uses."""
-        if self in (Field.IIFNAME, Field.OIFNAME):
+        if self.is_ifname:
             return self.value[1]
         return " ".join(self.value)
+
+    @property
+    def is_protocol(self) -> bool:
+        return self.value[1] in ("l4proto", "protocol", "nexthdr")
+
+    @property
+    def is_ifname(self) -> bool:
+        return self.value[1] in ("iifname", "oifname")
+
+    @property
+    def is_port(self) -> bool:
+        return self.value[1] in ("sport", "dport")
 
     @property
     def ip_version(self) -> int | None:
@@ -82,6 +94,9 @@ class Field(enum.Enum):
         """The L4 protocol a match implies (``tcp dport`` only matches TCP)."""
         return {"tcp": 6, "udp": 17}.get(self.value[0])
 
+
+FIELDS_BY_WORDS: dict[tuple[str, str], Field] = {f.value: f for f in Field}
+"""``("tcp", "dport")`` → Field: how both readers name what a match reads."""
 
 Value = int | tuple[int, int] | IPNetwork | str
 """A match operand: protocol number, inclusive port range, network, interface name or ct state."""

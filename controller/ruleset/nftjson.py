@@ -16,6 +16,7 @@ from typing import Any
 from controller.ruleset import values
 from controller.ruleset.errors import Loc, RulesetError
 from controller.ruleset.model import (
+    FIELDS_BY_WORDS,
     BaseSpec,
     ChainType,
     Counter,
@@ -46,24 +47,6 @@ from controller.ruleset.script import (
     FlushRuleset,
 )
 
-_LEFT: dict[tuple[str, str, str], Field] = {
-    ("meta", "key", "l4proto"): Field.META_L4PROTO,
-    ("meta", "key", "iifname"): Field.IIFNAME,
-    ("meta", "key", "oifname"): Field.OIFNAME,
-    ("ct", "key", "state"): Field.CT_STATE,
-}
-_PAYLOAD = {
-    ("ip", "protocol"): Field.IP_PROTOCOL,
-    ("ip", "saddr"): Field.IP_SADDR,
-    ("ip", "daddr"): Field.IP_DADDR,
-    ("ip6", "nexthdr"): Field.IP6_NEXTHDR,
-    ("ip6", "saddr"): Field.IP6_SADDR,
-    ("ip6", "daddr"): Field.IP6_DADDR,
-    ("tcp", "sport"): Field.TCP_SPORT,
-    ("tcp", "dport"): Field.TCP_DPORT,
-    ("udp", "sport"): Field.UDP_SPORT,
-    ("udp", "dport"): Field.UDP_DPORT,
-}
 _LIST_ORDER = {"table": 0, "chain": 1, "flowtable": 2, "rule": 3}
 _VERBS = ("add", "create", "insert", "delete", "flush")
 
@@ -305,11 +288,11 @@ class _Reader:
         kind, body = self.single(left, path)
         body = self.obj(body, f"{path}.{kind}")
         if kind == "payload":
-            key = (body.get("protocol"), body.get("field"))
-            field = _PAYLOAD.get(key)  # type: ignore[arg-type]
-        else:
-            field = _LEFT.get((kind, "key", body.get("key")))  # type: ignore[arg-type]
-        if field is None:
+            words = (body.get("protocol"), body.get("field"))
+        else:  # {"meta": {"key": "l4proto"}}, {"ct": {"key": "state"}}
+            words = (kind, body.get("key"))
+        field = FIELDS_BY_WORDS.get(words)  # type: ignore[arg-type]
+        if field is None or (kind == "payload") == (field.value[0] in ("meta", "ct")):
             raise self.error(f"unsupported match on {json.dumps(left)}", path)
         return field
 
@@ -425,7 +408,7 @@ def _dump_item(item: Item) -> dict[str, Any]:
 
 def _dump_match(match: Match) -> dict[str, Any]:
     field = match.field
-    if field in (Field.META_L4PROTO, Field.IIFNAME, Field.OIFNAME):
+    if field.value[0] == "meta":
         left: dict[str, Any] = {"meta": {"key": field.value[1]}}
     elif field is Field.CT_STATE:
         left = {"ct": {"key": "state"}}
@@ -442,7 +425,7 @@ def _dump_match(match: Match) -> dict[str, Any]:
 
 
 def _dump_value(field: Field, value: Value) -> Any:
-    if field in (Field.META_L4PROTO, Field.IP_PROTOCOL, Field.IP6_NEXTHDR):
+    if field.is_protocol:
         return values.PROTOCOL_NAMES.get(value, value)  # type: ignore[call-overload]
     if isinstance(value, tuple):
         return _dump_port(value)

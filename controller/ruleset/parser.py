@@ -14,6 +14,7 @@ from controller.ruleset import values
 from controller.ruleset.errors import Loc, RulesetError
 from controller.ruleset.lexer import Kind, Token, tokenize
 from controller.ruleset.model import (
+    FIELDS_BY_WORDS,
     BaseSpec,
     ChainType,
     Counter,
@@ -43,23 +44,7 @@ from controller.ruleset.script import (
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_./\-]*\Z")
 _FAMILY_WORDS = frozenset({f.value for f in Family} | set(values.UNSUPPORTED_FAMILIES))
-_FIELDS = {
-    ("meta", "l4proto"): Field.META_L4PROTO,
-    ("meta", "iifname"): Field.IIFNAME,
-    ("meta", "oifname"): Field.OIFNAME,
-    ("ip", "protocol"): Field.IP_PROTOCOL,
-    ("ip", "saddr"): Field.IP_SADDR,
-    ("ip", "daddr"): Field.IP_DADDR,
-    ("ip6", "nexthdr"): Field.IP6_NEXTHDR,
-    ("ip6", "saddr"): Field.IP6_SADDR,
-    ("ip6", "daddr"): Field.IP6_DADDR,
-    ("tcp", "sport"): Field.TCP_SPORT,
-    ("tcp", "dport"): Field.TCP_DPORT,
-    ("udp", "sport"): Field.UDP_SPORT,
-    ("udp", "dport"): Field.UDP_DPORT,
-    ("ct", "state"): Field.CT_STATE,
-}
-_FIELD_KEYWORDS = frozenset(k for k, _ in _FIELDS)
+_FIELD_KEYWORDS = frozenset(k for k, _ in FIELDS_BY_WORDS)
 _OPERATORS = {"==": False, "eq": False, "!=": True, "ne": True}
 _RULE_END = frozenset({"\n", ";", "}", ""})
 
@@ -360,10 +345,10 @@ class _Parser:
         tok = self.word("a match or statement")
         kw = tok.text
         if kw in ("iifname", "oifname"):
-            return self.match(_FIELDS[("meta", kw)], tok)
+            return self.match(FIELDS_BY_WORDS[("meta", kw)], tok)
         if kw in _FIELD_KEYWORDS:
             key = self.word(f"a {kw} field")
-            field = _FIELDS.get((kw, key.text))
+            field = FIELDS_BY_WORDS.get((kw, key.text))
             if field is None:
                 raise RulesetError(f"unsupported expression '{kw} {key.text}'", key.loc)
             return self.match(field, tok)

@@ -140,7 +140,7 @@ def parse_ct_state(text: str, loc: Loc) -> str:
 
 
 def parse_ifname(text: str, loc: Loc) -> str:
-    if not text or len(text) > 15 or "/" in text:
+    if not text or len(text) > 15 or any(c in text for c in '/" \t'):
         raise RulesetError(f"invalid interface name '{text}'", loc)
     return text
 
@@ -191,14 +191,14 @@ def chain_priority_names(hook: Hook) -> dict[str, int]:
 
 def parse_value(field: Field, raw: str | int, loc: Loc) -> Value:
     """Turn the operand of a match on ``field`` into its model value."""
-    if field in (Field.META_L4PROTO, Field.IP_PROTOCOL, Field.IP6_NEXTHDR):
+    if field.is_protocol:
         return parse_protocol(raw, loc)
-    if field in (Field.TCP_SPORT, Field.TCP_DPORT, Field.UDP_SPORT, Field.UDP_DPORT):
+    if field.is_port:
         return parse_port_range(raw, loc)
     if not isinstance(raw, str):
         raise RulesetError(f"{field.nft} needs a string, not {raw!r}", loc)
     if field is Field.CT_STATE:
         return parse_ct_state(raw, loc)
-    if field in (Field.IIFNAME, Field.OIFNAME):
+    if field.is_ifname:
         return parse_ifname(raw, loc)
     return parse_network(raw, field.ip_version, loc)
