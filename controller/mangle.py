@@ -59,6 +59,8 @@ def decrement_ttl(pkt: Packet) -> None:
     The caller checks ``pkt.ttl > 1`` first (a router sends time exceeded instead).
     """
     frame, l3 = pkt.frame, pkt.l3
+    if pkt.ttl == 0:
+        raise ValueError("TTL / hop limit is already 0")
     if pkt.family == 4:
         check = _H.unpack_from(frame, l3 + 10)[0] + 0x0100
         _H.pack_into(frame, l3 + 10, (check + (check >= 0xFFFF)) & 0xFFFF)

@@ -161,6 +161,10 @@ def test_bad_requests_raise_value_error() -> None:
         set_src_addr(pkt, bytes(16))
     with pytest.raises(ValueError):
         set_src_port(pkt, 70000)
+    zero = parse(bytearray(v4(UDP())))
+    zero.frame[22] = zero.ttl = 0
+    with pytest.raises(ValueError):
+        decrement_ttl(zero)
     arp = parse(bytes(ETH / ARP()))
     with pytest.raises(ValueError):
         decrement_ttl(arp)
