@@ -8,6 +8,7 @@ RECONCILE_AND_COMMIT copies the forwarding state of the running pipeline into th
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from finsy.proto import p4r
 from softswitch.p4rt_codec import P4Schema, invalid
 
 PipelineFactory = Callable[[dict, int | None], Any]
+log = logging.getLogger(__name__)
 
 
 def default_factory(doc: dict, table_size: int | None) -> Any:
@@ -42,8 +44,11 @@ def load_pipeline(config: p4r.ForwardingPipelineConfig, factory: PipelineFactory
     if not config.HasField("p4info"):
         raise invalid("p4info is required")
     schema = P4Schema(config.p4info)
+    data = config.p4_device_config
+    if not data.lstrip().startswith(b"{"):
+        data = _unwrap_tmp_device_config(data)
     try:
-        doc = json.loads(config.p4_device_config)
+        doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid(f"p4_device_config is not BMv2 JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -56,6 +61,43 @@ def load_pipeline(config: p4r.ForwardingPipelineConfig, factory: PipelineFactory
     defaults = {t.name: (t.default_action[0], tuple(t.default_action[1]))
                 for t in pipeline.tables.values()}
     return LoadedPipeline(config, schema, pipeline, defaults)
+
+
+def _unwrap_tmp_device_config(data: bytes) -> bytes:
+    """``device_data`` of a ``p4.tmp.P4DeviceConfig`` (field 3), which p4lang/tutorials'
+    p4runtime_lib still sends and BMv2 still accepts; the raw bytes when it is not one."""
+    pos, found = 0, None
+    try:
+        while pos < len(data):
+            tag, pos = _varint(data, pos)
+            if tag & 7 == 0:
+                _, pos = _varint(data, pos)
+            elif tag & 7 == 2:
+                size, pos = _varint(data, pos)
+                if pos + size > len(data):
+                    return data
+                if tag >> 3 == 3:
+                    found = data[pos:pos + size]
+                pos += size
+            else:
+                return data
+    except IndexError:
+        return data
+    if found is not None:
+        log.info("p4_device_config is a p4.tmp.P4DeviceConfig (deprecated): using device_data")
+        return found
+    return data
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
 
 
 def _check_schema_matches(schema: P4Schema, pipeline: Any) -> None:

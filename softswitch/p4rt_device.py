@@ -9,7 +9,9 @@ the P4Runtime spec or do more, never less:
 - register entries can be read and written (BMv2: UNIMPLEMENTED);
 - ``time_since_last_hit`` is the real elapsed time, also for entries without a TTL (BMv2: 0);
 - a read of all tables asking for ``time_since_last_hit`` fills it where a table supports idle
-  timeout instead of failing the whole read.
+  timeout instead of failing the whole read;
+- ``idle_timeout_ns`` on a default entry is INVALID_ARGUMENT, as the spec says (BMv2 accepts it);
+- a refused PacketOut (not primary, bad metadata) is answered with a StreamError (PI drops it).
 """
 
 from __future__ import annotations

@@ -74,6 +74,19 @@ async def test_verify_does_not_install_and_save_then_commit_does() -> None:
         assert (await get_config(h, Get.COOKIE_ONLY)).cookie.cookie == 9
 
 
+def tmp_device_config(device_data: bytes) -> bytes:
+    """A p4.tmp.P4DeviceConfig{reassign: true, device_data} in protobuf wire format."""
+    assert len(device_data) < 128
+    return b"\x08\x01" + b"\x1a" + bytes([len(device_data)]) + device_data
+
+
+async def test_tutorials_p4_device_config_wrapper_is_accepted() -> None:
+    async with running_server() as h:
+        await set_config(h, Set.VERIFY_AND_COMMIT,
+                         config(device_config=tmp_device_config(DEVICE_CONFIG)))
+        assert h.device.pipeline is not None
+
+
 async def test_commit_without_saved_config_is_failed_precondition() -> None:
     async with running_server() as h:
         with pytest.raises(grpc.aio.AioRpcError) as exc:
@@ -86,6 +99,8 @@ async def test_commit_without_saved_config_is_failed_precondition() -> None:
     (Set.VERIFY_AND_COMMIT, p4r.ForwardingPipelineConfig(p4_device_config=DEVICE_CONFIG)),
     (Set.VERIFY_AND_COMMIT, config(device_config=b"not json")),
     (Set.VERIFY_AND_COMMIT, config(device_config=b'{"broken": 1}')),
+    (Set.VERIFY_AND_COMMIT, config(device_config=tmp_device_config(b"not json"))),
+    (Set.VERIFY_AND_COMMIT, config(device_config=b"\x1a\x7f{")),
 ])
 async def test_bad_pipeline_requests_are_invalid_argument(action, cfg) -> None:
     async with running_server() as h:
