@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -237,6 +238,7 @@ class _L4(enum.Enum):
     REPEAT = 4  # TCP reopen: the old connection was killed, look up again
 
 
+_WINDOW = struct.Struct("!H")
 _UNTRACKED = Tracked(None, ORIGINAL, CtInfo.UNTRACKED, CtVerdict.ACCEPT)
 
 
@@ -272,6 +274,7 @@ class Conntrack:
                 "expired",
                 "deleted",
                 "untracked",
+                "related",
             ),
             0,
         )
@@ -305,6 +308,36 @@ class Conntrack:
         return self.lookup(reply_tuple(inner))
 
     # -- per packet ----------------------------------------------------------------------------
+
+    def track_packet(self, pkt: Packet, now: float) -> Tracked:
+        """``nf_conntrack_in`` for a parsed IP packet: :meth:`track` with the fields it needs,
+        ICMP errors attached to the connection they quote (RELATED / RELATED_REPLY).
+
+        Packets whose L4 header we cannot see (non-first fragments, IPv6 extension headers,
+        which the kernel would reassemble or walk first) are INVALID.
+        """
+        if pkt.family not in (4, 6) or pkt.l4 < 0 or pkt.ext_header or not pkt.first_fragment:
+            return self._invalid(ORIGINAL)
+        if pkt.is_icmp_error:
+            inner = inner_tuple(pkt)
+            hit = None if inner is None else self.related(inner)
+            if hit is None:
+                return self._invalid(ORIGINAL)
+            conn, direction = hit
+            self.stats["related"] += 1
+            ctinfo = CtInfo.RELATED_REPLY if direction == REPLY else CtInfo.RELATED
+            return Tracked(conn, direction, ctinfo, CtVerdict.ACCEPT)
+        window = 0
+        if pkt.proto == IPPROTO_TCP:
+            window = _WINDOW.unpack_from(pkt.frame, pkt.l4 + 14)[0]
+        return self.track(
+            packet_tuple(pkt),
+            tcp_flags=pkt.tcp_flags,
+            icmp_type=pkt.icmp_type if pkt.proto in _ICMP_PROTOS else None,
+            length=pkt.ip_len,
+            now=now,
+            window=window,
+        )
 
     def track(
         self,

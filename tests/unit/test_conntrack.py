@@ -688,3 +688,50 @@ def test_any_packet_sequence_keeps_the_table_consistent(
             assert not conn.dying and conn.confirmed
             assert t.ct.lookup(conn.tuples[ORIGINAL]) == (conn, ORIGINAL)
             assert t.ct.lookup(conn.tuples[REPLY])[0] is conn  # type: ignore[index]
+
+
+# -- parsed packets -----------------------------------------------------------------------------
+
+ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:01:fe")
+
+
+def test_track_packet_follows_a_connection_and_relates_its_errors() -> None:
+    ct = Conntrack()
+    syn = parse(
+        bytes(
+            ETH
+            / IP(src="10.0.1.1", dst="10.0.2.1")
+            / TCP(sport=40000, dport=80, flags="S", window=64240)
+        )
+    )
+    r = ct.track_packet(syn, T0)
+    assert r.conn is not None and r.ctinfo is CtInfo.NEW and r.conn.tuples[ORIGINAL] == ORIG
+    assert r.conn.bytes == [40, 0] and r.conn.tcp[ORIGINAL].max_window == 64240
+    assert ct.confirm(r.conn, T0)
+    synack = parse(
+        bytes(ETH / IP(src="10.0.2.1", dst="10.0.1.1") / TCP(sport=80, dport=40000, flags="SA"))
+    )
+    assert ct.track_packet(synack, T0).direction == REPLY
+    error = time_exceeded(synack, ROUTER)  # the SYN/ACK died on its way to the client
+    assert error is not None
+    related = ct.track_packet(parse(ip_frame(MAC1, MAC2, error)), T0)
+    assert related == Tracked(r.conn, ORIGINAL, CtInfo.RELATED, CtVerdict.ACCEPT)
+    about_syn = time_exceeded(syn, ROUTER)
+    assert about_syn is not None
+    back = ct.track_packet(parse(ip_frame(MAC1, MAC2, about_syn)), T0)
+    assert back.ctinfo is CtInfo.RELATED_REPLY and back.direction == REPLY
+    assert r.conn.packets == [1, 1] and ct.stats["related"] == 2
+
+
+def test_track_packet_refuses_what_it_cannot_see() -> None:
+    ct = Conntrack()
+    stray = parse(bytes(ETH / IP(src="10.0.1.1", dst="10.0.2.1", ttl=1) / UDP(sport=5, dport=6)))
+    error = time_exceeded(stray, ROUTER)
+    assert error is not None
+    unrelated = ct.track_packet(parse(ip_frame(MAC1, MAC2, error)), T0)
+    assert unrelated.verdict is CtVerdict.INVALID
+    fragment = parse(bytes(ETH / IP(src="10.0.1.1", dst="10.0.2.1", frag=10) / (b"x" * 16)))
+    assert ct.track_packet(fragment, T0).verdict is CtVerdict.INVALID
+    echo = parse(bytes(ETH / IP(src="10.0.1.1", dst="10.0.2.1") / ICMP(id=0x1234)))
+    assert ct.track_packet(echo, T0).conn is not None
+    assert ct.stats["invalid"] == 2
