@@ -102,20 +102,15 @@ def may_send_error(pkt: Packet, *, multicast_ok: bool = False) -> bool:
     ``multicast_ok`` is RFC 4443 §2.4 (e.3)'s exception: packet too big is sent even for
     multicast destinations.
     """
-    if pkt.family not in (4, 6) or not _is_host_source(pkt):
+    if pkt.family not in (4, 6) or not pkt.first_fragment or not _is_host_source(pkt):
         return False
     if pkt.family == 4:
-        if not pkt.first_fragment:
-            return False
         if pkt.proto == IPPROTO_ICMP and (
             pkt.icmp_type in ICMP_ERROR_TYPES or pkt.icmp_type > NR_ICMP_TYPES
         ):
             return False  # errors and unknown types, as icmp_send checks (RFC 1812 §4.3.2.7)
-    else:
-        if pkt.proto == IPPROTO_ICMPV6 and pkt.icmp_type <= ICMPV6_ERROR_TYPES_MAX:
-            return False
-        if pkt.fragment and _ipv6_fragment_offset(pkt):
-            return False
+    elif pkt.proto == IPPROTO_ICMPV6 and pkt.icmp_type <= ICMPV6_ERROR_TYPES_MAX:
+        return False
     if multicast_ok:
         return True
     return not (pkt.eth_dst[0] & 1) and not _is_group_address(pkt.dst)
@@ -151,14 +146,6 @@ def _is_group_address(dst: bytes) -> bool:
     if len(dst) == 4:
         return dst[0] >= 224 or dst == b"\xff\xff\xff\xff"
     return dst[0] == 0xFF
-
-
-def _ipv6_fragment_offset(pkt: Packet) -> int:
-    """Offset of a fragment whose fragment header directly follows the IPv6 header."""
-    start = pkt.l3 + IPV6_HLEN
-    if pkt.end < start + 8:
-        return 0
-    return struct.unpack_from("!H", pkt.frame, start + 2)[0] >> 3
 
 
 class RateLimiter:

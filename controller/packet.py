@@ -60,6 +60,8 @@ ND_NA_OVERRIDE = 0x20
 
 _ICMPV6_ECHO = frozenset({ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY})
 
+IPPROTO_FRAGMENT = 44  # IPv6 fragment header
+
 IP_DF = 0x4000
 IP_MF = 0x2000
 IP_OFFSET = 0x1FFF
@@ -224,7 +226,11 @@ def _parse_ipv6(pkt: Packet, buf: bytearray) -> None:
     pkt.ip_len = IPV6_HLEN + plen
     if nexthdr not in (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6):
         pkt.ext_header = True
-        pkt.fragment = nexthdr == 44  # a fragment header right away
+        if nexthdr == IPPROTO_FRAGMENT:  # a fragment header right away: note its offset
+            if pkt.ip_len < IPV6_HLEN + 8:
+                raise Malformed("ipv6_truncated")
+            pkt.fragment = True
+            pkt.first_fragment = not _H.unpack_from(buf, l3 + IPV6_HLEN + 2)[0] & 0xFFF8
         return
     pkt.l4 = l3 + IPV6_HLEN
     _parse_l4(pkt, buf, l3 + pkt.ip_len)

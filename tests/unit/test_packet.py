@@ -312,3 +312,12 @@ def test_parse_inner_of_random_quotes_never_raises_anything_else(quote: bytes, f
     with contextlib.suppress(Malformed):
         inner = parse_inner(err)
         assert inner.l3 + inner.ip_len <= len(err.frame)
+
+
+def test_ipv6_fragment_offset() -> None:
+    first = parse(bytes(ETH / IPv6() / IPv6ExtHdrFragment(offset=0, m=1) / UDP()))
+    later = parse(bytes(ETH / IPv6() / IPv6ExtHdrFragment(offset=100, nh=17) / (b"x" * 8)))
+    assert first.fragment and first.first_fragment
+    assert later.fragment and not later.first_fragment
+    with pytest.raises(Malformed, match="ipv6_truncated"):
+        parse(bytes(ETH / IPv6(nh=44, plen=4) / b"abcd"))
