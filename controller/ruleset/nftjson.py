@@ -56,6 +56,8 @@ def parse(text: str, filename: str = "<string>") -> list[Command]:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise RulesetError(f"invalid JSON: {e.msg}", Loc(filename, e.lineno, e.colno)) from None
+    except RecursionError:
+        raise RulesetError("invalid JSON: nested too deeply", Loc(filename)) from None
     return _Reader(filename).document(doc)
 
 
@@ -85,6 +87,12 @@ class _Reader:
         if not isinstance(value, kind) or isinstance(value, bool):
             raise self.error(f"'{key}' has the wrong type: {json.dumps(value)}", f"{path}.{key}")
         return value
+
+    def name(self, obj: dict[str, Any], key: str, path: str) -> str:
+        """A table/chain/flowtable name under ``key``, checked as nft syntax would check it."""
+        text = self.get(obj, key, path)
+        what = "name" if key == "name" else f"{key} name"
+        return values.parse_name(text, Loc(self.filename, path=f"{path}.{key}"), what)
 
     def family(self, obj: dict[str, Any], path: str) -> Family:
         word = self.get(obj, "family", path)
@@ -126,7 +134,7 @@ class _Reader:
             return [
                 DeleteTable(
                     self.family(obj, path),
-                    self.get(obj, "name", path),
+                    self.name(obj, "name", path),
                     Loc(self.filename, path=path),
                 )
             ]
@@ -136,8 +144,8 @@ class _Reader:
             return [
                 DeleteFlowtable(
                     self.family(obj, path),
-                    self.get(obj, "table", path),
-                    self.get(obj, "name", path),
+                    self.name(obj, "table", path),
+                    self.name(obj, "name", path),
                     devices,
                     Loc(self.filename, path=path),
                 )
@@ -154,14 +162,14 @@ class _Reader:
         loc = Loc(self.filename, path=path)
         family = self.family(obj, path)
         if kind == "table":
-            return [AddTable(family, self.get(obj, "name", path), loc)]
-        table = self.get(obj, "table", path)
+            return [AddTable(family, self.name(obj, "name", path), loc)]
+        table = self.name(obj, "table", path)
         if kind == "chain":
             return [self.chain(obj, family, table, path, loc)]
         if kind == "flowtable":
             return [
                 AddFlowtable(
-                    family, table, self.get(obj, "name", path), self.flowtable(obj, path), loc
+                    family, table, self.name(obj, "name", path), self.flowtable(obj, path), loc
                 )
             ]
         if kind == "rule":
@@ -169,12 +177,12 @@ class _Reader:
             items = [self.item(e, f"{path}.expr[{i}]") for i, e in enumerate(exprs)]
             if not items:
                 raise self.error("a rule needs at least one expression", f"{path}.expr")
-            chain = self.get(obj, "chain", path)
+            chain = self.name(obj, "chain", path)
             return [AddRule(family, table, chain, Rule(items, loc), insert, loc)]
         raise self.error(f"unsupported object '{kind}'", path)
 
     def chain(self, obj: dict, family: Family, table: str, path: str, loc: Loc) -> AddChain:
-        name = self.get(obj, "name", path)
+        name = self.name(obj, "name", path)
         if "type" not in obj:
             return AddChain(family, table, name, None, loc)
         type_word = self.get(obj, "type", path)
@@ -258,8 +266,9 @@ class _Reader:
             body = self.obj(body, path)
             if body.get("op", "add") != "add":
                 raise self.error(f"unsupported flow op {json.dumps(body['op'])}", f"{path}.op")
-            name = self.get(body, "flowtable", path)
-            return FlowAdd(name.removeprefix("@"), loc)
+            ref = self.get(body, "flowtable", path)
+            name_loc = Loc(self.filename, path=f"{path}.flowtable")
+            return FlowAdd(values.parse_name(ref.removeprefix("@"), name_loc, "flowtable"), loc)
         if kind in ("snat", "dnat", "masquerade"):
             return self.nat(NatKind(kind), body, path, loc)
         raise self.error(f"unsupported expression '{kind}'", path)

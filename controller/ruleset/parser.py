@@ -8,8 +8,6 @@ its rules, so rules may name flowtables declared further down the block.
 
 from __future__ import annotations
 
-import re
-
 from controller.ruleset import values
 from controller.ruleset.errors import Loc, RulesetError
 from controller.ruleset.lexer import Kind, Token, tokenize
@@ -42,7 +40,6 @@ from controller.ruleset.script import (
     FlushRuleset,
 )
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_./\-]*\Z")
 _FAMILY_WORDS = frozenset({f.value for f in Family} | set(values.UNSUPPORTED_FAMILIES))
 _FIELD_KEYWORDS = frozenset(k for k, _ in FIELDS_BY_WORDS)
 _OPERATORS = {"==": False, "eq": False, "!=": True, "ne": True}
@@ -98,8 +95,7 @@ class _Parser:
 
     def identifier(self, what: str) -> Token:
         tok = self.value_token(what)
-        if not _IDENT.match(tok.text):
-            raise RulesetError(f"invalid {what} '{tok.text}'", tok.loc)
+        values.parse_name(tok.text, tok.loc, what)
         return tok
 
     def skip_newlines(self) -> None:

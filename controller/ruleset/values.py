@@ -8,6 +8,7 @@ at the location it is given.
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from controller.ruleset.errors import Loc, RulesetError
 from controller.ruleset.model import Family, Field, Hook, IPAddress, IPNetwork, Value
@@ -65,6 +66,15 @@ STD_PRIORITIES: dict[str, tuple[int, frozenset[Hook]]] = {
     "srcnat": (100, frozenset({Hook.POSTROUTING, Hook.INPUT})),
 }
 FLOWTABLE_PRIORITIES = {"filter": 0}  # netdev family: only "filter" has a name
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_./\-]*\Z")
+
+
+def parse_name(text: str, loc: Loc, what: str) -> str:
+    """A table, chain or flowtable name as nft's scanner accepts it."""
+    if not _IDENTIFIER.match(text):
+        raise RulesetError(f"invalid {what} '{text}'", loc)
+    return text
 
 
 def parse_family(word: str, loc: Loc) -> Family:

@@ -225,6 +225,14 @@ def rule_doc(*expr: object) -> str:
         ),
         ('{"nftables": {}}', 'r.json: $: expected {"nftables": [...]}'),
         ('{"nftables": [\n  {"table": }\n]}', "r.json:2:13: invalid JSON: Expecting value"),
+        (
+            '{"nftables": [{"table": {"family": "ip", "name": "a b"}}]}',
+            "r.json: $.nftables[0].table.name: invalid name 'a b'",
+        ),
+        (
+            '{"nftables": ' + "[" * 100000 + "]" * 100000 + "}",
+            "r.json:1:1: invalid JSON: nested too deeply",
+        ),
     ],
 )
 def test_json_errors_name_the_json_path(text: str, expected: str) -> None:
