@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +21,10 @@ OnFrame = Callable[[int, bytes], None]
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4  # sll_pkttype of frames this host sent: our own transmissions echo back
+SOL_PACKET, PACKET_AUXDATA = 263, 8
+TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID = 1 << 4, 1 << 6
+_AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
+AUXDATA_SPACE = socket.CMSG_SPACE(_AUXDATA.size)
 MAX_FRAME = 65535
 READ_BURST = 64  # frames read per readiness callback, so one busy port cannot starve the loop
 
@@ -42,6 +47,19 @@ class Port(Protocol):
     def open(self, on_frame: OnFrame) -> None: ...
     def send(self, frame: bytes) -> None: ...
     def close(self) -> None: ...
+
+
+def with_vlan_tag(frame: bytes, ancillary: list[tuple[int, int, bytes]]) -> bytes:
+    """The frame as it was on the wire: the kernel strips a VLAN tag on receive and hands it
+    over in PACKET_AUXDATA; put it back after the MAC addresses, as libpcap (and so BMv2) does."""
+    for level, kind, data in ancillary:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= _AUXDATA.size:
+            status, _, _, _, _, tci, tpid = _AUXDATA.unpack_from(data)
+            if status & TP_STATUS_VLAN_VALID and len(frame) >= 12:
+                if not status & TP_STATUS_VLAN_TPID_VALID:
+                    tpid = 0x8100
+                return frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
+    return frame
 
 
 def parse_interface(spec: str) -> tuple[int, str]:
@@ -72,6 +90,7 @@ class PacketSocketPort:
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         try:
+            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             sock.bind((self.name, 0))
             sock.setblocking(False)
             loop.add_reader(sock.fileno(), self._readable)
@@ -86,7 +105,7 @@ class PacketSocketPort:
             return
         for _ in range(READ_BURST):
             try:
-                frame, address = sock.recvfrom(MAX_FRAME)
+                frame, ancillary, flags, address = sock.recvmsg(MAX_FRAME, AUXDATA_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. ENETDOWN while the interface flaps
@@ -95,6 +114,10 @@ class PacketSocketPort:
                 return
             if address[2] == PACKET_OUTGOING:
                 continue
+            if flags & socket.MSG_TRUNC:
+                self.counters.rx_errors += 1
+                continue
+            frame = with_vlan_tag(frame, ancillary)
             self.counters.rx_frames += 1
             self.counters.rx_bytes += len(frame)
             on_frame(self.port_id, frame)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import uuid
@@ -12,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from softswitch.ports import QueuePort, parse_interface
+from softswitch.ports import (
+    PACKET_AUXDATA,
+    SOL_PACKET,
+    TP_STATUS_VLAN_VALID,
+    QueuePort,
+    parse_interface,
+    with_vlan_tag,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,6 +31,16 @@ def test_parse_interface() -> None:
     for bad in ("veth1", "x@veth1", "1@", "@veth1"):
         with pytest.raises(ValueError, match="PORT@IFNAME"):
             parse_interface(bad)
+
+
+def test_vlan_tag_from_auxdata_is_put_back_after_the_macs() -> None:
+    frame = bytes(range(12)) + b"\x08\x00payload"
+    aux = struct.pack("=IIIHHHH", TP_STATUS_VLAN_VALID, 0, 0, 0, 0, 42, 0)
+    assert with_vlan_tag(frame, [(SOL_PACKET, PACKET_AUXDATA, aux)]) == (
+        bytes(range(12)) + b"\x81\x00\x00\x2a\x08\x00payload")
+    untagged = struct.pack("=IIIHHHH", 0, 0, 0, 0, 0, 0, 0)
+    assert with_vlan_tag(frame, [(SOL_PACKET, PACKET_AUXDATA, untagged)]) == frame
+    assert with_vlan_tag(frame, []) == frame
 
 
 def test_queue_port_counts_what_it_cannot_carry() -> None:
@@ -73,16 +91,19 @@ async def main():
     h1, h2 = host("h1"), host("h2")
     hit = bytes.fromhex("0a000001") + b"HIT-MARK" + bytes(48)
     miss = bytes.fromhex("0a000009") + b"MISS-MARK" + bytes(47)
+    tagged = bytes.fromhex("0a000007") + bytes(8) + bytes.fromhex("8100002a0800") + b"VLAN-MARK"
     h1.send(hit)
     h1.send(miss)
+    h1.send(tagged)
     loop = asyncio.get_running_loop()
     got = await loop.run_in_executor(None, recv_marked, h2, b"HIT-MARK")
     for _ in range(100):
-        if to_cpu:
+        if len(to_cpu) == 2:
             break
         await asyncio.sleep(0.01)
     ports = sw.switch.ports
-    result = {"forwarded": got == hit, "to_cpu": [f.hex() for f in to_cpu],
+    result = {"forwarded": got == hit, "to_cpu": [f[2:].hex() for f in to_cpu],
+              "tagged": tagged.hex(),
               "rx_port1": ports[1].counters.rx_frames, "rx_port2": ports[2].counters.rx_frames,
               "tx_port2": ports[2].counters.tx_frames}
     await sw.stop()
@@ -125,8 +146,9 @@ def test_af_packet_ports_forward_punt_and_ignore_their_own_sends(netns) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["forwarded"]
-    assert len(result["to_cpu"]) == 1
-    assert bytes.fromhex(result["to_cpu"][0])[2:].startswith(bytes.fromhex("0a000009") + b"MISS")
-    assert result["rx_port1"] == 2
+    miss, tagged = (bytes.fromhex(f) for f in result["to_cpu"])
+    assert miss.startswith(bytes.fromhex("0a000009") + b"MISS")
+    assert tagged == bytes.fromhex(result["tagged"])  # the VLAN tag the kernel stripped is back
+    assert result["rx_port1"] == 3
     assert result["tx_port2"] == 1
     assert result["rx_port2"] == 0  # our own send on s2 was not read back as a received frame
