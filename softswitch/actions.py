@@ -39,12 +39,21 @@ class StdSlots:
     ingress_global_timestamp: int | None
 
     @classmethod
-    def from_layout(cls, layout: Layout) -> StdSlots:
-        hdr = layout.header_by_name.get("standard_metadata")
-        names = cls.__slots__  # type: ignore[attr-defined]
-        if hdr is None:
-            return cls(*([None] * len(names)))
-        return cls(*[hdr.by_name[n].slot if n in hdr.by_name else None for n in names])
+    def from_layout(cls, layout: Layout, aliases: list | None = None) -> StdSlots:
+        """Look each field up in standard_metadata, then through ``field_aliases``, then in
+        P4_14's ``intrinsic_metadata`` (where older programs keep mcast_grp and friends)."""
+        alias = {a[0]: a[1] for a in aliases or [] if isinstance(a, list) and len(a) == 2}
+
+        def slot(name: str) -> int | None:
+            refs = [["standard_metadata", name], alias.get(f"standard_metadata.{name}"),
+                    alias.get(f"intrinsic_metadata.{name}"), ["intrinsic_metadata", name]]
+            for ref in refs:
+                hdr = layout.header_by_name.get(ref[0]) if isinstance(ref, list) else None
+                if hdr is not None and ref[1] in hdr.by_name:
+                    return hdr.by_name[ref[1]].slot
+            return None
+
+        return cls(*[slot(n) for n in cls.__slots__])  # type: ignore[attr-defined]
 
 
 class ActionCompiler:
@@ -327,27 +336,38 @@ class ActionCompiler:
 
         return rng
 
+    def _field_list(self, params: list, i: int, path: str) -> Expr:
+        if len(params) > i:
+            return self._expr(params[i], f"{path}[{i}]")
+        return lambda s, p: 0
+
     def _p_clone_ingress_pkt_to_egress(self, params: list, path: str) -> Prim:
         session = self._expr(params[0], f"{path}[0]")
+        field_list = self._field_list(params, 1, path)
 
         def clone(s: PacketState, p: Params) -> None:
             s.clone_session = session(s, p)
+            s.clone_field_list = field_list(s, p)
 
         return clone
 
     _p_clone_egress_pkt_to_egress = _p_clone_ingress_pkt_to_egress
 
     def _p_resubmit(self, params: list, path: str) -> Prim:
+        field_list = self._field_list(params, 0, path)
+
         def resubmit(s: PacketState, p: Params) -> None:
-            s.resubmit = True
+            s.resubmit = field_list(s, p)
 
         return resubmit
 
     _p_resubmit_preserving_field_list = _p_resubmit
 
     def _p_recirculate(self, params: list, path: str) -> Prim:
+        field_list = self._field_list(params, 0, path)
+
         def recirculate(s: PacketState, p: Params) -> None:
-            s.recirculate = True
+            s.recirculate = field_list(s, p)
 
         return recirculate
 

@@ -142,7 +142,8 @@ class ParserCompiler:
         return state
 
     def _transition(self, t: dict, path: str, key_parts: list) -> tuple[Callable, str | None]:
-        kind = get(t, "type", path, str)
+        # Older p4c output omits "type" and writes the default transition as value "default".
+        kind = t.get("type") or ("default" if t.get("value") in (None, "default") else "hexstr")
         target = t.get("next_state")
         mask_text = t.get("mask")
         mask = parse_hexstr(mask_text, f"{path}.mask") if mask_text is not None else -1

@@ -70,7 +70,7 @@ class Pipeline:
 
     def _process(self, in_port: int, frame: bytes, now: float) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
-        jobs: deque[tuple[str, Any]] = deque([("ingress", (in_port, frame, NORMAL))])
+        jobs: deque[tuple[str, Any]] = deque([("ingress", (in_port, frame, NORMAL, ()))])
         passes = 0
         while jobs:
             passes += 1
@@ -84,7 +84,13 @@ class Pipeline:
                 self._egress(*job, in_port, jobs, out)
         return out
 
-    def _new_state(self, port: int, frame: bytes, itype: int, now: float) -> PacketState:
+    def _preserved(self, s: PacketState, field_list: int) -> tuple[tuple[int, int], ...]:
+        """The (slot, value) pairs of a v1model field list, carried to the next pass."""
+        return tuple((slot, s.f[slot]) for slot in self._field_lists.get(field_list, ()))
+
+    def _new_state(
+        self, port: int, frame: bytes, itype: int, now: float, keep: tuple = ()
+    ) -> PacketState:
         s = PacketState(self._zero_fields[:], self._init_valid[:], self._n_stacks)
         s.data = frame
         s.now = now
@@ -104,20 +110,26 @@ class Pipeline:
             if std.parser_error is not None:
                 f[std.parser_error] = err.code
         s.payload = frame[s.pos :]
+        for slot, value in keep:
+            f[slot] = value
         for ck in self._verify:
             if ck.applies(s) and not ck.matches(s) and std.checksum_error is not None:
                 f[std.checksum_error] = 1
         return s
 
-    def _ingress(self, port: int, frame: bytes, itype: int, now: float, jobs: deque) -> None:
-        s = self._new_state(port, frame, itype, now)
+    def _ingress(
+        self, port: int, frame: bytes, itype: int, keep: tuple, now: float, jobs: deque
+    ) -> None:
+        s = self._new_state(port, frame, itype, now, keep)
         self._run(self._ingress_start, s)
         std = self._std
         if s.clone_session >= 0 and s.clone_session in self.mirror_sessions:
-            clone = self._new_state(port, frame, INGRESS_CLONE, now)
+            # simple_switch clones the packet as received, re-parsed, plus the field list.
+            clone = self._new_state(port, frame, INGRESS_CLONE, now,
+                                    self._preserved(s, s.clone_field_list))
             jobs.append(("egress", (clone, self.mirror_sessions[s.clone_session], INGRESS_CLONE)))
-        if s.resubmit:
-            jobs.append(("ingress", (port, frame, RESUBMIT)))
+        if s.resubmit >= 0:
+            jobs.append(("ingress", (port, frame, RESUBMIT, self._preserved(s, s.resubmit))))
             return
         group = s.f[std.mcast_grp] if std.mcast_grp is not None else 0
         if group:
@@ -146,6 +158,7 @@ class Pipeline:
             f[std.instance_type] = itype
         s.exit = False
         s.clone_session = -1
+        s.recirculate = -1
         self._run(self._egress_start, s)
         if s.clone_session >= 0 and s.clone_session in self.mirror_sessions:
             jobs.append(("egress", (s.copy(), self.mirror_sessions[s.clone_session], EGRESS_CLONE)))
@@ -156,8 +169,8 @@ class Pipeline:
             if ck.applies(s):
                 ck.store(s)
         frame = self._deparse(s)
-        if s.recirculate:
-            jobs.append(("ingress", (in_port, frame, RECIRC)))
+        if s.recirculate >= 0:
+            jobs.append(("ingress", (in_port, frame, RECIRC, self._preserved(s, s.recirculate))))
             return
         if s.truncate:
             frame = frame[: s.truncate]
@@ -171,6 +184,7 @@ class Pipeline:
             node = node(s)
 
     # set by _Builder
+    _field_lists: dict[int, list[int]]
     _zero_fields: list[int]
     _init_valid: list[bool]
     _n_stacks: int
@@ -205,7 +219,7 @@ class _Builder:
                 c, f"$.calculations[{i}]", layout, exprs, serializers, order
             )
             calcs[calc.name] = calc
-        std = StdSlots.from_layout(layout)
+        std = StdSlots.from_layout(layout, doc.get("field_aliases"))
         acomp = ActionCompiler(layout, exprs, std, p.counters, p.registers, p.meters, calcs)
         self.action_fns: dict[int, Callable] = {}
         self.action_infos: dict[int, ActionInfo] = {}
@@ -239,6 +253,7 @@ class _Builder:
         p._verify = [c for c in checksums if c.verify]
         p._update = [c for c in checksums if c.update]
         p._std = std
+        p._field_lists = self._field_lists(layout)
         p._zero_fields = [0] * layout.n_slots
         p._init_valid = [h.metadata for h in layout.headers]
         p._n_stacks = len(layout.stacks)
@@ -253,6 +268,20 @@ class _Builder:
             )
         p._ingress_start, p._egress_start = starts
         return p
+
+    def _field_lists(self, layout: Layout) -> dict[int, list[int]]:
+        """v1model field lists (``@field_list`` metadata preserved by resubmit and friends)."""
+        lists: dict[int, list[int]] = {}
+        for i, fl in enumerate(self.doc.get("field_lists") or []):
+            path = f"$.field_lists[{i}]"
+            slots = []
+            for j, el in enumerate(fl.get("elements") or []):
+                if el.get("type") == "field":
+                    _, fi = layout.field(el.get("value"), f"{path}.elements[{j}]")
+                    if fi is not None:
+                        slots.append(fi.slot)
+            lists[get(fl, "id", path, int)] = slots
+        return lists
 
     def _externs(self, p: Pipeline) -> None:
         doc = self.doc

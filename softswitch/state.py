@@ -17,6 +17,7 @@ class ParserError(Exception):
 
 class PacketState:
     __slots__ = (
+        "clone_field_list",
         "clone_session",
         "data",
         "exit",
@@ -41,9 +42,11 @@ class PacketState:
         self.pos = 0
         self.payload = b""
         self.exit = False
+        # -1: not requested; else the field list (v1model @field_list index) to preserve.
         self.clone_session = -1
-        self.resubmit = False
-        self.recirculate = False
+        self.clone_field_list = -1
+        self.resubmit = -1
+        self.recirculate = -1
         self.truncate = 0
         self.now = 0.0
 

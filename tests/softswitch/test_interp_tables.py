@@ -172,3 +172,24 @@ def test_resubmit_and_recirculate_run_again_with_their_instance_type() -> None:
                           [prim("recirculate_preserving_field_list", hexstr(0))])
     assert forever.process(0, b"\x00\x00\x00\x00") == []
     assert forever.drops["loop"] == 1
+
+
+def test_resubmit_preserves_its_field_list_only() -> None:
+    again = op("==", fld(SM, "instance_type"), hexstr(0, 4))
+    prims = [assign(fld(SM, "egress_spec"), hexstr(1, 2)),
+             assign(fld("meta", "n"), op("+", fld("meta", "n"), hexstr(1))),
+             assign(fld("meta", "lost"), op("+", fld("meta", "lost"), hexstr(1))),
+             assign(fld("h", "o"), fld("meta", "n")),
+             assign(fld("h", "r"), fld("meta", "lost")),
+             prim("_jump_if_zero", op("b2d", None, again), hexstr(7)),
+             prim("resubmit_preserving_field_list", hexstr(1))]
+    acts = [action(0, "ingress.i", [], prims)]
+    ti = table(0, "tbl_i", [], [(0, "ingress.i")], (0, []), const_default=True)
+    doc = program(
+        header_types=[("h_t", H), ("m_t", [["n", 8, False], ["lost", 8, False]])],
+        headers=[("h", "h_t", False), ("meta", "m_t", True)],
+        states=[state("start", [extract("h")])],
+        ingress=pipeline("ingress", 0, "tbl_i", [ti]), actions=acts, deparse=["h"])
+    doc["field_lists"] = [{"id": 1, "name": "fl", "elements": [fld("meta", "n")]}]
+    p = Pipeline.from_json(doc)
+    assert p.process(0, b"\x00\x00\x00\x00") == [(1, b"\x00\x00\x02\x01")]
