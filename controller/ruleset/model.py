@@ -20,7 +20,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class Family(enum.Enum):
+class Family(enum.StrEnum):
     """Table families we support: what packets their chains see (inet: both)."""
 
     IP = "ip"
@@ -32,7 +32,7 @@ class Family(enum.Enum):
         return {"ip": (4,), "ip6": (6,), "inet": (4, 6)}[self.value]
 
 
-class Hook(enum.Enum):
+class Hook(enum.StrEnum):
     """Netfilter IP hooks a base chain can attach to."""
 
     PREROUTING = "prerouting"
@@ -42,7 +42,7 @@ class Hook(enum.Enum):
     POSTROUTING = "postrouting"
 
 
-class ChainType(enum.Enum):
+class ChainType(enum.StrEnum):
     FILTER = "filter"
     NAT = "nat"
 
@@ -137,7 +137,7 @@ class FlowAdd:
     loc: Loc = field(default=NOWHERE, compare=False)
 
 
-class NatKind(enum.Enum):
+class NatKind(enum.StrEnum):
     SNAT = "snat"
     DNAT = "dnat"
     MASQUERADE = "masquerade"
