@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS: tuple[str, ...] = ("ruleset", "softswitch", "stf")
+COMMANDS: tuple[str, ...] = ("ruleset", "softswitch", "stf", "shell")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -194,7 +194,7 @@ class P4RuntimeClient:
         try:
             response = await self._rpc().GetForwardingPipelineConfig(request)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:  # PI: no config set
                 return None
             raise _rpc_error(exc) from None
         config = response.config
