@@ -48,7 +48,7 @@ from controller.ruleset.script import (
 )
 
 _LIST_ORDER = {"table": 0, "chain": 1, "flowtable": 2, "rule": 3}
-_VERBS = ("add", "create", "insert", "delete", "flush")
+_VERBS = ("add", "insert", "delete", "flush")
 
 
 def parse(text: str, filename: str = "<string>") -> list[Command]:
@@ -150,7 +150,7 @@ class _Reader:
                     Loc(self.filename, path=path),
                 )
             ]
-        if verb in ("add", "create", "insert") and kind in _LIST_ORDER:
+        if verb in ("add", "insert") and kind in _LIST_ORDER:
             if verb == "insert" and kind != "rule":
                 raise self.error(f"'{verb}' of a {kind} is not supported", path)
             return self.add(kind, obj, path, insert=verb == "insert")

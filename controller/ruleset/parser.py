@@ -127,16 +127,16 @@ class _Parser:
         verb = tok.text
         if verb == "table":
             return self.table_block(tok.loc)
-        if verb in ("add", "create") and self.accept("table"):
+        if verb == "add" and self.accept("table"):
             return self.table_block(tok.loc, block_optional=True)
-        if verb in ("add", "create") and self.accept("chain"):
+        if verb == "add" and self.accept("chain"):
             return self.chain_command(tok.loc)
         if verb in ("add", "insert") and self.accept("rule"):
             family, table = self.table_spec()
             chain = self.identifier("chain name").text
             rule = self.rule()
             return [AddRule(family, table, chain, rule, verb == "insert", tok.loc)]
-        if verb in ("add", "create") and self.accept("flowtable"):
+        if verb == "add" and self.accept("flowtable"):
             family, table = self.table_spec()
             name = self.identifier("flowtable name").text
             self.expect("{")
@@ -157,7 +157,7 @@ class _Parser:
                 fam = self.next()
                 family = values.parse_family(fam.text, fam.loc)
             return [FlushRuleset(family, tok.loc)]
-        if verb in ("add", "create", "insert", "delete", "flush"):
+        if verb in ("add", "insert", "delete", "flush"):
             raise self.unexpected(self.peek(), "an object this tool supports")
         raise RulesetError(f"syntax error, unexpected {tok.describe()}", tok.loc)
 
