@@ -20,26 +20,15 @@ PROTOCOLS = {
     "igmp": 2,
     "tcp": 6,
     "udp": 17,
-    "ipv6-icmp": 58,
     "icmpv6": 58,
+    "ipv6-icmp": 58,  # after icmpv6: the name nft prints (/etc/protocols)
     "gre": 47,
     "esp": 50,
     "ah": 51,
     "sctp": 132,
     "udplite": 136,
 }
-PROTOCOL_NAMES = {
-    6: "tcp",
-    17: "udp",
-    1: "icmp",
-    58: "ipv6-icmp",
-    47: "gre",
-    50: "esp",
-    51: "ah",
-    132: "sctp",
-    136: "udplite",
-    2: "igmp",
-}
+PROTOCOL_NAMES = {number: name for name, number in PROTOCOLS.items()}
 
 SERVICES = {
     "ftp": 21,
