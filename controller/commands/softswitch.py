@@ -44,6 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="give every table N entries instead of its declared size")
     parser.add_argument("-L", "--log-level", default="info",
                         choices=["trace", "debug", "info", "warn", "error", "off"])
+    parser.add_argument("--log-file", type=Path, metavar="FILE",
+                        help="log to FILE instead of stderr")
+    parser.add_argument("--log-console", action="store_true",
+                        help="log to stderr (the default; accepted as simple_switch_grpc takes it)")
+    for flag, nargs in (("--thrift-port", 1), ("--pcap", "?"), ("--nanolog", 1),
+                        ("--notifications-addr", 1)):
+        parser.add_argument(flag, nargs=nargs, dest=f"unsupported_{flag[2:].replace('-', '_')}",
+                            help=argparse.SUPPRESS)
     _add_target_options(parser, defaults=True)
     parser.add_argument("rest", nargs="*", metavar="JSON [-- TARGET-OPTIONS]",
                         help="the BMv2 JSON program, then target options after --")
@@ -75,22 +83,31 @@ def _load_config(program: Path, p4info_path: Path | None):
     """A ForwardingPipelineConfig for a JSON program given on the command line."""
     from finsy.proto import p4i, p4r
     from google.protobuf import text_format
+    from google.protobuf.message import DecodeError
 
     p4info = p4i.P4Info()
     if p4info_path is not None:
         data = p4info_path.read_bytes()
         try:
             text_format.Parse(data.decode(), p4info)
-        except (UnicodeDecodeError, text_format.ParseError):
-            p4info.ParseFromString(data)
+        except (UnicodeDecodeError, text_format.ParseError) as text_error:
+            try:
+                p4info.ParseFromString(data)
+            except DecodeError:
+                raise ValueError(f"{p4info_path}: not a P4Info ({text_error})") from None
     return p4r.ForwardingPipelineConfig(p4info=p4info, p4_device_config=program.read_bytes())
 
 
 def run(args: argparse.Namespace) -> int:
     level = {"trace": logging.DEBUG, "warn": logging.WARNING, "off": logging.CRITICAL + 1}.get(
         args.log_level, getattr(logging, args.log_level.upper(), logging.INFO))
-    logging.basicConfig(stream=sys.stderr, level=level,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    log_to = {"filename": args.log_file} if args.log_file else {"stream": sys.stderr}
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+                        **log_to)
+    for name, value in vars(args).items():
+        if name.startswith("unsupported_") and value is not None:
+            flag = "--" + name.removeprefix("unsupported_").replace("_", "-")
+            log.warning("%s is a simple_switch_grpc option the softswitch ignores", flag)
     try:
         program, extra = _split_rest(args)
         for name in ("grpc_addr", "cpu_port", "device_id"):
@@ -135,9 +152,11 @@ async def _serve(args: argparse.Namespace, ports: list, config) -> int:
     port = await softswitch.start(args.grpc_addr)
     address = f"{args.grpc_addr.rpartition(':')[0]}:{port}"
     names = " ".join(f"{p.port_id}@{p.name}" for p in ports) or "none"
-    log.info("listening on %s (device id %d, cpu port %d, ports %s, %s)", address,
-             args.device_id, args.cpu_port, names,
-             "program loaded" if config is not None else "no program")
+    # The start-up line goes to stderr whatever the logging, as simple_switch_grpc prints its own.
+    print(f"p4ft softswitch: listening on {address} (device id {args.device_id}, cpu port "
+          f"{args.cpu_port}, ports {names}, "
+          f"{'program loaded' if config is not None else 'no program'})", file=sys.stderr,
+          flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

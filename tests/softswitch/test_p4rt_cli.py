@@ -48,7 +48,7 @@ def test_target_options_before_double_dash_and_defaults() -> None:
     (["--no-p4", "--cpu-port", "511"], "drop port"),
     (["--no-p4", "prog.json"], "not both"),
     (["a.json", "b.json"], "one JSON program"),
-    (["--no-p4", "--", "--thrift-port", "9090"], "unknown target option"),
+    (["--no-p4", "--", "--bogus", "9090"], "unknown target option"),
     (["--no-p4", "-i", "1@a", "-i", "1@b"], "share a port number"),
 ])
 def test_bad_command_lines_exit_2_with_a_message(argv, message, capsys) -> None:
@@ -96,6 +96,23 @@ async def test_program_and_p4info_from_the_command_line_are_running() -> None:
         response = await stub.GetForwardingPipelineConfig(p4r.GetForwardingPipelineConfigRequest(
             device_id=1, response_type=p4r.GetForwardingPipelineConfigRequest.P4INFO_AND_COOKIE))
         assert "FtIngress.flow_v4" in [t.preamble.name for t in response.config.p4info.tables]
+
+
+async def test_bmv2_only_options_are_accepted_with_a_warning(tmp_path) -> None:
+    log_file = tmp_path / "softswitch.log"
+    async with softswitch_process("--no-p4", "--thrift-port", "9090", "--log-console",
+                                  "--log-file", str(log_file)) as stub:
+        assert (await stub.Capabilities(p4r.CapabilitiesRequest())).p4runtime_api_version
+    assert "--thrift-port is a simple_switch_grpc option the softswitch ignores" in (
+        log_file.read_text())
+
+
+def test_a_p4info_that_is_neither_text_nor_binary_exits_2(tmp_path, capsys) -> None:
+    program, p4info = tmp_path / "p.json", tmp_path / "p.p4info"
+    program.write_text("{}")
+    p4info.write_bytes(b"\xff\xff\xff")
+    assert cli.main(["softswitch", "--p4info", str(p4info), str(program)]) == 2
+    assert "not a P4Info" in capsys.readouterr().err
 
 
 def test_a_program_that_does_not_load_exits_1(tmp_path, capsys) -> None:
