@@ -107,6 +107,10 @@ def test_to_json_round_trips() -> None:
     assert loads(json.dumps(router.to_json())) == router
 
 
+def test_example_json_is_the_example_ruleset() -> None:
+    assert load_file(EXAMPLES / "router.json") == load_file(EXAMPLES / "router.nft")
+
+
 def test_json_is_auto_detected_from_a_file(tmp_path: Path) -> None:
     path = tmp_path / "rules.json"
     path.write_text(json.dumps(NFT_JSON, indent=2))
