@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="log to stderr (the default; accepted as simple_switch_grpc takes it)")
     for flag, nargs in (("--thrift-port", 1), ("--pcap", "?"), ("--nanolog", 1),
                         ("--notifications-addr", 1)):
-        parser.add_argument(flag, nargs=nargs, dest=f"unsupported_{flag[2:].replace('-', '_')}",
+        parser.add_argument(flag, nargs=nargs, const="" if nargs == "?" else None,
+                            dest=f"unsupported_{flag[2:].replace('-', '_')}",
                             help=argparse.SUPPRESS)
     _add_target_options(parser, defaults=True)
     parser.add_argument("rest", nargs="*", metavar="JSON [-- TARGET-OPTIONS]",
