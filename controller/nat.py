@@ -2,9 +2,9 @@
 
 A binding rewrites an *unconfirmed* connection's REPLY tuple, exactly as ``nf_nat_setup_info``
 does: destination NAT at prerouting, then source NAT (or masquerade, or the null binding that
-keeps reply tuples unique) at postrouting. The packets themselves are rewritten elsewhere
-(``controller.mangle``); :func:`translate` and :func:`translate_related` tell the classic path
-what each packet of a NATed connection must carry.
+keeps reply tuples unique) at postrouting. :func:`translate` and :func:`translate_related` say
+what each packet of a NATed connection must carry; :func:`mangle_prerouting` and
+:func:`mangle_postrouting` write it at the kernel's two hooks with ``controller.mangle``.
 
 Port choice follows ``get_unique_tuple`` / ``nf_nat_l4proto_unique_tuple``: keep the tuple when
 it is in range and unused, otherwise search the range from a random offset (source NAT) or from
@@ -30,12 +30,21 @@ from controller.ct import (
     CtTuple,
     Status,
 )
+from controller.mangle import (
+    recompute_icmp_checksum,
+    set_dst_addr,
+    set_dst_port,
+    set_src_addr,
+    set_src_port,
+)
+from controller.packet import Packet, parse_inner
 
 NF_NAT_MAX_ATTEMPTS = 128
 
 _IPPROTO_DCCP, _IPPROTO_SCTP, _IPPROTO_UDPLITE = 33, 132, 136
 _PORT_PROTOS = frozenset({IPPROTO_TCP, IPPROTO_UDP, _IPPROTO_DCCP, _IPPROTO_SCTP, _IPPROTO_UDPLITE})
 _ICMP_PROTOS = frozenset({IPPROTO_ICMP, IPPROTO_ICMPV6})
+_MANGLED_PORTS = frozenset({IPPROTO_TCP, IPPROTO_UDP})  # the ports controller.mangle rewrites
 
 
 class Manip(enum.IntEnum):
@@ -290,3 +299,53 @@ def _in_range(tup: CtTuple, rng: NatRange, manip: Manip) -> bool:
         return False
     ports = rng.ports
     return ports is None or _ports_in_range(tup, manip, ports)
+
+
+# -- packets: where each half of a translation is written ----------------------------------------
+
+
+def mangle_prerouting(pkt: Packet, conn: Conn, direction: int) -> None:
+    """Destination half before routing: DNAT of originals, un-SNAT of replies (and ICMP ids).
+
+    An ICMP error related to ``conn`` gets its quoted datagram translated back and, where the
+    connection's NAT covers it, its outer destination (``nf_nat_icmp_reply_translation``).
+    """
+    if pkt.is_icmp_error:
+        rewrite = translate_related(conn, direction, pkt.src, pkt.dst)
+        inner = parse_inner(pkt)
+        _set_dst(inner, rewrite.inner)
+        _set_src(inner, rewrite.inner)
+        if inner.proto in _ICMP_PROTOS and inner.l4 >= 0 and inner.icmp_id != rewrite.inner.sport:
+            set_src_port(inner, rewrite.inner.sport)
+        recompute_icmp_checksum(pkt)
+        if pkt.dst != rewrite.outer_dst:
+            set_dst_addr(pkt, rewrite.outer_dst)
+        return
+    want = translate(conn, direction)
+    _set_dst(pkt, want)
+    if pkt.proto in _ICMP_PROTOS and pkt.icmp_id != want.sport:
+        set_src_port(pkt, want.sport)  # the echo identifier: routing does not look at it
+
+
+def mangle_postrouting(pkt: Packet, conn: Conn, direction: int) -> None:
+    """Source half after routing: SNAT/masquerade of originals, un-DNAT of replies."""
+    if pkt.is_icmp_error:
+        outer_src = translate_related(conn, direction, pkt.src, pkt.dst).outer_src
+        if pkt.src != outer_src:
+            set_src_addr(pkt, outer_src)
+        return
+    _set_src(pkt, translate(conn, direction))
+
+
+def _set_dst(pkt: Packet, want: Rewrite) -> None:
+    if pkt.dst != want.dst:
+        set_dst_addr(pkt, want.dst)
+    if pkt.proto in _MANGLED_PORTS and pkt.l4 >= 0 and pkt.dport != want.dport:
+        set_dst_port(pkt, want.dport)
+
+
+def _set_src(pkt: Packet, want: Rewrite) -> None:
+    if pkt.src != want.src:
+        set_src_addr(pkt, want.src)
+    if pkt.proto in _MANGLED_PORTS and pkt.l4 >= 0 and pkt.sport != want.sport:
+        set_src_port(pkt, want.sport)

@@ -9,11 +9,17 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scapy.layers.inet import ICMP, IP, TCP, UDP, UDPerror
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+from scapy.packet import Packet as ScapyPacket
 
+from controller.checksum import ones_sum
 from controller.conntrack import Conntrack, CtVerdict, reply_tuple
 from controller.ct import (
     IPPROTO_GRE,
     IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
     ORIGINAL,
@@ -22,15 +28,20 @@ from controller.ct import (
     CtTuple,
     Status,
 )
+from controller.frames import ip_frame
+from controller.icmp import time_exceeded
 from controller.nat import (
     Manip,
     Nat,
     NatRange,
     RelatedRewrite,
     Rewrite,
+    mangle_postrouting,
+    mangle_prerouting,
     translate,
     translate_related,
 )
+from controller.packet import Packet, l4_checksum_ok, parse, parse_inner
 
 T0 = 50.0
 SYN, SYNACK, ACK = 0x02, 0x12, 0x10
@@ -301,3 +312,113 @@ def test_masqueraded_reply_tuples_stay_unique(
         if ports is not None:
             assert 2000 <= reply.dport <= 2015
         replies.add(reply)
+
+
+# -- packets ------------------------------------------------------------------------------------
+
+ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:01:fe")
+
+
+def frame_of(layers: ScapyPacket) -> Packet:
+    return parse(bytes(ETH / layers))
+
+
+def ip_header_ok(pkt: Packet) -> bool:
+    return pkt.family == 6 or ones_sum(memoryview(pkt.frame)[pkt.l3 : pkt.l3 + 20]) == 0xFFFF
+
+
+def forward(r: Router, pkt: Packet) -> Packet:
+    """Conntrack, then the two NAT hooks, as the classic path runs them."""
+    hit = r.ct.track_packet(pkt, T0)
+    assert hit.conn is not None
+    mangle_prerouting(pkt, hit.conn, hit.direction)
+    mangle_postrouting(pkt, hit.conn, hit.direction)
+    assert ip_header_ok(pkt) and l4_checksum_ok(pkt)
+    return parse(pkt.frame)
+
+
+def test_masqueraded_packets_are_rewritten_both_ways() -> None:
+    r = Router()
+    r.open(udp(H2, 40000, DNS, 53), MASQ)  # takes port 40000 on WAN
+    out = frame_of(IP(src="10.0.1.1", dst="8.8.8.8") / UDP(sport=40000, dport=53) / b"query")
+    conn = r.ct.track_packet(out, T0).conn
+    assert conn is not None and r.nat.apply(conn, MASQ, egress_addr=WAN)
+    assert r.ct.confirm(conn, T0)
+    port = conn.tuples[REPLY].dport
+    mangle_prerouting(out, conn, ORIGINAL)
+    mangle_postrouting(out, conn, ORIGINAL)
+    sent = Ether(bytes(out.frame))
+    assert (sent[IP].src, sent[UDP].sport, sent[IP].dst, sent[UDP].dport) == (
+        "192.0.2.1",
+        port,
+        "8.8.8.8",
+        53,
+    )
+    assert ip_header_ok(out) and l4_checksum_ok(out)
+    back = forward(r, frame_of(IP(src="8.8.8.8", dst="192.0.2.1") / UDP(sport=53, dport=port)))
+    assert (back.dst, back.dport, back.src, back.sport) == (H1, 40000, DNS, 53)
+
+
+def test_port_forward_is_rewritten_both_ways() -> None:
+    r = Router()
+    syn = frame_of(IP(src="198.51.100.7", dst="192.0.2.1") / TCP(sport=5555, dport=8080, flags="S"))
+    conn = r.ct.track_packet(syn, T0).conn
+    assert conn is not None and r.nat.apply(conn, Action("dnat", SERVER, 80))
+    mangle_prerouting(syn, conn, ORIGINAL)
+    assert (syn.dst, syn.dport) == (SERVER, 80)  # before routing: the route is to the server
+    mangle_postrouting(syn, conn, ORIGINAL)
+    assert ip_header_ok(syn) and l4_checksum_ok(syn) and (syn.src, syn.sport) == (CLIENT, 5555)
+    assert r.ct.confirm(conn, T0)
+    synack = frame_of(
+        IP(src="10.0.2.5", dst="198.51.100.7") / TCP(sport=80, dport=5555, flags="SA")
+    )
+    back = forward(r, synack)
+    assert (back.src, back.sport, back.dst, back.dport) == (WAN, 8080, CLIENT, 5555)
+
+
+def test_masqueraded_echo_identifier_is_rewritten_both_ways() -> None:
+    r = Router()
+    r.open(CtTuple(4, IPPROTO_ICMP, H2, DNS, 7, 0), MASQ, icmp_type=8)
+    ping = frame_of(IP(src="10.0.1.1", dst="8.8.8.8") / ICMP(id=7, seq=1) / b"ping")
+    conn = r.ct.track_packet(ping, T0).conn
+    assert conn is not None and r.nat.apply(conn, MASQ, egress_addr=WAN)
+    assert r.ct.confirm(conn, T0)
+    mangle_prerouting(ping, conn, ORIGINAL)
+    mangle_postrouting(ping, conn, ORIGINAL)
+    new_id = conn.tuples[REPLY].sport
+    assert ping.icmp_id == new_id != 7 and ping.src == WAN and l4_checksum_ok(ping)
+    pong = forward(r, frame_of(IP(src="8.8.8.8", dst="192.0.2.1") / ICMP(type=0, id=new_id)))
+    assert (pong.dst, pong.icmp_id) == (H1, 7)
+
+
+def test_icmp_error_for_a_masqueraded_flow_reaches_the_inside_host() -> None:
+    r = Router()
+    r.open(udp(H2, 40000, DNS, 53), MASQ)
+    conn = r.open(udp(H1, 40000, DNS, 53), MASQ)
+    port = conn.tuples[REPLY].dport
+    sent = frame_of(IP(src="192.0.2.1", dst="8.8.8.8", ttl=1) / UDP(sport=port, dport=53) / b"q")
+    quoted = time_exceeded(sent, X)
+    assert quoted is not None
+    error = parse(ip_frame(bytes(6), bytes(6), quoted))
+    back = forward(r, error)
+    assert (back.src, back.dst) == (X, H1)  # the far router stays visible
+    inner = parse_inner(back)
+    assert (inner.src, inner.sport, inner.dst, inner.dport) == (H1, 40000, DNS, 53)
+    assert ones_sum(memoryview(inner.frame)[inner.l3 : inner.l3 + 20]) == 0xFFFF
+    assert Ether(bytes(back.frame))[UDPerror].sport == 40000
+
+
+def test_icmp_error_about_a_port_forward_comes_from_the_public_address_v6() -> None:
+    r = Router()
+    client, public, server = ip("2001:db8:c::7"), ip("2001:db8:ff::1"), ip("2001:db8:2::5")
+    conn = r.open(CtTuple(6, IPPROTO_TCP, client, public, 5555, 8080), Action("dnat", server, 80))
+    forwarded = frame_of(
+        IPv6(src="2001:db8:c::7", dst="2001:db8:2::5", hlim=1) / TCP(sport=5555, dport=80)
+    )
+    quoted = time_exceeded(forwarded, ip("2001:db8:2::1"))
+    assert quoted is not None
+    back = forward(r, parse(ip_frame(bytes(6), bytes(6), quoted)))
+    assert (back.src, back.dst) == (public, client) and back.proto == IPPROTO_ICMPV6
+    inner = parse_inner(back)
+    assert (inner.dst, inner.dport) == (public, 8080)
+    assert r.ct.lookup(conn.tuples[REPLY]) == (conn, REPLY)
