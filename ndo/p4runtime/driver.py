@@ -142,8 +142,12 @@ class P4RuntimeDriver(FlowDriver):
         ``intent`` is what the controller wants offloaded (default: nothing, so entries a
         previous run left behind are deleted). Raises ConnectionError if the first attempt fails.
         """
-        await self._connect(force_push=self._force_push)
-        report = await self.reconcile(intent or {})
+        try:
+            await self._connect(force_push=self._force_push)
+            report = await self.reconcile(intent or {})
+        except BaseException:
+            await self._client.close()
+            raise
         self._supervisor = asyncio.create_task(self._supervise())
         return report
 

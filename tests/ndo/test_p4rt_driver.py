@@ -222,17 +222,21 @@ async def test_stats_reports_counter_deltas_and_lastused_on_the_callers_clock() 
         await driver.close()
 
 
-async def test_stats_of_a_vanished_entry_or_unknown_cookie_is_refused() -> None:
+@pytest.mark.parametrize("asked", [[3, 4, 42], [3, 4, 5, 6, 7, 42]], ids=["keyed", "wildcard"])
+async def test_stats_of_a_vanished_entry_or_unknown_cookie_is_refused(asked: list[int]) -> None:
     async with running_target() as target:
         driver = target.driver()
         await driver.start()
-        await driver.execute([replace(i, v4_rule(i)) for i in range(8)])
+        await driver.execute([replace(i, v4_rule(i)) for i in range(16)])
         target.table(4).delete(*key_of(v4_rule(3)))
-        results = await driver.execute([stats(3), stats(4), stats(42)])
+        entry = target.table(4).get(*key_of(v4_rule(4)))
+        entry.packets, entry.bytes = 3, 300
+        results = await driver.execute([stats(c) for c in asked])
         assert results[0].refusal is Refusal.UNKNOWN_COOKIE
-        assert results[1].ok
-        assert results[2].refusal is Refusal.UNKNOWN_COOKIE
-        assert driver.rule_of(3) is None
+        assert (results[1].stats.packets, results[1].stats.bytes) == (3, 300)
+        assert all(r.ok for r in results[2:-1])
+        assert results[-1].refusal is Refusal.UNKNOWN_COOKIE
+        assert driver.rule_of(3) is None and driver.occupancy(4) == 15
         await driver.close()
 
 

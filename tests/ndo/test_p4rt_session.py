@@ -108,6 +108,19 @@ async def test_unknown_reasons_are_delivered_and_short_frames_counted() -> None:
         await driver.close()
 
 
+async def test_packets_beyond_the_queue_are_counted_not_blocking() -> None:
+    async with running_target() as target:
+        driver = target.driver(packet_queue=2)
+        await driver.start()
+        for n in range(5):
+            target.ports[1].inject(flow_frame(n))
+        await until(lambda: driver.counters["packet_in"] == 5)
+        assert driver.counters["packet_in_overflow"] == 3
+        packets = driver.packets()
+        assert (await anext(packets)).frame == flow_frame(0)
+        await driver.close()
+
+
 async def test_send_packet_leaves_the_named_port_unchanged() -> None:
     async with running_target() as target:
         driver = target.driver()
