@@ -114,6 +114,7 @@ _ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})
 # noct_valid_new[]: MLD and NDP are left untracked (IP_CT_UNTRACKED).
 _ICMPV6_UNTRACKED = frozenset({130, 131, 132, 133, 134, 135, 136, 143})
 _ICMP_ANY_REQUEST = frozenset(_ICMP_REQUESTS) | frozenset(_ICMPV6_REQUESTS)
+_ICMP_ANY_QUERY = _ICMP_ANY_REQUEST | _ICMP_REPLIES | _ICMPV6_REPLIES
 
 _ICMP_PROTOS = (IPPROTO_ICMP, IPPROTO_ICMPV6)
 _PORT_PROTOS = (IPPROTO_TCP, IPPROTO_UDP)
@@ -216,7 +217,8 @@ def inner_tuple(pkt: Packet) -> CtTuple | None:
     """The tuple of the datagram an ICMP/ICMPv6 error quotes, for :meth:`Conntrack.related`.
 
     None when the quote is cut short before its 8 L4 bytes, sits behind an IPv6 extension
-    header, or is itself untracked ICMP (an error about an error relates to nothing).
+    header, or is ICMP other than a query or its answer (an error about an error relates to
+    nothing).
     """
     try:
         inner = parse_inner(pkt)
@@ -224,7 +226,7 @@ def inner_tuple(pkt: Packet) -> CtTuple | None:
         return None
     if inner.l4 < 0:
         return None
-    if inner.proto in _ICMP_PROTOS and inner.icmp_type not in _ICMP_ANY_REQUEST:
+    if inner.proto in _ICMP_PROTOS and inner.icmp_type not in _ICMP_ANY_QUERY:
         return None
     return packet_tuple(inner)
 

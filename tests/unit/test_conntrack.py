@@ -735,3 +735,14 @@ def test_track_packet_refuses_what_it_cannot_see() -> None:
     echo = parse(bytes(ETH / IP(src="10.0.1.1", dst="10.0.2.1") / ICMP(id=0x1234)))
     assert ct.track_packet(echo, T0).conn is not None
     assert ct.stats["invalid"] == 2
+
+
+def test_error_about_an_echo_reply_travels_in_the_original_direction() -> None:
+    t = Table()
+    conn = t.send(E_ORIG, icmp_type=8).conn
+    assert conn is not None
+    pong = parse(bytes(ETH / IP(src="10.0.2.1", dst="10.0.1.1", ttl=1) / ICMP(type=0, id=0x1234)))
+    error = time_exceeded(pong, ROUTER)
+    assert error is not None
+    r = t.ct.track_packet(parse(ip_frame(MAC1, MAC2, error)), T0)
+    assert (r.conn, r.direction, r.ctinfo) == (conn, ORIGINAL, CtInfo.RELATED)
