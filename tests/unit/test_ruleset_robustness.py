@@ -45,13 +45,13 @@ def test_every_truncation_of_valid_json() -> None:
         parses_or_errors(JSON_TEXT[:end])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.sampled_from(WORDS), max_size=40))
 def test_token_soup(words: list[str]) -> None:
     parses_or_errors(" ".join(words))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.text(max_size=80))
 def test_arbitrary_text(text: str) -> None:
     parses_or_errors(text)
@@ -98,7 +98,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(json_values, max_size=5))
 def test_json_soup(items: list[object]) -> None:
     parses_or_errors(json.dumps({"nftables": items}))
