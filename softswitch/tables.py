@@ -1,9 +1,9 @@
 """Match-action tables: entries keyed for P4Runtime, lookup compiled for the packet path.
 
 Priorities follow P4Runtime (a higher number wins). All-exact tables are a dict on the key tuple;
-tables with lpm/ternary/range/optional keys keep their entries sorted best-first and scan with one
-masked compare of the concatenated key (plus interval checks for range fields). LPM-only tables
-rank by prefix length.
+tables with ternary/range/optional keys keep their entries sorted best-first and scan with one
+masked compare of the concatenated key (plus interval checks for range fields). LPM tables (one
+lpm key among exact ones, no priorities) keep one dict per prefix length and probe longest first.
 """
 
 from __future__ import annotations
@@ -97,6 +97,10 @@ class Table:
         self._offsets = self._bit_offsets()
         self._by_key: dict[tuple, Entry] = {}
         self._sorted: list[Entry] = []
+        # LPM tables (one lpm key, no priorities): one dict per prefix length, longest first.
+        self._lpm = not self._needs_priority and not self._all_exact
+        self._by_prefix: dict[int, dict[int, Entry]] = {}
+        self._prefix_order: list[tuple[int, int, dict[int, Entry]]] = []  # (len, mask, dict)
         self._seq = itertools.count()
         self.default_action = default_action
         self.default_handle = self._resolve(default_action[0])
@@ -124,7 +128,9 @@ class Table:
         entry.last_hit = now
         self._compile_match(entry)
         self._by_key[ident] = entry
-        if not self._all_exact:
+        if self._lpm:
+            self._index_prefix(entry, add=True)
+        elif not self._all_exact:
             entry.rank = self._rank(entry)
             bisect.insort(self._sorted, entry, key=lambda e: e.rank)
         return entry
@@ -139,7 +145,9 @@ class Table:
     def delete(self, key, priority) -> Entry:
         entry = self._find(key, priority)
         del self._by_key[self._ident(key, priority)[1]]
-        if not self._all_exact:
+        if self._lpm:
+            self._index_prefix(entry, add=False)
+        elif not self._all_exact:
             i = bisect.bisect_left(self._sorted, entry.rank, key=lambda e: e.rank)
             while self._sorted[i] is not entry:
                 i += 1
@@ -169,6 +177,8 @@ class Table:
     def clear(self) -> None:
         self._by_key.clear()
         self._sorted.clear()
+        self._by_prefix.clear()
+        self._prefix_order.clear()
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -189,6 +199,12 @@ class Table:
         for k, off, mk in zip(key, self._offsets, self.keys, strict=True):
             if mk.match_type != "range":
                 kint |= k << off
+        if self._lpm:
+            for _, mask, entries in self._prefix_order:
+                e = entries.get(kint & mask)
+                if e is not None:
+                    return e
+            return None
         for e in self._sorted:
             if (kint & e.mask) == e.value and all(lo <= key[i] <= hi for i, lo, hi in e.ranges):
                 return e
@@ -254,13 +270,27 @@ class Table:
             mask |= fm << off
         entry.value, entry.mask, entry.ranges = value, mask, tuple(ranges)
 
+    def _index_prefix(self, entry: Entry, add: bool) -> None:
+        plen = self._prefix_len(entry)
+        bucket = self._by_prefix.setdefault(plen, {})
+        if add:
+            bucket[entry.value] = entry
+        else:
+            bucket.pop(entry.value, None)
+            if not bucket:
+                del self._by_prefix[plen]
+        self._prefix_order = [
+            (n, next(iter(b.values())).mask, b)
+            for n, b in sorted(self._by_prefix.items(), reverse=True)
+        ]
+
+    def _prefix_len(self, entry: Entry) -> int:
+        keys = zip(self.keys, entry.key, strict=True)
+        return sum(v[1] for k, v in keys if k.match_type == "lpm")
+
     def _rank(self, entry: Entry) -> tuple:
         seq = next(self._seq)
-        if self._needs_priority:
-            return (-entry.priority, seq)
-        keys = zip(self.keys, entry.key, strict=True)
-        prefix = sum(v[1] for k, v in keys if k.match_type == "lpm")
-        return (-prefix, seq)
+        return (-entry.priority, seq)
 
 
 def _canonical(k: MatchKey, v: Any, table: str) -> Any:

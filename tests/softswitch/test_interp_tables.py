@@ -193,3 +193,17 @@ def test_resubmit_preserves_its_field_list_only() -> None:
     doc["field_lists"] = [{"id": 1, "name": "fl", "elements": [fld("meta", "n")]}]
     p = Pipeline.from_json(doc)
     assert p.process(0, b"\x00\x00\x00\x00") == [(1, b"\x00\x00\x02\x01")]
+
+
+def test_lpm_with_an_exact_key_probes_each_prefix_length() -> None:
+    p = one_table([key("exact", "h", "o"), key("lpm", "h", "k")], "lpm")
+    t = p.tables["ingress.t"]
+    t.insert((1, (0x1200, 8)), 0, "ingress.set_port", (1,))
+    t.insert((2, (0x1200, 8)), 0, "ingress.set_port", (2,))
+    t.insert((1, (0, 0)), 0, "ingress.set_port", (3,))
+    assert [port_of(p, 0x1234, o) for o in (1, 2, 3)] == [1, 2, 0]
+    assert port_of(p, 0x9999, 1) == 3
+    t.delete((1, (0x1200, 8)), 0)
+    assert port_of(p, 0x1234, 1) == 3
+    t.clear()
+    assert port_of(p, 0x1234, 2) == 0 and len(t) == 0
