@@ -36,6 +36,9 @@ class LoadedPipeline:
     schema: P4Schema
     pipeline: Any
     initial_defaults: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
+    # The controller's opaque data per entry, returned on reads as the spec requires; the
+    # interpreter's entries have no room for it. Keyed by the entry object itself.
+    cookies: dict[Any, tuple[int, bytes]] = field(default_factory=dict)
 
 
 def load_pipeline(config: p4r.ForwardingPipelineConfig, factory: PipelineFactory,
@@ -134,5 +137,7 @@ def reconcile(old: LoadedPipeline, new: LoadedPipeline) -> None:
             except Exception as exc:
                 raise invalid(f"cannot reconcile an entry of table {name}: {exc}") from None
             n.packets, n.bytes = e.packets, e.bytes
+            if e in old.cookies:
+                new.cookies[n] = old.cookies[e]
         if not target.const_default:
             target.set_default(*table.default_action)

@@ -188,7 +188,7 @@ class Device:
             return
         key, priority = self._key(schema, te)
         if op == p4r.Update.DELETE:
-            table.delete(key, priority)
+            loaded.cookies.pop(table.delete(key, priority), None)
             return
         if te.idle_timeout_ns < 0:
             raise invalid("idle_timeout_ns must not be negative")
@@ -204,6 +204,10 @@ class Device:
                 entry.last_hit = now  # a MODIFY restarts the ageing timer (bmv2 test ModifyTTL)
         if te.HasField("counter_data") and schema.direct_counter_id is not None:
             _set_counter(entry, te.counter_data)
+        if te.controller_metadata or te.metadata:
+            loaded.cookies[entry] = (te.controller_metadata, te.metadata)
+        else:
+            loaded.cookies.pop(entry, None)
 
     def _write_default(self, loaded: LoadedPipeline, schema: TableSchema, table: Any, op: int,
                        te: p4r.TableEntry) -> None:
@@ -337,6 +341,8 @@ class Device:
     def _table_entry(loaded: LoadedPipeline, schema: TableSchema, entry: Any) -> p4r.TableEntry:
         out = p4r.TableEntry(table_id=schema.id, match=encode_match(schema, entry.key),
                              priority=entry.priority, idle_timeout_ns=entry.ttl_ns)
+        if entry in loaded.cookies:
+            out.controller_metadata, out.metadata = loaded.cookies[entry]
         out.action.action.CopyFrom(encode_action(_action_by_name(loaded, entry.action),
                                                  entry.params))
         return out

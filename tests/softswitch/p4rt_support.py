@@ -79,7 +79,7 @@ class MatchKey:
     bitwidth: int
 
 
-@dataclass
+@dataclass(eq=False)
 class Entry:
     key: tuple
     priority: int
@@ -210,10 +210,12 @@ class Harness:
     clock: FakeClock
     injected: list[bytes]
 
-    async def push_pipeline(self, cookie: int = 7, **request) -> None:
+    async def push_pipeline(self, cookie: int = 7,
+                            action: int = p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT,
+                            **request) -> None:
         await self.stub.SetForwardingPipelineConfig(p4r.SetForwardingPipelineConfigRequest(
             device_id=DEVICE_ID,
-            action=p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT,
+            action=action,
             config=p4r.ForwardingPipelineConfig(
                 p4info=p4info(), p4_device_config=DEVICE_CONFIG,
                 cookie=p4r.ForwardingPipelineConfig.Cookie(cookie=cookie)),

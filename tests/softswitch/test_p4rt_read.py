@@ -51,6 +51,22 @@ async def test_read_returns_what_was_written_in_canonical_form(h) -> None:
     assert not read.table_entry.HasField("counter_data")
 
 
+async def test_entry_metadata_is_kept_replaced_and_carried_over(h) -> None:
+    await h.write(update("MODIFY", flow_entry(dst=1, metadata=b"cookie-1",
+                                              controller_metadata=7)))
+    await h.write(update("INSERT", flow_entry(dst=5, metadata=b"cookie-5")))
+    await h.push_pipeline(action=p4r.SetForwardingPipelineConfigRequest.RECONCILE_AND_COMMIT)
+    await h.write(update("MODIFY", flow_entry(dst=5)))
+    read = {e.table_entry.match[1].exact.value: e.table_entry
+            for e in await h.read(table_entry(table_id=FLOW))}
+    assert (read[b"\1"].metadata, read[b"\1"].controller_metadata) == (b"cookie-1", 7)
+    assert read[b"\5"].metadata == b"" and read[b"\0"].metadata == b""
+    await h.write(update("DELETE", flow_entry(dst=1)))
+    await h.write(update("INSERT", flow_entry(dst=1)))
+    (again,) = await h.read(p4r.Entity(table_entry=flow_entry(dst=1, out_port=None)))
+    assert again.table_entry.metadata == b""
+
+
 async def test_read_of_missing_key_is_empty(h) -> None:
     assert await h.read(p4r.Entity(table_entry=flow_entry(dst=77, out_port=None))) == []
 
