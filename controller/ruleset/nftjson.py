@@ -40,10 +40,12 @@ from controller.ruleset.script import (
     AddRule,
     AddTable,
     Command,
+    DeleteChain,
     DeleteFlowtable,
     DeleteTable,
     Device,
     FlowtableSpec,
+    FlushChain,
     FlushRuleset,
 )
 
@@ -129,15 +131,18 @@ class _Reader:
             if isinstance(obj, dict) and "family" in obj:
                 family = self.family(obj, path)
             return [FlushRuleset(family, Loc(self.filename, path=path))]
-        if verb == "delete" and kind == "table":
+        if verb in ("delete", "flush") and kind in ("chain", "table"):
             obj = self.obj(obj, path)
-            return [
-                DeleteTable(
-                    self.family(obj, path),
-                    self.name(obj, "name", path),
-                    Loc(self.filename, path=path),
-                )
-            ]
+            family, loc = self.family(obj, path), Loc(self.filename, path=path)
+            if kind == "table":
+                table, chain = self.name(obj, "name", path), None
+            else:
+                table, chain = self.name(obj, "table", path), self.name(obj, "name", path)
+            if verb == "flush":
+                return [FlushChain(family, table, chain, loc)]
+            if chain is None:
+                return [DeleteTable(family, table, loc)]
+            return [DeleteChain(family, table, chain, loc)]
         if verb == "delete" and kind == "flowtable":
             obj = self.obj(obj, path)
             devices = self.devices(obj, path) if "dev" in obj else None

@@ -33,10 +33,12 @@ from controller.ruleset.script import (
     AddRule,
     AddTable,
     Command,
+    DeleteChain,
     DeleteFlowtable,
     DeleteTable,
     Device,
     FlowtableSpec,
+    FlushChain,
     FlushRuleset,
 )
 
@@ -151,6 +153,15 @@ class _Parser:
             if self.accept("{"):
                 devices = self.flowtable_body().devices
             return [DeleteFlowtable(family, table, name, devices, tok.loc)]
+        if verb == "delete" and self.accept("chain"):
+            family, table = self.table_spec()
+            return [DeleteChain(family, table, self.identifier("chain name").text, tok.loc)]
+        if verb == "flush" and self.accept("table"):
+            family, table = self.table_spec()
+            return [FlushChain(family, table, None, tok.loc)]
+        if verb == "flush" and self.accept("chain"):
+            family, table = self.table_spec()
+            return [FlushChain(family, table, self.identifier("chain name").text, tok.loc)]
         if verb == "flush" and self.accept("ruleset"):
             family = None
             if self.peek().kind is Kind.WORD:

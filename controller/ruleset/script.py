@@ -89,11 +89,39 @@ class DeleteFlowtable:
 
 
 @dataclass(slots=True)
+class DeleteChain:
+    """Deletes the chain with its rules (nothing can jump to it: we have no jumps)."""
+
+    family: Family
+    table: str
+    name: str
+    loc: Loc = NOWHERE
+
+
+@dataclass(slots=True)
+class FlushChain:
+    """Removes the rules of one chain (``chain`` set) or of every chain of the table."""
+
+    family: Family
+    table: str
+    chain: str | None = None
+    loc: Loc = NOWHERE
+
+
+@dataclass(slots=True)
 class FlushRuleset:
     family: Family | None = None
     loc: Loc = NOWHERE
 
 
 Command = (
-    AddTable | AddChain | AddFlowtable | AddRule | DeleteTable | DeleteFlowtable | FlushRuleset
+    AddTable
+    | AddChain
+    | AddFlowtable
+    | AddRule
+    | DeleteTable
+    | DeleteChain
+    | DeleteFlowtable
+    | FlushChain
+    | FlushRuleset
 )

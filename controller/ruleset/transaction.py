@@ -19,9 +19,11 @@ from controller.ruleset.script import (
     AddRule,
     AddTable,
     Command,
+    DeleteChain,
     DeleteFlowtable,
     DeleteTable,
     Device,
+    FlushChain,
     FlushRuleset,
 )
 from controller.ruleset.validate import check_base_chain, check_rule
@@ -128,13 +130,18 @@ def _add_devices(table: Table, ft: FlowtableDef, devices: list[Device]) -> tuple
     return tuple(result)
 
 
-def _add_rule(tables: Tables, cmd: AddRule) -> None:
-    table = _table(tables, cmd.family, cmd.table, cmd.loc)
-    chain = table.chains.get(cmd.chain)
+def _chain(table: Table, name: str, loc: Loc) -> Chain:
+    chain = table.chains.get(name)
     if chain is None:
         raise RulesetError(
-            f"{ENOENT} (no chain {cmd.chain} in table {table.family.value} {table.name})", cmd.loc
+            f"{ENOENT} (no chain {name} in table {table.family.value} {table.name})", loc
         )
+    return chain
+
+
+def _add_rule(tables: Tables, cmd: AddRule) -> None:
+    table = _table(tables, cmd.family, cmd.table, cmd.loc)
+    chain = _chain(table, cmd.chain, cmd.loc)
     check_rule(table, chain, cmd.rule)
     if cmd.insert:
         chain.rules.insert(0, cmd.rule)
@@ -145,6 +152,22 @@ def _add_rule(tables: Tables, cmd: AddRule) -> None:
 def _delete_table(tables: Tables, cmd: DeleteTable) -> None:
     _table(tables, cmd.family, cmd.name, cmd.loc)
     del tables[(cmd.family, cmd.name)]
+
+
+def _delete_chain(tables: Tables, cmd: DeleteChain) -> None:
+    table = _table(tables, cmd.family, cmd.table, cmd.loc)
+    _chain(table, cmd.name, cmd.loc)
+    del table.chains[cmd.name]
+
+
+def _flush_chain(tables: Tables, cmd: FlushChain) -> None:
+    table = _table(tables, cmd.family, cmd.table, cmd.loc)
+    if cmd.chain is None:
+        chains = list(table.chains.values())
+    else:
+        chains = [_chain(table, cmd.chain, cmd.loc)]
+    for chain in chains:
+        chain.rules.clear()
 
 
 def _delete_flowtable(tables: Tables, cmd: DeleteFlowtable) -> None:
@@ -181,6 +204,8 @@ _HANDLERS = {
     AddFlowtable: _add_flowtable,
     AddRule: _add_rule,
     DeleteTable: _delete_table,
+    DeleteChain: _delete_chain,
     DeleteFlowtable: _delete_flowtable,
+    FlushChain: _flush_chain,
     FlushRuleset: _flush_ruleset,
 }

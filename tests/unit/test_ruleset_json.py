@@ -151,6 +151,19 @@ def test_command_form() -> None:
     assert deleted == Ruleset()
 
 
+def test_flush_chain_then_delete_flowtable_in_json() -> None:
+    doc = {"nftables": [
+        {"flush": {"chain": {"family": "inet", "table": "filter", "name": "forward"}}},
+        {"delete": {"flowtable": {"family": "inet", "table": "filter", "name": "ft"}}},
+        {"delete": {"chain": {"family": "inet", "table": "filter", "name": "pre"}}},
+        {"flush": {"table": {"family": "inet", "name": "filter"}}},
+    ]}  # fmt: skip
+    rs = loads(NFT_TEXT).apply(json.dumps(doc))
+    table = rs.table("inet", "filter")
+    assert rs.flowtables() == [] and list(table.chains) == ["forward", "post"]
+    assert all(not chain.rules for chain in table.chains.values())
+
+
 def test_delete_flowtable_in_use_is_busy_in_json_too() -> None:
     rs = loads(NFT_TEXT)
     doc = {

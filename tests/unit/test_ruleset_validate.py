@@ -249,3 +249,22 @@ def test_delete_flowtable_devices() -> None:
 )
 def test_syntax_and_value_errors(text: str, expected: str) -> None:
     assert error_of(text) == expected
+
+
+@pytest.mark.parametrize(
+    "release", ["flush chain inet t fwd", "flush table inet t", "delete chain inet t fwd"]
+)
+def test_delete_flowtable_once_its_rules_are_flushed_or_deleted(release: str) -> None:
+    rs = loads(BASE + "add rule inet t fwd flow add @f\nadd rule inet t in accept")
+    rs = rs.apply(f"{release}\ndelete flowtable inet t f")
+    assert rs.flowtables() == []
+    table = rs.table("inet", "t")
+    assert ("fwd" in table.chains) is (release != "delete chain inet t fwd")
+    assert len(table.chains["in"].rules) == (0 if release == "flush table inet t" else 1)
+
+
+def test_flush_or_delete_of_a_missing_chain() -> None:
+    assert error_of(BASE + "flush chain inet t nope") == (
+        "rules.nft:18:1: Could not process rule: No such file or directory "
+        "(no chain nope in table inet t)"
+    )
