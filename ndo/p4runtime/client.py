@@ -240,7 +240,10 @@ class P4RuntimeClient:
                 if message.HasField("arbitration"):
                     self._on_arbitration(message.arbitration)
                 elif self.on_message is not None:
-                    self.on_message(message)
+                    try:
+                        self.on_message(message)
+                    except Exception:  # a handler's bug must not end the session
+                        log.exception("P4Runtime stream handler failed")
         except grpc.aio.AioRpcError as exc:
             reason = ConnectionError(f"{exc.code().name}: {exc.details()}")
         except asyncio.CancelledError:

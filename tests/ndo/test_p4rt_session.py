@@ -195,3 +195,22 @@ async def test_first_connection_failure_is_a_clear_error() -> None:
     with pytest.raises(ConnectionError, match=target.address):
         await driver.start()
     await driver.close()
+
+
+async def test_a_failing_idle_callback_does_not_end_the_session() -> None:
+    async with running_target() as target:
+        driver = target.driver(idle_timeout=1.0)
+
+        def broken(cookies: object) -> None:
+            raise RuntimeError("controller bug")
+
+        driver.set_idle_callback(broken)
+        await driver.start()
+        await driver.execute([replace(1, v4_rule(1))])
+        target.clock.now += 2.0
+        target.server.sweep()
+        await until(lambda: driver.counters["idle_notifications"] == 1)
+        target.ports[1].inject(flow_frame(5))
+        assert (await anext(driver.packets())).ingress_port == 1
+        assert driver.connected
+        await driver.close()
