@@ -119,6 +119,21 @@ _ICMP_ANY_QUERY = _ICMP_ANY_REQUEST | _ICMP_REPLIES | _ICMPV6_REPLIES
 _ICMP_PROTOS = (IPPROTO_ICMP, IPPROTO_ICMPV6)
 _PORT_PROTOS = (IPPROTO_TCP, IPPROTO_UDP)
 
+# Status bits as plain ints: ``int(conn.status) & _BIT`` is ten times cheaper than IntFlag's
+# ``&`` on the per-packet path.
+_CONFIRMED, _SEEN_REPLY, _ASSURED, _DYING, _OFFLOAD, _FIXED_TIMEOUT, _NAT_CLASH = (
+    int(bit)
+    for bit in (
+        Status.CONFIRMED,
+        Status.SEEN_REPLY,
+        Status.ASSURED,
+        Status.DYING,
+        Status.OFFLOAD,
+        Status.FIXED_TIMEOUT,
+        Status.NAT_CLASH,
+    )
+)
+
 NF_CT_EVICTION_RANGE = 8  # early_drop looks at this many candidates
 
 
@@ -292,7 +307,7 @@ class Conntrack:
     def lookup(self, tup: CtTuple) -> tuple[Conn, int] | None:
         """The confirmed connection carrying ``tup`` and its direction; dying ones are a miss."""
         hit = self._table.get(tup)
-        if hit is None or hit[0].status & Status.DYING:
+        if hit is None or int(hit[0].status) & _DYING:
             return None
         return hit
 
@@ -390,12 +405,16 @@ class Conntrack:
                 break
         if result is _L4.INVALID:
             return self._invalid(direction)
-        self.stats["found" if conn.confirmed else "new"] += 1
+        status = int(conn.status)
+        self.stats["found" if status & _CONFIRMED else "new"] += 1
         if result is _L4.IGNORE:
             self.stats["ignore"] += 1
-        ctinfo = self._ctinfo(conn, direction)
         if direction == REPLY:
-            conn.status |= Status.SEEN_REPLY
+            ctinfo = CtInfo.ESTABLISHED_REPLY
+            if not status & _SEEN_REPLY:
+                conn.status |= Status.SEEN_REPLY
+        else:
+            ctinfo = CtInfo.ESTABLISHED if status & _SEEN_REPLY else CtInfo.NEW
         self._changed(conn, before, now)
         return Tracked(conn, direction, ctinfo, CtVerdict.ACCEPT)
 
@@ -426,7 +445,7 @@ class Conntrack:
 
     def refresh(self, conn: Conn, seconds: float, now: float) -> None:
         """``nf_ct_refresh``: the connection expires ``seconds`` from ``now``."""
-        if not conn.status & Status.FIXED_TIMEOUT:
+        if not int(conn.status) & _FIXED_TIMEOUT:
             conn.timeout = now + seconds
 
     def timeout_for(self, conn: Conn) -> float:
@@ -489,12 +508,8 @@ class Conntrack:
 
     def _changed(self, conn: Conn, before: tuple[Status, TcpState], now: float) -> None:
         """Deliver one UPDATE per packet/call, as the kernel's per-packet event cache does."""
-        status = conn.status
-        if (
-            (status, conn.tcp_state) != before
-            and status & Status.CONFIRMED
-            and not (status & Status.DYING)
-        ):
+        status = int(conn.status)
+        if (status, conn.tcp_state) != before and status & _CONFIRMED and not status & _DYING:
             self._emit("UPDATE", conn, now)
 
     def _invalid(self, direction: int) -> Tracked:
@@ -502,20 +517,15 @@ class Conntrack:
         return Tracked(None, direction, CtInfo.INVALID, CtVerdict.INVALID)
 
     @staticmethod
-    def _ctinfo(conn: Conn, direction: int) -> CtInfo:
-        if direction == REPLY:
-            return CtInfo.ESTABLISHED_REPLY
-        return CtInfo.ESTABLISHED if conn.status & Status.SEEN_REPLY else CtInfo.NEW
-
-    @staticmethod
     def _expired(conn: Conn, now: float) -> bool:
-        return conn.timeout <= now and not conn.status & Status.OFFLOAD
+        return conn.timeout <= now and not int(conn.status) & _OFFLOAD
 
     def _kill(self, conn: Conn, now: float, reason: str) -> None:
-        if conn.status & Status.DYING:
+        status = int(conn.status)
+        if status & _DYING:
             return
-        conn.status |= Status.DYING
-        if not conn.status & Status.CONFIRMED:
+        conn.status = Status(status | _DYING)
+        if not status & _CONFIRMED:
             return  # never inserted, never reported
         for tup in conn.tuples:
             hit = self._table.get(tup)
@@ -570,14 +580,12 @@ class Conntrack:
         was created makes it a stream: 120 s and ASSURED (never for NAT_CLASH entries).
         """
         t = self.timeouts
-        status = conn.status
-        if not status & Status.CONFIRMED:
+        status = int(conn.status)
+        if not status & _CONFIRMED:
             conn.stream_ts = now + 2.0
-        if not status & Status.SEEN_REPLY:
+        if not status & _SEEN_REPLY or now <= conn.stream_ts:
             return t.udp
-        if now <= conn.stream_ts:
-            return t.udp
-        if not status & (Status.ASSURED | Status.NAT_CLASH):
+        if not status & (_ASSURED | _NAT_CLASH):
             conn.status |= Status.ASSURED
         return t.udp_stream
 
@@ -585,7 +593,8 @@ class Conntrack:
         """``nf_conntrack_tcp_packet`` without sequence-number checks (every segment in window)."""
         index = tcp_index(flags)
         track = conn.tcp
-        if not conn.status & Status.CONFIRMED and conn.tcp_state == TcpState.NONE:
+        status = int(conn.status)
+        if not status & _CONFIRMED and conn.tcp_state == TcpState.NONE:
             # tcp_new: only a SYN starts a connection; an ACK picks one up mid-stream (loose=1).
             first = _TCP_CONNTRACKS[ORIGINAL][index][sNO]
             if first >= sIV:
@@ -656,14 +665,14 @@ class Conntrack:
             sender.close_init = True
         t = self.timeouts
         timeout = t.tcp_close if index == TCP_RST_SET else t.tcp[new]
-        if not conn.status & Status.SEEN_REPLY:
+        if not status & _SEEN_REPLY:
             if index == TCP_RST_SET:
                 # The only answer was a RST: no connection worth keeping (nf_ct_kill_acct).
                 self._kill(conn, now, "deleted")
                 return _L4.ACCEPT
             if new == sES and timeout > t.tcp_unacknowledged:
                 timeout = t.tcp_unacknowledged  # picked up mid-stream, not answered yet
-        elif not conn.status & Status.ASSURED and old in (sSR, sES) and new == sES:
+        elif not status & _ASSURED and old in (sSR, sES) and new == sES:
             conn.status |= Status.ASSURED
         self.refresh(conn, timeout, now)
         return _L4.ACCEPT
