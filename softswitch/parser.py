@@ -59,6 +59,44 @@ def _store(s: PacketState, v: int, specs: list[tuple[int, int, int, int]]) -> No
         f[slot] = x - ((x & half) << 1) if half else x
 
 
+_NO_DEFAULT = object()  # marks a select without a default transition
+
+
+def _exact_select(st: dict, path: str) -> tuple[dict[int, Any], Any] | None:
+    """Unmasked value transitions (the common ``select``) as (value -> next state, default)."""
+    table: dict[int, Any] = {}
+    default: Any = _NO_DEFAULT
+    if not st.get("transitions"):
+        return None
+    for i, t in enumerate(st["transitions"]):
+        kind = t.get("type") or ("default" if t.get("value") in (None, "default") else "hexstr")
+        if kind == "default":
+            default = t.get("next_state")
+            break  # later transitions are unreachable
+        if kind != "hexstr" or t.get("mask") is not None:
+            return None
+        table.setdefault(parse_hexstr(t.get("value"), f"{path}.transitions[{i}]"),
+                         t.get("next_state"))
+    return table, default
+
+
+def _dict_select(
+    ops: list[Op], part: tuple, exact: tuple[dict[int, Any], Any], states: dict, no_match: int
+) -> State:
+    read, _, kmask = part
+    table, default = exact
+
+    def select_state(s: PacketState) -> Any:
+        for op in ops:
+            op(s, ())
+        target = table.get(read(s, ()) & kmask, default)
+        if target is _NO_DEFAULT:
+            raise ParserError(no_match)
+        return states[target] if target is not None else None
+
+    return select_state
+
+
 class ParserCompiler:
     def __init__(
         self,
@@ -121,6 +159,9 @@ class ParserCompiler:
             for i, t in enumerate(st.get("transitions") or [])
         ]
         no_match = self.no_match
+        exact = _exact_select(st, path) if len(key_parts) == 1 else None
+        if exact is not None:
+            return _dict_select(ops, key_parts[0], exact, states, no_match)
 
         def key(s: PacketState) -> int:
             acc = 0
