@@ -102,3 +102,26 @@ def test_bad_json_names_the_path() -> None:
     doc["pipelines"][0]["tables"][0]["key"][0]["target"] = ["ipv4", "nope"]
     with pytest.raises(PipelineError, match=r"pipelines\[0\]\.tables\[0\]\.key\[0\]"):
         Pipeline.from_json(doc)
+
+
+@pytest.mark.parametrize(("mutate", "where"), [
+    (lambda d: d["headers"][2].update(header_type="nope_t"), r"\$\.headers\[2\]\.header_type"),
+    (lambda d: d["actions"][1]["primitives"][0].update(op="frobnicate"),
+     r"\$\.actions\[1\]\.primitives\[0\]\.op: unsupported primitive 'frobnicate'"),
+    (lambda d: d["pipelines"][0]["tables"][0].update(type="indirect"),
+     r"action profiles are not supported"),
+    (lambda d: d["parsers"][0]["parse_states"][0]["transitions"][0].update(next_state="x"),
+     r"unknown next state 'x'"),
+    (lambda d: d["calculations"][0].update(algo="md5"), r"\$\.calculations\[0\]\.algo"),
+    (lambda d: d.pop("actions"), r"\$: missing attribute 'actions'"),
+])
+def test_invalid_programs_fail_to_load_with_the_json_path(mutate, where) -> None:
+    doc = router_program()
+    mutate(doc)
+    with pytest.raises(PipelineError, match=where):
+        Pipeline.from_json(doc)
+
+
+def test_not_a_json_object() -> None:
+    with pytest.raises(PipelineError, match="must be an object"):
+        Pipeline.from_json([])  # type: ignore[arg-type]
