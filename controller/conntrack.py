@@ -110,7 +110,6 @@ _ICMP_REQUESTS = {8: 0, 13: 14, 15: 16, 17: 18}  # echo, timestamp, info, addres
 _ICMPV6_REQUESTS = {128: 129, 139: 140}  # echo, node information query
 _ICMP_REPLIES = frozenset(_ICMP_REQUESTS.values())
 _ICMPV6_REPLIES = frozenset(_ICMPV6_REQUESTS.values())
-_ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})
 # noct_valid_new[]: MLD and NDP are left untracked (IP_CT_UNTRACKED).
 _ICMPV6_UNTRACKED = frozenset({130, 131, 132, 133, 134, 135, 136, 143})
 _ICMP_ANY_REQUEST = frozenset(_ICMP_REQUESTS) | frozenset(_ICMPV6_REQUESTS)
@@ -312,8 +311,11 @@ class Conntrack:
         return hit
 
     def tuple_taken(self, tup: CtTuple, ignore: Conn | None = None) -> bool:
-        """``nf_conntrack_tuple_taken``: does another confirmed connection use ``tup``?"""
-        hit = self._table.get(tup)
+        """``nf_conntrack_tuple_taken``: does another live connection use ``tup``?
+
+        An entry past its deadline is reaped here rather than counted, as lookups do.
+        """
+        hit = self._live(tup, self.now)
         return hit is not None and hit[0] is not ignore
 
     def related(self, inner: CtTuple) -> tuple[Conn, int] | None:
@@ -381,10 +383,7 @@ class Conntrack:
         elif proto == IPPROTO_TCP and tcp_flags & ~(_ECE | _CWR | _PSH) not in _TCP_VALID_FLAGS:
             return self._invalid(ORIGINAL)  # tcp_error: invalid flag combination
         while True:
-            hit = self._table.get(tup)
-            if hit is not None and self._expired(hit[0], now):
-                self._kill(hit[0], now, "expired")
-                hit = None
+            hit = self._live(tup, now)
             if hit is None:
                 if proto in _ICMP_PROTOS and icmp_type not in _ICMP_ANY_REQUEST:
                     return self._invalid(ORIGINAL)  # only a request can open an ICMP connection
@@ -427,7 +426,8 @@ class Conntrack:
         if conn.status & Status.CONFIRMED:
             return True
         orig, reply = conn.tuples
-        if conn.status & Status.DYING or orig in self._table or reply in self._table:
+        self.now = now
+        if conn.status & Status.DYING or self._live(orig, now) or self._live(reply, now):
             self.stats["insert_failed"] += 1
             return False
         if len(self._conns) >= self.max_entries and not self._early_drop(now):
@@ -515,6 +515,14 @@ class Conntrack:
     def _invalid(self, direction: int) -> Tracked:
         self.stats["invalid"] += 1
         return Tracked(None, direction, CtInfo.INVALID, CtVerdict.INVALID)
+
+    def _live(self, tup: CtTuple, now: float) -> tuple[Conn, int] | None:
+        """The entry under ``tup``, reaping it first if its deadline has passed."""
+        hit = self._table.get(tup)
+        if hit is not None and self._expired(hit[0], now):
+            self._kill(hit[0], now, "expired")
+            return None
+        return hit
 
     @staticmethod
     def _expired(conn: Conn, now: float) -> bool:

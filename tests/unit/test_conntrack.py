@@ -746,3 +746,18 @@ def test_error_about_an_echo_reply_travels_in_the_original_direction() -> None:
     assert error is not None
     r = t.ct.track_packet(parse(ip_frame(MAC1, MAC2, error)), T0)
     assert (r.conn, r.direction, r.ctinfo) == (conn, ORIGINAL, CtInfo.RELATED)
+
+
+def test_an_expired_entry_does_not_block_a_new_one() -> None:
+    t = Table()
+    old = t.send(U_ORIG, now=T0).conn
+    assert old is not None
+    t.ct.now = T0 + 60
+    assert not t.ct.tuple_taken(U_REPL) and old.dying  # reaped, not counted as taken
+    fresh = t.ct.track(U_ORIG, now=T0 + 60).conn
+    assert fresh is not None and t.ct.confirm(fresh, T0 + 60)
+    late = Conntrack()
+    first = late.track(U_ORIG, now=T0).conn
+    second = late.track(U_ORIG, now=T0 + 60).conn
+    assert first is not None and second is not None and late.confirm(first, T0)
+    assert late.confirm(second, T0 + 60) and first.dying  # the stale entry gave way
