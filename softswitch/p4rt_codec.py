@@ -56,7 +56,7 @@ def decode_value(data: bytes, bitwidth: int, what: str) -> int:
 
 def encode_value(value: int) -> bytes:
     """The canonical byte string of a non-negative int (shortest form, at least one byte)."""
-    return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
+    return value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
 
 
 # --- schema --------------------------------------------------------------------------------------
@@ -217,32 +217,28 @@ def _decode_field(table: TableSchema, field: FieldSchema, m: p4r.FieldMatch | No
     return (decode_value(m.optional.value, field.bitwidth, what), False)
 
 
-def encode_match(table: TableSchema, key: MatchKey) -> list[p4r.FieldMatch]:
-    """The interpreter's key as P4Runtime field matches, don't-care fields omitted."""
-    out = []
+def encode_match(table: TableSchema, key: MatchKey, out: p4r.TableEntry) -> p4r.TableEntry:
+    """Add the interpreter's key to ``out`` as P4Runtime field matches, don't-care fields
+    omitted. Fills the message in place (no intermediate messages: reads and idle sweeps encode
+    tens of thousands of keys)."""
     for field, k in zip(table.match_fields, key, strict=True):
-        m = p4r.FieldMatch(field_id=field.id)
         t = field.match_type
-        full = (1 << field.bitwidth) - 1
         if t == EXACT:
-            m.exact.value = encode_value(k)
+            out.match.add(field_id=field.id).exact.value = encode_value(k)
         elif t == LPM:
-            if k[1] == 0:
-                continue
-            m.lpm.value, m.lpm.prefix_len = encode_value(k[0]), k[1]
-        elif t == TERNARY:
-            if k[1] == 0:
-                continue
-            m.ternary.value, m.ternary.mask = encode_value(k[0]), encode_value(k[1])
-        elif t == RANGE:
-            if tuple(k) == (0, full):
-                continue
-            m.range.low, m.range.high = encode_value(k[0]), encode_value(k[1])
-        else:
             if k[1]:
-                continue
-            m.optional.value = encode_value(k[0])
-        out.append(m)
+                lpm = out.match.add(field_id=field.id).lpm
+                lpm.value, lpm.prefix_len = encode_value(k[0]), k[1]
+        elif t == TERNARY:
+            if k[1]:
+                ternary = out.match.add(field_id=field.id).ternary
+                ternary.value, ternary.mask = encode_value(k[0]), encode_value(k[1])
+        elif t == RANGE:
+            if tuple(k) != (0, (1 << field.bitwidth) - 1):
+                span = out.match.add(field_id=field.id).range
+                span.low, span.high = encode_value(k[0]), encode_value(k[1])
+        elif not k[1]:
+            out.match.add(field_id=field.id).optional.value = encode_value(k[0])
     return out
 
 

@@ -76,6 +76,9 @@ class DeviceCounters:
     packet_in_errors: int = 0
 
 
+IDLE_CHUNK = 8192  # entries per IdleTimeoutNotification: ~0.7 MB with 128-bit keys
+
+
 class Device:
     """One P4Runtime device (one ``device_id``) around the softswitch interpreter."""
 
@@ -339,8 +342,8 @@ class Device:
 
     @staticmethod
     def _table_entry(loaded: LoadedPipeline, schema: TableSchema, entry: Any) -> p4r.TableEntry:
-        out = p4r.TableEntry(table_id=schema.id, match=encode_match(schema, entry.key),
-                             priority=entry.priority, idle_timeout_ns=entry.ttl_ns)
+        out = encode_match(schema, entry.key, p4r.TableEntry(
+            table_id=schema.id, priority=entry.priority, idle_timeout_ns=entry.ttl_ns))
         if entry in loaded.cookies:
             out.controller_metadata, out.metadata = loaded.cookies[entry]
         out.action.action.CopyFrom(encode_action(_action_by_name(loaded, entry.action),
@@ -361,8 +364,8 @@ class Device:
         selected = [(s, es) for s, es in self._selected(loaded, te)
                     if s.direct_counter_id is not None]
         return (p4r.Entity(direct_counter_entry=p4r.DirectCounterEntry(
-                    table_entry=p4r.TableEntry(table_id=s.id, match=encode_match(s, e.key),
-                                               priority=e.priority),
+                    table_entry=encode_match(s, e.key, p4r.TableEntry(table_id=s.id,
+                                                                      priority=e.priority)),
                     data=p4r.CounterData(packet_count=e.packets, byte_count=e.bytes)))
                 for s, es in selected for e in es)
 
@@ -401,25 +404,28 @@ class Device:
 
     # --- idle timeout ----------------------------------------------------------------------------
 
-    def idle_notification(self, now: float,
-                          timestamp_ns: int) -> p4r.IdleTimeoutNotification | None:
-        """The entries due a notification at this sweep, coalesced into one message (or None)."""
+    def idle_notifications(self, now: float,
+                           timestamp_ns: int) -> list[p4r.IdleTimeoutNotification]:
+        """The entries due a notification at this sweep, coalesced into as few messages as fit
+        a client's default 4 MB receive limit (none when nothing is due)."""
         if self.loaded is None:
-            return None
+            return []
         loaded = self.loaded
         idle = {}
         for schema in loaded.schema.tables.values():
-            if not schema.supports_timeout:
-                continue
-            for entry in loaded.pipeline.tables[schema.name].idle_entries(now):
-                idle[(schema.id, entry.key, entry.priority)] = (schema, entry)
-        due = self.idle.due(((k, e.last_hit) for k, (_, e) in idle.items()), now)
-        if not due:
-            return None
-        return p4r.IdleTimeoutNotification(timestamp=timestamp_ns, table_entry=[
-            p4r.TableEntry(table_id=s.id, match=encode_match(s, e.key), priority=e.priority,
-                           idle_timeout_ns=e.ttl_ns)
-            for s, e in (idle[k] for k in due)])
+            if schema.supports_timeout:
+                for entry in loaded.pipeline.tables[schema.name].idle_entries(now):
+                    idle[entry] = schema
+        due = self.idle.due(((e, e.last_hit) for e in idle), now)
+        notifications = []
+        for start in range(0, len(due), IDLE_CHUNK):
+            note = p4r.IdleTimeoutNotification(timestamp=timestamp_ns)
+            for entry in due[start:start + IDLE_CHUNK]:
+                schema = idle[entry]
+                encode_match(schema, entry.key, note.table_entry.add(
+                    table_id=schema.id, priority=entry.priority, idle_timeout_ns=entry.ttl_ns))
+            notifications.append(note)
+        return notifications
 
 
 def _action_by_name(loaded: LoadedPipeline, name: str) -> ActionSchema:

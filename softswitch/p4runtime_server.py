@@ -125,16 +125,15 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
         self.counters.packet_in_sent += 1
 
     def sweep(self) -> None:
-        """One idle-timeout sweep: notify the primary of entries due, in one message."""
-        notification = self.device.idle_notification(self.clock(), time.time_ns())
-        if notification is None:
-            return
+        """One idle-timeout sweep: notify the primary of the entries due."""
+        notifications = self.device.idle_notifications(self.clock(), time.time_ns())
         primary = self.arbitration.primary
         if primary is None:
-            self.counters.idle_notifications_dropped += 1
+            self.counters.idle_notifications_dropped += len(notifications)
             return
-        primary.send(p4r.StreamMessageResponse(idle_timeout_notification=notification))
-        self.counters.idle_notifications_sent += 1
+        for notification in notifications:
+            primary.send(p4r.StreamMessageResponse(idle_timeout_notification=notification))
+        self.counters.idle_notifications_sent += len(notifications)
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -194,6 +194,19 @@ async def test_idle_entry_notified_then_every_two_seconds_until_hit(h) -> None:
     assert again.match[1].exact.value == b"\2"
 
 
+async def test_many_idle_entries_are_split_over_several_notifications(h, monkeypatch) -> None:
+    monkeypatch.setattr("softswitch.p4rt_device.IDLE_CHUNK", 2)
+    stream = Stream(h.stub)
+    await stream.primary(1)
+    await h.write(*(update("INSERT", flow_entry(dst=i, idle_timeout_ns=10**9)) for i in range(3)),
+                  election_id=p4r.Uint128(low=1))
+    h.clock.now += 1
+    h.server.sweep()
+    sizes = [len((await stream.recv()).idle_timeout_notification.table_entry) for _ in range(2)]
+    assert sizes == [2, 1]
+    assert h.server.counters.idle_notifications_sent == 2
+
+
 async def test_sweeper_task_runs_on_its_period() -> None:
     async with running_server(sweep_period=0.05) as h:
         await h.push_pipeline()
