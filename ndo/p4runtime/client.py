@@ -70,7 +70,9 @@ class P4RuntimeClient:
     """One session with one device: open() connects and arbitrates, close() ends it.
 
     Stream messages other than arbitration go to ``on_message`` as they arrive; it must not
-    block. ``closed`` is set when the stream ends for any reason, so a supervisor can reconnect.
+    block. ``on_primary_change`` hears when another client's arrival or departure makes this
+    one backup or primary again. ``closed`` is set when the stream ends for any reason, so a
+    supervisor can reconnect.
     """
 
     def __init__(
@@ -80,12 +82,14 @@ class P4RuntimeClient:
         election_id: int = 1,
         role: str = "",
         on_message: StreamHandler | None = None,
+        on_primary_change: Callable[[bool], None] | None = None,
     ) -> None:
         self.address = address
         self.device_id = device_id
         self.election_id = election_id
         self.role = role
         self.on_message = on_message
+        self.on_primary_change = on_primary_change
         self.is_primary = False
         self.closed = asyncio.Event()
         self.closed.set()
@@ -257,9 +261,11 @@ class P4RuntimeClient:
             log.info("P4Runtime stream to %s closed: %s", self.address, reason)
 
     def _on_arbitration(self, update: p4r.MasterArbitrationUpdate) -> None:
-        self.is_primary = update.status.code == rpc_code.OK
+        was_primary, self.is_primary = self.is_primary, update.status.code == rpc_code.OK
         if self._arbitrated is not None and not self._arbitrated.done():
-            self._arbitrated.set_result(self.is_primary)
+            self._arbitrated.set_result(self.is_primary)  # the answer to our own request
+        elif self.is_primary != was_primary and self.on_primary_change is not None:
+            self.on_primary_change(self.is_primary)  # another client came or went
 
 
 def _update_errors(exc: grpc.aio.AioRpcError) -> list[p4r.Error] | None:

@@ -115,7 +115,8 @@ class P4RuntimeDriver(FlowDriver):
         self._clock = clock
         self._codec = FlowCodec(schema, int(idle_timeout * 1e9))
         self._packets = PacketCodec(schema, self.counters)
-        self._client = P4RuntimeClient(address, device_id, election_id, role, self._on_stream)
+        self._client = P4RuntimeClient(address, device_id, election_id, role, self._on_stream,
+                                       self._on_primary_change)
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._lock = asyncio.Lock()
         self._installed: dict[Cookie, _Installed] = {}
@@ -124,6 +125,7 @@ class P4RuntimeDriver(FlowDriver):
         self._idle_callback: IdleCallback | None = None
         self._packet_queue: asyncio.Queue[PacketIn | None] = asyncio.Queue(packet_queue)
         self._supervisor: asyncio.Task[None] | None = None
+        self._regain_task: asyncio.Task[None] | None = None
         self._closing = False
 
     # -- life cycle ------------------------------------------------------------------------
@@ -153,10 +155,11 @@ class P4RuntimeDriver(FlowDriver):
 
     async def close(self) -> None:
         self._closing = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+        for task in (self._supervisor, self._regain_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._client.close()
         with contextlib.suppress(asyncio.QueueFull):
             self._packet_queue.put_nowait(None)
@@ -166,12 +169,33 @@ class P4RuntimeDriver(FlowDriver):
         if not primary:
             log.warning("%s: not primary for device %d (election id %d); writes will be refused",
                         self._client.address, self._client.device_id, self._client.election_id)
-        if self.pipeline is None or not primary:
+        if primary:
+            await self._push_pipeline(force_push)
+
+    async def _push_pipeline(self, force: bool) -> None:
+        """Push our pipeline unless the switch's cookie says it runs it already."""
+        if self.pipeline is None:
             return
-        cookie = await self._client.pipeline_cookie()
-        if force_push or cookie != self.pipeline.cookie:
+        if force or await self._client.pipeline_cookie() != self.pipeline.cookie:
             await self._client.set_pipeline(self.pipeline)
             self.counters["pipeline_pushes"] += 1
+
+    def _on_primary_change(self, primary: bool) -> None:
+        """Another client took over (writes are refused meanwhile) or left us primary again:
+        it may have changed the tables, so reconcile them with our record."""
+        if not primary:
+            self.counters["demotions"] += 1
+            log.warning("%s: another controller is primary now", self._client.address)
+        elif self._supervisor is not None and not self._closing:
+            self.counters["promotions"] += 1
+            self._regain_task = asyncio.create_task(self._regain())
+
+    async def _regain(self) -> None:
+        try:
+            await self._push_pipeline(force=False)
+            await self.reconcile({c: i.rule for c, i in self._installed.items()})
+        except (ConnectionError, P4RuntimeError) as exc:
+            log.warning("reconcile after becoming primary again failed: %s", exc)
 
     async def _supervise(self) -> None:
         """Reconnect with backoff whenever the stream drops, then reconcile our record."""

@@ -214,3 +214,21 @@ async def test_a_failing_idle_callback_does_not_end_the_session() -> None:
         assert (await anext(driver.packets())).ingress_port == 1
         assert driver.connected
         await driver.close()
+
+
+async def test_a_controller_overtaken_by_another_reconciles_when_primary_again() -> None:
+    async with running_target() as target:
+        driver = target.driver(election_id=5)
+        await driver.start()
+        await driver.execute([replace(1, v4_rule(1)), replace(2, v4_rule(2))])
+        other = target.driver(election_id=9)  # e.g. p4ft shell at a higher election id
+        await other.start({1: v4_rule(1), 3: v4_rule(3)})  # deletes 2, adds 3
+        await until(lambda: driver.counters["demotions"] == 1)
+        refused = await driver.execute([replace(4, v4_rule(4))])
+        assert refused[0].refusal is Refusal.UNAVAILABLE
+        await other.close()
+        await until(lambda: driver.counters["reconciles"] == 2)
+        assert driver.is_primary and driver.counters["promotions"] == 1
+        keys = {e.key[1] & 0xFF for e in target.table(4).entries()}
+        assert keys == {1, 2}  # ours back, the other's gone
+        await driver.close()
