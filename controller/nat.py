@@ -315,16 +315,15 @@ def mangle_prerouting(pkt: Packet, conn: Conn, direction: int) -> None:
         inner = parse_inner(pkt)
         _set_dst(inner, rewrite.inner)
         _set_src(inner, rewrite.inner)
-        if inner.proto in _ICMP_PROTOS and inner.l4 >= 0 and inner.icmp_id != rewrite.inner.sport:
-            set_src_port(inner, rewrite.inner.sport)
+        _set_icmp_id(inner, rewrite.inner.sport)
         recompute_icmp_checksum(pkt)
         if pkt.dst != rewrite.outer_dst:
             set_dst_addr(pkt, rewrite.outer_dst)
         return
     want = translate(conn, direction)
     _set_dst(pkt, want)
-    if pkt.proto in _ICMP_PROTOS and pkt.icmp_id != want.sport:
-        set_src_port(pkt, want.sport)  # the echo identifier: routing does not look at it
+    if _id_moved_by_dst_manip(conn, direction):
+        _set_icmp_id(pkt, want.sport)
 
 
 def mangle_postrouting(pkt: Packet, conn: Conn, direction: int) -> None:
@@ -334,7 +333,22 @@ def mangle_postrouting(pkt: Packet, conn: Conn, direction: int) -> None:
         if pkt.src != outer_src:
             set_src_addr(pkt, outer_src)
         return
-    _set_src(pkt, translate(conn, direction))
+    want = translate(conn, direction)
+    _set_src(pkt, want)
+    if not _id_moved_by_dst_manip(conn, direction):
+        _set_icmp_id(pkt, want.sport)
+
+
+def _id_moved_by_dst_manip(conn: Conn, direction: int) -> bool:
+    """Whether an ICMP identifier change belongs to the destination half: the kernel keys ICMP
+    on the id for both manips, so it moves with SNAT (originals after routing, replies before)
+    or else with DNAT (originals before routing, replies after)."""
+    return (direction == REPLY) == bool(conn.status & Status.SRC_NAT)
+
+
+def _set_icmp_id(pkt: Packet, ident: int) -> None:
+    if pkt.proto in _ICMP_PROTOS and pkt.l4 >= 0 and pkt.icmp_id != ident:
+        set_src_port(pkt, ident)  # mangle writes the echo identifier for either "port"
 
 
 def _set_dst(pkt: Packet, want: Rewrite) -> None:

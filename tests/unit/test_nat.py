@@ -384,6 +384,7 @@ def test_masqueraded_echo_identifier_is_rewritten_both_ways() -> None:
     assert conn is not None and r.nat.apply(conn, MASQ, egress_addr=WAN)
     assert r.ct.confirm(conn, T0)
     mangle_prerouting(ping, conn, ORIGINAL)
+    assert ping.icmp_id == 7  # source NAT, identifier included, happens after routing
     mangle_postrouting(ping, conn, ORIGINAL)
     new_id = conn.tuples[REPLY].sport
     assert ping.icmp_id == new_id != 7 and ping.src == WAN and l4_checksum_ok(ping)
