@@ -300,7 +300,13 @@ class ActionCompiler:
         meter = self._extern(self.meters, params[0], f"{path}[0]")
         index = self._expr(params[1], f"{path}[1]")
         setter = self.exprs.compile_setter(params[2], f"{path}[2]")
-        return lambda s, p: setter(s, p, meter.execute(index(s, p)))
+        length = self.std.packet_length
+
+        def execute_meter(s: PacketState, p: Params) -> None:
+            nbytes = s.f[length] if length is not None else len(s.data)
+            setter(s, p, meter.execute(index(s, p), nbytes, s.now))
+
+        return execute_meter
 
     def _p_register_read(self, params: list, path: str) -> Prim:
         setter = self.exprs.compile_setter(params[0], f"{path}[0]")

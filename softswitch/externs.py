@@ -1,4 +1,4 @@
-"""Stateful externs: indirect counter arrays, register arrays and (always-green) meters.
+"""Stateful externs: indirect counter arrays, register arrays and meters.
 
 Indices come from packet data, so out-of-range accesses never raise: they are ignored (reads
 give 0) and counted in ``out_of_range`` so a misbehaving program is visible.
@@ -6,7 +6,7 @@ give 0) and counted in ``out_of_range`` so a misbehaving program is visible.
 
 from __future__ import annotations
 
-GREEN = 0
+GREEN, YELLOW, RED = 0, 1, 2
 
 
 class CounterArray:
@@ -71,11 +71,48 @@ class RegisterArray:
 
 
 class MeterArray:
-    """Meters are accepted but not rate-limited: every packet is GREEN (documented limitation)."""
+    """Two-rate three-color meters (RFC 2698, as BMv2's) driven by the packet's time.
 
-    def __init__(self, name: str, size: int) -> None:
+    An index without a configuration marks every packet GREEN, as BMv2 does. Rates are per
+    second, in packets or bytes according to ``unit``; bursts in the same unit.
+    """
+
+    def __init__(self, name: str, size: int, unit: str = "bytes") -> None:
         self.name = name
         self.size = size
+        self.unit = unit
+        self._config: dict[int, tuple[float, float, float, float]] = {}
+        self._state: dict[int, list[float]] = {}  # index -> [tokens_c, tokens_p, last_time]
+        self.out_of_range = 0
 
-    def execute(self, index: int) -> int:
+    def configure(self, index: int, cir: float, cburst: float, pir: float, pburst: float) -> None:
+        if not 0 <= index < self.size:
+            raise IndexError(f"meter {self.name}: index {index} not in [0, {self.size})")
+        self._config[index] = (cir, cburst, pir, pburst)
+        self._state[index] = [cburst, pburst, -1.0]
+
+    def unconfigure(self, index: int) -> None:
+        self._config.pop(index, None)
+        self._state.pop(index, None)
+
+    def execute(self, index: int, nbytes: int = 1, now: float = 0.0) -> int:
+        cfg = self._config.get(index)
+        if cfg is None:
+            if not 0 <= index < self.size:
+                self.out_of_range += 1
+            return GREEN
+        cir, cburst, pir, pburst = cfg
+        st = self._state[index]
+        if st[2] >= 0:
+            elapsed = max(0.0, now - st[2])
+            st[0] = min(cburst, st[0] + elapsed * cir)
+            st[1] = min(pburst, st[1] + elapsed * pir)
+        st[2] = now
+        amount = nbytes if self.unit == "bytes" else 1
+        if st[1] < amount:
+            return RED
+        st[1] -= amount
+        if st[0] < amount:
+            return YELLOW
+        st[0] -= amount
         return GREEN

@@ -302,7 +302,10 @@ class _Builder:
         for i, m in enumerate(doc.get("meter_arrays") or []):
             path = f"$.meter_arrays[{i}]"
             name = get(m, "name", path, str)
-            p.meters[name] = MeterArray(name, int(m.get("size") or 0))
+            if m.get("is_direct"):
+                continue  # direct meters are not metered: their result field stays GREEN (0)
+            unit = "packets" if m.get("type") == "packets" else "bytes"
+            p.meters[name] = MeterArray(name, int(m.get("size") or 0), unit)
 
     # ---- control flow --------------------------------------------------------------------
     def _control(

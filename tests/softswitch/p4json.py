@@ -138,7 +138,8 @@ def program(*, header_types: list[tuple[str, list]], headers: list[tuple[str, st
             actions: list[dict], deparse: list[str], header_stacks: list | None = None,
             calculations: list | None = None, checksums: list | None = None,
             counter_arrays: list | None = None, register_arrays: list | None = None,
-            parse_vsets: list | None = None, errors: list | None = None) -> dict:
+            parse_vsets: list | None = None, errors: list | None = None,
+            meter_arrays: list | None = None) -> dict:
     types = [{"name": "scalars_0", "id": 0, "fields": []},
              {"name": "standard_metadata", "id": 1, "fields": STANDARD_METADATA}]
     types += [{"name": n, "id": i + 2, "fields": f} for i, (n, f) in enumerate(header_types)]
@@ -163,7 +164,7 @@ def program(*, header_types: list[tuple[str, list]], headers: list[tuple[str, st
         "parse_vsets": parse_vsets or [],
         "deparsers": [{"name": "deparser", "id": 0, "source_info": {}, "order": deparse,
                        "primitives": []}],
-        "meter_arrays": [], "counter_arrays": counter_arrays or [],
+        "meter_arrays": meter_arrays or [], "counter_arrays": counter_arrays or [],
         "register_arrays": register_arrays or [], "calculations": calculations or [],
         "learn_lists": [], "actions": actions,
         "pipelines": [ingress, egress or {"name": "egress", "id": 1, "source_info": {},
