@@ -71,9 +71,8 @@ class DeviceCounters:
     """What the device did with packets it could not hand on; never a silent loss."""
 
     packet_out: int = 0
-    packet_out_errors: int = 0
-    packet_in: int = 0
-    packet_in_errors: int = 0
+    packet_out_errors: int = 0  # refused PacketOuts (answered with a StreamError)
+    packet_in_errors: int = 0  # frames to the CPU port too short for the packet_in header
 
 
 IDLE_CHUNK = 8192  # entries per IdleTimeoutNotification: ~0.7 MB with 128-bit keys
