@@ -1,0 +1,317 @@
+"""The whole router of one switch as a sans-IO object: what the controller does with a punt.
+
+A :class:`Router` owns one instance of everything a router holds (routing table, neighbour
+cache, conntrack with NAT, the nft ruleset, its flowtables with their software fast paths, the
+offload work queue) and nothing global, so one process can hold several. Frames come in with
+:meth:`Router.receive` and go through the software flowtable first (the flowtable's ingress
+hook), then the classic path; :meth:`Router.tick` runs the 1 s timers. The edge (daemon,
+simulator) moves frames and drains :attr:`Router.offload` into a driver::
+
+    batch = router.offload.take_batch(1000)
+    router.offload.complete(driver_results, now)
+
+Events are plain dicts ``{"type": NEW|UPDATE|DESTROY|OFFLOAD|HW_OFFLOAD|TEARDOWN, ...}`` with
+the connection's tuples; flowtable events also carry ``flowtable`` and ``flow``. Every event goes
+to ``on_event``; those produced inside :meth:`receive` are also returned in its outcome.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from controller.capacity import CapacityPolicy
+from controller.classic import ClassicPath, FlowtableKey, flowtable_key
+from controller.config import RouterConfig
+from controller.conntrack import Conntrack, CtEvent, describe
+from controller.ct import Status
+from controller.fastpath import DROP, FORWARD, FastPath
+from controller.flowtable import FlowEvent, FlowFlag, Flowtable
+from controller.icmp import RateLimiter
+from controller.nat import Nat
+from controller.neighbors import NeighborTable
+from controller.offload import OffloadQueue
+from controller.packet import Malformed, parse
+from controller.routing import RoutingTable
+from controller.ruleset import FlowtableDef, Ruleset, loads
+from ndo.api import PuntReason
+
+Event = dict[str, object]
+EventCallback = Callable[[Event], None]
+Send = tuple[int, bytes]
+
+PATHS = ("classic", "sw_fastpath", "to_router", "drop")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one punted frame: the path it took, frames to send, events it caused."""
+
+    path: str  # one of PATHS
+    sends: list[Send] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    reason: str = ""  # for "drop": why
+
+
+class Router:
+    """One switch's router, driven by (frame, ingress port, now)."""
+
+    def __init__(
+        self,
+        config: RouterConfig,
+        *,
+        ruleset: Ruleset | None = None,
+        on_event: EventCallback | None = None,
+    ) -> None:
+        self.config = config
+        self.on_event = on_event
+        self.ports = {p.id: p for p in config.ports}
+        self.routing = RoutingTable.from_config(config)
+        self.neighbors = NeighborTable.from_config(config)
+        self.conntrack = Conntrack(max_entries=config.conntrack.max, on_event=self._ct_event)
+        self.nat = Nat(self.conntrack)
+        ftc = config.flowtable
+        self.offload = OffloadQueue(CapacityPolicy(ftc.offload_min_packets, ftc.offload_min_bytes))
+        self.flowtables: dict[FlowtableKey, Flowtable] = {}
+        self.fastpaths: dict[FlowtableKey, FastPath] = {}
+        self._retired: list[Flowtable] = []  # deleted, waiting for their DESTROYs to complete
+        self.classic = ClassicPath(
+            config,
+            routing=self.routing,
+            neighbors=self.neighbors,
+            conntrack=self.conntrack,
+            nat=self.nat,
+            flowtables=self.flowtables,
+            icmp_limiter=RateLimiter(),
+        )
+        self.ruleset = Ruleset()
+        self.stats: Counter[str] = Counter()
+        self.punts: Counter[str] = Counter()
+        self.drops: Counter[str] = Counter()
+        self._events: list[Event] | None = None
+        if ruleset is None and config.ruleset is not None:
+            ruleset = loads(config.ruleset.text, config.ruleset.source or "<ruleset>")
+        self.apply_ruleset(ruleset or Ruleset(), 0.0)
+
+    # -- packets ----------------------------------------------------------------------------
+
+    def receive(
+        self, frame: bytes, in_port: int, now: float, reason: int = PuntReason.MISS
+    ) -> Outcome:
+        """Handle a frame the hardware punted: software flowtable first, else the classic path."""
+        self.punts[_reason_name(reason)] += 1
+        self._events = events = []
+        try:
+            outcome = self._receive(frame, in_port, now)
+        finally:
+            self._events = None
+        outcome.events = events
+        self.stats[f"path_{outcome.path}"] += 1
+        return outcome
+
+    def _receive(self, frame: bytes, in_port: int, now: float) -> Outcome:
+        try:
+            pkt = parse(frame)
+        except Malformed as exc:
+            self.drops[f"malformed_{exc.reason}"] += 1
+            return Outcome("drop", reason=f"malformed_{exc.reason}")
+        if pkt.family:
+            for fast in self.fastpaths.values():
+                result = fast.forward(pkt, in_port, now)
+                if result.verdict == FORWARD:
+                    assert result.frame is not None
+                    return Outcome("sw_fastpath", [(result.port, bytes(result.frame))])
+                if result.verdict == DROP:
+                    self.drops["sw_fastpath_rewrite_error"] += 1
+                    return Outcome("drop", reason=result.reason)
+        result = self.classic.process(pkt, in_port, now)
+        if result.path == "drop":
+            self.drops[result.reason] += 1
+        return Outcome(result.path, result.sends, reason=result.reason)
+
+    def tick(self, now: float) -> list[Send]:
+        """The 1 s timers: flowtable GC, conntrack expiry, neighbour retries and failures."""
+        for ft in self.flowtables.values():
+            ft.gc_step(now)
+        for ft in list(self._retired):
+            ft.gc_run(now)
+            if not len(ft):
+                self._retired.remove(ft)
+        self.conntrack.gc(now)
+        return self.classic.neighbor_timers(now)
+
+    # -- configuration ----------------------------------------------------------------------------
+
+    def apply_ruleset(self, ruleset: Ruleset, now: float) -> None:
+        """Replace the ruleset atomically. Flowtables that stay keep their flows (device changes
+        take effect: flows entering through a removed device are torn down); flowtables that
+        disappear, or whose ``offload`` flag changed, are freed with their hardware rules."""
+        wanted = {flowtable_key(fd): fd for fd in ruleset.flowtables()}
+        for key, ft in list(self.flowtables.items()):
+            fd = wanted.get(key)
+            if fd is None or fd.offload != ft.offload:
+                self._retire(key, now)
+        for key, fd in wanted.items():
+            ports = self._device_ports(fd)
+            ft = self.flowtables.get(key)
+            if ft is None:
+                self._create_flowtable(key, fd, ports)
+                continue
+            ft.counter = fd.counter
+            ft.remove_devices(tuple(ft.devices - set(ports)), now)
+            ft.add_devices(ports)
+        for table in ruleset.tables.values():
+            for name in table.flowtables:
+                ft = self.flowtables[(str(table.family), table.name, name)]
+                ft.refs = len(table.flowtable_users(name))
+        self.ruleset = ruleset
+        self.classic.evaluator = self.classic.make_evaluator(ruleset)
+
+    def port_down(self, port: int, now: float) -> None:
+        """NETDEV_DOWN: flows entering through ``port`` are torn down; nothing is routed there."""
+        self.classic.down.add(port)
+        for ft in self.flowtables.values():
+            ft.cleanup_port(port, now)
+
+    def port_up(self, port: int) -> None:
+        self.classic.down.discard(port)
+
+    def _create_flowtable(
+        self, key: FlowtableKey, fd: FlowtableDef, ports: tuple[int, ...]
+    ) -> None:
+        ftc = self.config.flowtable
+        ft = Flowtable(
+            fd.name,
+            self.conntrack,
+            family=str(fd.family),
+            table=fd.table,
+            devices=ports,
+            offload=fd.offload,
+            counter=fd.counter,
+            tcp_timeout=ftc.tcp_timeout,
+            udp_timeout=ftc.udp_timeout,
+            fin_mode=ftc.fin_mode,
+            hw=self.offload,
+        )
+        ft.on_event = lambda ev, ft=ft: self._flow_event(ft, ev)
+        self.flowtables[key] = ft
+        self.fastpaths[key] = FastPath(ft)
+
+    def _retire(self, key: FlowtableKey, now: float) -> None:
+        ft = self.flowtables.pop(key)
+        self.fastpaths.pop(key)
+        ft.refs = 0  # the rules referencing it are gone with the old ruleset
+        ft.free(now)
+        if len(ft):
+            self._retired.append(ft)
+
+    def _device_ports(self, fd: FlowtableDef) -> tuple[int, ...]:
+        ports = []
+        for name in fd.devices:
+            port = self.config.port_by_name(name)
+            if port is None:
+                self.stats["flowtable_unknown_device"] += 1
+            else:
+                ports.append(port.id)
+        return tuple(ports)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        if self._events is not None:
+            self._events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _ct_event(self, event: CtEvent) -> None:
+        self._emit(event.to_dict())
+
+    def _flow_event(self, ft: Flowtable, event: FlowEvent) -> None:
+        out = event.to_dict()
+        flow = ft.flow_by_id(event.flow_id)
+        if flow is not None:
+            info = describe(flow.conn, self.conntrack.now)
+            out.update(original=info["original"], reply=info["reply"], proto=info["proto"])
+        self._emit(out)
+
+    # -- introspection ----------------------------------------------------------------------------
+
+    def snapshot(self, now: float) -> dict[str, object]:
+        """Connections, flowtables and counters as JSON-able data (``p4ft flows/stats``)."""
+        flows = {}
+        for ft in self.flowtables.values():
+            for flow in ft.flows():
+                flows[flow.conn.id] = (ft, flow)
+        conns = []
+        for conn in self.conntrack:
+            info = describe(conn, now)
+            entry = flows.get(conn.id)
+            if entry is not None:
+                ft, flow = entry
+                info.update(
+                    flowtable=ft.name,
+                    flow=flow.id,
+                    flow_flags=_flag_names(flow.flags),
+                    sw_packets=flow.sw_packets,
+                    sw_bytes=flow.sw_bytes,
+                    hw_directions=bin(flow.hw_dirs).count("1"),
+                    expires_in=max(0.0, round(flow.timeout - now, 3)),
+                )
+            else:
+                info["expires_in"] = max(0.0, round(conn.timeout - now, 3))
+            info["offload"] = (
+                "HW_OFFLOAD"
+                if conn.status & Status.HW_OFFLOAD
+                else "OFFLOAD"
+                if conn.status & Status.OFFLOAD
+                else None
+            )
+            conns.append(info)
+        hw_entries = sum(
+            bin(f.hw_dirs).count("1") for ft in self.flowtables.values() for f in ft.flows()
+        )
+        return {
+            "conns": conns,
+            "flowtables": [self._describe_flowtable(ft) for ft in self.flowtables.values()],
+            "stats": {
+                "punts": dict(self.punts),
+                "classic_packets": self.classic.counters["packets"],
+                "sw_fastpath_hits": self.stats["path_sw_fastpath"],
+                "paths": {p: self.stats[f"path_{p}"] for p in PATHS},
+                "offload": dict(self.offload.counters),
+                "offload_outstanding": dict(self.offload.outstanding()),
+                "hw_flows": self.offload.installed(),
+                "hw_entries": hw_entries,
+                "capacity": dict(self.offload.policy.counters),
+                "drops": dict(self.drops),
+                "classic": dict(self.classic.counters),
+                "conntrack": dict(self.conntrack.stats),
+                "conntrack_entries": len(self.conntrack),
+                "nat": dict(self.nat.stats),
+                "neighbor_drops": dict(self.neighbors.drops),
+            },
+        }
+
+    def _describe_flowtable(self, ft: Flowtable) -> dict[str, object]:
+        names = {p.id: p.name for p in self.config.ports}
+        return {
+            "family": ft.family,
+            "table": ft.table,
+            "name": ft.name,
+            "devices": sorted(names.get(p, str(p)) for p in ft.devices),
+            "flags": [f for f, on in (("offload", ft.offload), ("counter", ft.counter)) if on],
+            "flows": len(ft),
+            "counters": dict(ft.counters),
+        }
+
+
+def _reason_name(reason: int) -> str:
+    try:
+        return PuntReason(reason).name.lower()
+    except ValueError:
+        return f"reason_{reason}"
+
+
+def _flag_names(flags: int) -> list[str]:
+    return [f.name for f in FlowFlag if flags & f and f.name is not None]
