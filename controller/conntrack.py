@@ -44,6 +44,7 @@ from controller.packet import Malformed, Packet, parse_inner
 TCP_SYN_SET, TCP_SYNACK_SET, TCP_FIN_SET, TCP_ACK_SET, TCP_RST_SET, TCP_NONE_SET = range(6)
 
 _FIN, _SYN, _RST, _PSH, _ACK, _URG, _ECE, _CWR = (1 << i for i in range(8))
+_U32 = 0xFFFFFFFF
 
 # tcp_valid_flags[]: flag combinations tcp_error() lets through (PSH, ECE and CWR masked off).
 _TCP_VALID_FLAGS = frozenset(
@@ -88,6 +89,28 @@ _TCP_CONNTRACKS = (
 # ct->proto.tcp.last_flags bits (include/uapi/linux/netfilter/nf_conntrack_tcp.h).
 _TCP_SIMULTANEOUS_OPEN = 0x04
 _EXP_CHALLENGE_ACK = 0x40
+
+
+class TcpSegment(NamedTuple):
+    """What the TCP tracker reads from a segment. Sequence numbers are optional: without them
+    the RST checks that need them (``td_maxack``, ``last_end``) are skipped."""
+
+    flags: int
+    window: int = 0
+    seq: int | None = None
+    ack: int | None = None
+    payload: int = 0  # data bytes after the TCP header
+
+    @property
+    def end(self) -> int:
+        """``segment_seq_plus_len``: the sequence number after this segment (SYN/FIN count)."""
+        seq = self.seq or 0
+        return (seq + self.payload + bool(self.flags & _SYN) + bool(self.flags & _FIN)) & _U32
+
+
+def _before(a: int, b: int) -> bool:
+    """``before()``: ``a`` precedes ``b`` in 32-bit sequence space."""
+    return (a - b) & _U32 >= 0x80000000
 
 
 def tcp_index(flags: int) -> int:
@@ -255,6 +278,7 @@ class _L4(enum.Enum):
 
 
 _WINDOW = struct.Struct("!H")
+_TCP_SEQ = struct.Struct("!IIB")  # sequence, acknowledgement, data offset byte
 _UNTRACKED = Tracked(None, ORIGINAL, CtInfo.UNTRACKED, CtVerdict.ACCEPT)
 
 
@@ -346,16 +370,20 @@ class Conntrack:
             self.stats["related"] += 1
             ctinfo = CtInfo.RELATED_REPLY if direction == REPLY else CtInfo.RELATED
             return Tracked(conn, direction, ctinfo, CtVerdict.ACCEPT)
-        window = 0
-        if pkt.proto == IPPROTO_TCP:
-            window = _WINDOW.unpack_from(pkt.frame, pkt.l4 + 14)[0]
+        if pkt.proto != IPPROTO_TCP:
+            icmp_type = pkt.icmp_type if pkt.proto in _ICMP_PROTOS else None
+            return self.track(packet_tuple(pkt), icmp_type=icmp_type, length=pkt.ip_len, now=now)
+        seq, ack, offset = _TCP_SEQ.unpack_from(pkt.frame, pkt.l4 + 4)
+        window = _WINDOW.unpack_from(pkt.frame, pkt.l4 + 14)[0]
         return self.track(
             packet_tuple(pkt),
             tcp_flags=pkt.tcp_flags,
-            icmp_type=pkt.icmp_type if pkt.proto in _ICMP_PROTOS else None,
             length=pkt.ip_len,
             now=now,
             window=window,
+            seq=seq,
+            ack=ack,
+            payload=max(0, pkt.l4_len - (offset >> 4) * 4),
         )
 
     def track(
@@ -367,12 +395,16 @@ class Conntrack:
         length: int = 0,
         now: float,
         window: int = 0,
+        seq: int | None = None,
+        ack: int | None = None,
+        payload: int = 0,
     ) -> Tracked:
         """``nf_conntrack_in`` for one packet of ``tup``: find or create the connection, run the
         protocol tracker, count the packet.
 
         ICMP errors are not tracked here: they belong to the connection they quote
-        (:meth:`related`). ``window`` (the TCP window field) only feeds ``TcpTrack.max_window``.
+        (:meth:`related`). For TCP, ``window`` feeds ``TcpTrack.max_window``; ``seq``, ``ack``
+        and ``payload`` (data bytes), when known, let RSTs be validated as the kernel does.
         """
         self.now = now
         proto = tup.proto
@@ -399,7 +431,8 @@ class Conntrack:
                 ):
                     return self._invalid(direction)  # a request seen as a reply, or vice versa
             before = (conn.status, conn.tcp_state)
-            result = self._packet(conn, direction, tcp_flags, length, now, window)
+            segment = TcpSegment(tcp_flags, window, seq, ack, payload)
+            result = self._packet(conn, direction, segment, length, now)
             if result is not _L4.REPEAT:
                 break
         if result is _L4.INVALID:
@@ -566,12 +599,12 @@ class Conntrack:
         return self._invalid(ORIGINAL)
 
     def _packet(
-        self, conn: Conn, direction: int, tcp_flags: int, length: int, now: float, window: int
+        self, conn: Conn, direction: int, segment: TcpSegment, length: int, now: float
     ) -> _L4:
         """Run the protocol tracker; count the packet when it was accepted into the state."""
         proto = conn.proto
         if proto == IPPROTO_TCP:
-            result = self._tcp(conn, direction, tcp_flags, now, window)
+            result = self._tcp(conn, direction, segment, now)
         else:
             timeout = self._udp(conn, now) if proto == IPPROTO_UDP else self.timeout_for(conn)
             self.refresh(conn, timeout, now)
@@ -597,8 +630,9 @@ class Conntrack:
             conn.status |= Status.ASSURED
         return t.udp_stream
 
-    def _tcp(self, conn: Conn, direction: int, flags: int, now: float, window: int) -> _L4:
-        """``nf_conntrack_tcp_packet`` without sequence-number checks (every segment in window)."""
+    def _tcp(self, conn: Conn, direction: int, segment: TcpSegment, now: float) -> _L4:
+        """``nf_conntrack_tcp_packet`` without the window check (every segment is in window)."""
+        flags, seq, ack = segment.flags, segment.seq, segment.ack
         index = tcp_index(flags)
         track = conn.tcp
         status = int(conn.status)
@@ -628,6 +662,7 @@ class Conntrack:
                 index == TCP_SYNACK_SET
                 and conn.last_index == TCP_SYN_SET
                 and conn.last_dir != direction
+                and (ack is None or ack == conn.last_end)
             ):
                 # b) The SYN/ACK answers a SYN we ignored: both ends are in sync, resync to them.
                 old, new = sSS, sSR
@@ -635,6 +670,8 @@ class Conntrack:
                 _reset(track[direction])
             else:
                 conn.last_index, conn.last_dir = index, direction
+                if seq is not None:
+                    conn.last_end = segment.end
                 if index == TCP_SYN_SET and direction == ORIGINAL:
                     conn.last_flags = _EXP_CHALLENGE_ACK if old == sLA else 0
                 return _L4.IGNORE
@@ -659,15 +696,35 @@ class Conntrack:
             and conn.last_flags & _TCP_SIMULTANEOUS_OPEN
         ):
             new = sES  # the table cannot express the end of a simultaneous open
+        elif new == sCL and index == TCP_RST_SET and seq is not None:
+            peer = track[1 - direction]
+            if peer.maxack_set:
+                if _before(seq, peer.max_ack):
+                    return _L4.INVALID  # resets data the peer has already acknowledged
+                established = old == sES and status & _ASSURED
+                if (
+                    established
+                    and seq != peer.max_ack
+                    and not (
+                        conn.last_index == TCP_ACK_SET
+                        and conn.last_dir == direction
+                        and seq == conn.last_end
+                    )
+                ):
+                    new = old  # not exact: keep the state for a possible challenge ACK
         # In window from here on.
         conn.last_index, conn.last_dir = index, direction
         sender = track[direction]
-        if window > sender.max_window:
-            sender.max_window = window
+        if segment.window > sender.max_window:
+            sender.max_window = segment.window
         elif sender.max_window == 0:
             sender.max_window = 1
-        if flags & _ACK:
+        if flags & _ACK and ack is not None:
+            if not sender.maxack_set or _before(sender.max_ack, ack):
+                sender.max_ack = ack
             sender.maxack_set = True
+        if index == TCP_ACK_SET and seq is not None:
+            conn.last_end = segment.end
         conn.tcp_state = TcpState(new)
         if old != new and new == sFW:
             sender.close_init = True
@@ -689,6 +746,7 @@ class Conntrack:
 def _reset(track: TcpTrack) -> None:
     """Forget one direction's window data (the kernel's memset of ``seen[dir]``)."""
     track.max_window = 0
+    track.max_ack = 0
     track.maxack_set = False
     track.close_init = False
 

@@ -100,6 +100,7 @@ class TcpTrack:
     liberal: bool = False  # IP_CT_TCP_FLAG_BE_LIBERAL: window tracking off
     max_window: int = 0  # td_maxwin; cleared on teardown
     maxack_set: bool = False  # IP_CT_TCP_FLAG_MAXACK_SET
+    max_ack: int = 0  # td_maxack: highest ACK this direction sent (valid when maxack_set)
     close_init: bool = False  # IP_CT_TCP_FLAG_CLOSE_INIT
 
 
@@ -128,6 +129,7 @@ class Conn:
     last_index: int = 5  # TCP_NONE_SET
     last_dir: int = ORIGINAL
     last_flags: int = 0
+    last_end: int = 0  # sequence number after the last ACK-only segment (RST "train" check)
     stream_ts: float = 0.0
 
     @property

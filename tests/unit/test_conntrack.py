@@ -39,7 +39,7 @@ from controller.ct import (
 )
 from controller.frames import ip_frame
 from controller.icmp import time_exceeded
-from controller.packet import parse
+from controller.packet import Packet, parse
 
 CLIENT = ipaddress.ip_address("10.0.1.1").packed
 SERVER = ipaddress.ip_address("10.0.2.1").packed
@@ -761,3 +761,64 @@ def test_an_expired_entry_does_not_block_a_new_one() -> None:
     second = late.track(U_ORIG, now=T0 + 60).conn
     assert first is not None and second is not None and late.confirm(first, T0)
     assert late.confirm(second, T0 + 60) and first.dying  # the stale entry gave way
+
+
+# -- RST validation with sequence numbers (track_packet reads them) ------------------------------
+
+
+def _segment(reply: bool, flags: str, seq: int, ack: int, data: bytes = b"") -> Packet:
+    ends = ("10.0.2.1", "10.0.1.1", 80, 40000) if reply else ("10.0.1.1", "10.0.2.1", 40000, 80)
+    src, dst, sport, dport = ends
+    tcp = TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack)
+    return parse(bytes(ETH / IP(src=src, dst=dst) / tcp / data))
+
+
+def _established_with_seqs() -> tuple[Conntrack, Conn]:
+    """Client ISN 1000, server ISN 5000; the client sent 10 bytes, the server acked them."""
+    ct = Conntrack()
+    for reply, flags, seq, ack, data in [
+        (False, "S", 1000, 0, b""),
+        (True, "SA", 5000, 1001, b""),
+        (False, "A", 1001, 5001, b""),
+        (False, "PA", 1001, 5001, b"0123456789"),
+        (True, "A", 5001, 1011, b""),
+    ]:
+        r = ct.track_packet(_segment(reply, flags, seq, ack, data), T0)
+        assert r.conn is not None and ct.confirm(r.conn, T0)
+    assert r.conn is not None and r.conn.tcp[REPLY].max_ack == 1011
+    return ct, r.conn
+
+
+def test_rst_at_the_acknowledged_sequence_closes() -> None:
+    ct, conn = _established_with_seqs()
+    r = ct.track_packet(_segment(False, "R", 1011, 0), T0)
+    assert r.verdict is CtVerdict.ACCEPT and conn.tcp_state is TcpState.CLOSE
+
+
+def test_rst_below_the_acknowledged_sequence_is_invalid() -> None:
+    ct, conn = _established_with_seqs()
+    r = ct.track_packet(_segment(False, "R", 1005, 0), T0 + 1)
+    assert r.verdict is CtVerdict.INVALID and conn.tcp_state is TcpState.ESTABLISHED
+    assert conn.timeout == T0 + 432000
+
+
+def test_inexact_rst_keeps_the_state_but_shortens_the_timeout() -> None:
+    ct, conn = _established_with_seqs()
+    r = ct.track_packet(_segment(False, "R", 1500, 0), T0 + 1)
+    assert r.verdict is CtVerdict.ACCEPT and conn.tcp_state is TcpState.ESTABLISHED
+    assert conn.timeout == T0 + 1 + 10  # room for a challenge ACK, then gone
+
+
+def test_rst_right_after_the_senders_data_closes() -> None:
+    ct, conn = _established_with_seqs()
+    ct.track_packet(_segment(True, "PA", 5001, 1011, b"x" * 19), T0)  # not acked by the client yet
+    r = ct.track_packet(_segment(True, "R", 5020, 1011), T0)
+    assert r.verdict is CtVerdict.ACCEPT and conn.tcp_state is TcpState.CLOSE
+
+
+def test_rst_is_not_checked_once_maxack_is_cleared() -> None:
+    ct, conn = _established_with_seqs()
+    for track in conn.tcp:  # what the flowtable's teardown fix-up does
+        track.maxack_set = False
+    ct.track_packet(_segment(False, "R", 1005, 0), T0)
+    assert conn.tcp_state is TcpState.CLOSE
