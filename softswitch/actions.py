@@ -56,25 +56,18 @@ class StdSlots:
         return cls(*[slot(n) for n in cls.__slots__])  # type: ignore[attr-defined]
 
 
+@dataclass
 class ActionCompiler:
-    def __init__(
-        self,
-        layout: Layout,
-        exprs: ExprCompiler,
-        std: StdSlots,
-        counters: dict[str, CounterArray],
-        registers: dict[str, RegisterArray],
-        meters: dict[str, MeterArray],
-        calculations: dict[str, Calculation],
-    ) -> None:
-        self.layout = layout
-        self.exprs = exprs
-        self.std = std
-        self.counters = counters
-        self.registers = registers
-        self.meters = meters
-        self.calculations = calculations
-        self.assert_failures = 0
+    """Compiles actions and primitives against one program's layout and externs."""
+
+    layout: Layout
+    exprs: ExprCompiler
+    std: StdSlots
+    counters: dict[str, CounterArray]
+    registers: dict[str, RegisterArray]
+    meters: dict[str, MeterArray]
+    calculations: dict[str, Calculation]
+    assert_failures: int = 0  # failed assert/assume (BMv2 would abort the process)
 
     def compile_action(self, doc: dict, path: str) -> Callable[[PacketState, Params], None]:
         prims = [

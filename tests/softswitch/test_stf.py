@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from controller import cli
+from controller.commands import stf as stf_command
 from softswitch.stf import StfError, run_stf
 from tests.softswitch.p4json import (
     action,
@@ -112,13 +113,21 @@ def test_stf_bad_line_names_file_and_line() -> None:
         run_stf(ternary_program(), "wait\nadd nosuch 1 f1:1 noop()\n", "x.stf")
 
 
+def p4ft_stf(*argv: str) -> int:
+    """``p4ft stf ARGS`` through the subcommand's own parser (independent of other commands)."""
+    parser = argparse.ArgumentParser(prog="p4ft")
+    stf_command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["stf", *argv])
+    return args.func(args)
+
+
 def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     prog = tmp_path / "p.json"
     prog.write_text(json.dumps(ternary_program()))
     good, bad = tmp_path / "good.stf", tmp_path / "bad.stf"
     good.write_text(STF)
     bad.write_text("expect 0 FF\npacket 0 00000000 00000000 0000 00 00\n")
-    assert cli.main(["stf", "--json", str(prog), "--stf", str(good)]) == 0
-    assert cli.main(["stf", "--json", str(prog), "--stf", str(bad)]) == 1
+    assert p4ft_stf("--json", str(prog), "--stf", str(good)) == 0
+    assert p4ft_stf("--json", str(prog), "--stf", str(bad)) == 1
     assert "differs at nibble 0" in capsys.readouterr().out
-    assert cli.main(["stf", "--json", str(tmp_path / "none.json"), "--stf", str(good)]) == 2
+    assert p4ft_stf("--json", str(tmp_path / "none.json"), "--stf", str(good)) == 2
