@@ -22,6 +22,8 @@ OnFrame = Callable[[int, bytes], None]
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4  # sll_pkttype of frames this host sent: our own transmissions echo back
 SOL_PACKET, PACKET_AUXDATA = 263, 8
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # Linux; not exported by the socket module
+SOCKET_BUFFER = 4 * 1024 * 1024  # absorbs bursts while the interpreter is busy (libpcap: 2 MB)
 TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID = 1 << 4, 1 << 6
 _AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
 AUXDATA_SPACE = socket.CMSG_SPACE(_AUXDATA.size)
@@ -62,6 +64,16 @@ def with_vlan_tag(frame: bytes, ancillary: list[tuple[int, int, bytes]]) -> byte
     return frame
 
 
+def _grow_buffers(sock: socket.socket) -> None:
+    """Socket buffers of SOCKET_BUFFER bytes: forced past net.core.[rw]mem_max when we hold
+    CAP_NET_ADMIN, else as large as the sysctl allows."""
+    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
+
+
 def parse_interface(spec: str) -> tuple[int, str]:
     """``1@veth1`` (simple_switch_grpc's ``-i`` syntax) as (1, "veth1")."""
     number, sep, name = spec.partition("@")
@@ -91,6 +103,7 @@ class PacketSocketPort:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         try:
             sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+            _grow_buffers(sock)
             sock.bind((self.name, 0))
             sock.setblocking(False)
             loop.add_reader(sock.fileno(), self._readable)
