@@ -58,6 +58,11 @@ class Pipeline:
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise PipelineError(f"$: malformed BMv2 JSON ({type(exc).__name__}: {exc})") from exc
 
+    @property
+    def assert_failures(self) -> int:
+        """Failed ``assert``/``assume`` statements (BMv2 aborts; this switch counts them)."""
+        return self._action_compiler.assert_failures
+
     # ---- packet path ---------------------------------------------------------------------
     def process(self, ingress_port: int, frame: bytes, now: float = 0.0) -> list[tuple[int, bytes]]:
         """Every frame the switch emits for one input frame, as (egress_port, bytes)."""
@@ -184,6 +189,7 @@ class Pipeline:
             node = node(s)
 
     # set by _Builder
+    _action_compiler: ActionCompiler
     _field_lists: dict[int, list[int]]
     _zero_fields: list[int]
     _init_valid: list[bool]
@@ -221,6 +227,7 @@ class _Builder:
             calcs[calc.name] = calc
         std = StdSlots.from_layout(layout, doc.get("field_aliases"))
         acomp = ActionCompiler(layout, exprs, std, p.counters, p.registers, p.meters, calcs)
+        p._action_compiler = acomp
         self.action_fns: dict[int, Callable] = {}
         self.action_infos: dict[int, ActionInfo] = {}
         for i, a in enumerate(get(doc, "actions", "$", list)):

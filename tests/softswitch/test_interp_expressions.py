@@ -152,6 +152,9 @@ def test_log_msg_assert_and_truncate() -> None:
     p = build(prims)
     assert p.process(0, h(a=3) + b"xyz") == [(1, h(a=3)[:4])]
     assert p.drops["internal_error"] == 0
+    assert p.assert_failures == 1
+    p.process(0, h(a=0))
+    assert p.assert_failures == 1
 
 
 def test_meter_colors_follow_rates_over_packet_time() -> None:
