@@ -822,3 +822,23 @@ def test_rst_is_not_checked_once_maxack_is_cleared() -> None:
         track.maxack_set = False
     ct.track_packet(_segment(False, "R", 1005, 0), T0)
     assert conn.tcp_state is TcpState.CLOSE
+
+
+def test_synack_resyncs_only_when_it_acknowledges_the_ignored_syn() -> None:
+    ct, conn = _established_with_seqs()
+    ct.track_packet(_segment(False, "S", 90000, 0), T0)  # ignored: a new ISN, end 90001
+    ct.track_packet(_segment(True, "SA", 7000, 12345), T0)  # not an answer to it
+    assert conn.tcp_state is TcpState.ESTABLISHED
+    ct.track_packet(_segment(False, "S", 90000, 0), T0)
+    ct.track_packet(_segment(True, "SA", 7000, 90001), T0)
+    assert conn.tcp_state is TcpState.SYN_RECV
+
+
+def test_challenge_ack_in_last_ack_is_not_taken_for_the_last_ack() -> None:
+    t = Table()
+    conn = _to_state(t, TcpState.LAST_ACK)
+    t.send(ORIG, SYN)  # ignored; the server may answer with an RFC 5961 challenge ACK
+    t.send(REPL, ACK)
+    assert conn.tcp_state is TcpState.LAST_ACK
+    t.send(ORIG, ACK)  # the real last ACK
+    assert conn.tcp_state is TcpState.TIME_WAIT
