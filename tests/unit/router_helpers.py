@@ -93,12 +93,22 @@ text = '''{ruleset}'''
     return parse_config(text)
 
 
-def tcp4(flags: str, *, src: str = H1, dst: str = H2, sport: int = 40000, dport: int = 80,
-         payload: bytes = b"", ttl: int = 64, mac: str = R1_MAC, src_mac: str = H1_MAC,
-         **ip: object) -> bytes:  # fmt: skip
+def tcp4(
+    flags: str,
+    *,
+    src: str = H1,
+    dst: str = H2,
+    sport: int = 40000,
+    dport: int = 80,
+    payload: bytes = b"",
+    ttl: int = 64,
+    mac: str = R1_MAC,
+    src_mac: str = H1_MAC,
+    df: bool = False,
+) -> bytes:
     return bytes(
         Ether(dst=mac, src=src_mac)
-        / IP(src=src, dst=dst, ttl=ttl, **ip)
+        / IP(src=src, dst=dst, ttl=ttl, flags="DF" if df else 0)
         / TCP(sport=sport, dport=dport, flags=flags)
         / payload
     )
@@ -115,15 +125,33 @@ def tcp4_reply(flags: str, **kw: object) -> bytes:
     return tcp4(flags, **kw)  # type: ignore[arg-type]
 
 
-def udp4(*, src: str = H1, dst: str = H2, sport: int = 5000, dport: int = 53,
-         mac: str = R1_MAC, src_mac: str = H1_MAC, payload: bytes = b"q") -> bytes:  # fmt: skip
+def udp4(
+    *,
+    src: str = H1,
+    dst: str = H2,
+    sport: int = 5000,
+    dport: int = 53,
+    mac: str = R1_MAC,
+    src_mac: str = H1_MAC,
+    payload: bytes = b"q",
+) -> bytes:
     return bytes(
         Ether(dst=mac, src=src_mac) / IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / payload
     )
 
 
-def tcp6(flags: str, *, src: str = H1_6, dst: str = H2_6, sport: int = 40000, dport: int = 80,
-         mac: str = R1_MAC, src_mac: str = H1_MAC, hlim: int = 64, payload: bytes = b"") -> bytes:  # fmt: skip
+def tcp6(
+    flags: str,
+    *,
+    src: str = H1_6,
+    dst: str = H2_6,
+    sport: int = 40000,
+    dport: int = 80,
+    mac: str = R1_MAC,
+    src_mac: str = H1_MAC,
+    hlim: int = 64,
+    payload: bytes = b"",
+) -> bytes:
     return bytes(
         Ether(dst=mac, src=src_mac)
         / IPv6(src=src, dst=dst, hlim=hlim)
@@ -141,3 +169,32 @@ def arp_who_has(target: str, *, src: str = H1, src_mac: str = H1_MAC) -> bytes:
         Ether(dst="ff:ff:ff:ff:ff:ff", src=src_mac)
         / ARP(op=1, hwsrc=src_mac, psrc=src, pdst=target)
     )
+
+
+def assert_checksums(frame: bytes) -> Ether:
+    """Parse ``frame`` with scapy and verify its IPv4 header and L4 checksums on the raw bytes
+    (a sum over the covered data, checksum included, folds to zero); UDP checksum 0 is "none"."""
+    from scapy.layers.inet import in4_chksum
+    from scapy.layers.inet6 import in6_chksum
+    from scapy.utils import checksum
+
+    pkt = Ether(frame)
+    if IP not in pkt and IPv6 not in pkt:
+        return pkt
+    if IP in pkt:
+        ip = pkt[IP]
+        raw = bytes(ip)
+        assert checksum(raw[: ip.ihl * 4]) == 0, "IPv4 header checksum is wrong"
+        body = raw[ip.ihl * 4 : ip.len]
+        proto, verify = ip.proto, lambda data: in4_chksum(ip.proto, ip, data)
+    else:
+        ip = pkt[IPv6]
+        body = bytes(ip.payload)[: ip.plen]
+        proto, verify = ip.nh, lambda data: in6_chksum(ip.nh, ip, data)
+    if proto == 17 and body[6:8] == b"\0\0":
+        return pkt
+    if proto == 1:
+        assert checksum(body) == 0, "ICMP checksum is wrong"
+    else:
+        assert verify(body) == 0, f"protocol {proto} checksum is wrong"
+    return pkt
