@@ -19,7 +19,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import count, islice
+from itertools import count
 from typing import NamedTuple
 
 from controller.ct import (
@@ -156,7 +156,7 @@ _CONFIRMED, _SEEN_REPLY, _ASSURED, _DYING, _OFFLOAD, _FIXED_TIMEOUT, _NAT_CLASH 
     )
 )
 
-NF_CT_EVICTION_RANGE = 8  # early_drop looks at this many candidates
+NF_CT_EVICTION_RANGE = 8  # early_drop passes over at most this many offloaded candidates
 
 
 @dataclass(frozen=True)
@@ -298,7 +298,10 @@ class Conntrack:
         self.timeouts = timeouts
         self.on_event = on_event
         self._table: dict[CtTuple, tuple[Conn, int]] = {}
-        self._conns: dict[int, Conn] = {}  # confirmed, in insertion order (early drop scans it)
+        self._conns: dict[int, Conn] = {}  # confirmed, in insertion order
+        # Early-drop candidates, oldest first: confirmed entries not known to be ASSURED (the
+        # bit is checked lazily, so entries assured since are skipped and forgotten there).
+        self._unassured: dict[int, Conn] = {}
         self._ids = count(1)
         self.now = 0.0  # latest clock value the table was driven with (set_status without now)
         self.stats: dict[str, int] = dict.fromkeys(
@@ -469,6 +472,8 @@ class Conntrack:
         self._table[reply] = (conn, REPLY)
         self._table[orig] = (conn, ORIGINAL)  # last: a tuple equal to its own reply is ORIGINAL
         self._conns[conn.id] = conn
+        if not int(conn.status) & _ASSURED:
+            self._unassured[conn.id] = conn
         conn.status |= Status.CONFIRMED
         self.stats["insert"] += 1
         self._emit("NEW", conn, now)
@@ -573,16 +578,36 @@ class Conntrack:
             if hit is not None and hit[0] is conn:
                 del self._table[tup]
         del self._conns[conn.id]
+        self._unassured.pop(conn.id, None)
         self.stats[reason] += 1
         self._emit("DESTROY", conn, now)
 
     def _early_drop(self, now: float) -> bool:
-        """``early_drop``: evict one not-ASSURED, not-offloaded entry among the oldest few."""
-        for conn in islice(self._conns.values(), NF_CT_EVICTION_RANGE):
-            if not conn.status & (Status.ASSURED | Status.OFFLOAD):
-                self._kill(conn, now, "early_drop")
-                return True
-        return False
+        """``early_drop``: evict the oldest entry that is neither ASSURED nor offloaded.
+
+        The kernel picks among a few hash buckets; the oldest unassured entry is the same kind
+        of victim (a SYN flood or a UDP probe), found without scanning the table.
+        """
+        stale: list[int] = []  # assured since they were inserted: never victims again
+        victim = None
+        skipped = 0
+        for conn in self._unassured.values():
+            status = int(conn.status)
+            if status & _ASSURED:
+                stale.append(conn.id)
+            elif not status & _OFFLOAD:
+                victim = conn
+                break
+            else:
+                skipped += 1
+                if skipped >= NF_CT_EVICTION_RANGE:
+                    break
+        for conn_id in stale:
+            del self._unassured[conn_id]
+        if victim is None:
+            return False
+        self._kill(victim, now, "early_drop")
+        return True
 
     def _icmp_precheck(self, tup: CtTuple, icmp_type: int | None) -> Tracked | None:
         """ICMP types conntrack never tracks as a connection of their own."""

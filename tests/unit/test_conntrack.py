@@ -842,3 +842,16 @@ def test_challenge_ack_in_last_ack_is_not_taken_for_the_last_ack() -> None:
     assert conn.tcp_state is TcpState.LAST_ACK
     t.send(ORIG, ACK)  # the real last ACK
     assert conn.tcp_state is TcpState.TIME_WAIT
+
+
+def test_early_drop_finds_a_syn_flood_behind_established_connections() -> None:
+    t = Table(max_entries=20)
+    kept = [t.handshake(orig=tcp_tuple(sport=i)) for i in range(1, 11)]
+    flood = [t.send(tcp_tuple(sport=100 + i), SYN).conn for i in range(10)]
+    offloaded = flood[0]
+    assert offloaded is not None
+    t.ct.set_status(offloaded, Status.OFFLOAD)
+    r = t.send(tcp_tuple(sport=999), SYN)
+    assert r.verdict is CtVerdict.ACCEPT
+    assert [c.dying for c in flood[:3]] == [False, True, False]  # oldest not offloaded
+    assert not any(c.dying for c in kept) and t.ct.stats["early_drop"] == 1
