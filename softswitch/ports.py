@@ -107,6 +107,9 @@ class PacketSocketPort:
             sock.bind((self.name, 0))
             sock.setblocking(False)
             loop.add_reader(sock.fileno(), self._readable)
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"port {self.port_id}@{self.name}: {exc.strerror}") from exc
         except BaseException:
             sock.close()
             raise

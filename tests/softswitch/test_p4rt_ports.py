@@ -17,6 +17,7 @@ from softswitch.ports import (
     PACKET_AUXDATA,
     SOL_PACKET,
     TP_STATUS_VLAN_VALID,
+    PacketSocketPort,
     QueuePort,
     parse_interface,
     with_vlan_tag,
@@ -41,6 +42,13 @@ def test_vlan_tag_from_auxdata_is_put_back_after_the_macs() -> None:
     untagged = struct.pack("=IIIHHHH", 0, 0, 0, 0, 0, 0, 0)
     assert with_vlan_tag(frame, [(SOL_PACKET, PACKET_AUXDATA, untagged)]) == frame
     assert with_vlan_tag(frame, []) == frame
+
+
+async def test_a_missing_interface_is_named_in_the_error() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("AF_PACKET sockets need root")
+    with pytest.raises(OSError, match="port 3@p4ft-nosuch0"):
+        PacketSocketPort(3, "p4ft-nosuch0").open(lambda port_id, frame: None)
 
 
 def test_queue_port_counts_what_it_cannot_carry() -> None:
