@@ -120,8 +120,18 @@ class ActionCompiler:
 
     # ---- core primitives -----------------------------------------------------------------
     def _p_assign(self, params: list, path: str) -> Prim:
-        setter = self.exprs.compile_setter(params[0], f"{path}[0]")
         value = self._expr(params[1], f"{path}[1]")
+        dst = params[0]
+        if dst.get("type") == "field":  # the common case: write the slot directly
+            _, fi = self.layout.field(dst.get("value"), f"{path}[0]")
+            if fi is not None and fi.width and not fi.signed:
+                slot, mask = fi.slot, (1 << fi.width) - 1
+
+                def assign_field(s: PacketState, p: Params) -> None:
+                    s.f[slot] = value(s, p) & mask
+
+                return assign_field
+        setter = self.exprs.compile_setter(dst, f"{path}[0]")
         return lambda s, p: setter(s, p, int(value(s, p)))
 
     _p_assign_VL = _p_assign

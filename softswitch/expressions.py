@@ -37,6 +37,33 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+def _constant(node: Any) -> int | None:
+    if isinstance(node, dict) and node.get("type") == "hexstr":
+        try:
+            return parse_hexstr(node.get("value"), "")
+        except Exception:
+            return None
+    return None
+
+
+# Closures for ``expr OP constant``: p4c's masks, increments and comparisons against literals
+# are most of the expressions on a hot path; specializing skips one call per evaluation.
+_WITH_CONSTANT: dict[str, Callable[[Expr, int], Expr]] = {
+    "&": lambda e, c: lambda s, p: e(s, p) & c,
+    "|": lambda e, c: lambda s, p: e(s, p) | c,
+    "+": lambda e, c: lambda s, p: e(s, p) + c,
+    "-": lambda e, c: lambda s, p: e(s, p) - c,
+    "<<": lambda e, c: lambda s, p: e(s, p) << c,
+    ">>": lambda e, c: lambda s, p: e(s, p) >> c,
+    "==": lambda e, c: lambda s, p: e(s, p) == c,
+    "!=": lambda e, c: lambda s, p: e(s, p) != c,
+    "<": lambda e, c: lambda s, p: e(s, p) < c,
+    "<=": lambda e, c: lambda s, p: e(s, p) <= c,
+    ">": lambda e, c: lambda s, p: e(s, p) > c,
+    ">=": lambda e, c: lambda s, p: e(s, p) >= c,
+}
+
+
 def truncator(width: int, signed: bool) -> Callable[[int], int]:
     """How a value is stored into a field of ``width`` bits."""
     mask = (1 << width) - 1
@@ -182,6 +209,9 @@ class ExprCompiler:
         if op == "~":
             return lambda s, p: ~right(s, p)
         if op == "d2b":
+            valid_of = self._valid_field(get(node, "right", path))
+            if valid_of is not None:  # isValid(), the most common condition
+                return lambda s, p: s.valid[valid_of]
             return lambda s, p: bool(right(s, p))
         if op == "b2d":
             return lambda s, p: int(right(s, p))
@@ -206,9 +236,20 @@ class ExprCompiler:
         fn = {"/": _safe_div, "%": _safe_mod}.get(op) or _BINARY.get(op)
         if fn is None:
             raise fail(path, f"unsupported operator {op!r}")
-        if op in ("<<", ">>"):
+        const = _constant(right_node)
+        if op in ("<<", ">>") and not (const is not None and 0 <= const <= 4096):
             fn = _checked_shift(fn)
+        elif const is not None and op in _WITH_CONSTANT:
+            return _WITH_CONSTANT[op](left, const)
         return lambda s, p: fn(left(s, p), right(s, p))
+
+    def _valid_field(self, node: Any) -> int | None:
+        """The header index when ``node`` is the hidden ``$valid$`` field, else None."""
+        if isinstance(node, dict) and node.get("type") == "field":
+            ref = node.get("value")
+            if isinstance(ref, list) and len(ref) == 2 and ref[1] == "$valid$":
+                return self.layout.header(ref[0], "$valid$").index
+        return None
 
     def _deref(self, node: dict, path: str, index: Expr) -> Expr:
         st_node = get(node, "left", path, dict)
