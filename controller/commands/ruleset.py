@@ -2,8 +2,9 @@
 
 ``p4ft ruleset check FILE`` behaves like ``nft -c -f FILE``: it prints the normalized ruleset and
 exits 0, or prints ``FILE:LINE:COL: message`` on stderr and exits 1. Each action is one
-``ruleset <action>`` subparser registered in ``_ACTIONS``; actions that talk to a running
-controller (list, apply) join there.
+``ruleset <action>`` subparser registered in ``_ACTIONS``. ``ruleset list`` prints the running
+controller's ruleset; ``ruleset apply FILE`` runs FILE on it as one transaction like ``nft -f``
+(all or nothing; deleting a flowtable that a rule uses is refused).
 """
 
 from __future__ import annotations
@@ -41,11 +42,64 @@ def _register_check(actions: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_check)
 
 
-_ACTIONS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_register_check,)
+def _list(args: argparse.Namespace) -> int:
+    from controller.control import cli_request
+
+    rulesets = cli_request(args, "ruleset")
+    for name, text in rulesets.items():
+        if len(rulesets) > 1:
+            print(f"# switch {name}")
+        sys.stdout.write(text)
+    return 0
+
+
+def _register_list(actions: argparse._SubParsersAction) -> None:
+    from controller.control import add_client_arguments
+
+    parser = actions.add_parser("list", help="print the running controller's ruleset")
+    add_client_arguments(parser)
+    parser.set_defaults(func=_list)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    """Like ``nft -f FILE``: the file runs as one transaction on the running ruleset."""
+    from controller.control import cli_request
+
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"{args.file}: cannot read: {e}", file=sys.stderr)
+        return 1
+    rulesets = cli_request(args, "ruleset_apply", text=text, filename=args.file)
+    if args.verbose:
+        for text in rulesets.values():
+            sys.stdout.write(text)
+    return 0
+
+
+def _register_apply(actions: argparse._SubParsersAction) -> None:
+    from controller.control import add_client_arguments
+
+    parser = actions.add_parser(
+        "apply", help="run FILE on the running controller's ruleset atomically, like 'nft -f'"
+    )
+    parser.add_argument("file", metavar="FILE", help="nft syntax or 'nft -j' JSON")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print the resulting ruleset")
+    add_client_arguments(parser)
+    parser.set_defaults(func=_apply)
+
+
+_ACTIONS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _register_check,
+    _register_list,
+    _register_apply,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("ruleset", help="check or show an nft ruleset")
+    parser = sub.add_parser("ruleset", help="check, list or apply an nft ruleset")
     actions = parser.add_subparsers(dest="ruleset_action", required=True)
     for add_action in _ACTIONS:
         add_action(actions)

@@ -1,0 +1,206 @@
+"""The control socket between a running controller and the CLI: newline-delimited JSON.
+
+A request is one line ``{"op": NAME, ...arguments}``; the answer is one line ``{"ok": true,
+"result": ...}`` or ``{"ok": false, "error": "..."}``. A streaming op (``monitor``) answers
+``{"ok": true}`` and then one event per line until the client hangs up. The socket is a unix
+socket with mode 0600: whoever may talk to it may change the ruleset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PATH = Path(os.environ.get("P4FT_CONTROL", "/run/p4ft/control.sock"))
+MAX_LINE = 16 * 1024 * 1024  # a ruleset or a flow list of a full table fits
+
+Request = dict[str, Any]
+Handler = Callable[[Request], Awaitable[Any]]
+Streamer = Callable[[Request], AsyncIterator[dict[str, Any]]]
+
+
+class ControlError(Exception):
+    """The controller answered with an error (the message is its text)."""
+
+
+class NoController(ControlError):
+    """Nobody listens on the control socket."""
+
+
+# -- server (the daemon's edge) ---------------------------------------------------------------
+
+
+class ControlServer:
+    """Serves ``handlers`` (one answer) and ``streams`` (many lines) on a unix socket."""
+
+    def __init__(self, path: Path, handlers: dict[str, Handler],
+                 streams: dict[str, Streamer]) -> None:
+        self.path = path
+        self.handlers = handlers
+        self.streams = streams
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() or self.path.is_symlink():
+            if _listening(self.path):
+                raise OSError(f"{self.path}: a controller is already listening there")
+            self.path.unlink()
+        old_mask = os.umask(0o177)  # created 0600 from the start, no window with a wider mode
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, self.path, limit=MAX_LINE)
+        finally:
+            os.umask(old_mask)
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                if not await self._answer(line, writer):
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass  # the client went away or sent a line longer than MAX_LINE
+        finally:
+            writer.close()
+
+    async def _answer(self, line: bytes, writer: asyncio.StreamWriter) -> bool:
+        """Answer one request; False when the connection is done (after a stream)."""
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+                raise ValueError("a request is a JSON object with a string 'op'")
+        except ValueError as exc:
+            await _write(writer, {"ok": False, "error": f"bad request: {exc}"})
+            return True
+        op = request["op"]
+        if op in self.streams:
+            await _write(writer, {"ok": True})
+            async for event in self.streams[op](request):
+                await _write(writer, event)
+            return False
+        handler = self.handlers.get(op)
+        if handler is None:
+            await _write(writer, {"ok": False, "error": f"unknown op {op!r}"})
+            return True
+        try:
+            answer = {"ok": True, "result": await handler(request)}
+        except ControlError as exc:
+            answer = {"ok": False, "error": str(exc)}
+        except Exception as exc:  # a bug in one request must not take the controller down
+            log.exception("control op %s failed", op)
+            answer = {"ok": False, "error": f"{op}: internal error: {exc}"}
+        await _write(writer, answer)
+        return True
+
+
+async def _write(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
+    writer.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+    await writer.drain()
+
+
+def _listening(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
+# -- client (the CLI's side; blocking, no asyncio needed) -------------------------------------
+
+
+def _connect(path: Path, timeout: float | None) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        raise NoController(f"no controller is running (nothing listens on {path}); "
+                           "start one with: p4ft controller --config FILE") from None
+    except OSError as exc:
+        sock.close()
+        raise NoController(f"cannot reach the controller at {path}: {exc}") from None
+    return sock
+
+
+def request(op: str, path: Path = DEFAULT_PATH, timeout: float = 30.0, **args: Any) -> Any:
+    """Send one request and return its result; ControlError with the controller's message."""
+    with _connect(path, timeout) as sock:
+        sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+        lines = _lines(sock)
+        try:
+            answer = json.loads(next(lines))
+        except StopIteration:
+            raise ControlError("the controller closed the connection without answering") from None
+    if not answer.get("ok"):
+        raise ControlError(answer.get("error", "unknown error"))
+    return answer.get("result")
+
+
+def stream(op: str, path: Path = DEFAULT_PATH, **args: Any) -> Iterator[dict[str, Any]]:
+    """Send a streaming request and yield its messages until the controller hangs up."""
+    with _connect(path, 10.0) as sock:
+        sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+        lines = _lines(sock)
+        first = json.loads(next(lines, b'{"ok": false, "error": "no answer"}'))
+        if not first.get("ok"):
+            raise ControlError(first.get("error", "unknown error"))
+        sock.settimeout(None)
+        for line in lines:
+            yield json.loads(line)
+
+
+def _lines(sock: socket.socket) -> Iterator[bytes]:
+    buffer = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            yield line
+
+
+# -- CLI helpers (the subcommands that talk to a controller share these) ----------------------
+
+
+def add_client_arguments(parser: Any, switch: bool = True) -> None:
+    parser.add_argument("--control", type=Path, default=DEFAULT_PATH, metavar="PATH",
+                        help=f"the controller's control socket (default {DEFAULT_PATH}, "
+                             "or $P4FT_CONTROL)")
+    if switch:
+        parser.add_argument("--switch", metavar="NAME",
+                            help="only this switch of a controller that drives several")
+
+
+def cli_request(args: Any, op: str, **kwargs: Any) -> Any:
+    """``request`` for a subcommand: raises SystemExit(1) with the message on stderr."""
+    if getattr(args, "switch", None) is not None:
+        kwargs["switch"] = args.switch
+    try:
+        return request(op, args.control, **kwargs)
+    except ControlError as exc:
+        import sys
+
+        print(f"p4ft {getattr(args, 'command', op)}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

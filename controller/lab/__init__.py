@@ -1,0 +1,19 @@
+"""Mininet labs: hosts around one P4 switch (softswitch or BMv2) with the controller running."""
+
+from controller.lab.topology import LabPort, LabTopology, load_topology, topology_names
+
+__all__ = ["Bmv2Switch", "Lab", "LabPort", "LabTopology", "SoftSwitch", "load_topology",
+           "topology_names"]
+
+
+def __getattr__(name: str):
+    """Lab and the switch classes need the mininet library; topology files do not."""
+    if name == "Lab":
+        from controller.lab.lab import Lab
+
+        return Lab
+    if name in ("SoftSwitch", "Bmv2Switch"):
+        from controller.lab import nodes
+
+        return getattr(nodes, name)
+    raise AttributeError(name)

@@ -1,0 +1,182 @@
+"""``Lab``: a Mininet network of hosts around one P4 switch, with the controller running.
+
+    with Lab("router") as lab:
+        print(lab.host("h1").cmd("ping -c1 10.0.2.1"))
+        print(lab.flows())
+
+The switch target and the controller are separate processes (``p4ft softswitch`` or
+simple_switch_grpc, and ``p4ft controller``) in the root namespace; this process only runs
+Mininet and talks to the controller over its control socket, never gRPC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from controller import control
+from controller.lab.nodes import Bmv2Switch, LabHost, SoftSwitch, bmv2_binary
+from controller.lab.topology import LabTopology, load_topology
+
+CONTROLLER_TIMEOUT = 30.0
+
+
+def default_target() -> str:
+    return "bmv2" if bmv2_binary() is not None else "softswitch"
+
+
+class Lab:
+    """Start with ``start()`` (or ``with``); ``stop()`` tears everything down."""
+
+    def __init__(self, topology: str | LabTopology = "router", target: str | None = None, *,
+                 workdir: str | Path | None = None, grpc_port: int = 9559,
+                 table_size: int | None = None, flowtable: dict[str, object] | None = None,
+                 ruleset: str | None = None) -> None:
+        self.topology = topology if isinstance(topology, LabTopology) else load_topology(topology)
+        self.target = target or default_target()
+        if self.target not in ("softswitch", "bmv2"):
+            raise ValueError(f"unknown target {self.target!r} (softswitch or bmv2)")
+        if self.target == "bmv2" and bmv2_binary() is None:
+            raise RuntimeError("--target bmv2: simple_switch_grpc is not on PATH and "
+                               "$BMV2_SWITCH is unset")
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="p4ft-lab-")
+        self.workdir = Path(workdir or self._tmp.name)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.control_path = self.workdir / "control.sock"
+        self.config_path = self.workdir / "router.toml"
+        self.grpc_port = grpc_port
+        self.table_size = table_size
+        self._flowtable = flowtable
+        self._ruleset = ruleset if ruleset is not None else self.topology.ruleset
+        self.net = None
+        self.controller: subprocess.Popen | None = None
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def __enter__(self) -> Lab:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        from mininet.clean import cleanup
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+
+        setLogLevel("warning")
+        with contextlib.redirect_stdout(sys.stderr):
+            cleanup()  # stale veths and namespaces of a crashed lab ("File exists")
+        (self.workdir / "ruleset.nft").write_text(self._ruleset)
+        self.config_path.write_text(self.topology.router_toml(
+            f"127.0.0.1:{self.grpc_port}", 1, "ruleset.nft", self._flowtable))
+        switch_cls = SoftSwitch if self.target == "softswitch" else Bmv2Switch
+        params: dict[str, Any] = {"grpc_port": self.grpc_port, "log_dir": str(self.workdir)}
+        if self.target == "softswitch":
+            params["table_size"] = self.table_size
+        self.net = Mininet(topo=None, controller=None, host=LabHost, build=False,
+                           autoSetMacs=False)
+        try:
+            switch = self.net.addSwitch("s1", cls=switch_cls, **params)
+            for port in self.topology.ports:
+                host = self.net.addHost(port.host, ip=None)
+                self.net.addLink(host, switch, port2=port.id, addr1=port.host_mac)
+            self.net.build()
+            self.net.start()
+            for port in self.topology.ports:
+                self._configure_host(port)
+            self.start_controller()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _configure_host(self, port) -> None:
+        host = self.net.get(port.host)
+        intf = host.defaultIntf().name
+        host.cmd(f"ip addr flush dev {intf}")
+        for address in port.addresses:
+            host.cmd(f"ip addr add {address} dev {intf}" + (" nodad" if ":" in address else ""))
+        host.cmd(f"ip link set {intf} mtu {port.mtu} up")
+        for family in (4, 6):
+            gateway = port.gateway(family)
+            if gateway is not None:
+                host.cmd(f"ip -{family} route add default via {gateway} dev {intf}")
+
+    def start_controller(self) -> None:
+        """(Re)start ``p4ft controller`` and wait until it answers on the control socket."""
+        log = (self.workdir / "controller.log").open("ab")
+        self.controller = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "controller", "--config",
+             str(self.config_path), "--control", str(self.control_path),
+             "--state-dir", str(self.workdir / "state")],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + CONTROLLER_TIMEOUT
+        while True:
+            with contextlib.suppress(control.ControlError):
+                snapshot = self.request("snapshot")
+                if all(s["stats"].get("connected") for s in snapshot.values()):
+                    return
+            if self.controller.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the controller did not start:\n" + self.controller_log())
+            time.sleep(0.2)
+
+    def stop_controller(self) -> None:
+        """SIGTERM, as a user's Ctrl-C: offloaded flows stay in hardware."""
+        if self.controller is not None and self.controller.poll() is None:
+            self.controller.terminate()
+            try:
+                self.controller.wait(10)
+            except subprocess.TimeoutExpired:
+                self.controller.kill()
+                self.controller.wait()
+        self.controller = None
+
+    def stop(self) -> None:
+        self.stop_controller()
+        if self.net is not None:
+            with contextlib.redirect_stdout(sys.stderr):
+                self.net.stop()
+            self.net = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    # -- use ---------------------------------------------------------------------------------
+
+    def host(self, name: str):
+        return self.net.get(name)
+
+    def address(self, host: str, family: int = 4) -> str:
+        for text in self.topology.port_of(host).addresses:
+            if (":" in text) == (family == 6):
+                return text.split("/")[0]
+        raise KeyError(f"{host} has no IPv{family} address")
+
+    def request(self, op: str, **kwargs: Any) -> Any:
+        return control.request(op, self.control_path, **kwargs)
+
+    def snapshot(self) -> dict[str, Any]:
+        return next(iter(self.request("snapshot").values()))
+
+    def flows(self) -> list[dict[str, Any]]:
+        return self.snapshot()["conns"]
+
+    def stats(self) -> dict[str, Any]:
+        return self.snapshot()["stats"]
+
+    def p4ft(self, *args: str) -> str:
+        """Output of a ``p4ft`` CLI command against this lab's controller."""
+        result = subprocess.run([sys.executable, "-m", "controller.cli", *args,
+                                 "--control", str(self.control_path)],
+                                capture_output=True, text=True, check=False)
+        return result.stdout + result.stderr
+
+    def controller_log(self) -> str:
+        path = self.workdir / "controller.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""

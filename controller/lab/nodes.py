@@ -1,0 +1,131 @@
+"""Mininet nodes: hosts fit for scapy tests and the two P4 switch targets.
+
+The switches run in the root namespace and start their target as a separate process (gRPC
+threads and forks in one process deadlock), with simple_switch_grpc's flags:
+``-i N@IFNAME ... --no-p4 -- --grpc-server-addr ADDR --cpu-port 255``. The controller pushes
+the pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mininet.node import Host, Switch
+
+START_TIMEOUT = 20.0
+
+
+class LabHost(Host):
+    """A host with checksum/segmentation offloads off (as P4Host): scapy sees real checksums."""
+
+    def config(self, **params):
+        result = super().config(**params)
+        for intf in self.intfList():
+            if intf.name != "lo":
+                self.cmd(f"ethtool -K {intf.name} rx off tx off sg off tso off gso off gro off"
+                         " >/dev/null 2>&1")
+        self.cmd("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0")
+        return result
+
+
+class P4Switch(Switch):
+    """A P4Runtime target listening on ``grpc_port``; subclasses give the command line."""
+
+    def __init__(self, name: str, grpc_port: int = 9559, device_id: int = 1,
+                 log_dir: str = "/tmp", **params) -> None:
+        super().__init__(name, **params)
+        self.grpc_port = grpc_port
+        self.device_id = device_id
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, controllers) -> None:
+        for intf in self.intfList():
+            if intf.name == "lo":
+                continue
+            self.cmd(f"sysctl -qw net.ipv6.conf.{intf.name}.disable_ipv6=1")
+            self.cmd(f"ethtool -K {intf.name} rx off tx off sg off tso off gso off gro off"
+                     " >/dev/null 2>&1")
+            self.cmd(f"ip link set {intf.name} up")
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _listening(self.grpc_port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"P4 switch {self.name} did not start: see {self.log_path}\n"
+                                   + self.log_path.read_text(errors="replace")[-2000:])
+            time.sleep(0.1)
+
+    def stop(self, deleteIntfs: bool = True) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        super().stop(deleteIntfs)
+
+    def data_ports(self) -> list[str]:
+        return [f"{port}@{intf.name}" for intf, port in sorted(self.ports.items(),
+                                                                key=lambda item: item[1])
+                if intf.name != "lo"]
+
+
+class SoftSwitch(P4Switch):
+    """The embedded target: ``p4ft softswitch`` on AF_PACKET sockets of the switch's veths."""
+
+    def __init__(self, name: str, table_size: int | None = None, **params) -> None:
+        super().__init__(name, **params)
+        self.table_size = table_size
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "controller.cli", "softswitch", "--no-p4",
+               "--device-id", str(self.device_id)]
+        for spec in self.data_ports():
+            cmd += ["-i", spec]
+        if self.table_size is not None:
+            cmd += ["--table-size", str(self.table_size)]
+        return [*cmd, "--", "--grpc-server-addr", self.grpc_address, "--cpu-port", "255"]
+
+
+class Bmv2Switch(P4Switch):
+    """BMv2 ``simple_switch_grpc`` from $BMV2_SWITCH or PATH."""
+
+    def command(self) -> list[str]:
+        binary = bmv2_binary()
+        if binary is None:
+            raise RuntimeError("simple_switch_grpc is not installed (not on PATH and "
+                               "$BMV2_SWITCH unset): use --target softswitch")
+        cmd = [binary, "--no-p4", "--device-id", str(self.device_id), "--log-console",
+               "-L", "warn"]
+        for spec in self.data_ports():
+            cmd += ["-i", spec]
+        return [*cmd, "--", "--grpc-server-addr", self.grpc_address, "--cpu-port", "255"]
+
+
+def bmv2_binary() -> str | None:
+    explicit = os.environ.get("BMV2_SWITCH")
+    if explicit:
+        return explicit if Path(explicit).exists() else shutil.which(explicit)
+    return shutil.which("simple_switch_grpc")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0

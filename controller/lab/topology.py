@@ -1,0 +1,99 @@
+"""What a lab topology file declares: router ports, the host behind each, the ruleset.
+
+Topology files live in ``mininet/<name>.py`` (not a package) and define ``TOPOLOGY``. From it
+the lab derives the router TOML the controller reads (DESIGN §4.2) and each host's addresses
+and default routes (the router's address on the host's port).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ndo.p4runtime.schema import REPO
+
+TOPOLOGY_DIR = REPO / "mininet"
+
+
+@dataclass(frozen=True, slots=True)
+class LabPort:
+    """One switch data port with one host on its link."""
+
+    id: int
+    name: str  # the router's device name, used by nft rules and flowtables
+    host: str
+    router: tuple[str, ...]  # the router's addresses on this port, "10.0.1.254/24"
+    addresses: tuple[str, ...]  # the host's addresses, same prefixes
+    mtu: int = 1500
+
+    @property
+    def mac(self) -> str:
+        return f"00:00:00:00:{self.id:02x}:fe"
+
+    @property
+    def host_mac(self) -> str:
+        return f"00:00:00:00:{self.id:02x}:01"
+
+    def gateway(self, family: int) -> str | None:
+        for text in self.router:
+            address = ipaddress.ip_interface(text).ip
+            if address.version == family:
+                return str(address)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class LabTopology:
+    description: str
+    ports: tuple[LabPort, ...]
+    ruleset: str
+    flowtable: dict[str, object] = field(default_factory=dict)  # [flowtable] keys
+
+    def port_of(self, host: str) -> LabPort:
+        for port in self.ports:
+            if port.host == host:
+                return port
+        raise KeyError(f"no host {host!r} in this topology")
+
+    def router_toml(self, address: str, device_id: int, ruleset_file: str,
+                    flowtable: dict[str, object] | None = None) -> str:
+        lines = ["[switch]", f'address = "{address}"', f"device_id = {device_id}",
+                 "election_id = 1", "cpu_port = 255", ""]
+        for port in self.ports:
+            addresses = ", ".join(f'"{a}"' for a in port.router)
+            lines += ["[[ports]]", f"id = {port.id}", f'name = "{port.name}"',
+                      f'mac = "{port.mac}"', f"addresses = [{addresses}]", f"mtu = {port.mtu}", ""]
+        lines += ["[ruleset]", f'file = "{ruleset_file}"', ""]
+        settings = {**self.flowtable, **(flowtable or {})}
+        if settings:
+            lines.append("[flowtable]")
+            lines += [f"{k} = {_toml(v)}" for k, v in settings.items()]
+        return "\n".join(lines) + "\n"
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def load_topology(name_or_path: str | Path) -> LabTopology:
+    """``router`` (a file in mininet/) or a path to a topology file."""
+    path = Path(name_or_path)
+    if path.suffix != ".py":
+        path = TOPOLOGY_DIR / f"{name_or_path}.py"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in TOPOLOGY_DIR.glob("*.py")))
+        raise ValueError(f"no topology {name_or_path!r} (known: {known})")
+    topology = runpy.run_path(str(path)).get("TOPOLOGY")
+    if not isinstance(topology, LabTopology):
+        raise ValueError(f"{path}: defines no TOPOLOGY = LabTopology(...)")
+    return topology
+
+
+def topology_names() -> list[str]:
+    return sorted(p.stem for p in TOPOLOGY_DIR.glob("*.py"))
