@@ -12,7 +12,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS: tuple[str, ...] = ("ruleset", "softswitch", "stf", "shell")
+COMMANDS: tuple[str, ...] = (
+    "ruleset", "softswitch", "stf", "shell",
+    "controller", "flows", "flowtables", "stats", "monitor", "lab",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
