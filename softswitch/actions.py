@@ -125,12 +125,7 @@ class ActionCompiler:
         if dst.get("type") == "field":  # the common case: write the slot directly
             _, fi = self.layout.field(dst.get("value"), f"{path}[0]")
             if fi is not None and fi.width and not fi.signed:
-                slot, mask = fi.slot, (1 << fi.width) - 1
-
-                def assign_field(s: PacketState, p: Params) -> None:
-                    s.f[slot] = value(s, p) & mask
-
-                return assign_field
+                return _assign_to_slot(fi.slot, fi.width, params[1], value, self.layout)
         setter = self.exprs.compile_setter(dst, f"{path}[0]")
         return lambda s, p: setter(s, p, int(value(s, p)))
 
@@ -392,6 +387,39 @@ class ActionCompiler:
 
     def _p_generate_digest(self, params: list, path: str) -> Prim:
         return lambda s, p: None  # digests/learning are not offered by this target
+
+
+def _assign_to_slot(slot: int, width: int, src: dict, value: Expr, layout: Layout) -> Prim:
+    """``field = src`` for an unsigned field, with the common sources written inline."""
+    mask = (1 << width) - 1
+    kind = src.get("type")
+    if kind == "field":
+        _, sf = layout.field(src.get("value"), "assign")
+        if sf is not None and sf.width and not sf.signed:
+            from_slot = sf.slot
+            if sf.width <= width:
+
+                def copy_field(s: PacketState, p: Params) -> None:
+                    s.f[slot] = s.f[from_slot]
+
+                return copy_field
+
+            def copy_field_masked(s: PacketState, p: Params) -> None:
+                s.f[slot] = s.f[from_slot] & mask
+
+            return copy_field_masked
+    if kind == "runtime_data" and isinstance(src.get("value"), int):
+        i = src["value"]
+
+        def from_param(s: PacketState, p: Params) -> None:
+            s.f[slot] = p[i] & mask
+
+        return from_param
+
+    def assign_field(s: PacketState, p: Params) -> None:
+        s.f[slot] = value(s, p) & mask
+
+    return assign_field
 
 
 class _Jump(int):
