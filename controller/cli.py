@@ -15,6 +15,7 @@ from collections.abc import Sequence
 COMMANDS: tuple[str, ...] = (
     "ruleset", "softswitch", "stf", "shell",
     "controller", "flows", "flowtables", "stats", "monitor", "lab",
+    "simulate",
 )
 
 
