@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 
@@ -45,17 +46,21 @@ def _demo(lab) -> None:
     target = lab.address(second)
     print(f"== {lab.topology.description.strip()}")
     print(f"== {first} opens a TCP connection to {second} ({target}) through the P4 switch")
+    print("\n== before (p4ft flows):")
+    print(lab.p4ft("flows"), end="")
+    monitor = subprocess.Popen([sys.executable, "-m", "controller.cli", "monitor", "--control",
+                                str(lab.control_path)], stdout=subprocess.PIPE, text=True)
     server = lab.host(second).popen([sys.executable, "-c", SERVER])
     time.sleep(0.5)
     client = lab.host(first).popen([sys.executable, "-c", CLIENT, target])
-    time.sleep(0.6)
-    print("\n== after the handshake (p4ft flows):")
-    print(lab.p4ft("flows"), end="")
     time.sleep(2.5)
-    print("\n== after data (p4ft flows):")
+    print("\n== after the handshake and some data (p4ft flows):")
     print(lab.p4ft("flows"), end="")
     client.wait(15)
     server.wait(5)
+    monitor.terminate()
+    print("\n== what happened (p4ft monitor):")
+    print(monitor.communicate()[0], end="")
     stats = lab.stats()
     print("\n== who carried the packets:")
     print(f"   punted to the controller: {sum(stats['punts'].values())} "

@@ -66,13 +66,13 @@ class Lab:
         self.stop()
 
     def start(self) -> None:
-        from mininet.clean import cleanup
         from mininet.log import setLogLevel
         from mininet.net import Mininet
 
         setLogLevel("warning")
-        with contextlib.redirect_stdout(sys.stderr):
-            cleanup()  # stale veths and namespaces of a crashed lab ("File exists")
+        for port in self.topology.ports:  # veths a crashed lab left ("File exists")
+            subprocess.run(["ip", "link", "del", f"s1-eth{port.id}"], capture_output=True,
+                           check=False)
         (self.workdir / "ruleset.nft").write_text(self._ruleset)
         self.config_path.write_text(self.topology.router_toml(
             f"127.0.0.1:{self.grpc_port}", 1, "ruleset.nft", self._flowtable))
