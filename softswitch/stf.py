@@ -181,7 +181,9 @@ class StfRunner:
     def _by_suffix(items: dict, name: str, what: str):
         if name in items:
             return items[name]
-        found = [v for k, v in items.items() if k.endswith("." + name) or k.endswith(name)]
+        found = [v for k, v in items.items() if k.endswith("." + name)]
+        if not found:  # bmv2stf also accepts any plain suffix
+            found = [v for k, v in items.items() if k.endswith(name)]
         if len(found) != 1:
             raise ValueError(f"{'ambiguous' if found else 'unknown'} {what} {name!r}")
         return found[0]
