@@ -67,6 +67,7 @@ class ActionCompiler:
     registers: dict[str, RegisterArray]
     meters: dict[str, MeterArray]
     calculations: dict[str, Calculation]
+    direct_counters: frozenset[str] = frozenset()  # counted by their table on every hit
     assert_failures: int = 0  # failed assert/assume (BMv2 would abort the process)
 
     def compile_action(self, doc: dict, path: str) -> Callable[[PacketState, Params], None]:
@@ -285,6 +286,8 @@ class ActionCompiler:
     _p_drop = _p_mark_to_drop
 
     def _p_count(self, params: list, path: str) -> Prim:
+        if params[0].get("value") in self.direct_counters:
+            return lambda s, p: None  # a direct counter counts with its table's hit
         counter = self._extern(self.counters, params[0], f"{path}[0]")
         index = self._expr(params[1], f"{path}[1]")
         length = self.std.packet_length

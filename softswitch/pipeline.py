@@ -226,7 +226,8 @@ class _Builder:
             )
             calcs[calc.name] = calc
         std = StdSlots.from_layout(layout, doc.get("field_aliases"))
-        acomp = ActionCompiler(layout, exprs, std, p.counters, p.registers, p.meters, calcs)
+        acomp = ActionCompiler(layout, exprs, std, p.counters, p.registers, p.meters, calcs,
+                               frozenset(self.direct_counters.values()))
         p._action_compiler = acomp
         self.action_fns: dict[int, Callable] = {}
         self.action_infos: dict[int, ActionInfo] = {}

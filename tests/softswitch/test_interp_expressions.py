@@ -167,3 +167,12 @@ def test_meter_colors_follow_rates_over_packet_time() -> None:
     colors = [p.process(0, h(), now=1.0)[0][1][0] for _ in range(3)]
     assert colors == [0, 1, 2]  # GREEN, YELLOW, RED
     assert p.process(0, h(), now=2.0)[0][1][0] == 0  # tokens refilled after a second
+
+
+def test_count_on_a_direct_counter_is_left_to_its_table() -> None:
+    direct = {"name": "ingress.dc", "id": 1, "is_direct": True, "binding": "tbl_act"}
+    p = build([prim("count", {"type": "counter_array", "value": "ingress.dc"})],
+              counter_arrays=[direct])
+    p.process(0, h())
+    assert "ingress.dc" not in p.counters
+    assert p.tables["tbl_act"].direct_counter == "ingress.dc"
