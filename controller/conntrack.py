@@ -19,6 +19,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from heapq import heappop, heappush
 from itertools import count
 from typing import NamedTuple
 
@@ -302,6 +303,11 @@ class Conntrack:
         # Early-drop candidates, oldest first: confirmed entries not known to be ASSURED (the
         # bit is checked lazily, so entries assured since are skipped and forgotten there).
         self._unassured: dict[int, Conn] = {}
+        # gc timer: a heap of (deadline, id) with one live entry per connection, the one its
+        # id maps to in _scheduled. Extensions are found when that entry comes due; a deadline
+        # brought forward (refresh) pushes a new entry and the old one is skipped.
+        self._deadlines: list[tuple[float, int]] = []
+        self._scheduled: dict[int, float] = {}
         self._ids = count(1)
         self.now = 0.0  # latest clock value the table was driven with (set_status without now)
         self.stats: dict[str, int] = dict.fromkeys(
@@ -472,6 +478,7 @@ class Conntrack:
         self._table[reply] = (conn, REPLY)
         self._table[orig] = (conn, ORIGINAL)  # last: a tuple equal to its own reply is ORIGINAL
         self._conns[conn.id] = conn
+        self._schedule(conn)
         if not int(conn.status) & _ASSURED:
             self._unassured[conn.id] = conn
         conn.status |= Status.CONFIRMED
@@ -483,8 +490,10 @@ class Conntrack:
 
     def refresh(self, conn: Conn, seconds: float, now: float) -> None:
         """``nf_ct_refresh``: the connection expires ``seconds`` from ``now``."""
-        if not int(conn.status) & _FIXED_TIMEOUT:
-            conn.timeout = now + seconds
+        if int(conn.status) & _FIXED_TIMEOUT:
+            return
+        conn.timeout = now + seconds
+        self._reschedule_if_sooner(conn)
 
     def timeout_for(self, conn: Conn) -> float:
         """The protocol timeout for the connection's current state (what a packet would set)."""
@@ -507,10 +516,21 @@ class Conntrack:
         far away while they are offloaded and hands them back with a fixed-up one on teardown.
         """
         self.now = now
-        dead = [conn for conn in self._conns.values() if self._expired(conn, now)]
-        for conn in dead:
-            self._kill(conn, now, "expired")
-        return len(dead)
+        heap, scheduled, conns = self._deadlines, self._scheduled, self._conns
+        died = 0
+        while heap and heap[0][0] <= now:
+            deadline, conn_id = heappop(heap)
+            conn = conns.get(conn_id)
+            if conn is None or scheduled.get(conn_id) != deadline:
+                continue  # gone, or superseded by a sooner entry
+            if self._expired(conn, now):
+                self._kill(conn, now, "expired")
+                died += 1
+            elif int(conn.status) & _OFFLOAD:  # the flowtable owns it: look again later
+                self._schedule(conn, max(conn.timeout, now + 1.0))
+            else:  # extended since this entry was pushed
+                self._schedule(conn)
+        return died
 
     # -- management ----------------------------------------------------------------------------
 
@@ -536,6 +556,8 @@ class Conntrack:
         """Clear status bits; UPDATE if a confirmed entry changed."""
         before = (conn.status, conn.tcp_state)
         conn.status &= ~bits
+        if bits & Status.OFFLOAD:
+            self._reschedule_if_sooner(conn)  # conntrack's own timeout applies again
         self._changed(conn, before, self.now if now is None else now)
 
     # -- internals -----------------------------------------------------------------------------
@@ -553,6 +575,17 @@ class Conntrack:
     def _invalid(self, direction: int) -> Tracked:
         self.stats["invalid"] += 1
         return Tracked(None, direction, CtInfo.INVALID, CtVerdict.INVALID)
+
+    def _schedule(self, conn: Conn, at: float | None = None) -> None:
+        deadline = conn.timeout if at is None else at
+        heappush(self._deadlines, (deadline, conn.id))
+        self._scheduled[conn.id] = deadline
+
+    def _reschedule_if_sooner(self, conn: Conn) -> None:
+        """A deadline brought forward: make gc look at it then, not at the old entry's time."""
+        scheduled = self._scheduled.get(conn.id)
+        if scheduled is not None and conn.timeout < scheduled and self._conns.get(conn.id) is conn:
+            self._schedule(conn)
 
     def _live(self, tup: CtTuple, now: float) -> tuple[Conn, int] | None:
         """The entry under ``tup``, reaping it first if its deadline has passed."""
@@ -579,6 +612,7 @@ class Conntrack:
                 del self._table[tup]
         del self._conns[conn.id]
         self._unassured.pop(conn.id, None)
+        self._scheduled.pop(conn.id, None)
         self.stats[reason] += 1
         self._emit("DESTROY", conn, now)
 

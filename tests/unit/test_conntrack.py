@@ -644,11 +644,11 @@ _PACKET = st.tuples(
     st.integers(0, 255),  # TCP flags
     st.sampled_from([0, 3, 8, 11, 13, 14, 42]),  # ICMP type
     st.floats(0, 200),  # time step
-    st.sampled_from(["confirm", "skip", "delete", "gc", "offload"]),
+    st.sampled_from(["confirm", "skip", "delete", "gc", "offload", "unoffload", "refresh"]),
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(_PACKET, max_size=40), st.integers(1, 3))
 def test_any_packet_sequence_keeps_the_table_consistent(
     packets: list[tuple[int, bool, int, int, int, float, str]], bound: int
@@ -680,8 +680,13 @@ def test_any_packet_sequence_keeps_the_table_consistent(
                 t.ct.delete(r.conn, now)
             elif then == "offload" and r.conn.confirmed:
                 t.ct.set_status(r.conn, Status.OFFLOAD, now)
+            elif then == "unoffload":
+                t.ct.clear_status(r.conn, Status.OFFLOAD, now)
+            elif then == "refresh":
+                t.ct.refresh(r.conn, 5.0, now)
         if then == "gc":
             t.ct.gc(now)
+            assert all(c.timeout > now or c.status & Status.OFFLOAD for c in t.ct)
         assert len(t.ct) <= bound
         assert {c.id for c in t.ct} == live
         for conn in t.ct:
