@@ -2,9 +2,10 @@
 
 Mirrors ``nf_conntrack_core.c`` (lookup, confirm, early drop, expiry, events) and the protocol
 trackers ``nf_conntrack_proto_{tcp,udp,icmp,icmpv6,generic}.c``. The TCP transition table below
-is the kernel's ``tcp_conntracks`` verbatim; what needs sequence numbers (window checks,
-retransmission counting, the RST sequence checks in CLOSE) is left out, so every in-state packet
-counts as in window. Every timer runs on the ``now`` the caller supplies.
+is the kernel's ``tcp_conntracks`` verbatim. There is no window check (every in-state segment
+counts as in window) and no retransmission counting; when sequence numbers are supplied, RSTs
+are validated against ``td_maxack`` as the kernel does. Every timer runs on the ``now`` the
+caller supplies; expiry is a heap of deadlines, so a gc pass costs what expires, not the table.
 
 A connection is created *unconfirmed* by :meth:`Conntrack.track` (NAT may still change its REPLY
 tuple) and enters the table at :meth:`Conntrack.confirm`, the end of the hooks; only confirmed
@@ -604,8 +605,8 @@ class Conntrack:
         if status & _DYING:
             return
         conn.status = Status(status | _DYING)
-        if not status & _CONFIRMED:
-            return  # never inserted, never reported
+        if self._conns.get(conn.id) is not conn:
+            return  # unconfirmed (or not this table's): never inserted, never reported
         for tup in conn.tuples:
             hit = self._table.get(tup)
             if hit is not None and hit[0] is conn:

@@ -860,3 +860,13 @@ def test_early_drop_finds_a_syn_flood_behind_established_connections() -> None:
     assert r.verdict is CtVerdict.ACCEPT
     assert [c.dying for c in flood[:3]] == [False, True, False]  # oldest not offloaded
     assert not any(c.dying for c in kept) and t.ct.stats["early_drop"] == 1
+
+
+def test_deleting_a_connection_this_table_never_held_only_marks_it_dying() -> None:
+    t = Table()
+    foreign = Conn((ORIG, REPL), status=Status.CONFIRMED, id=1)
+    mine = t.send(U_ORIG).conn
+    assert mine is not None and mine.id == 1
+    t.ct.delete(foreign, T0)
+    assert foreign.dying and not mine.dying and t.ct.lookup(U_ORIG) == (mine, ORIGINAL)
+    assert t.kinds() == ["NEW"]
