@@ -148,6 +148,9 @@ class Nat:
         self.stats: dict[str, int] = dict.fromkeys(
             ("snat", "dnat", "masquerade", "null", "remapped", "exhausted", "bad_address"), 0
         )
+        # nf_nat_bysource: the latest source-NATed connection of each original source, so a
+        # host keeps its outside address and port across destinations (dead ones are skipped).
+        self._bysource: dict[tuple[int, int, bytes, int], Conn] = {}
 
     def apply(self, conn: Conn, action: NatAction, *, egress_addr: bytes | None = None) -> bool:
         """Bind a ruleset NAT action; masquerade uses ``egress_addr`` (the output address).
@@ -207,7 +210,25 @@ class Nat:
             conn.tuples = (conn.tuples[ORIGINAL], reply_tuple(chosen))
             conn.status |= _NAT_BIT[manip]
         conn.status |= _DONE_BIT[manip]
+        if manip is Manip.SRC:
+            self._remember_source(conn, current)
         return True
+
+    def _remember_source(self, conn: Conn, source: CtTuple) -> None:
+        bysource = self._bysource
+        bysource[_source_key(source)] = conn
+        if len(bysource) > 2 * len(self.conntrack) + 1024:  # forget the dead now and then
+            self._bysource = {key: c for key, c in bysource.items() if not c.dying}
+
+    def _source_mapping(self, conn: Conn, current: CtTuple, rng: NatRange) -> CtTuple | None:
+        """``find_appropriate_src``: the outside address and port another live connection of
+        the same source already has, if they fit ``rng``."""
+        other = self._bysource.get(_source_key(current))
+        if other is None or other is conn or other.dying:
+            return None
+        mapped = reply_tuple(other.tuples[REPLY])
+        candidate = current._replace(src=mapped.src, sport=mapped.sport)
+        return candidate if _in_range(candidate, rng, Manip.SRC) else None
 
     # -- get_unique_tuple ----------------------------------------------------------------------
 
@@ -219,13 +240,14 @@ class Nat:
         self, conn: Conn, current: CtTuple, rng: NatRange, manip: Manip
     ) -> CtTuple | None:
         ports = rng.ports
-        if (
-            manip is Manip.SRC
-            and not rng.random
-            and _in_range(current, rng, manip)
-            and not self._used(current, conn)
-        ):
-            return current  # source NAT keeps a tuple that already fits
+        if manip is Manip.SRC and not rng.random:
+            if _in_range(current, rng, manip):
+                if not self._used(current, conn):
+                    return current  # source NAT keeps a tuple that already fits
+            else:
+                mapped = self._source_mapping(conn, current, rng)
+                if mapped is not None and not self._used(mapped, conn):
+                    return mapped
         tup = current
         if rng.addr is not None:
             tup = tup._replace(src=rng.addr) if manip is Manip.SRC else tup._replace(dst=rng.addr)
@@ -280,6 +302,11 @@ def _key_field(tup: CtTuple, manip: Manip) -> str | None:
     if tup.proto in _PORT_PROTOS:
         return "sport" if manip is Manip.SRC else "dport"
     return None
+
+
+def _source_key(tup: CtTuple) -> tuple[int, int, bytes, int]:
+    """``same_src``: protocol, source address and source port (or ICMP id)."""
+    return (tup.family, tup.proto, tup.src, tup.sport)
 
 
 def _key(tup: CtTuple, manip: Manip) -> int:

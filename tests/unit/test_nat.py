@@ -423,3 +423,16 @@ def test_icmp_error_about_a_port_forward_comes_from_the_public_address_v6() -> N
     inner = parse_inner(back)
     assert (inner.dst, inner.dport) == (public, 8080)
     assert r.ct.lookup(conn.tuples[REPLY]) == (conn, REPLY)
+
+
+def test_a_remapped_source_keeps_its_outside_port_for_other_destinations() -> None:
+    r = Router()
+    r.open(udp(H2, 40000, DNS, 53), MASQ)  # H2 holds WAN:40000 towards DNS
+    first = r.open(udp(H1, 40000, DNS, 53), MASQ)
+    port = first.tuples[REPLY].dport
+    assert port != 40000
+    second = r.open(udp(H1, 40000, X, 123), MASQ)  # WAN:40000 would be free towards X
+    assert second.tuples[REPLY] == udp(X, 123, WAN, port)
+    r.ct.delete(first, T0)
+    third = r.open(udp(H1, 40000, ip("203.0.113.10"), 123), MASQ)
+    assert third.tuples[REPLY].dport == port  # the second connection still holds the mapping
