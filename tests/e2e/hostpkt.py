@@ -1,0 +1,122 @@
+"""Traffic tool run inside a lab host (``python hostpkt.py MODE ...``); prints JSON on stdout.
+
+Modes: ``sniff IFACE SECONDS PORT`` (prints READY, then one JSON list of what arrived with TTL,
+MACs and whether the checksums are valid), ``tcp-server PORT``, ``tcp-client HOST PORT COUNT
+INTERVAL``, ``udp-echo PORT``, ``udp-client HOST PORT COUNT INTERVAL`` (sent/received counts),
+``send IFACE HEX...`` (raw frames).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+
+
+def sniff(iface: str, seconds: str, port: str) -> None:
+    from scapy.all import IP, TCP, UDP, AsyncSniffer, Ether, IPv6
+
+    def wanted(pkt) -> bool:  # no libpcap here, so no BPF: filter in Python
+        if IP in pkt and (pkt[IP].flags.MF or pkt[IP].frag):
+            return True
+        return any(l4 in pkt and int(port) in (pkt[l4].sport, pkt[l4].dport) for l4 in (TCP, UDP))
+
+    sniffer = AsyncSniffer(iface=iface, lfilter=wanted, store=True)
+    sniffer.start()
+    time.sleep(0.5)
+    print("READY", flush=True)
+    time.sleep(float(seconds))
+    packets = sniffer.stop() or []
+    out = []
+    for pkt in packets:
+        if Ether not in pkt or not (IP in pkt or IPv6 in pkt):
+            continue
+        l3 = pkt[IP] if IP in pkt else pkt[IPv6]
+        info = {"src_mac": pkt[Ether].src, "dst_mac": pkt[Ether].dst, "src": l3.src,
+                "dst": l3.dst, "ttl": l3.ttl if IP in pkt else l3.hlim, "len": len(pkt)}
+        if IP in pkt:
+            info["ip_csum_ok"] = _checksum_ok(pkt[IP])
+            info["frag"] = bool(pkt[IP].flags.MF or pkt[IP].frag)
+        for l4 in (TCP, UDP):
+            if l4 in pkt and not info.get("frag"):
+                info["sport"], info["dport"] = pkt[l4].sport, pkt[l4].dport
+                info["l4_csum_ok"] = _checksum_ok(l3, l4)
+                if l4 is TCP:
+                    info["flags"] = str(pkt[TCP].flags)
+        out.append(info)
+    print(json.dumps(out), flush=True)
+
+
+def _checksum_ok(l3, l4=None) -> bool:
+    """Whether the checksum on the wire is the one scapy computes from the same bytes."""
+    fresh = type(l3)(bytes(l3))
+    target = fresh if l4 is None else fresh[l4]
+    original = target.chksum
+    if l4 is not None and l4.__name__ == "UDP" and original == 0 and type(l3).__name__ == "IP":
+        return True  # IPv4 UDP without checksum stays without
+    del target.chksum
+    rebuilt = type(l3)(bytes(fresh))
+    return (rebuilt if l4 is None else rebuilt[l4]).chksum == original
+
+
+def tcp_server(port: str) -> None:
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("", int(port)))
+    server.listen(1)
+    conn, _ = server.accept()
+    total = 0
+    while data := conn.recv(65536):
+        total += len(data)
+    print(json.dumps({"received_bytes": total}), flush=True)
+
+
+def tcp_client(host: str, port: str, count: str, interval: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    conn = socket.socket(family)
+    conn.connect((host, int(port)))
+    for _ in range(int(count)):
+        conn.sendall(b"x" * 100)
+        time.sleep(float(interval))
+    conn.close()
+    print(json.dumps({"sent_bytes": int(count) * 100}), flush=True)
+
+
+def udp_echo(port: str) -> None:
+    sock = socket.socket(socket.AF_INET6)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind(("", int(port)))
+    while True:
+        data, peer = sock.recvfrom(65536)
+        sock.sendto(data, peer)
+
+
+def udp_client(host: str, port: str, count: str, interval: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.settimeout(2.0)
+    received = 0
+    for i in range(int(count)):
+        sock.sendto(str(i).encode().ljust(64, b"."), (host, int(port)))
+        try:
+            sock.recvfrom(65536)
+            received += 1
+        except TimeoutError:
+            pass
+        time.sleep(float(interval))
+    print(json.dumps({"sent": int(count), "received": received}), flush=True)
+
+
+def send(iface: str, *frames: str) -> None:
+    from scapy.all import sendp
+
+    sendp([bytes.fromhex(f) for f in frames], iface=iface, verbose=False)
+    print(json.dumps({"sent": len(frames)}), flush=True)
+
+
+MODES = {"sniff": sniff, "tcp-server": tcp_server, "tcp-client": tcp_client,
+         "udp-echo": udp_echo, "udp-client": udp_client, "send": send}
+
+if __name__ == "__main__":
+    MODES[sys.argv[1]](*sys.argv[2:])
