@@ -501,7 +501,10 @@ class Conntrack:
         t = self.timeouts
         proto = conn.proto
         if proto == IPPROTO_TCP:
-            return t.tcp[conn.tcp_state] if conn.tcp_state else t.tcp_close
+            timeout = t.tcp[conn.tcp_state] if conn.tcp_state else t.tcp_close
+            if not int(conn.status) & _SEEN_REPLY:  # never answered: no 5-day ESTABLISHED
+                timeout = min(timeout, t.tcp_unacknowledged)
+            return timeout
         if proto == IPPROTO_UDP:
             return t.udp_stream if conn.status & Status.SEEN_REPLY else t.udp
         if proto == IPPROTO_ICMP:

@@ -870,3 +870,10 @@ def test_deleting_a_connection_this_table_never_held_only_marks_it_dying() -> No
     t.ct.delete(foreign, T0)
     assert foreign.dying and not mine.dying and t.ct.lookup(U_ORIG) == (mine, ORIGINAL)
     assert t.kinds() == ["NEW"]
+
+
+def test_timeout_for_an_unanswered_pickup_is_capped() -> None:
+    t = Table()
+    conn = t.send(ORIG, ACK).conn
+    assert conn is not None and conn.tcp_state is TcpState.ESTABLISHED
+    assert t.ct.timeout_for(conn) == 300 == left(conn)
