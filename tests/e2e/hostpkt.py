@@ -74,8 +74,17 @@ def tcp_server(port: str) -> None:
 
 def tcp_client(host: str, port: str, count: str, interval: str) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    conn = socket.socket(family)
-    conn.connect((host, int(port)))
+    deadline = time.monotonic() + 5
+    while True:  # the server may still be starting in the other host
+        conn = socket.socket(family)
+        try:
+            conn.connect((host, int(port)))
+            break
+        except ConnectionRefusedError:
+            conn.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     for _ in range(int(count)):
         conn.sendall(b"x" * 100)
         time.sleep(float(interval))
@@ -84,7 +93,7 @@ def tcp_client(host: str, port: str, count: str, interval: str) -> None:
 
 
 def udp_echo(port: str) -> None:
-    sock = socket.socket(socket.AF_INET6)
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     sock.bind(("", int(port)))
     while True:
