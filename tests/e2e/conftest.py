@@ -37,6 +37,13 @@ def start(lab, host: str, *args: str):
     return lab.host(host).popen([sys.executable, HOSTPKT, *args], text=True)
 
 
+def serve(lab, host: str, *args: str):
+    """A server mode of hostpkt.py, returned once it listens."""
+    proc = start(lab, host, *args)
+    assert proc.stdout.readline().strip() == "READY", proc.stderr.read()
+    return proc
+
+
 def run(lab, host: str, *args: str, timeout: float = 30) -> dict | list:
     proc = start(lab, host, *args)
     out, err = proc.communicate(timeout=timeout)

@@ -15,10 +15,10 @@ import time
 
 
 def sniff(iface: str, seconds: str, port: str) -> None:
-    from scapy.all import IP, TCP, UDP, AsyncSniffer, Ether, IPv6
+    from scapy.all import ICMP, IP, TCP, UDP, AsyncSniffer, Ether, IPv6
 
     def wanted(pkt) -> bool:  # no libpcap here, so no BPF: filter in Python
-        if IP in pkt and (pkt[IP].flags.MF or pkt[IP].frag):
+        if IP in pkt and (pkt[IP].flags.MF or pkt[IP].frag or ICMP in pkt):
             return True
         return any(l4 in pkt and int(port) in (pkt[l4].sport, pkt[l4].dport) for l4 in (TCP, UDP))
 
@@ -38,6 +38,9 @@ def sniff(iface: str, seconds: str, port: str) -> None:
         if IP in pkt:
             info["ip_csum_ok"] = _checksum_ok(pkt[IP])
             info["frag"] = bool(pkt[IP].flags.MF or pkt[IP].frag)
+            info["options"] = len(pkt[IP].options)
+            if ICMP in pkt:
+                info["icmp"] = [pkt[ICMP].type, pkt[ICMP].code]
         for l4 in (TCP, UDP):
             if l4 in pkt and not info.get("frag"):
                 info["sport"], info["dport"] = pkt[l4].sport, pkt[l4].dport
@@ -65,14 +68,18 @@ def tcp_server(port: str) -> None:
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("", int(port)))
     server.listen(1)
+    print("READY", flush=True)
     conn, _ = server.accept()
     total = 0
-    while data := conn.recv(65536):
-        total += len(data)
+    try:
+        while data := conn.recv(65536):
+            total += len(data)
+    except ConnectionResetError:
+        pass
     print(json.dumps({"received_bytes": total}), flush=True)
 
 
-def tcp_client(host: str, port: str, count: str, interval: str) -> None:
+def tcp_client(host: str, port: str, count: str, interval: str, end: str = "fin") -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     deadline = time.monotonic() + 5
     while True:  # the server may still be starting in the other host
@@ -88,6 +95,8 @@ def tcp_client(host: str, port: str, count: str, interval: str) -> None:
     for _ in range(int(count)):
         conn.sendall(b"x" * 100)
         time.sleep(float(interval))
+    if end == "rst":  # SO_LINGER 0: close() sends RST instead of FIN
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     conn.close()
     print(json.dumps({"sent_bytes": int(count) * 100}), flush=True)
 
@@ -96,6 +105,7 @@ def udp_echo(port: str) -> None:
     sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     sock.bind(("", int(port)))
+    print("READY", flush=True)
     while True:
         data, peer = sock.recvfrom(65536)
         sock.sendto(data, peer)
@@ -117,10 +127,21 @@ def udp_client(host: str, port: str, count: str, interval: str) -> None:
     print(json.dumps({"sent": int(count), "received": received}), flush=True)
 
 
-def send(iface: str, *frames: str) -> None:
-    from scapy.all import sendp
+def send(iface: str, kind: str, dst_mac: str, src: str, dst: str, port: str) -> None:
+    """One crafted packet to ``dst`` through the router: ``frags``, ``options``, ``big``."""
+    from scapy.all import IP, UDP, Ether, IPOption_RR, fragment, sendp
 
-    sendp([bytes.fromhex(f) for f in frames], iface=iface, verbose=False)
+    base = Ether(dst=dst_mac) / IP(src=src, dst=dst, ttl=64)
+    udp = UDP(sport=40000, dport=int(port))
+    if kind == "frags":
+        frames = [Ether(dst=dst_mac) / f for f in fragment(base[IP] / udp / (b"f" * 1200), 400)]
+    elif kind == "options":
+        frames = [Ether(dst=dst_mac) / IP(src=src, dst=dst, ttl=64, options=[IPOption_RR()])
+                  / udp / (b"o" * 100)]
+    else:
+        frames = [Ether(dst=dst_mac) / IP(src=src, dst=dst, ttl=64, flags="DF")
+                  / udp / (b"b" * 1600)]
+    sendp(frames, iface=iface, verbose=False)
     print(json.dumps({"sent": len(frames)}), flush=True)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
-from tests.e2e.conftest import Sniffer, conn_to, run, start, wait_for
+from tests.e2e.conftest import Sniffer, conn_to, run, serve, start, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +27,7 @@ def _punts(lab) -> int:
 def test_tcp_offloaded_and_rewritten_in_hardware(lab):
     h2 = lab.topology.port_of("h2")
     sniffer = Sniffer(lab, "h2", 5101, 6)
-    server = start(lab, "h2", "tcp-server", "5101")
+    server = serve(lab, "h2", "tcp-server", "5101")
     client = start(lab, "h1", "tcp-client", lab.address("h2"), "5101", "40", "0.05")
     conn = wait_for(lambda: (c := conn_to(lab, 5101)) and c["offload"] == "HW_OFFLOAD" and c)
     assert conn, lab.flows()
@@ -46,7 +47,7 @@ def test_tcp_offloaded_and_rewritten_in_hardware(lab):
 
 
 def test_udp_ipv6_offloaded_without_loss(lab):
-    echo = start(lab, "h2", "udp-echo", "5102")
+    echo = serve(lab, "h2", "udp-echo", "5102")
     try:
         result = run(lab, "h1", "udp-client", lab.address("h2", 6), "5102", "40", "0.05")
         assert result == {"sent": 40, "received": 40}
@@ -64,10 +65,74 @@ def test_forward_counter_stops_counting_once_offloaded(lab):
         return int(re.search(r"counter packets (\d+)", text).group(1))
 
     before = counter()
-    server = start(lab, "h2", "tcp-server", "5103")
+    server = serve(lab, "h2", "tcp-server", "5103")
     client = start(lab, "h1", "tcp-client", lab.address("h2"), "5103", "30", "0.05")
     client.communicate(timeout=20)
     server.communicate(timeout=20)
     counted = counter() - before
     # the handshake's packets take the classic path (counted); 30 data segments do not
     assert 0 < counted < 15, counted
+
+
+def test_tcp_fin_closes_and_rst_tears_down_the_offloaded_flow(lab):
+    for port, end in (("5105", "fin"), ("5106", "rst")):
+        server = serve(lab, "h2", "tcp-server", port)
+        run(lab, "h1", "tcp-client", lab.address("h2"), port, "20", "0.05", end)
+        server.communicate(timeout=20)
+        # closing mode: FIN/RST are punted, the software path forwards them and GC removes
+        # both hardware entries (the flow stays in software until it times out)
+        gone = wait_for(lambda port=port: (c := conn_to(lab, int(port))) is None
+                        or (c["offload"] != "HW_OFFLOAD" and c["hw_directions"] == 0),
+                        timeout=10)
+        assert gone, conn_to(lab, int(port))
+    assert lab.stats()["punts"].get("tcp_fin_rst", 0) >= 2
+
+
+@pytest.mark.parametrize("kind", ["frags", "options"])
+def test_fragments_and_ipv4_options_take_the_classic_path(lab, kind):
+    h1 = lab.topology.port_of("h1")
+    before = dict(lab.stats()["punts"])
+    sniffer = Sniffer(lab, "h2", 5107, 3)
+    sent = run(lab, "h1", "send", lab.host("h1").defaultIntf().name, kind, h1.mac,
+               lab.address("h1"), lab.address("h2"), "5107")
+    arrived = [p for p in sniffer.result() if p["dst"] == lab.address("h2")]
+    assert len(arrived) == sent["sent"]
+    assert all(p["ttl"] == 63 and p["ip_csum_ok"] for p in arrived)
+    if kind == "options":
+        assert arrived[0]["options"] >= 1  # record route (+ padding) forwarded intact
+    punts = lab.stats()["punts"]
+    key = "ipv4_frag_or_options"
+    assert punts.get(key, 0) - before.get(key, 0) == sent["sent"]
+
+
+def test_oversize_with_df_gets_icmp_fragmentation_needed(lab):
+    h1 = lab.topology.port_of("h1")
+    intf = lab.host("h1").defaultIntf()
+    lab.host("h1").cmd(f"ip link set {intf.name} mtu 9000")
+    intf.link.intf2.cmd(f"ip link set {intf.link.intf2.name} mtu 9000")
+    try:
+        sniffer = Sniffer(lab, "h1", 5108, 3)
+        run(lab, "h1", "send", intf.name, "big", h1.mac, lab.address("h1"), lab.address("h2"),
+            "5108")
+        icmp = [p for p in sniffer.result() if "icmp" in p]
+        assert [p["icmp"] for p in icmp] == [[3, 4]]
+        assert icmp[0]["src"] == h1.gateway(4) and icmp[0]["ip_csum_ok"]
+    finally:
+        lab.host("h1").cmd(f"ip link set {intf.name} mtu 1500")
+        intf.link.intf2.cmd(f"ip link set {intf.link.intf2.name} mtu 1500")
+
+
+def test_controller_restart_loses_no_offloaded_packet_and_adopts_entries(lab):
+    echo = serve(lab, "h2", "udp-echo", "5109")
+    try:
+        client = start(lab, "h1", "udp-client", lab.address("h2"), "5109", "80", "0.05")
+        assert wait_for(lambda: (c := conn_to(lab, 5109)) and c["offload"] == "HW_OFFLOAD")
+        lab.stop_controller()
+        lab.start_controller()
+        out, err = client.communicate(timeout=30)
+        assert json.loads(out) == {"sent": 80, "received": 80}, err
+        stats = lab.stats()
+        assert stats["controller"].get("adopted", 0) >= 2  # both directions of this flow
+        assert stats["controller"].get("orphans_deleted", 0) == 0
+    finally:
+        echo.kill()
