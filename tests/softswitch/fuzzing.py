@@ -51,7 +51,15 @@ def frames(count: int, seed: int = 1) -> Iterator[bytes]:
 def fuzz_pipeline() -> Pipeline:
     """flowtable.p4's JSON when it has landed, else the router test program with entries."""
     if FLOWTABLE_JSON.is_file():
-        return Pipeline.from_json(json.loads(FLOWTABLE_JSON.read_text()))
+        pipe = Pipeline.from_json(json.loads(FLOWTABLE_JSON.read_text()))
+        v4 = (2, 0x2FE, 0x202, 0xC0000201, 0x0A000202, 5, 6, 1500)
+        for proto in (6, 17):  # the seeds' flows, so mutations also run the hit path
+            key = (1, 0x0A000101, 0x0A000202, proto, 1, 2)
+            pipe.tables["FtIngress.flow_v4"].insert(key, 0, "FtIngress.forward_v4", v4)
+        v6_key = (1, 0x20010DB8 << 96 | 1, 0x20010DB8 << 96 | 2, 6, 20, 80)
+        v6 = (2, 0x2FE, 0x202, 0x20010DB8 << 96 | 9, 0x20010DB8 << 96 | 2, 21, 81, 1500)
+        pipe.tables["FtIngress.flow_v6"].insert(v6_key, 0, "FtIngress.forward_v6", v6)
+        return pipe
     pipe = Pipeline.from_json(router_program())
     pipe.tables["ingress.fwd"].insert((0x0A000202,), 0, "ingress.forward", (2, 1, 2))
     return pipe
