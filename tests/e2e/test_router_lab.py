@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 def lab():
     from controller.lab import Lab
 
-    with Lab("router", "softswitch", grpc_port=9561) as lab:
+    with Lab("router", "softswitch", grpc_port=9561, flowtable={"udp_timeout": 5}) as lab:
         yield lab
 
 
@@ -135,5 +135,19 @@ def test_controller_restart_loses_no_offloaded_packet_and_adopts_entries(lab):
         stats = lab.stats()
         assert stats["controller"].get("adopted", 0) >= 2  # both directions of this flow
         assert stats["controller"].get("orphans_deleted", 0) == 0
+    finally:
+        echo.kill()
+
+
+def test_idle_flow_expires_and_both_hardware_entries_go(lab):
+    echo = serve(lab, "h2", "udp-echo", "5110")
+    try:
+        run(lab, "h1", "udp-client", lab.address("h2"), "5110", "5", "0.05")
+        assert wait_for(lambda: (c := conn_to(lab, 5110)) and c["offload"] == "HW_OFFLOAD")
+        recorded = lab.stats()["hw_entries_recorded"]
+        # udp_timeout 5 s: no traffic, the flow expires and DESTROYs both directions
+        assert wait_for(lambda: (c := conn_to(lab, 5110)) is None or c.get("flowtable") is None,
+                        timeout=15), conn_to(lab, 5110)
+        assert wait_for(lambda: lab.stats()["hw_entries_recorded"] <= recorded - 2, timeout=5)
     finally:
         echo.kill()
