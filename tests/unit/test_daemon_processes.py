@@ -61,10 +61,12 @@ def controller(tmp_path):
     switches = [_p4ft("softswitch", "--no-p4", "--device-id", "1", "--grpc-addr",
                       f"127.0.0.1:{p}") for p in ports]
     sock = tmp_path / "control.sock"
+    metrics = _free_port()
     log = (tmp_path / "controller.log").open("wb")
     daemon = _p4ft("controller", "--config", _config(tmp_path, "red", ports[0], "tcp dport 22"),
                    "--config", _config(tmp_path, "blue", ports[1], "udp dport 53"),
-                   "--control", str(sock), "--state-dir", str(tmp_path / "state"), log=log)
+                   "--control", str(sock), "--state-dir", str(tmp_path / "state"),
+                   "--metrics", f"127.0.0.1:{metrics}", log=log)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -77,7 +79,7 @@ def controller(tmp_path):
             assert daemon.poll() is None and time.monotonic() < deadline, (
                 (tmp_path / "controller.log").read_text())
             time.sleep(0.2)
-        yield daemon, sock
+        yield daemon, sock, metrics
     finally:
         for proc in (daemon, *switches):
             if proc.poll() is None:
@@ -86,7 +88,7 @@ def controller(tmp_path):
 
 
 def test_two_switches_each_with_its_own_ruleset(controller):
-    _daemon, sock = controller
+    _daemon, sock, _metrics = controller
     rulesets = control.request("ruleset", sock)
     assert set(rulesets) == {"red", "blue"}
     assert "tcp dport 22" in rulesets["red"] and "udp dport 53" in rulesets["blue"]
@@ -99,7 +101,7 @@ def test_two_switches_each_with_its_own_ruleset(controller):
 
 
 def test_deleting_a_flowtable_a_rule_uses_is_refused_and_nothing_changes(controller):
-    _daemon, sock = controller
+    _daemon, sock, _metrics = controller
     before = control.request("ruleset", sock, switch="red")
     with pytest.raises(control.ControlError):
         control.request("ruleset_apply", sock, switch="red", filename="del.nft",
@@ -108,7 +110,17 @@ def test_deleting_a_flowtable_a_rule_uses_is_refused_and_nothing_changes(control
 
 
 def test_sigterm_stops_cleanly_and_removes_the_socket(controller):
-    daemon, sock = controller
+    daemon, sock, _metrics = controller
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(15) == 0
     assert not sock.exists()
+
+
+def test_metrics_endpoint_serves_prometheus_text_per_switch(controller):
+    import urllib.request
+
+    _daemon, _sock, metrics = controller
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    assert 'p4ft_connected{switch="red"} 1' in text
+    assert 'p4ft_connected{switch="blue"} 1' in text
