@@ -176,6 +176,7 @@ class ClassicPath:
                 return self._drop("nat_failed")
             if conn.status & Status.NAT_MASK:
                 mangle_prerouting(pkt, conn, direction)
+                ctx.src, ctx.dst, ctx.sport, ctx.dport = pkt.src, pkt.dst, pkt.sport, pkt.dport
         if self._is_local(pkt.dst):
             return self._input(pkt, ctx, now)
         if _is_multicast(pkt.dst):

@@ -75,10 +75,7 @@ class Simulation:
             if port not in ports:
                 raise SimulationError(f"input port {port} is not a port of the router config")
         merged = heapq.merge(
-            *(
-                ((when, index, seq, port, frame) for seq, (when, frame) in enumerate(frames))
-                for index, (port, frames) in enumerate(inputs)
-            )
+            *(_keyed(index, port, frames) for index, (port, frames) in enumerate(inputs))
         )
         next_tick: float | None = None
         for when, _index, _seq, port, frame in merged:
@@ -138,6 +135,15 @@ class Simulation:
     def _output(self, sends: list[Send]) -> None:
         for port, frame in sends:
             self.result.outputs.setdefault(port, []).append((self.now, frame))
+
+
+def _keyed(
+    index: int, port: int, frames: Iterable[Frame]
+) -> Iterable[tuple[float, int, int, int, bytes]]:
+    """Sort keys for the merge: time, then the input's position, then its own order (a pcap
+    slightly out of time order is replayed in time order)."""
+    for seq, (when, frame) in sorted(enumerate(frames), key=lambda item: item[1][0]):
+        yield when, index, seq, port, frame
 
 
 def parse_inputs(specs: Sequence[str]) -> list[tuple[int, Path]]:

@@ -295,3 +295,14 @@ def test_h2_host_reached_without_gateway() -> None:
     r = make_router()
     _, out = only_send(r, udp4(dst=H2), 1)
     assert out[IP].dst == H2 and out.dst == H2_MAC
+
+
+def test_forward_chain_sees_the_address_after_dnat() -> None:
+    ruleset = NAT + (
+        "table inet filter { chain forward { type filter hook forward priority 0; policy drop;"
+        " ip daddr 10.0.1.1 tcp dport 80 accept } }"
+    )
+    r = make_router(ruleset)
+    syn = tcp4_reply("S", src=INTERNET, dst=R2, sport=5555, dport=8080)
+    port, out = only_send(r, syn, 2)
+    assert port == 1 and out[TCP].dport == 80

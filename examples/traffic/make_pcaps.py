@@ -1,0 +1,179 @@
+"""Generate the example traffic for ``p4ft simulate``.
+
+Run: .venv/bin/python examples/traffic/make_pcaps.py
+
+router_h1.pcap / router_h2.pcap (examples/router): both hosts resolve their gateway (ARP, NDP);
+a TCP conversation h1 -> h2:80 with handshake, data both ways and FIN; a UDP exchange that goes
+idle for 40 s (its flow expires) and then resumes; an IPv6 TCP conversation.
+
+nat_inside.pcap / nat_outside.pcap (examples/nat): h1 behind masquerade talks to 198.51.100.9:443 (beyond the gateway 203.0.113.254);
+198.51.100.9 reaches the inside web server through the DNAT port-forward 203.0.113.1:8080.
+
+Timestamps are fixed, so the files are reproducible byte for byte.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
+from scapy.layers.l2 import ARP, Ether
+from scapy.packet import Packet
+from scapy.utils import wrpcap
+from scapy.utils6 import in6_getnsma, in6_getnsmac
+
+HERE = Path(__file__).resolve().parent
+H1_MAC, H2_MAC = "00:00:00:00:01:01", "00:00:00:00:02:02"
+R1_MAC, R2_MAC = "00:00:00:00:01:fe", "00:00:00:00:02:fe"
+GW_MAC = "00:00:00:00:02:01"  # the NAT example's upstream gateway (a static neighbour)
+T0 = 1_700_000_000.0
+
+
+class Capture:
+    """Frames of one host, stamped with time offsets from T0."""
+
+    def __init__(self) -> None:
+        self.frames: list[Packet] = []
+
+    def add(self, offset: float, frame: Packet) -> None:
+        frame.time = T0 + offset
+        self.frames.append(frame)
+
+    def write(self, name: str) -> None:
+        wrpcap(str(HERE / name), sorted(self.frames, key=lambda f: f.time))
+
+
+def arp_request(mac: str, ip: str, target: str) -> Packet:
+    return Ether(dst="ff:ff:ff:ff:ff:ff", src=mac) / ARP(op=1, hwsrc=mac, psrc=ip, pdst=target)
+
+
+def neighbor_solicitation(mac: str, ip: str, target: str) -> Packet:
+    group = in6_getnsma(socket.inet_pton(socket.AF_INET6, target))
+    return (
+        Ether(dst=in6_getnsmac(group), src=mac)
+        / IPv6(src=ip, dst=socket.inet_ntop(socket.AF_INET6, group), hlim=255)
+        / ICMPv6ND_NS(tgt=target)
+        / ICMPv6NDOptSrcLLAddr(lladdr=mac)
+    )
+
+
+class Tcp:
+    """One TCP conversation with real sequence numbers, seen from both ends."""
+
+    def __init__(self, client: Packet, server: Packet, cport: int, sport: int) -> None:
+        self.client, self.server = client, server  # Ether/IP templates of each direction
+        self.cport, self.sport = cport, sport
+        self.cseq, self.sseq = 1000, 5000
+
+    def c(self, flags: str, data: bytes = b"") -> Packet:
+        pkt = self.client.copy() / TCP(
+            sport=self.cport, dport=self.sport, flags=flags, seq=self.cseq, ack=self.sseq
+        )
+        self.cseq += len(data) + ("S" in flags or "F" in flags)
+        return pkt / data if data else pkt
+
+    def s(self, flags: str, data: bytes = b"") -> Packet:
+        pkt = self.server.copy() / TCP(
+            sport=self.sport, dport=self.cport, flags=flags, seq=self.sseq, ack=self.cseq
+        )
+        self.sseq += len(data) + ("S" in flags or "F" in flags)
+        return pkt / data if data else pkt
+
+
+def router_example() -> None:
+    h1, h2 = Capture(), Capture()
+    h1.add(0.0, arp_request(H1_MAC, "10.0.1.1", "10.0.1.254"))
+    h2.add(0.05, arp_request(H2_MAC, "10.0.2.2", "10.0.2.254"))
+    h1.add(0.1, neighbor_solicitation(H1_MAC, "2001:db8:1::1", "2001:db8:1::fe"))
+    h2.add(0.15, neighbor_solicitation(H2_MAC, "2001:db8:2::2", "2001:db8:2::fe"))
+
+    tcp = Tcp(
+        Ether(dst=R1_MAC, src=H1_MAC) / IP(src="10.0.1.1", dst="10.0.2.2"),
+        Ether(dst=R2_MAC, src=H2_MAC) / IP(src="10.0.2.2", dst="10.0.1.1"),
+        40000,
+        80,
+    )
+    h1.add(1.000, tcp.c("S"))  # classic, NEW
+    h2.add(1.010, tcp.s("SA"))  # classic
+    h1.add(1.020, tcp.c("A"))  # classic: ESTABLISHED + ASSURED -> OFFLOAD
+    h1.add(1.022, tcp.c("PA", b"GET / HTTP/1.0\r\n\r\n"))  # sw_fastpath: REPLACE in flight
+    h2.add(1.040, tcp.s("PA", b"HTTP/1.0 200 OK\r\n\r\nhello"))  # hw
+    h1.add(1.050, tcp.c("A"))  # hw
+    for i in range(5):
+        h2.add(1.1 + i * 0.1, tcp.s("PA", bytes(100)))  # hw
+    h1.add(2.000, tcp.c("FA"))  # FIN is punted: sw_fastpath (CLOSING)
+    h2.add(2.010, tcp.s("FA"))
+    h1.add(2.020, tcp.c("A"))
+
+    for i, t in enumerate((3.0, 3.01, 3.1, 3.2)):
+        if i % 2 == 0:
+            frame = Ether(dst=R1_MAC, src=H1_MAC) / IP(src="10.0.1.1", dst="10.0.2.2")
+            h1.add(t, frame / UDP(sport=5353, dport=53) / b"query")
+        else:
+            frame = Ether(dst=R2_MAC, src=H2_MAC) / IP(src="10.0.2.2", dst="10.0.1.1")
+            h2.add(t, frame / UDP(sport=53, dport=5353) / b"answer")
+    udp_again = Ether(dst=R1_MAC, src=H1_MAC) / IP(src="10.0.1.1", dst="10.0.2.2")
+    h1.add(45.0, udp_again / UDP(sport=5353, dport=53) / b"query after idle")  # expired: classic
+
+    tcp6 = Tcp(
+        Ether(dst=R1_MAC, src=H1_MAC) / IPv6(src="2001:db8:1::1", dst="2001:db8:2::2"),
+        Ether(dst=R2_MAC, src=H2_MAC) / IPv6(src="2001:db8:2::2", dst="2001:db8:1::1"),
+        41000,
+        22,
+    )
+    h1.add(5.000, tcp6.c("S"))
+    h2.add(5.010, tcp6.s("SA"))
+    h1.add(5.020, tcp6.c("A"))
+    h1.add(5.100, tcp6.c("PA", b"SSH-2.0-example\r\n"))
+    h2.add(5.200, tcp6.s("PA", b"SSH-2.0-server\r\n"))
+    h1.add(46.0, tcp6.c("PA", b"still there?"))  # the flow expired meanwhile: classic
+
+    h1.write("router_h1.pcap")
+    h2.write("router_h2.pcap")
+
+
+def nat_example() -> None:
+    inside, outside = Capture(), Capture()
+    inside.add(0.0, arp_request(H1_MAC, "10.0.1.1", "10.0.1.254"))
+
+    out = Tcp(
+        Ether(dst=R1_MAC, src=H1_MAC) / IP(src="10.0.1.1", dst="198.51.100.9"),
+        Ether(dst=R2_MAC, src=GW_MAC) / IP(src="198.51.100.9", dst="203.0.113.1"),
+        40000,  # masquerade keeps the port: nothing else uses it
+        443,
+    )
+    inside.add(1.000, out.c("S"))
+    outside.add(1.010, out.s("SA"))
+    inside.add(1.020, out.c("A"))
+    inside.add(1.030, out.c("PA", b"hello"))
+    outside.add(1.040, out.s("PA", b"world"))
+    inside.add(1.050, out.c("FA"))
+    outside.add(1.060, out.s("FA"))
+    inside.add(1.070, out.c("A"))
+
+    fwd = Tcp(
+        Ether(dst=R2_MAC, src=GW_MAC) / IP(src="198.51.100.9", dst="203.0.113.1"),
+        Ether(dst=R1_MAC, src=H1_MAC) / IP(src="10.0.1.1", dst="198.51.100.9"),
+        50000,
+        8080,
+    )
+    outside.add(2.000, fwd.c("S"))
+    fwd.sport = 80  # the server answers from the port it listens on; the router maps it back
+    inside.add(2.010, fwd.s("SA"))
+    fwd.sport = 8080
+    outside.add(2.020, fwd.c("A"))
+    outside.add(2.030, fwd.c("PA", b"GET /"))
+    fwd.sport = 80
+    inside.add(2.040, fwd.s("PA", b"200 OK"))
+    fwd.sport = 8080
+    outside.add(2.050, fwd.c("A"))
+
+    inside.write("nat_inside.pcap")
+    outside.write("nat_outside.pcap")
+
+
+if __name__ == "__main__":
+    router_example()
+    nat_example()
