@@ -139,12 +139,15 @@ class SwitchSession:
         self.state_file = (state_dir / f"{name}.json") if state_dir is not None else None
         self._work = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
 
     # -- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
         adopted = self._load_state()
         report = await self._connect(adopted)
+        if self.state_file is not None:  # used once: a later crash must not resurrect entries
+            self.state_file.unlink(missing_ok=True)
         self.driver.rules.update({c: adopted[c] for c in report.adopted + report.installed
                                   if c in adopted})
         self.counters["adopted"] += len(report.adopted) + len(report.installed)
@@ -152,6 +155,7 @@ class SwitchSession:
         log.info("%s: connected to %s; adopted %d offloaded entries, deleted %d orphans",
                  self.name, self.config.switch.address, len(report.adopted) + len(report.installed),
                  len(report.deleted))
+        self._started = True
         self.driver.set_idle_callback(self._on_idle)
         for loop in (self._packet_loop, self._tick_loop, self._offload_loop):
             self._tasks.append(asyncio.create_task(loop(), name=f"{self.name}:{loop.__name__}"))
@@ -189,12 +193,11 @@ class SwitchSession:
         except (OSError, ValueError, TypeError, KeyError) as exc:
             log.warning("%s: ignoring state file %s: %s", self.name, self.state_file, exc)
             return {}
-        self.state_file.unlink()  # used once: a later crash must not resurrect these entries
         return rules
 
     def _save_state(self) -> None:
-        if self.state_file is None:
-            return
+        if self.state_file is None or not self._started:
+            return  # never connected: what the switch holds is unknown, keep any old record
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps(rules_to_json(self.driver.rules)))
         log.info("%s: %d offloaded entries left in hardware, recorded in %s", self.name,

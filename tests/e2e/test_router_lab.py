@@ -151,3 +151,36 @@ def test_idle_flow_expires_and_both_hardware_entries_go(lab):
         assert wait_for(lambda: lab.stats()["hw_entries_recorded"] <= recorded - 2, timeout=5)
     finally:
         echo.kill()
+
+
+def test_ruleset_apply_removing_the_flowtable_removes_its_hardware_entries(lab):
+    # runs last in this module: it replaces the lab's ruleset
+    echo = serve(lab, "h2", "udp-echo", "5111")
+    try:
+        run(lab, "h1", "udp-client", lab.address("h2"), "5111", "5", "0.05")
+        assert wait_for(lambda: (c := conn_to(lab, 5111)) and c["offload"] == "HW_OFFLOAD")
+        recorded = lab.stats()["hw_entries_recorded"]  # (adopted ones of the restart too)
+        script = lab.workdir / "no-flowtable.nft"
+        script.write_text("flush ruleset\ntable inet filter {\n chain forward {\n"
+                          "  type filter hook forward priority 0; policy accept;\n }\n}\n")
+        assert lab.p4ft("ruleset", "apply", str(script)) == ""
+        assert lab.snapshot()["flowtables"] == []
+        assert wait_for(lambda: lab.stats()["hw_entries_recorded"] <= recorded - 2), lab.stats()
+        assert lab.stats()["hw_flows"] == 0
+        # traffic still flows, now on the classic path
+        assert run(lab, "h1", "udp-client", lab.address("h2"), "5111", "5", "0.05") == {
+            "sent": 5, "received": 5}
+    finally:
+        echo.kill()
+
+
+def test_ruleset_apply_deleting_a_used_flowtable_is_refused(lab):
+    script = lab.workdir / "delete-ft.nft"
+    script.write_text("table inet t2 {\n flowtable f2 { hook ingress priority 0; devices = "
+                      "{ eth0 }; }\n chain c { type filter hook forward priority 0; "
+                      "flow add @f2; }\n}\n")
+    assert lab.p4ft("ruleset", "apply", str(script)) == ""
+    script.write_text("delete flowtable inet t2 f2\n")
+    out = lab.p4ft("ruleset", "apply", str(script))
+    assert out.startswith("p4ft ruleset: ") and "f2" in out
+    assert "flowtable f2" in lab.p4ft("ruleset", "list")
