@@ -53,7 +53,7 @@ def _demo(lab) -> None:
     server = lab.host(second).popen([sys.executable, "-c", SERVER])
     time.sleep(0.5)
     client = lab.host(first).popen([sys.executable, "-c", CLIENT, target])
-    time.sleep(2.5)
+    time.sleep(4.5)
     print("\n== after the handshake and some data (p4ft flows):")
     print(lab.p4ft("flows"), end="")
     client.wait(15)
