@@ -12,8 +12,8 @@ forward chain and its new connection is never confirmed::
     routing decision     local → INPUT (echo reply; other local traffic: counted drop)
                          no route → ICMP net unreachable
     ip_forward checks    TTL ≤ 1 → time exceeded; oversize → frag needed (DF) / packet too big
-                         (IPv6); oversize IPv4 without DF is dropped and counted
-                         ("frag_needed_no_df"): this router does not fragment
+                         (IPv6); oversize IPv4 without DF is fragmented at the output
+                         (``ip_do_fragment``), except with IP options: a counted drop
     FORWARD              policy; ``flow add @ft`` → ``controller.admission``
     POSTROUTING          SNAT/masquerade (or the null binding) on new conns; src half rewrite
     confirm              the conntrack entry enters the table (NEW event)
@@ -26,12 +26,14 @@ conntrack and the flowtables (``controller.router`` collects them).
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from controller import frames, icmp, mangle
 from controller.admission import admit
+from controller.checksum import checksum
 from controller.config import RouterConfig
 from controller.conntrack import Conntrack, CtVerdict
 from controller.ct import IPPROTO_ICMPV6, ORIGINAL, Conn, CtInfo, Status
@@ -40,6 +42,8 @@ from controller.nat import Manip, Nat, mangle_postrouting, mangle_prerouting, tr
 from controller.neighbors import NeighborOutput, NeighborTable
 from controller.packet import (
     ETH_P_ARP,
+    IP_MF,
+    IP_OFFSET,
     NDISC_NEIGHBOUR_ADVERTISEMENT,
     NDISC_NEIGHBOUR_SOLICITATION,
     Malformed,
@@ -54,6 +58,7 @@ FlowtableKey = tuple[str, str, str]  # (family, table, name) as in the ruleset
 Send = tuple[int, bytes]
 
 FORWARDED, TO_ROUTER, DROPPED = "classic", "to_router", "drop"
+_H = struct.Struct("!H")
 _NDP = (NDISC_NEIGHBOUR_SOLICITATION, NDISC_NEIGHBOUR_ADVERTISEMENT)
 
 
@@ -189,10 +194,11 @@ class ClassicPath:
         if pkt.ttl <= 1:
             return self._drop("ttl_exceeded", self._icmp_error(original, in_port, now, "ttl"))
         if pkt.ip_len > out.mtu:
-            if pkt.family == 4 and not pkt.dont_fragment:
-                return self._drop("frag_needed_no_df")
-            sends = self._icmp_error(original, in_port, now, "mtu", out.mtu)
-            return self._drop("frag_needed" if pkt.family == 4 else "packet_too_big", sends)
+            if pkt.family == 6 or pkt.dont_fragment:
+                sends = self._icmp_error(original, in_port, now, "mtu", out.mtu)
+                return self._drop("frag_needed" if pkt.family == 4 else "packet_too_big", sends)
+            if pkt.options:
+                return self._drop("fragment_with_options")
         ctx.oifname = out.name
         verdict = self.evaluator.run(Hook.FORWARD, pkt.family, ctx)
         if not verdict.accept:
@@ -209,7 +215,13 @@ class ClassicPath:
                 return self._drop("conntrack_insert_failed")
         mangle.decrement_ttl(pkt)
         datagram = bytes(pkt.frame[pkt.l3 : pkt.end])  # no VLAN tag, no Ethernet padding
-        sends = self._to_neighbor(hop, datagram, now)
+        if len(datagram) > out.mtu:
+            self.counters["fragmented"] += 1
+            sends = []
+            for piece in fragment_ipv4(datagram, out.mtu):
+                sends += self._to_neighbor(hop, piece, now)
+        else:
+            sends = self._to_neighbor(hop, datagram, now)
         self.counters["forwarded"] += 1
         return ClassicResult(FORWARDED, sends)
 
@@ -364,3 +376,25 @@ class ClassicPath:
 
 def _is_multicast(dst: bytes) -> bool:
     return (dst[0] & 0xF0) == 0xE0 if len(dst) == 4 else dst[0] == 0xFF
+
+
+def fragment_ipv4(datagram: bytes, mtu: int) -> list[bytes]:
+    """``ip_do_fragment`` for a datagram without options: pieces of at most ``mtu`` bytes whose
+    payloads are multiples of 8 bytes (but the last), offsets and MF set, checksums fixed.
+    A datagram that is itself a fragment keeps its offset and its MF on the last piece."""
+    ihl = (datagram[0] & 0x0F) * 4
+    header, payload = datagram[:ihl], datagram[ihl:]
+    step = (mtu - ihl) & ~7
+    frag = _H.unpack_from(header, 6)[0]
+    base, more = frag & IP_OFFSET, frag & IP_MF
+    pieces = []
+    for start in range(0, len(payload), step):
+        chunk = payload[start : start + step]
+        last = start + step >= len(payload)
+        head = bytearray(header)
+        _H.pack_into(head, 2, ihl + len(chunk))
+        _H.pack_into(head, 6, (base + start // 8) | (more if last else IP_MF))
+        _H.pack_into(head, 10, 0)
+        _H.pack_into(head, 10, checksum(head))
+        pieces.append(bytes(head) + chunk)
+    return pieces

@@ -186,6 +186,8 @@ def assert_checksums(frame: bytes) -> Ether:
         raw = bytes(ip)
         assert checksum(raw[: ip.ihl * 4]) == 0, "IPv4 header checksum is wrong"
         body = raw[ip.ihl * 4 : ip.len]
+        if ip.flags.MF or ip.frag:
+            return pkt  # a fragment: its L4 checksum covers the whole datagram
         proto, verify = ip.proto, lambda data: in4_chksum(ip.proto, ip, data)
     else:
         ip = pkt[IPv6]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, IPOption_NOP, TCPerror
 from scapy.layers.inet6 import (
     ICMPv6EchoReply,
     ICMPv6EchoRequest,
@@ -158,10 +158,31 @@ def test_oversize_with_df_gets_frag_needed_with_the_mtu() -> None:
     assert (err[ICMP].type, err[ICMP].code, err[ICMP].nexthopmtu) == (3, 4, 1400)
 
 
-def test_oversize_without_df_is_a_counted_drop() -> None:
+def test_oversize_without_df_is_fragmented() -> None:
     r = make_router(mtu2=1400)
-    outcome = r.receive(tcp4("PA", payload=bytes(1400)), 1, NOW)
-    assert (outcome.path, outcome.reason, outcome.sends) == ("drop", "frag_needed_no_df", [])
+    payload = bytes(range(256)) * 10
+    outcome = r.receive(tcp4("PA", payload=payload), 1, NOW)
+    assert outcome.path == "classic" and len(outcome.sends) == 2
+    pieces = [assert_checksums(raw) for port, raw in outcome.sends if port == 2]
+    first, second = pieces
+    assert first[IP].flags == "MF" and first[IP].frag == 0 and first[IP].len <= 1400
+    assert (first[IP].len - 20) % 8 == 0 and second[IP].flags == 0
+    assert second[IP].frag * 8 == first[IP].len - 20
+    assert all(p[IP].ttl == 63 and p[IP].id == first[IP].id for p in pieces)
+    whole = bytes(first[IP].payload) + bytes(second[IP].payload)[: second[IP].len - 20]
+    assert whole[20:] == payload  # TCP header, then the data in order
+
+
+def test_oversize_with_options_without_df_is_a_counted_drop() -> None:
+    r = make_router(mtu2=1400)
+    frame = (
+        Ether(dst=R1_MAC, src=H1_MAC)
+        / IP(src=H1, dst=H2, options=[IPOption_NOP()] * 4)
+        / TCP(dport=80, flags="PA")
+        / bytes(1400)
+    )
+    outcome = r.receive(bytes(frame), 1, NOW)
+    assert (outcome.path, outcome.reason) == ("drop", "fragment_with_options")
 
 
 def test_oversize_ipv6_gets_packet_too_big() -> None:
