@@ -56,14 +56,18 @@ class SimulationResult:
 class Simulation:
     """One router, one memory-driver switch, one virtual clock."""
 
-    def __init__(self, config: RouterConfig, *, latency: float = DEFAULT_LATENCY) -> None:
+    def __init__(
+        self, config: RouterConfig, *, latency: float = DEFAULT_LATENCY, capacity: int | None = None
+    ) -> None:
         if latency < 0:
             raise SimulationError("hardware latency must not be negative")
+        if capacity is not None and capacity < 0:
+            raise SimulationError("hardware capacity must not be negative")
         self.now = 0.0
         self.latency = latency
         self._pending: list[Event] = []
         self.router = Router(config, on_event=self._pending.append)
-        self.driver = MemoryDriver(clock=lambda: self.now)
+        self.driver = MemoryDriver(capacity, clock=lambda: self.now)
         self._in_flight: list[tuple[float, int, list[FlowCommand]]] = []  # (due, seq, batch)
         self._seq = 0
         self.result = SimulationResult()

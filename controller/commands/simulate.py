@@ -29,7 +29,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         inputs = load_inputs(parse_inputs(args.inputs))
-        sim = Simulation(config, latency=args.hw_latency)
+        sim = Simulation(config, latency=args.hw_latency, capacity=args.hw_capacity)
         result = sim.run(inputs)
         result.write(Path(args.out))
     except (ConfigError, RouteError, RulesetError, PcapError, SimulationError) as exc:
@@ -72,5 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0.005,
         metavar="SECONDS",
         help="virtual time from an offload batch to its completion (default 0.005)",
+    )
+    parser.add_argument(
+        "--hw-capacity",
+        type=int,
+        default=None,
+        metavar="N",
+        help="flow directions the hardware holds (default: unlimited); others stay in software",
     )
     parser.set_defaults(func=_run)

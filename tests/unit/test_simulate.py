@@ -180,3 +180,14 @@ def test_unknown_port_and_bad_config(tmp_path: Path, capsys: pytest.CaptureFixtu
         == 1
     )
     assert "router.toml" in capsys.readouterr().err
+
+
+def test_full_hardware_keeps_flows_in_software(tmp_path: Path) -> None:
+    code = simulate(
+        tmp_path, "router", "1=router_h1.pcap", "2=router_h2.pcap", extra=("--hw-capacity", "0")
+    )
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    paths = [e["path"] for e in report]
+    assert "hw" not in paths and paths.count("sw_fastpath") >= 10
+    assert not any("HW_OFFLOAD" in types(e) for e in report)
