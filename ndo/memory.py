@@ -57,7 +57,8 @@ def _csum_fold(total: int) -> int:
 
 
 def _sum16(data: bytes) -> int:
-    return sum(_H.unpack_from(data, i)[0] for i in range(0, len(data), 2))
+    """Folded one's-complement sum: complementing an unfolded sum would be off by the carries."""
+    return _csum_fold(sum(_H.unpack_from(data, i)[0] for i in range(0, len(data), 2)))
 
 
 def _csum_replace(check: int, old: bytes, new: bytes) -> int:
