@@ -17,10 +17,12 @@ def lab():
         yield lab
 
 
-def test_fin_in_teardown_mode_tears_the_flow_down(lab):
-    server = serve(lab, "h2", "tcp-server", "5302")
-    run(lab, "h1", "tcp-client", lab.address("h2"), "5302", "10", "0.02")
+@pytest.mark.parametrize(("port", "end"), [(5302, "fin"), (5303, "rst")])
+def test_fin_or_rst_in_teardown_mode_tears_the_flow_down(lab, port, end):
+    server = serve(lab, "h2", "tcp-server", str(port))
+    run(lab, "h1", "tcp-client", lab.address("h2"), str(port), "10", "0.02", end)
     out, _ = server.communicate(timeout=20)
     assert '"received_bytes": 1000' in out
-    # the FIN took the classic path and the flow left the flowtable
-    assert wait_for(lambda: (c := conn_to(lab, 5302)) is None or c.get("flowtable") is None)
+    # the FIN/RST took the classic path and the flow left the flowtable (and the hardware)
+    assert wait_for(lambda: (c := conn_to(lab, port)) is None or c.get("flowtable") is None)
+    assert lab.stats()["hw_flows"] == 0
