@@ -1,8 +1,9 @@
 """``p4ft simulate``: the whole system in one process on a virtual clock (DESIGN §4.1).
 
 Input pcaps (one per port) are merged in time order, ties broken by the order the inputs were
-given. Each frame goes first to the "hardware" (the memory driver's data plane): a hit leaves by
-its egress port with path ``hw``; a miss is punted to :class:`controller.router.Router`.
+given. Each frame goes first to the "hardware" (``controller.simulate_hw``: the memory driver, or
+the softswitch programmed over P4Runtime): what it forwards leaves with path ``hw``; a punt goes
+to :class:`controller.router.Router` with its reason (a frame the data plane drops: ``drop``).
 Between packets the clock advances: at every whole second passed the router ticks (GC,
 conntrack expiry, neighbour timers) and the offload queue is drained. Hardware latency is
 modelled on the virtual clock: a batch taken at ``t`` is executed by the driver at
@@ -15,6 +16,7 @@ packet) and, per port, the frames the system sent with their virtual time.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import json
 import math
@@ -25,8 +27,8 @@ from pathlib import Path
 from controller.config import RouterConfig
 from controller.pcap import PcapWriter, read_pcap
 from controller.router import Event, Router, Send
+from controller.simulate_hw import BACKENDS
 from ndo.api import FlowCommand
-from ndo.memory import MemoryDriver
 
 DEFAULT_LATENCY = 0.005  # seconds from taking a batch to its completion (hardware write time)
 BATCH = 1000
@@ -57,7 +59,12 @@ class Simulation:
     """One router, one memory-driver switch, one virtual clock."""
 
     def __init__(
-        self, config: RouterConfig, *, latency: float = DEFAULT_LATENCY, capacity: int | None = None
+        self,
+        config: RouterConfig,
+        *,
+        latency: float = DEFAULT_LATENCY,
+        capacity: int | None = None,
+        hw: str = "memory",
     ) -> None:
         if latency < 0:
             raise SimulationError("hardware latency must not be negative")
@@ -67,13 +74,25 @@ class Simulation:
         self.latency = latency
         self._pending: list[Event] = []
         self.router = Router(config, on_event=self._pending.append)
-        self.driver = MemoryDriver(capacity, clock=lambda: self.now)
+        if hw not in BACKENDS:
+            raise SimulationError(f"unknown hardware {hw!r} (one of {', '.join(BACKENDS)})")
+        self.hw = BACKENDS[hw](config, lambda: self.now, capacity)
         self._in_flight: list[tuple[float, int, list[FlowCommand]]] = []  # (due, seq, batch)
         self._seq = 0
         self.result = SimulationResult()
 
     def run(self, inputs: Sequence[tuple[int, Iterable[Frame]]]) -> SimulationResult:
         """Replay ``inputs`` (port, frames) merged by time; ties keep the order of ``inputs``."""
+        return asyncio.run(self.run_async(inputs))
+
+    async def run_async(self, inputs: Sequence[tuple[int, Iterable[Frame]]]) -> SimulationResult:
+        await self.hw.start()
+        try:
+            return await self._run(inputs)
+        finally:
+            await self.hw.close()
+
+    async def _run(self, inputs: Sequence[tuple[int, Iterable[Frame]]]) -> SimulationResult:
         ports = {p.id for p in self.router.config.ports}
         for port, _ in inputs:
             if port not in ports:
@@ -87,26 +106,26 @@ class Simulation:
                 self.now = when
                 next_tick = math.floor(when) + 1.0
             while next_tick <= when:
-                self._advance(next_tick)
+                await self._advance(next_tick)
                 self._output(self.router.tick(next_tick))
                 self._take_batch()
                 next_tick += 1.0
-            self._advance(when)
+            await self._advance(when)
             self._packet(port, frame)
-        self._finish()
+        await self._finish()
         return self.result
 
     # -- one input packet ------------------------------------------------------------------
 
     def _packet(self, port: int, frame: bytes) -> None:
-        hit = self.driver.process(frame, port)
-        if hit is not None:
-            path = "hw"
-            self._output([(hit[0], bytes(hit[1]))])
-        else:
-            outcome = self.router.receive(frame, port, self.now)
+        sends, punt = self.hw.process(frame, port)
+        self._output(sends)
+        if punt is not None:
+            outcome = self.router.receive(punt.frame, punt.ingress_port, self.now, punt.reason)
             path = outcome.path
             self._output(outcome.sends)
+        else:
+            path = "hw" if sends else "drop"
         self.result.report.append(
             {"in_port": port, "time": self.now, "path": path, "events": list(self._pending)}
         )
@@ -115,12 +134,12 @@ class Simulation:
 
     # -- the clock and the hardware ----------------------------------------------------------
 
-    def _advance(self, until: float) -> None:
+    async def _advance(self, until: float) -> None:
         """Move the clock to ``until``, completing hardware batches due on the way."""
         while self._in_flight and self._in_flight[0][0] <= until:
             due, _seq, batch = heapq.heappop(self._in_flight)
             self.now = max(self.now, due)
-            self.router.offload.complete(self.driver.execute_now(batch), self.now)
+            self.router.offload.complete(await self.hw.execute(batch), self.now)
             self._take_batch()  # completions may have queued more work (e.g. waiting flows)
         self.now = max(self.now, until)
 
@@ -131,10 +150,10 @@ class Simulation:
             heapq.heappush(self._in_flight, (self.now + self.latency, self._seq, batch))
             self._seq += 1
 
-    def _finish(self) -> None:
+    async def _finish(self) -> None:
         """Complete what the hardware still has in hand (nothing more is reported)."""
         if self._in_flight:
-            self._advance(max(due for due, _, _ in self._in_flight))
+            await self._advance(max(due for due, _, _ in self._in_flight))
 
     def _output(self, sends: list[Send]) -> None:
         for port, frame in sends:

@@ -18,21 +18,22 @@ def _run(args: argparse.Namespace) -> int:
     from controller.routing import RouteError
     from controller.ruleset import RulesetError
     from controller.simulate import Simulation, SimulationError, load_inputs, parse_inputs
+    from controller.simulate_hw import HardwareError
 
-    if args.hw != "memory":
-        print(
-            "p4ft simulate: --hw softswitch is not available yet (the softswitch cannot be "
-            "driven in-process on a virtual clock); use --hw memory",
-            file=sys.stderr,
-        )
-        return 1
     try:
         config = load_config(args.config)
         inputs = load_inputs(parse_inputs(args.inputs))
-        sim = Simulation(config, latency=args.hw_latency, capacity=args.hw_capacity)
+        sim = Simulation(config, latency=args.hw_latency, capacity=args.hw_capacity, hw=args.hw)
         result = sim.run(inputs)
         result.write(Path(args.out))
-    except (ConfigError, RouteError, RulesetError, PcapError, SimulationError) as exc:
+    except (
+        ConfigError,
+        RouteError,
+        RulesetError,
+        PcapError,
+        SimulationError,
+        HardwareError,
+    ) as exc:
         print(f"p4ft simulate: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

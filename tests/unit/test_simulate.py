@@ -152,7 +152,7 @@ def test_bad_pcap_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture
     [
         (["--in", "9=x.pcap"], "No such file"),
         (["--in", "1"], "PORT=FILE"),
-        (["--hw", "softswitch", "--in", "1=x.pcap"], "softswitch"),
+        (["--hw-latency", "-1", "--in", f"1={EXAMPLES / 'traffic' / 'router_h1.pcap'}"], "latency"),
     ],
 )
 def test_bad_arguments_are_clear_errors(
@@ -186,3 +186,28 @@ def test_full_hardware_keeps_flows_in_software(tmp_path: Path) -> None:
     paths = [e["path"] for e in report]
     assert "hw" not in paths and paths.count("sw_fastpath") >= 10
     assert not any("HW_OFFLOAD" in types(e) for e in report)
+
+
+def test_softswitch_hardware_gives_the_same_journey(router_run, tmp_path: Path) -> None:
+    memory_report, _ = router_run
+    code = simulate(
+        tmp_path, "router", "1=router_h1.pcap", "2=router_h2.pcap", extra=("--hw", "softswitch")
+    )
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [e["path"] for e in report] == [e["path"] for e in memory_report]
+    assert [types(e) for e in report] == [types(e) for e in memory_report]
+
+
+def test_softswitch_nat_output_is_rewritten_with_valid_checksums(tmp_path: Path) -> None:
+    code = simulate(
+        tmp_path, "nat", "1=nat_inside.pcap", "2=nat_outside.pcap", extra=("--hw", "softswitch")
+    )
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [e["path"] for e in report].count("hw") >= 4
+    for port in (1, 2):
+        for _, frame in read_pcap(tmp_path / f"{port}.pcap"):
+            assert_checksums(frame)
+    outside = [Ether(f) for _, f in read_pcap(tmp_path / "2.pcap")]
+    assert all(p[IP].src == "203.0.113.1" for p in outside if IP in p)
