@@ -1,8 +1,8 @@
 """``p4ft simulate``: replay pcaps through the router and its hardware on a virtual clock.
 
-``p4ft simulate --config router.toml --in 1=h1.pcap --in 2=h2.pcap --out DIR [--hw memory]``
-writes ``DIR/<port>.pcap`` per port that sent something and ``DIR/report.json``. Bad pcaps or
-configuration print one clear line on stderr and exit 1.
+``p4ft simulate --config router.toml --in 1=h1.pcap --in 2=h2.pcap --out DIR``
+``[--hw memory|softswitch]`` writes ``DIR/<port>.pcap`` per port that sent something and
+``DIR/report.json``. Bad pcaps or configuration print one clear line on stderr and exit 1.
 """
 
 from __future__ import annotations
