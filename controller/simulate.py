@@ -80,6 +80,11 @@ class Simulation:
         self._in_flight: list[tuple[float, int, list[FlowCommand]]] = []  # (due, seq, batch)
         self._seq = 0
         self.result = SimulationResult()
+        # A long silence is ticked for this many seconds, then skipped up to the same span
+        # before the next packet: by then every flow has expired and its hardware rules are
+        # gone, so the skipped ticks would change nothing but the time a pcap gap costs.
+        ftc = config.flowtable
+        self._settle = 2.0 * max(ftc.tcp_timeout, ftc.udp_timeout) + 60.0
 
     def run(self, inputs: Sequence[tuple[int, Iterable[Frame]]]) -> SimulationResult:
         """Replay ``inputs`` (port, frames) merged by time; ties keep the order of ``inputs``."""
@@ -105,11 +110,14 @@ class Simulation:
             if next_tick is None:
                 self.now = when
                 next_tick = math.floor(when) + 1.0
+            quiet_from = next_tick + self._settle
             while next_tick <= when:
                 await self._advance(next_tick)
                 self._output(self.router.tick(next_tick))
                 self._take_batch()
                 next_tick += 1.0
+                if next_tick >= quiet_from and when - next_tick > self._settle:
+                    next_tick = math.floor(when) + 1.0 - self._settle  # see _settle
             await self._advance(when)
             self._packet(port, frame)
         await self._finish()

@@ -211,3 +211,16 @@ def test_softswitch_nat_output_is_rewritten_with_valid_checksums(tmp_path: Path)
             assert_checksums(frame)
     outside = [Ether(f) for _, f in read_pcap(tmp_path / "2.pcap")]
     assert all(p[IP].src == "203.0.113.1" for p in outside if IP in p)
+
+
+def test_a_long_gap_between_packets_does_not_tick_every_second(tmp_path: Path) -> None:
+    with PcapWriter(tmp_path / "h1.pcap") as w:
+        w.write(T0, tcp4("S"))
+        w.write(T0 + 10 * 365 * 86400.0, tcp4("S", sport=40001))  # ten years later
+    cfg = str(EXAMPLES / "router" / "router.toml")
+    args = ["simulate", "--config", cfg, "--in", f"1={tmp_path / 'h1.pcap'}"]
+    assert cli.main([*args, "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [e["path"] for e in report] == ["classic", "classic"]
+    # the first SYN's ARP query failed long ago: its connection expired in between
+    assert "DESTROY" in types(report[1])
