@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from controller.capacity import CapacityPolicy
-from controller.classic import ClassicPath, FlowtableKey, flowtable_key
+from controller.classic import ClassicPath, FlowtableKey, Send, flowtable_key
 from controller.config import RouterConfig
 from controller.conntrack import Conntrack, CtEvent, describe
 from controller.ct import Status
@@ -39,7 +39,6 @@ from ndo.api import PuntReason
 
 Event = dict[str, object]
 EventCallback = Callable[[Event], None]
-Send = tuple[int, bytes]
 
 PATHS = ("classic", "sw_fastpath", "to_router", "drop")
 

@@ -24,9 +24,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.classic import Send
 from controller.config import RouterConfig
 from controller.pcap import PcapWriter, read_pcap
-from controller.router import Event, Router, Send
+from controller.router import Event, Router
 from controller.simulate_hw import BACKENDS
 from ndo.api import FlowCommand
 

@@ -16,11 +16,11 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from controller.classic import Send
 from controller.config import RouterConfig
 from ndo.api import FlowCommand, FlowResult, PacketIn, PuntReason
 from ndo.memory import MemoryDriver
 
-Send = tuple[int, bytes]
 Clock = Callable[[], float]
 
 
