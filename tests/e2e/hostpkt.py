@@ -64,7 +64,8 @@ def _checksum_ok(l3, l4=None) -> bool:
 
 
 def tcp_server(port: str) -> None:
-    server = socket.socket()
+    server = socket.socket(socket.AF_INET6)  # dual-stack: IPv4 clients arrive mapped
+    server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("", int(port)))
     server.listen(1)

@@ -24,22 +24,25 @@ def _punts(lab) -> int:
     return sum(lab.stats()["punts"].values())
 
 
-def test_tcp_offloaded_and_rewritten_in_hardware(lab):
+@pytest.mark.parametrize(("family", "port"), [(4, 5101), (6, 5121)])
+def test_tcp_offloaded_and_rewritten_in_hardware(lab, family, port):
     h2 = lab.topology.port_of("h2")
-    sniffer = Sniffer(lab, "h2", 5101, 6)
-    server = serve(lab, "h2", "tcp-server", "5101")
-    client = start(lab, "h1", "tcp-client", lab.address("h2"), "5101", "40", "0.05")
-    conn = wait_for(lambda: (c := conn_to(lab, 5101)) and c["offload"] == "HW_OFFLOAD" and c)
+    sniffer = Sniffer(lab, "h2", port, 6)
+    server = serve(lab, "h2", "tcp-server", str(port))
+    client = start(lab, "h1", "tcp-client", lab.address("h2", family), str(port), "40", "0.05")
+    conn = wait_for(lambda: (c := conn_to(lab, port)) and c["offload"] == "HW_OFFLOAD" and c)
     assert conn, lab.flows()
+    assert conn["family"] == f"ipv{family}"
     punts_at_offload = _punts(lab)
     client.communicate(timeout=20)
     server.communicate(timeout=20)
-    seen = [p for p in sniffer.result() if p["dport"] == 5101 and p["src"] == lab.address("h1")]
+    seen = [p for p in sniffer.result()
+            if p["dport"] == port and p["src"] == lab.address("h1", family)]
     assert len(seen) >= 40
     for packet in seen:
-        assert packet["ttl"] == 63  # 64 - 1, in hardware as in software
+        assert packet["ttl"] == 63  # 64 - 1 (hop limit for IPv6), in hardware as in software
         assert packet["src_mac"] == h2.mac and packet["dst_mac"] == h2.host_mac
-        assert packet["ip_csum_ok"] and packet["l4_csum_ok"], packet
+        assert packet.get("ip_csum_ok", True) and packet["l4_csum_ok"], packet
     # after offload only FIN (and what closes the connection) reaches the controller
     assert _punts(lab) - punts_at_offload <= 4
     payload = [p for p in seen if "P" in p.get("flags", "")]
