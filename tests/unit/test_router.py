@@ -246,3 +246,28 @@ def test_two_routers_share_nothing() -> None:
     a, c = Bench(), Bench()
     a.handshake()
     assert len(a.router.conntrack) == 1 and len(c.router.conntrack) == 0
+
+
+def test_ruleset_removing_a_device_tears_down_flows_entering_there() -> None:
+    b = Bench()
+    b.handshake()
+    b.drain()
+    b.types()
+    b.router.apply_ruleset(loads(FORWARD_OFFLOAD.replace("eth0, eth1", "eth0")), b.now)
+    events = [e for e in b.events if e["type"] == "TEARDOWN"]
+    assert events and events[0]["reason"] == "device_down"
+    ft = next(iter(b.router.flowtables.values()))
+    assert ft.devices == {1}
+
+
+def test_ruleset_changing_the_offload_flag_replaces_the_flowtable() -> None:
+    b = Bench()
+    b.handshake()
+    b.drain()
+    b.types()
+    b.router.apply_ruleset(loads(FORWARD_OFFLOAD.replace("flags offload;", "")), b.now)
+    assert "TEARDOWN" in b.types()
+    b.advance(2)
+    assert not b.driver.rules
+    (ft,) = b.router.flowtables.values()
+    assert not ft.offload and len(ft) == 0
