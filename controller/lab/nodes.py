@@ -53,6 +53,9 @@ class P4Switch(Switch):
         raise NotImplementedError
 
     def start(self, controllers) -> None:
+        if _listening(self.grpc_port):
+            raise RuntimeError(f"{self.grpc_address} is already in use (a switch left by an "
+                               "earlier lab?): stop it or choose another gRPC port")
         for intf in self.intfList():
             if intf.name == "lo":
                 continue
