@@ -6,7 +6,8 @@ router_h1.pcap / router_h2.pcap (examples/router): both hosts resolve their gate
 a TCP conversation h1 -> h2:80 with handshake, data both ways and FIN; a UDP exchange that goes
 idle for 40 s (its flow expires) and then resumes; an IPv6 TCP conversation.
 
-nat_inside.pcap / nat_outside.pcap (examples/nat): h1 behind masquerade talks to 198.51.100.9:443 (beyond the gateway 203.0.113.254);
+nat_inside.pcap / nat_outside.pcap (examples/nat): h1 behind masquerade talks to
+198.51.100.9:443 (beyond the gateway 203.0.113.254);
 198.51.100.9 reaches the inside web server through the DNAT port-forward 203.0.113.1:8080.
 
 Timestamps are fixed, so the files are reproducible byte for byte.
