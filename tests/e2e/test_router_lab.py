@@ -29,10 +29,14 @@ def test_tcp_offloaded_and_rewritten_in_hardware(lab, family, port):
     h2 = lab.topology.port_of("h2")
     sniffer = Sniffer(lab, "h2", port, 6)
     server = serve(lab, "h2", "tcp-server", str(port))
+    classic = lab.stats()["paths"]["classic"]
     client = start(lab, "h1", "tcp-client", lab.address("h2", family), str(port), "40", "0.05")
     conn = wait_for(lambda: (c := conn_to(lab, port)) and c["offload"] == "HW_OFFLOAD" and c)
     assert conn, lab.flows()
     assert conn["family"] == f"ipv{family}"
+    # the kernel's moment: SYN, SYN-ACK and the ACK that makes it ESTABLISHED took the classic
+    # path, the ACK's `flow add` offloaded it; nothing after that was classic
+    assert lab.stats()["paths"]["classic"] - classic == 3
     punts_at_offload = _punts(lab)
     client.communicate(timeout=20)
     server.communicate(timeout=20)
