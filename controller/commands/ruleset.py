@@ -99,7 +99,14 @@ _ACTIONS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("ruleset", help="check, list or apply an nft ruleset")
-    actions = parser.add_subparsers(dest="ruleset_action", required=True)
+    from controller.control import add_client_arguments
+
+    parser = sub.add_parser(
+        "ruleset", help="list (the default), check or apply an nft ruleset"
+    )
+    # Bare ``p4ft ruleset`` lists the running ruleset, as ``nft list ruleset`` does.
+    add_client_arguments(parser)
+    parser.set_defaults(func=_list)
+    actions = parser.add_subparsers(dest="ruleset_action", metavar="ACTION")
     for add_action in _ACTIONS:
         add_action(actions)

@@ -65,8 +65,11 @@ def test_unreadable_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert err.startswith(f"{missing}: cannot read:")
 
 
-def test_ruleset_without_action_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_ruleset_without_action_lists_the_running_ruleset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Like ``nft list ruleset``; with no controller running that is a clear error."""
     with pytest.raises(SystemExit) as exc:
-        cli.main(["ruleset"])
-    assert exc.value.code == 2
-    assert "check" in capsys.readouterr().err
+        cli.main(["ruleset", "--control", str(tmp_path / "none.sock")])
+    assert exc.value.code == 1
+    assert "controller" in capsys.readouterr().err
