@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 
 from controller import frames, icmp, mangle
 from controller.admission import admit
-from controller.checksum import checksum
 from controller.config import RouterConfig
 from controller.conntrack import Conntrack, CtVerdict
 from controller.ct import IPPROTO_ICMPV6, ORIGINAL, Conn, CtInfo, Status
@@ -53,6 +52,7 @@ from controller.packet import (
 )
 from controller.routing import NextHop, RoutingTable
 from controller.ruleset import Evaluator, FlowtableDef, Hook, NatAction, Ruleset
+from inet.checksum import checksum
 
 FlowtableKey = tuple[str, str, str]  # (family, table, name) as in the ruleset
 Send = tuple[int, bytes]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import struct
 
-from controller.checksum import checksum, pseudo_header_sum
 from controller.ct import IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 from controller.packet import (
     ARP_REPLY,
@@ -27,6 +26,7 @@ from controller.packet import (
     NDISC_NEIGHBOUR_ADVERTISEMENT,
     NDISC_NEIGHBOUR_SOLICITATION,
 )
+from inet.checksum import checksum, pseudo_header_sum
 
 BROADCAST_MAC = b"\xff" * 6
 ZERO_MAC = bytes(6)

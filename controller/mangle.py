@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import struct
 
-from controller.checksum import apply_delta, checksum, pseudo_header_sum, replace_delta
 from controller.ct import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 from controller.packet import ICMP_ID_TYPES, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, Packet
+from inet.checksum import apply_delta, checksum, pseudo_header_sum, replace_delta
 
 _H = struct.Struct("!H")
 _CSUM_MANGLED_0 = 0xFFFF

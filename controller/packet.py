@@ -11,8 +11,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from controller.checksum import ones_sum, pseudo_header_sum
 from controller.ct import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
+from inet.checksum import ones_sum, pseudo_header_sum
 
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806

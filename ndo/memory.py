@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from inet.checksum import update_bytes
 from ndo.api import (
     Command,
     Cookie,
@@ -48,22 +49,6 @@ class _Entry:
     reported_packets: int = 0
     reported_bytes: int = 0
     lastused: float = 0.0
-
-
-def _csum_fold(total: int) -> int:
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
-def _sum16(data: bytes) -> int:
-    """Folded one's-complement sum: complementing an unfolded sum would be off by the carries."""
-    return _csum_fold(sum(_H.unpack_from(data, i)[0] for i in range(0, len(data), 2)))
-
-
-def _csum_replace(check: int, old: bytes, new: bytes) -> int:
-    """RFC 1624 eqn 3: HC' = ~(~HC + ~m + m') over an even-length field."""
-    return ~_csum_fold((~check & 0xFFFF) + (~_sum16(old) & 0xFFFF) + _sum16(new)) & 0xFFFF
 
 
 class MemoryDriver(FlowDriver):
@@ -200,10 +185,10 @@ class MemoryDriver(FlowDriver):
             old = bytes(buf[offset : offset + len(new)])
             buf[offset : offset + len(new)] = new
             if family == 4 and in_ip_header:
-                ip_check = _csum_replace(_H.unpack_from(buf, l3 + 10)[0], old, new)
+                ip_check = update_bytes(_H.unpack_from(buf, l3 + 10)[0], old, new)
                 _H.pack_into(buf, l3 + 10, ip_check)
             if not udp_none:
-                check = _csum_replace(_H.unpack_from(buf, l4_check)[0], old, new)
+                check = update_bytes(_H.unpack_from(buf, l4_check)[0], old, new)
                 _H.pack_into(buf, l4_check, (check or 0xFFFF) if proto == _UDP else check)
 
         addr_at = (l3 + 12, l3 + 16) if family == 4 else (l3 + 8, l3 + 24)
@@ -220,7 +205,7 @@ class MemoryDriver(FlowDriver):
                 old = bytes(buf[l3 + 8 : l3 + 10])
                 buf[l3 + 8] -= 1
                 new = bytes(buf[l3 + 8 : l3 + 10])
-                _H.pack_into(buf, l3 + 10, _csum_replace(_H.unpack_from(buf, l3 + 10)[0], old, new))
+                _H.pack_into(buf, l3 + 10, update_bytes(_H.unpack_from(buf, l3 + 10)[0], old, new))
             else:
                 buf[l3 + 7] -= 1
         buf[0:6] = act.eth_dst

@@ -7,7 +7,7 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.checksum import (
+from inet.checksum import (
     apply_delta,
     checksum,
     ones_sum,

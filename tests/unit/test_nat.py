@@ -14,7 +14,6 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet as ScapyPacket
 
-from controller.checksum import ones_sum
 from controller.conntrack import Conntrack, CtVerdict, reply_tuple
 from controller.ct import (
     IPPROTO_GRE,
@@ -42,6 +41,7 @@ from controller.nat import (
     translate_related,
 )
 from controller.packet import Packet, l4_checksum_ok, parse, parse_inner
+from inet.checksum import ones_sum
 
 T0 = 50.0
 SYN, SYNACK, ACK = 0x02, 0x12, 0x10

@@ -22,7 +22,6 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
-from controller.checksum import checksum
 from controller.packet import (
     ETH_P_ARP,
     ETH_P_IP,
@@ -33,6 +32,7 @@ from controller.packet import (
     parse,
     parse_inner,
 )
+from inet.checksum import checksum
 
 MAC1, MAC2 = "02:00:00:00:00:01", "02:00:00:00:00:02"
 ETH = Ether(src=MAC1, dst=MAC2)
