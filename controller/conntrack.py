@@ -199,6 +199,23 @@ class Timeouts:
         )
 
 
+def state_timeout(t: Timeouts, conn: Conn) -> float:
+    """The protocol timeout for the connection's current state (what a packet would set)."""
+    proto = conn.proto
+    if proto == IPPROTO_TCP:
+        timeout = t.tcp[conn.tcp_state] if conn.tcp_state else t.tcp_close
+        if not int(conn.status) & _SEEN_REPLY:  # never answered: no 5-day ESTABLISHED
+            timeout = min(timeout, t.tcp_unacknowledged)
+        return timeout
+    if proto == IPPROTO_UDP:
+        return t.udp_stream if conn.status & Status.SEEN_REPLY else t.udp
+    if proto == IPPROTO_ICMP:
+        return t.icmp
+    if proto == IPPROTO_ICMPV6:
+        return t.icmpv6
+    return t.generic
+
+
 class CtVerdict(enum.Enum):
     """What conntrack says about a packet (the classic path decides what to do with it)."""
 
@@ -498,20 +515,7 @@ class Conntrack:
 
     def timeout_for(self, conn: Conn) -> float:
         """The protocol timeout for the connection's current state (what a packet would set)."""
-        t = self.timeouts
-        proto = conn.proto
-        if proto == IPPROTO_TCP:
-            timeout = t.tcp[conn.tcp_state] if conn.tcp_state else t.tcp_close
-            if not int(conn.status) & _SEEN_REPLY:  # never answered: no 5-day ESTABLISHED
-                timeout = min(timeout, t.tcp_unacknowledged)
-            return timeout
-        if proto == IPPROTO_UDP:
-            return t.udp_stream if conn.status & Status.SEEN_REPLY else t.udp
-        if proto == IPPROTO_ICMP:
-            return t.icmp
-        if proto == IPPROTO_ICMPV6:
-            return t.icmpv6
-        return t.generic
+        return state_timeout(self.timeouts, conn)
 
     def gc(self, now: float) -> int:
         """Expire connections whose deadline passed; returns how many died.
