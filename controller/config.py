@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from controller.kernel.policy import OffloadPolicy, PolicyError
+
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -86,6 +88,15 @@ class ConntrackConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class KernelConfig:
+    """``[kernel]``: a Linux router namespace is the slow path (``controller.kernel``)."""
+
+    netns: str
+    offload: tuple[str, ...] = ("tcp", "udp")
+    match: tuple[str, ...] = ()  # nft match expressions; any of them selects a connection
+
+
+@dataclass(frozen=True, slots=True)
 class RouterConfig:
     switch: SwitchConfig
     ports: tuple[PortConfig, ...]
@@ -95,6 +106,7 @@ class RouterConfig:
     flowtable: FlowtableConfig = FlowtableConfig()
     conntrack: ConntrackConfig = ConntrackConfig()
     path: Path | None = None
+    kernel: KernelConfig | None = None
 
     def port_by_name(self, name: str) -> PortConfig | None:
         return next((p for p in self.ports if p.name == name), None)
@@ -204,7 +216,10 @@ class _Loader:
 
     def router(self, doc: dict[str, Any], path: Path | None) -> RouterConfig:
         self.only(
-            doc, "", {"switch", "ports", "routes", "neighbors", "ruleset", "flowtable", "conntrack"}
+            doc,
+            "",
+            {"switch", "ports", "routes", "neighbors", "ruleset", "flowtable", "conntrack",
+             "kernel"},
         )
         switch = self.switch(doc)
         ports = tuple(self.port(p, f"ports[{i}]") for i, p in enumerate(self.array(doc, "ports")))
@@ -226,6 +241,7 @@ class _Loader:
             flowtable=self.flowtable(doc),
             conntrack=self.conntrack(doc),
             path=path,
+            kernel=self.kernel(doc),
         )
 
     def switch(self, doc: dict[str, Any]) -> SwitchConfig:
@@ -355,6 +371,24 @@ class _Loader:
     def conntrack(self, doc: dict[str, Any]) -> ConntrackConfig:
         t = self.table(doc, "conntrack", {"max"})
         return ConntrackConfig(max=self.int_range(t, "conntrack", "max", 65536, 1, 2**31 - 1))
+
+    def kernel(self, doc: dict[str, Any]) -> KernelConfig | None:
+        if "kernel" not in doc:
+            return None
+        t = self.table(doc, "kernel", {"netns", "offload", "match"})
+        if "ruleset" in doc:
+            raise self.error("ruleset", "kernel mode filters with the namespace's own nft "
+                             "ruleset (load it with nft -f there)")
+        netns = self.get(t, "kernel", "netns", str, required=True)
+        offload = self.get(t, "kernel", "offload", list, ["tcp", "udp"])
+        match = self.get(t, "kernel", "match", list, [])
+        if not all(isinstance(v, str) for v in offload + match):
+            raise self.error("kernel", "offload and match must be arrays of strings")
+        try:
+            OffloadPolicy(tuple(offload), tuple(match))
+        except PolicyError as exc:
+            raise self.error("kernel", str(exc)) from None
+        return KernelConfig(netns, tuple(offload), tuple(match))
 
     # -- value types ----------------------------------------------------------------------
 

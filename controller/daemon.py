@@ -122,14 +122,12 @@ class SwitchSession:
     def __init__(self, name: str, config: RouterConfig, pipeline: Pipeline, *, push: bool = True,
                  state_dir: Path | None = None, clock: Callable[[], float] = time.monotonic,
                  ) -> None:
-        from controller.router import Router
-
         self.name = name
         self.config = config
         self.clock = clock
         self.counters: Counter[str] = Counter()
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
-        self.router = Router(config, on_event=self._publish)
+        self.router = self.make_router(config)
         sw = config.switch
         self.p4rt = P4RuntimeDriver(
             sw.address, FlowSchema.from_p4info(pipeline.p4info), device_id=sw.device_id,
@@ -140,6 +138,12 @@ class SwitchSession:
         self._work = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+
+    def make_router(self, config: RouterConfig) -> Any:
+        """The slow path: the mirror (a kernel-mode session brings the kernel's)."""
+        from controller.router import Router
+
+        return Router(config, on_event=self._publish)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -415,10 +419,19 @@ def session_names(configs: Sequence[RouterConfig]) -> list[str]:
     return names
 
 
+def session_class(config: RouterConfig) -> type[SwitchSession]:
+    """``[kernel]`` configs run kernel mode (a Linux namespace is the slow path)."""
+    if config.kernel is None:
+        return SwitchSession
+    from controller.kernel.session import KernelSession
+
+    return KernelSession
+
+
 def run(configs: Sequence[RouterConfig], pipeline: Pipeline, *, push: bool, control_path: Path,
         state_dir: Path | None, metrics: tuple[str, int] | None) -> int:
     async def main() -> None:
-        sessions = [SwitchSession(name, config, pipeline, push=push, state_dir=state_dir)
+        sessions = [session_class(config)(name, config, pipeline, push=push, state_dir=state_dir)
                     for name, config in zip(session_names(configs), configs, strict=True)]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

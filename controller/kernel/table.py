@@ -43,6 +43,7 @@ class KernelConntrack:
                  on_change: Callable[[str, Conn], None] | None = None) -> None:
         self.timeouts = timeouts
         self.on_change = on_change
+        self.on_update: Callable[[], None] | None = None  # the edge's "updates are waiting"
         self.updates: list[CtUpdate] = []
         self.counters: Counter[str] = Counter()
         self._conns: dict[int, Conn] = {}
@@ -108,7 +109,12 @@ class KernelConntrack:
         return updates
 
     def request_liberal(self, conn: Conn) -> None:
-        self.updates.append(CtUpdate(conn, liberal=True))
+        self._request(CtUpdate(conn, liberal=True))
+
+    def _request(self, update: CtUpdate) -> None:
+        self.updates.append(update)
+        if self.on_update is not None:
+            self.on_update()
 
     # -- CtView (what the flowtable needs) ------------------------------------------------
 
@@ -121,7 +127,7 @@ class KernelConntrack:
         if conn.dying:
             return
         self.counters["timeout_updates"] += 1
-        self.updates.append(CtUpdate(conn, timeout=int(seconds)))
+        self._request(CtUpdate(conn, timeout=int(seconds)))
 
     def set_status(self, conn: Conn, bits: Status, now: float | None = None) -> None:
         conn.status |= bits & LOCAL_STATUS

@@ -1,0 +1,160 @@
+"""rtnetlink messages <-> plain values (pyroute2's ``rtmsg``/``ndmsg``/``ifinfmsg`` codecs).
+
+Requests kernel mode makes of the router namespace: ``ip route get``, ``ip neigh get``, and
+the representors' configuration from the router TOML (addresses, static routes). Events it
+watches: links (a representor going down), neighbours, routes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+from pyroute2.netlink.rtnl import (
+    RTM_DELNEIGH,
+    RTM_GETNEIGH,
+    RTM_GETROUTE,
+    RTM_NEWADDR,
+    RTM_NEWROUTE,
+)
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import NUD_FAILED, NUD_INCOMPLETE, ndmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+NLM_F_REQUEST = 0x01
+NLM_F_ACK = 0x04
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+RTAX_MTU = "RTAX_MTU"
+RT_TABLE_MAIN = 254
+RTPROT_STATIC = 4
+RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_LINK = 253
+RTN_UNICAST = 1
+
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """``ip route get``'s answer: the output device, the gateway if any, the route's MTU."""
+
+    oif: int
+    gateway: bytes | None
+    mtu: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    """A neighbour entry; ``mac`` None when unresolved (INCOMPLETE/FAILED) or deleted."""
+
+    ifindex: int
+    address: bytes
+    mac: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    index: int
+    name: str
+    up: bool  # administratively up and carrier (IFF_UP and IFF_LOWER_UP)
+
+
+def _finish(msg: object, msg_type: int, flags: int, seq: int) -> bytes:
+    msg["header"]["type"] = msg_type  # type: ignore[index]
+    msg["header"]["flags"] = flags  # type: ignore[index]
+    msg["header"]["sequence_number"] = seq  # type: ignore[index]
+    msg.encode()  # type: ignore[attr-defined]
+    return bytes(msg.data)  # type: ignore[attr-defined]
+
+
+def _family(address: bytes) -> int:
+    return 4 if len(address) == 4 else 6
+
+
+def route_get_request(seq: int, dst: bytes) -> bytes:
+    msg = rtmsg()
+    msg["family"] = _AF[_family(dst)]
+    msg["dst_len"] = len(dst) * 8
+    msg["attrs"] = [["RTA_DST", str(ipaddress.ip_address(dst))]]
+    return _finish(msg, RTM_GETROUTE, NLM_F_REQUEST, seq)
+
+
+def decode_route(data: bytes) -> Route | None:
+    msg = rtmsg(data)
+    msg.decode()
+    oif = msg.get_attr("RTA_OIF")
+    if oif is None:
+        return None
+    gateway = msg.get_attr("RTA_GATEWAY")
+    metrics = msg.get_attr("RTA_METRICS")
+    mtu = metrics.get_attr(RTAX_MTU) if metrics is not None else None
+    return Route(oif, ipaddress.ip_address(gateway).packed if gateway else None, mtu or None)
+
+
+def neigh_get_request(seq: int, ifindex: int, address: bytes) -> bytes:
+    msg = ndmsg()
+    msg["family"] = _AF[_family(address)]
+    msg["ifindex"] = ifindex
+    msg["attrs"] = [["NDA_DST", str(ipaddress.ip_address(address))]]
+    return _finish(msg, RTM_GETNEIGH, NLM_F_REQUEST, seq)
+
+
+def decode_neigh(data: bytes, msg_type: int) -> Neighbour | None:
+    msg = ndmsg(data)
+    msg.decode()
+    dst = msg.get_attr("NDA_DST")
+    if dst is None:
+        return None
+    lladdr = msg.get_attr("NDA_LLADDR")
+    mac = None
+    if (msg_type != RTM_DELNEIGH and lladdr
+            and not msg["state"] & (NUD_INCOMPLETE | NUD_FAILED)):
+        mac = bytes.fromhex(lladdr.replace(":", ""))
+    return Neighbour(msg["ifindex"], ipaddress.ip_address(dst).packed, mac)
+
+
+def decode_link(data: bytes) -> Link | None:
+    msg = ifinfmsg(data)
+    msg.decode()
+    name = msg.get_attr("IFLA_IFNAME")
+    if name is None:
+        return None
+    flags = msg["flags"]
+    return Link(msg["index"], name, bool(flags & IFF_UP and flags & IFF_LOWER_UP))
+
+
+def address_add_request(seq: int, ifindex: int, interface: ipaddress.IPv4Interface
+                        | ipaddress.IPv6Interface) -> bytes:
+    """``ip addr add``; the kernel adds the connected route itself."""
+    msg = ifaddrmsg()
+    msg["family"] = _AF[interface.version]
+    msg["prefixlen"] = interface.network.prefixlen
+    msg["index"] = ifindex
+    address = str(interface.ip)
+    msg["attrs"] = [["IFA_LOCAL", address], ["IFA_ADDRESS", address]]
+    return _finish(msg, RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq)
+
+
+def route_add_request(seq: int, prefix: ipaddress.IPv4Network | ipaddress.IPv6Network,
+                      gateway: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+                      oif: int | None) -> bytes:
+    """``ip route add PREFIX via GATEWAY`` or ``dev OIF`` (static, main table)."""
+    msg = rtmsg()
+    msg["family"] = _AF[prefix.version]
+    msg["dst_len"] = prefix.prefixlen
+    msg["table"] = RT_TABLE_MAIN
+    msg["proto"] = RTPROT_STATIC
+    msg["scope"] = RT_SCOPE_UNIVERSE if gateway is not None else RT_SCOPE_LINK
+    msg["type"] = RTN_UNICAST
+    attrs: list[list[object]] = [["RTA_DST", str(prefix.network_address)]]
+    if gateway is not None:
+        attrs.append(["RTA_GATEWAY", str(gateway)])
+    if oif is not None:
+        attrs.append(["RTA_OIF", oif])
+    msg["attrs"] = attrs
+    return _finish(msg, RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq)

@@ -1,0 +1,317 @@
+"""``p4ft controller`` in kernel mode: the asyncio edge between the switch and the namespace.
+
+A :class:`KernelSession` is a :class:`controller.daemon.SwitchSession` (same P4Runtime driver,
+offload worker, 1 s tick, state file, control socket) whose slow path is the Linux router in
+``[kernel] netns``: punted frames go to the port's representor, frames the kernel transmits go
+back out as packet-out, and ctnetlink / rtnetlink events drive a :class:`KernelRouter`.
+Every socket and TAP is opened on the event loop's thread inside the namespace
+(:mod:`.netns`) and read with ``add_reader``: no thread, no fork beside gRPC's threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from typing import Any
+
+from pyroute2.netlink import NETLINK_NETFILTER, NETLINK_ROUTE
+from pyroute2.netlink.rtnl import (
+    RTM_DELLINK,
+    RTM_DELNEIGH,
+    RTM_DELROUTE,
+    RTM_NEWLINK,
+    RTM_NEWNEIGH,
+    RTM_NEWROUTE,
+)
+
+from controller import control
+from controller.config import RouterConfig
+from controller.conntrack import Timeouts, packet_tuple
+from controller.ct import IPPROTO_TCP, IPPROTO_UDP, ORIGINAL, REPLY, Conn, CtTuple
+from controller.daemon import SwitchSession
+from controller.kernel import ctnetlink, netns, rtnetlink
+from controller.kernel.ctnetlink import CT_DELETE, CT_NEW
+from controller.kernel.netlink import NetlinkError, NetlinkSocket
+from controller.kernel.paths import Path, final_destination
+from controller.kernel.policy import OffloadPolicy
+from controller.kernel.router import KernelRouter
+from controller.kernel.tap import Tap
+from controller.packet import Malformed, parse
+from ndo.api import PuntReason
+
+log = logging.getLogger("p4ft.kernel")
+
+# ctnetlink multicast groups NFNLGRP_CONNTRACK_{NEW,UPDATE,DESTROY}
+CT_GROUPS = (1, 2, 3)
+# rtnetlink groups RTNLGRP_{LINK,NEIGH,IPV4_ROUTE,IPV6_ROUTE}
+RT_GROUPS = (1, 3, 7, 11)
+SYSCTL = "/proc/sys/net/netfilter/nf_conntrack_"
+TX_QUEUE = 10000  # frames the kernel sent that wait for packet-out
+
+
+class KernelRuleset:
+    """What ``p4ft ruleset`` shows in kernel mode: where the real one is."""
+
+    def __init__(self, netns_name: str) -> None:
+        self.netns = netns_name
+
+    def format(self) -> str:
+        return (f"# kernel mode: the ruleset is the kernel's own; see it with\n"
+                f"#   ip netns exec {self.netns} nft list ruleset\n")
+
+
+class KernelSession(SwitchSession):
+    """One switch whose slow path is a Linux router namespace."""
+
+    def make_router(self, config: RouterConfig) -> KernelRouter:  # type: ignore[override]
+        kernel = config.kernel
+        assert kernel is not None  # the daemon picks this class only in kernel mode
+        self.netns = kernel.netns
+        router = KernelRouter(config, OffloadPolicy(kernel.offload, kernel.match),
+                              on_event=self._publish)
+        router.ruleset = KernelRuleset(kernel.netns)  # type: ignore[attr-defined]
+        return router
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        router: KernelRouter = self.router  # type: ignore[assignment]
+        with netns.entered(self.netns):
+            self.taps = {p.id: Tap(p.name, p.mac, p.mtu) for p in self.config.ports}
+            self.ct = NetlinkSocket(NETLINK_NETFILTER, CT_GROUPS)
+            self.rt = NetlinkSocket(NETLINK_ROUTE, RT_GROUPS)
+            router.conntrack.timeouts = _read_timeouts()
+        self._ifnames = {tap.index: tap.name for tap in self.taps.values()}
+        self._ports = {tap.name: port for port, tap in self.taps.items()}
+        self._resolving: set[int] = set()
+        self._revalidating = False
+        self._ct_pid = self.ct.sock.getsockname()[0]
+        self._ct_work = asyncio.Event()
+        router.conntrack.on_update = self._ct_work.set
+        self.ct.start(self._ct_event)
+        self.rt.start(self._rt_event)
+        await self._configure()
+        await super().start()
+        self._tx: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(TX_QUEUE)
+        loop = asyncio.get_running_loop()
+        for port, tap in self.taps.items():
+            loop.add_reader(tap.fd, self._transmit, port, tap)
+        for work in (self._ct_update_loop, self._tx_loop):
+            self._tasks.append(asyncio.create_task(work(), name=f"{self.name}:{work.__name__}"))
+        for _, flags, msg in await self.ct.request(ctnetlink.dump_request):
+            self._ct_event(CT_NEW, flags, msg)
+        log.info("%s: kernel mode in netns %s, representors %s, %d connections tracked",
+                 self.name, self.netns, ", ".join(t.name for t in self.taps.values()),
+                 len(router.conntrack))
+
+    async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        for tap in getattr(self, "taps", {}).values():
+            loop.remove_reader(tap.fd)
+        await super().stop()
+        for sock in (getattr(self, "ct", None), getattr(self, "rt", None)):
+            if sock is not None:
+                sock.close()
+        for tap in getattr(self, "taps", {}).values():
+            tap.close()
+
+    async def _configure(self) -> None:
+        """The representors' addresses and static routes from the router TOML (already
+        present ones are kept: the namespace may have been configured by hand)."""
+        by_name = {tap.name: tap.index for tap in self.taps.values()}
+        requests = []
+        for port in self.config.ports:
+            for iface in port.addresses:
+                requests.append(lambda seq, i=by_name[port.name], a=iface:
+                                rtnetlink.address_add_request(seq, i, a))
+        for route in self.config.routes:
+            oif = by_name[route.port] if route.port is not None else None
+            requests.append(lambda seq, r=route, o=oif:
+                            rtnetlink.route_add_request(seq, r.prefix, r.via, o))
+        for build in requests:
+            try:
+                await self.rt.request(build)
+            except NetlinkError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise
+
+    # -- frames ----------------------------------------------------------------------------
+
+    async def _packet_loop(self) -> None:
+        router: KernelRouter = self.router  # type: ignore[assignment]
+        async for packet in self.p4rt.packets():
+            tap = self.taps.get(packet.ingress_port)
+            if tap is None:
+                self.counters["punt_unknown_port"] += 1
+                continue
+            tap.write(packet.frame)
+            if packet.reason == PuntReason.MISS:
+                tup = _tuple_of(packet.frame)
+                conn = router.on_packet(tup, self.clock()) if tup is not None else None
+                if conn is not None:
+                    self._resolve_soon(conn)
+
+    def _transmit(self, port: int, tap: Tap) -> None:
+        """The kernel sent frames on representor ``port``: out they go, as packet-out."""
+        for _ in range(64):  # bounded: other readers get their turn
+            frame = tap.read()
+            if frame is None:
+                return
+            try:
+                self._tx.put_nowait((port, frame))
+            except asyncio.QueueFull:
+                self.counters["packet_out_queue_full"] += 1
+
+    async def _tx_loop(self) -> None:
+        while True:
+            await self._send([await self._tx.get()])
+
+    # -- netlink events --------------------------------------------------------------------
+
+    def _ct_event(self, msg_type: int, flags: int, msg: bytes) -> None:
+        if msg_type not in (CT_NEW, CT_DELETE):
+            return
+        try:
+            entry = ctnetlink.decode(msg, msg_type, flags)
+        except ctnetlink.BadMessage:
+            self.counters["ct_bad_message"] += 1
+            return
+        own = ctnetlink.HEADER.unpack_from(msg)[4] == self._ct_pid
+        router: KernelRouter = self.router  # type: ignore[assignment]
+        conn = router.on_ct(entry, self.clock(), own=own)
+        if conn is not None:
+            self._resolve_soon(conn)
+        self._kick()
+
+    def _rt_event(self, msg_type: int, flags: int, msg: bytes) -> None:
+        router: KernelRouter = self.router  # type: ignore[assignment]
+        now = self.clock()
+        if msg_type in (RTM_NEWLINK, RTM_DELLINK):
+            link = rtnetlink.decode_link(msg)
+            if link is not None and link.name in self._ports and (
+                    msg_type == RTM_DELLINK or not link.up):
+                router.link_down(link.name, now)
+        elif msg_type in (RTM_NEWNEIGH, RTM_DELNEIGH):
+            neigh = rtnetlink.decode_neigh(msg, msg_type)
+            if neigh is not None and neigh.ifindex in self._ifnames:
+                router.neighbour_changed(self._ifnames[neigh.ifindex], neigh.address, neigh.mac,
+                                         now)
+        elif msg_type in (RTM_NEWROUTE, RTM_DELROUTE) and not self._revalidating:
+            self._revalidating = True
+            asyncio.get_running_loop().create_task(self._revalidate())
+        self._kick()
+
+    # -- asking the kernel -------------------------------------------------------------------
+
+    def _resolve_soon(self, conn: Conn) -> None:
+        if conn.id not in self._resolving:
+            self._resolving.add(conn.id)
+            asyncio.get_running_loop().create_task(self._offload(conn))
+
+    async def _offload(self, conn: Conn) -> None:
+        router: KernelRouter = self.router  # type: ignore[assignment]
+        try:
+            paths = await self._paths(conn)
+            router.admit(conn, paths, self.clock())
+        except (NetlinkError, TimeoutError, ConnectionError) as exc:
+            self.counters["resolve_errors"] += 1
+            log.warning("%s: cannot resolve paths of connection %d: %s", self.name, conn.id, exc)
+        finally:
+            self._resolving.discard(conn.id)
+        self._kick()
+
+    async def _paths(self, conn: Conn) -> tuple[Path, Path] | None:
+        """``ip route get`` of each direction's final destination and ``ip neigh get`` of
+        its next hop, asked of the kernel in the namespace."""
+        paths = []
+        for d in (ORIGINAL, REPLY):
+            dst = final_destination(conn, d)
+            try:
+                answer = await self.rt.request(lambda s, a=dst: rtnetlink.route_get_request(s, a))
+            except NetlinkError:  # unreachable, prohibited...
+                return None
+            route = rtnetlink.decode_route(answer[0][2]) if answer else None
+            if route is None:
+                return None
+            nexthop = route.gateway or dst
+            name = self._ifnames.get(route.oif, f"if{route.oif}")
+            mac = await self._neighbour(route.oif, nexthop) if name in self._ports else None
+            paths.append(Path(name, nexthop, mac, route.mtu))
+        return paths[0], paths[1]
+
+    async def _neighbour(self, ifindex: int, address: bytes) -> bytes | None:
+        try:
+            answer = await self.rt.request(
+                lambda s: rtnetlink.neigh_get_request(s, ifindex, address))
+        except NetlinkError:
+            return None
+        neigh = rtnetlink.decode_neigh(answer[0][2], answer[0][0]) if answer else None
+        return neigh.mac if neigh is not None else None
+
+    async def _revalidate(self) -> None:
+        """A route changed: every offloaded flow's paths are asked for again."""
+        router: KernelRouter = self.router  # type: ignore[assignment]
+        self._revalidating = False
+        for flow, _ in router.offloaded():
+            try:
+                paths = await self._paths(flow.conn)
+            except (TimeoutError, ConnectionError):
+                continue
+            router.revalidate(flow, paths, self.clock())
+        self._kick()
+
+    async def _ct_update_loop(self) -> None:
+        """Timeouts and TCP liberal flags the flowtable asked of the kernel's entries."""
+        router: KernelRouter = self.router  # type: ignore[assignment]
+        while True:
+            await self._ct_work.wait()
+            self._ct_work.clear()
+            for update in router.conntrack.take_updates():
+                orig = update.conn.tuples[ORIGINAL]
+                try:
+                    await self.ct.request(lambda s, u=update, t=orig: ctnetlink.update_request(
+                        s, t, timeout=u.timeout, liberal=u.liberal))
+                    self.counters["ct_updates"] += 1
+                except NetlinkError as exc:  # ENOENT: the kernel destroyed it meanwhile
+                    self.counters[f"ct_update_{errno.errorcode.get(exc.errno, 'error')}"] += 1
+                except (TimeoutError, ConnectionError):
+                    self.counters["ct_update_timeout"] += 1
+
+    # -- control ---------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        snap = super().snapshot()
+        stats = snap["stats"]
+        stats["representors"] = {t.name: dict(t.counters) for t in self.taps.values()}
+        stats["netlink"] = {"ct": dict(self.ct.counters), "rt": dict(self.rt.counters)}
+        return snap
+
+    def apply_ruleset(self, text: str, filename: str) -> str:
+        raise control.ControlError(f"kernel mode: apply rules in the namespace itself: "
+                                   f"ip netns exec {self.netns} nft -f {filename}")
+
+
+def _tuple_of(frame: bytes) -> CtTuple | None:
+    """The conntrack tuple a punted TCP/UDP frame carries, or None."""
+    try:
+        pkt = parse(frame)
+    except Malformed:
+        return None
+    if not pkt.family or pkt.proto not in (IPPROTO_TCP, IPPROTO_UDP):
+        return None
+    return packet_tuple(pkt)
+
+
+def _read_timeouts() -> Timeouts:
+    """The namespace's conntrack timeout sysctls (call inside it), as the mirror's Timeouts."""
+    values: dict[str, float] = {}
+    for field in Timeouts.__dataclass_fields__:
+        proto, _, state = field.partition("_")
+        name = f"{proto}_timeout_{state}" if state else f"{proto}_timeout"
+        try:
+            with open(f"{SYSCTL}{name}") as f:
+                values[field] = float(f.read())
+        except (OSError, ValueError):
+            continue  # not in this kernel: keep the default
+    return Timeouts(**values)
