@@ -99,7 +99,7 @@ class Router:
         self, frame: bytes, in_port: int, now: float, reason: int = PuntReason.MISS
     ) -> Outcome:
         """Handle a frame the hardware punted: software flowtable first, else the classic path."""
-        self.punts[_reason_name(reason)] += 1
+        self.punts[reason_name(reason)] += 1
         self._events = events = []
         try:
             outcome = self._receive(frame, in_port, now)
@@ -305,7 +305,7 @@ class Router:
         }
 
 
-def _reason_name(reason: int) -> str:
+def reason_name(reason: int) -> str:
     try:
         return PuntReason(reason).name.lower()
     except ValueError:

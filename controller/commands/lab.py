@@ -63,9 +63,13 @@ def _demo(lab) -> None:
     print(monitor.communicate()[0], end="")
     stats = lab.stats()
     print("\n== who carried the packets:")
-    print(f"   punted to the controller: {sum(stats['punts'].values())} "
-          f"(classic path {stats['paths']['classic']}, software fast path "
-          f"{stats['paths']['sw_fastpath']})")
+    if lab.topology.netns is not None:
+        print(f"   punted to the kernel in {lab.topology.netns}: {sum(stats['punts'].values())}")
+        print(lab.router_cmd("nft", "list", "chain", "inet", "filter", "forward"), end="")
+    else:
+        print(f"   punted to the controller: {sum(stats['punts'].values())} "
+              f"(classic path {stats['paths']['classic']}, software fast path "
+              f"{stats['paths']['sw_fastpath']})")
     print(f"   offload work: {stats['offload']}")
     print(f"   P4Runtime writes: driver {stats['driver']}")
 

@@ -63,6 +63,7 @@ class KernelRouter:
             counter=True, tcp_timeout=ftc.tcp_timeout, udp_timeout=ftc.udp_timeout,
             fin_mode=ftc.fin_mode, hw=self.offload, on_event=self._flow_event)
         self.stats: Counter[str] = Counter()
+        self.punts: Counter[str] = Counter()  # frames the switch sent to the kernel, by reason
         self.now = 0.0
         self._flows: dict[int, Flow] = {}  # conn id -> its flow
         self._paths: dict[int, tuple[Path, Path]] = {}  # flow id -> the kernel's answer
@@ -216,6 +217,7 @@ class KernelRouter:
                             "counters": dict(ft.counters)}],
             "stats": {
                 "mode": "kernel",
+                "punts": dict(self.punts),
                 "kernel": dict(self.stats),
                 "offload": dict(self.offload.counters),
                 "offload_outstanding": dict(self.offload.outstanding()),

@@ -38,6 +38,7 @@ from controller.kernel.policy import OffloadPolicy
 from controller.kernel.router import KernelRouter
 from controller.kernel.tap import Tap
 from controller.packet import Malformed, parse
+from controller.router import reason_name
 from ndo.api import PuntReason
 
 log = logging.getLogger("p4ft.kernel")
@@ -146,6 +147,7 @@ class KernelSession(SwitchSession):
                 self.counters["punt_unknown_port"] += 1
                 continue
             tap.write(packet.frame)
+            router.punts[reason_name(packet.reason)] += 1
             if packet.reason == PuntReason.MISS:
                 tup = _tuple_of(packet.frame)
                 conn = router.on_packet(tup, self.clock()) if tup is not None else None

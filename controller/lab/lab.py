@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from controller import control
+from controller.lab.kernel import kernel_router_down, kernel_router_up
 from controller.lab.nodes import Bmv2Switch, LabHost, SoftSwitch, bmv2_binary
 from controller.lab.topology import LabTopology, load_topology
 
@@ -91,6 +92,8 @@ class Lab:
             self.net.start()
             for port in self.topology.ports:
                 self._configure_host(port)
+            if self.topology.netns is not None:
+                kernel_router_up(self.topology.netns, self.workdir / "ruleset.nft")
             self.start_controller()
         except BaseException:
             self.stop()
@@ -139,6 +142,8 @@ class Lab:
 
     def stop(self) -> None:
         self.stop_controller()
+        if self.topology.netns is not None:
+            kernel_router_down(self.topology.netns)
         if self.net is not None:
             with contextlib.redirect_stdout(sys.stderr):
                 self.net.stop()
@@ -174,6 +179,13 @@ class Lab:
         """Output of a ``p4ft`` CLI command against this lab's controller."""
         result = subprocess.run([sys.executable, "-m", "controller.cli", *args,
                                  "--control", str(self.control_path)],
+                                capture_output=True, text=True, check=False)
+        return result.stdout + result.stderr
+
+    def router_cmd(self, *args: str) -> str:
+        """Output of a command in the kernel-mode router's namespace (``conntrack -L``...)."""
+        assert self.topology.netns is not None, "not a kernel-mode lab"
+        result = subprocess.run(["ip", "netns", "exec", self.topology.netns, *args],
                                 capture_output=True, text=True, check=False)
         return result.stdout + result.stderr
 

@@ -50,6 +50,7 @@ class LabTopology:
     ports: tuple[LabPort, ...]
     ruleset: str
     flowtable: dict[str, object] = field(default_factory=dict)  # [flowtable] keys
+    netns: str | None = None  # kernel mode: this Linux namespace routes, ``ruleset`` is its nft
 
     def port_of(self, host: str) -> LabPort:
         for port in self.ports:
@@ -65,7 +66,10 @@ class LabTopology:
             addresses = ", ".join(f'"{a}"' for a in port.router)
             lines += ["[[ports]]", f"id = {port.id}", f'name = "{port.name}"',
                       f'mac = "{port.mac}"', f"addresses = [{addresses}]", f"mtu = {port.mtu}", ""]
-        lines += ["[ruleset]", f'file = "{ruleset_file}"', ""]
+        if self.netns is not None:
+            lines += ["[kernel]", f'netns = "{self.netns}"', ""]
+        else:
+            lines += ["[ruleset]", f'file = "{ruleset_file}"', ""]
         settings = {**self.flowtable, **(flowtable or {})}
         if settings:
             lines.append("[flowtable]")

@@ -1,0 +1,33 @@
+"""kernel: two hosts around the P4 switch, routed by a real Linux router (namespace r1) with
+its own nft ruleset (a counting forward chain with ct state rules, masquerade on eth1); the
+switch carries the connections the kernel's conntrack established."""
+
+from controller.lab import LabPort, LabTopology
+
+TOPOLOGY = LabTopology(
+    description=__doc__,
+    netns="r1",
+    ports=(
+        LabPort(1, "eth0", "h1", ("10.0.1.254/24", "2001:db8:1::fe/64"),
+                ("10.0.1.1/24", "2001:db8:1::1/64")),
+        LabPort(2, "eth1", "h2", ("10.0.2.254/24", "2001:db8:2::fe/64"),
+                ("10.0.2.1/24", "2001:db8:2::1/64")),
+    ),
+    ruleset="""\
+table inet filter {
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        counter
+        ct state invalid counter drop
+        ct state established,related accept
+        iifname "eth0" oifname "eth1" accept
+    }
+}
+table ip nat {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "eth1" masquerade
+    }
+}
+""",
+)
