@@ -30,6 +30,7 @@ NLM_F_DUMP = 0x300
 NLM_F_CREATE = 0x400
 IP_CT_TCP_FLAG_CLOSE_INIT = 0x04
 IP_CT_TCP_FLAG_BE_LIBERAL = 0x08
+IP_CT_TCP_FLAG_MAXACK_SET = 0x20
 
 CT_NEW = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW
 CT_DELETE = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
@@ -179,15 +180,20 @@ def dump_request(seq: int) -> bytes:
 
 
 def update_request(
-    seq: int, orig: CtTuple, *, timeout: int | None = None, liberal: bool = False
+    seq: int, orig: CtTuple, *, timeout: int | None = None, liberal: bool = False,
+    clear_maxack: bool = False,
 ) -> bytes:
-    """Change an existing entry (``ctnetlink_change_conntrack``): its timeout, and/or TCP
-    window tracking off in both directions, as ``nft_flow_offload_eval`` does on offload."""
+    """Change an existing entry (``ctnetlink_change_conntrack``): its timeout; TCP window
+    tracking off in both directions (``nft_flow_offload_eval`` on offload); the stale
+    ``td_maxack`` forgotten (``flow_offload_fixup_tcp`` on teardown), or the kernel holds a
+    RST whose sequence number it cannot check to ESTABLISHED."""
     attrs: dict[str, object] = {"tuple_orig": _attr_tuple(orig)}
     if timeout is not None:
         attrs["timeout"] = max(0, int(timeout))
-    if liberal:
-        flags = (IP_CT_TCP_FLAG_BE_LIBERAL, IP_CT_TCP_FLAG_BE_LIBERAL)
+    mask = (IP_CT_TCP_FLAG_BE_LIBERAL if liberal else 0) | (
+        IP_CT_TCP_FLAG_MAXACK_SET if clear_maxack else 0)
+    if mask:
+        flags = (IP_CT_TCP_FLAG_BE_LIBERAL if liberal else 0, mask)
         attrs["protoinfo"] = {"attrs": [["CTA_PROTOINFO_TCP", {"attrs": [
             ["CTA_PROTOINFO_TCP_FLAGS_ORIGINAL", {"value": flags}],
             ["CTA_PROTOINFO_TCP_FLAGS_REPLY", {"value": flags}],

@@ -26,7 +26,7 @@ from controller.capacity import CapacityPolicy
 from controller.config import RouterConfig
 from controller.conntrack import Timeouts, describe
 from controller.ct import IPPROTO_TCP, ORIGINAL, REPLY, Conn, CtTuple, Status
-from controller.flowtable import Flow, FlowEvent, Flowtable
+from controller.flowtable import TEARDOWN, Flow, FlowEvent, Flowtable
 from controller.kernel.ctnetlink import DESTROY, CtEntry
 from controller.kernel.paths import Path, flow_routes
 from controller.kernel.policy import OffloadPolicy
@@ -133,6 +133,22 @@ class KernelRouter:
         if conn.proto == IPPROTO_TCP:
             self.conntrack.request_liberal(conn)
         return flow
+
+    def on_fin_rst(self, tup: CtTuple, now: float) -> bool:
+        """A TCP FIN or RST the switch punted, before the kernel sees it.
+
+        As at the kernel flowtable's hook (``nf_flow_state_check`` in teardown mode): the flow
+        is torn down and conntrack fixed up first, then conntrack sees the packet. There is no
+        software fast path to forward it in CLOSING mode, so kernel mode always tears down.
+        Returns True when a conntrack fix-up must reach the kernel before the packet does.
+        """
+        conn = self.conntrack.find(tup)
+        flow = self._flows.get(conn.id) if conn is not None else None
+        if conn is None or flow is None or flow.has(TEARDOWN):
+            return False
+        self._remove(flow, now, "tcp_fin_rst")
+        self.conntrack.request_tcp_fixup(conn)
+        return True
 
     # -- the kernel's other tables ------------------------------------------------------------
 

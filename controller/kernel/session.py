@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 from typing import Any
 
 from pyroute2.netlink import NETLINK_NETFILTER, NETLINK_ROUTE
@@ -48,7 +49,9 @@ CT_GROUPS = (1, 2, 3)
 # rtnetlink groups RTNLGRP_{LINK,NEIGH,IPV4_ROUTE,IPV6_ROUTE}
 RT_GROUPS = (1, 3, 7, 11)
 SYSCTL = "/proc/sys/net/netfilter/nf_conntrack_"
+SYSCTL_INTERVAL = 1.0  # how soon a changed conntrack timeout sysctl is seen
 TX_QUEUE = 10000  # frames the kernel sent that wait for packet-out
+_WATCHED = (PuntReason.MISS, PuntReason.TCP_FIN_RST)
 
 
 class KernelRuleset:
@@ -82,7 +85,8 @@ class KernelSession(SwitchSession):
             self.taps = {p.id: Tap(p.name, p.mac, p.mtu) for p in self.config.ports}
             self.ct = NetlinkSocket(NETLINK_NETFILTER, CT_GROUPS)
             self.rt = NetlinkSocket(NETLINK_ROUTE, RT_GROUPS)
-            router.conntrack.timeouts = _read_timeouts()
+            self.sysctls = SysctlTimeouts()
+        router.conntrack.timeouts = self.sysctls.read()
         self._ifnames = {tap.index: tap.name for tap in self.taps.values()}
         self._ports = {tap.name: port for port, tap in self.taps.items()}
         self._resolving: set[int] = set()
@@ -98,7 +102,7 @@ class KernelSession(SwitchSession):
         loop = asyncio.get_running_loop()
         for port, tap in self.taps.items():
             loop.add_reader(tap.fd, self._transmit, port, tap)
-        for work in (self._ct_update_loop, self._tx_loop):
+        for work in (self._ct_update_loop, self._tx_loop, self._sysctl_loop):
             self._tasks.append(asyncio.create_task(work(), name=f"{self.name}:{work.__name__}"))
         for _, flags, msg in await self.ct.request(ctnetlink.dump_request):
             self._ct_event(CT_NEW, flags, msg)
@@ -116,6 +120,8 @@ class KernelSession(SwitchSession):
                 sock.close()
         for tap in getattr(self, "taps", {}).values():
             tap.close()
+        if hasattr(self, "sysctls"):
+            self.sysctls.close()
 
     async def _configure(self) -> None:
         """The representors' addresses and static routes from the router TOML (already
@@ -146,11 +152,15 @@ class KernelSession(SwitchSession):
             if tap is None:
                 self.counters["punt_unknown_port"] += 1
                 continue
-            tap.write(packet.frame)
             router.punts[reason_name(packet.reason)] += 1
-            if packet.reason == PuntReason.MISS:
-                tup = _tuple_of(packet.frame)
-                conn = router.on_packet(tup, self.clock()) if tup is not None else None
+            tup = _tuple_of(packet.frame) if packet.reason in _WATCHED else None
+            fin_rst = tup is not None and packet.reason == PuntReason.TCP_FIN_RST
+            if fin_rst and router.on_fin_rst(tup, self.clock()):
+                self._kick()
+                await self._flush_ct_updates()  # the fix-up before the packet
+            tap.write(packet.frame)
+            if tup is not None and packet.reason == PuntReason.MISS:
+                conn = router.on_packet(tup, self.clock())
                 if conn is not None:
                     self._resolve_soon(conn)
 
@@ -264,21 +274,30 @@ class KernelSession(SwitchSession):
         self._kick()
 
     async def _ct_update_loop(self) -> None:
-        """Timeouts and TCP liberal flags the flowtable asked of the kernel's entries."""
-        router: KernelRouter = self.router  # type: ignore[assignment]
         while True:
             await self._ct_work.wait()
             self._ct_work.clear()
-            for update in router.conntrack.take_updates():
-                orig = update.conn.tuples[ORIGINAL]
-                try:
-                    await self.ct.request(lambda s, u=update, t=orig: ctnetlink.update_request(
-                        s, t, timeout=u.timeout, liberal=u.liberal))
-                    self.counters["ct_updates"] += 1
-                except NetlinkError as exc:  # ENOENT: the kernel destroyed it meanwhile
-                    self.counters[f"ct_update_{errno.errorcode.get(exc.errno, 'error')}"] += 1
-                except (TimeoutError, ConnectionError):
-                    self.counters["ct_update_timeout"] += 1
+            await self._flush_ct_updates()
+
+    async def _flush_ct_updates(self) -> None:
+        """Timeouts and TCP flags the flowtable asked of the kernel's entries."""
+        router: KernelRouter = self.router  # type: ignore[assignment]
+        for update in router.conntrack.take_updates():
+            orig = update.conn.tuples[ORIGINAL]
+            try:
+                await self.ct.request(lambda s, u=update, t=orig: ctnetlink.update_request(
+                    s, t, timeout=u.timeout, liberal=u.liberal, clear_maxack=u.clear_maxack))
+                self.counters["ct_updates"] += 1
+            except NetlinkError as exc:  # ENOENT: the kernel destroyed it meanwhile
+                self.counters[f"ct_update_{errno.errorcode.get(exc.errno, 'error')}"] += 1
+            except (TimeoutError, ConnectionError):
+                self.counters["ct_update_timeout"] += 1
+
+    async def _sysctl_loop(self) -> None:
+        router: KernelRouter = self.router  # type: ignore[assignment]
+        while True:
+            await asyncio.sleep(SYSCTL_INTERVAL)
+            router.conntrack.timeouts = self.sysctls.read()
 
     # -- control ---------------------------------------------------------------------------
 
@@ -305,15 +324,33 @@ def _tuple_of(frame: bytes) -> CtTuple | None:
     return packet_tuple(pkt)
 
 
-def _read_timeouts() -> Timeouts:
-    """The namespace's conntrack timeout sysctls (call inside it), as the mirror's Timeouts."""
-    values: dict[str, float] = {}
-    for field in Timeouts.__dataclass_fields__:
-        proto, _, state = field.partition("_")
-        name = f"{proto}_timeout_{state}" if state else f"{proto}_timeout"
-        try:
-            with open(f"{SYSCTL}{name}") as f:
-                values[field] = float(f.read())
-        except (OSError, ValueError):
-            continue  # not in this kernel: keep the default
-    return Timeouts(**values)
+class SysctlTimeouts:
+    """The namespace's conntrack timeout sysctls as the mirror's :class:`Timeouts`.
+
+    Opened inside the namespace (a ``/proc/sys/net`` file belongs to the namespace it was
+    opened in) and re-read on demand, so a timeout changed with ``sysctl -w`` applies to the
+    next teardown as it would in the kernel.
+    """
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+        for field in Timeouts.__dataclass_fields__:
+            proto, _, state = field.partition("_")
+            name = f"{proto}_timeout_{state}" if state else f"{proto}_timeout"
+            try:
+                self._fds[field] = os.open(f"{SYSCTL}{name}", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue  # not in this kernel: the default stands
+
+    def read(self) -> Timeouts:
+        values: dict[str, float] = {}
+        for field, fd in self._fds.items():
+            try:
+                values[field] = float(os.pread(fd, 32, 0))
+            except (OSError, ValueError):
+                continue
+        return Timeouts(**values)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)

@@ -34,6 +34,7 @@ class CtUpdate:
     conn: Conn
     timeout: int | None = None
     liberal: bool = False
+    clear_maxack: bool = False
 
 
 class KernelConntrack:
@@ -110,6 +111,10 @@ class KernelConntrack:
 
     def request_liberal(self, conn: Conn) -> None:
         self._request(CtUpdate(conn, liberal=True))
+
+    def request_tcp_fixup(self, conn: Conn) -> None:
+        """``flow_offload_fixup_tcp``: the kernel's ``td_maxack`` is stale after offload."""
+        self._request(CtUpdate(conn, clear_maxack=True))
 
     def _request(self, update: CtUpdate) -> None:
         self.updates.append(update)

@@ -241,3 +241,15 @@ def test_snapshot_lists_the_kernels_connections_with_hardware_share() -> None:
     assert conns[7]["offload"] == "HW_OFFLOAD" and conns[7]["hw_directions"] == 2
     assert conns[8]["offload"] is None
     assert snap["stats"]["hw_entries"] == 2
+
+
+def test_punted_fin_or_rst_tears_down_and_fixes_tcp_up_before_the_kernel_sees_it() -> None:
+    router, _ = make()
+    offloaded(router)
+    router.conntrack.take_updates()
+    orig, reply = tuples()
+    assert router.on_fin_rst(reply, 1)  # h2's RST, masqueraded tuple
+    assert [c.command for c in install(router, 1)] == [Command.DESTROY] * 2
+    assert [u.clear_maxack for u in router.conntrack.take_updates()] == [True]
+    assert not router.on_fin_rst(orig, 1)  # nothing offloaded any more
+    assert router.on_ct(entry(state=TcpState.CLOSE), 2) is None
