@@ -67,6 +67,7 @@ class KernelRouter:
         self.now = 0.0
         self._flows: dict[int, Flow] = {}  # conn id -> its flow
         self._paths: dict[int, tuple[Path, Path]] = {}  # flow id -> the kernel's answer
+        self._waiting: dict[tuple[str, bytes], dict[int, Conn]] = {}  # unresolved neighbours
 
     # -- conntrack -----------------------------------------------------------------------
 
@@ -118,6 +119,9 @@ class KernelRouter:
         routes = flow_routes(self.config, paths)
         if isinstance(routes, str):
             self.stats[f"refused_{routes}"] += 1
+            for path in paths:
+                if path.mac is None:  # retried when the kernel resolves it
+                    self._waiting.setdefault((path.oifname, path.nexthop), {})[conn.id] = conn
             return None
         if not self.policy.selects(conn.tuples[ORIGINAL], paths[REPLY].oifname,
                                    paths[ORIGINAL].oifname):
@@ -162,11 +166,16 @@ class KernelRouter:
             self._remove(flow, now, "route_changed")
 
     def neighbour_changed(self, ifname: str, address: bytes, mac: bytes | None,
-                          now: float) -> None:
-        """A neighbour entry changed or went away: flows sending to its old MAC go."""
+                          now: float) -> list[Conn]:
+        """A neighbour entry changed or went away: flows sending to its old MAC go. Returns
+        the connections that waited for this neighbour, to be resolved again."""
         for flow, paths in self.offloaded():
             if any(p.oifname == ifname and p.nexthop == address and p.mac != mac for p in paths):
                 self._remove(flow, now, "neigh_changed")
+        if mac is None:
+            return []
+        return [c for c in self._waiting.pop((ifname, address), {}).values()
+                if self.candidate(c)]
 
     def link_down(self, ifname: str, now: float) -> None:
         """A representor went down (``NETDEV_DOWN``): flows entering through it go."""
@@ -180,6 +189,11 @@ class KernelRouter:
         self.now = now
         self.flowtable.gc_step(now)
         self._forget_freed()
+        for key, conns in list(self._waiting.items()):
+            for conn_id in [i for i, c in conns.items() if c.dying]:
+                del conns[conn_id]
+            if not conns:
+                del self._waiting[key]
         return []
 
     def _remove(self, flow: Flow, now: float, reason: str) -> None:

@@ -16,15 +16,17 @@ from pyroute2.netlink.rtnl import (
     RTM_GETNEIGH,
     RTM_GETROUTE,
     RTM_NEWADDR,
+    RTM_NEWNEIGH,
     RTM_NEWROUTE,
 )
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.ndmsg import NUD_FAILED, NUD_INCOMPLETE, ndmsg
+from pyroute2.netlink.rtnl.ndmsg import NTF_USE, NUD_FAILED, NUD_INCOMPLETE, NUD_NONE, ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 NLM_F_REQUEST = 0x01
 NLM_F_ACK = 0x04
+NLM_F_REPLACE = 0x100
 NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 IFF_UP = 0x1
@@ -102,6 +104,19 @@ def neigh_get_request(seq: int, ifindex: int, address: bytes) -> bytes:
     msg["ifindex"] = ifindex
     msg["attrs"] = [["NDA_DST", str(ipaddress.ip_address(address))]]
     return _finish(msg, RTM_GETNEIGH, NLM_F_REQUEST, seq)
+
+
+def neigh_use_request(seq: int, ifindex: int, address: bytes) -> bytes:
+    """``NTF_USE``: ask the kernel to resolve a neighbour (``neigh_event_send``); the answer
+    comes later as a neighbour event."""
+    msg = ndmsg()
+    msg["family"] = _AF[_family(address)]
+    msg["ifindex"] = ifindex
+    msg["state"] = NUD_NONE
+    msg["flags"] = NTF_USE
+    msg["attrs"] = [["NDA_DST", str(ipaddress.ip_address(address))]]
+    return _finish(msg, RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+                   seq)
 
 
 def decode_neigh(data: bytes, msg_type: int) -> Neighbour | None:

@@ -105,7 +105,7 @@ class KernelSession(SwitchSession):
         for work in (self._ct_update_loop, self._tx_loop, self._sysctl_loop):
             self._tasks.append(asyncio.create_task(work(), name=f"{self.name}:{work.__name__}"))
         for _, flags, msg in await self.ct.request(ctnetlink.dump_request):
-            self._ct_event(CT_NEW, flags, msg)
+            self._ct_event(CT_NEW, flags, msg, own=False)  # answers carry our port id
         log.info("%s: kernel mode in netns %s, representors %s, %d connections tracked",
                  self.name, self.netns, ", ".join(t.name for t in self.taps.values()),
                  len(router.conntrack))
@@ -181,7 +181,9 @@ class KernelSession(SwitchSession):
 
     # -- netlink events --------------------------------------------------------------------
 
-    def _ct_event(self, msg_type: int, flags: int, msg: bytes) -> None:
+    def _ct_event(self, msg_type: int, flags: int, msg: bytes, own: bool | None = None) -> None:
+        """A ctnetlink event; ``own`` (by default: its header carries our port id) when it
+        reports a change this session asked for."""
         if msg_type not in (CT_NEW, CT_DELETE):
             return
         try:
@@ -189,7 +191,8 @@ class KernelSession(SwitchSession):
         except ctnetlink.BadMessage:
             self.counters["ct_bad_message"] += 1
             return
-        own = ctnetlink.HEADER.unpack_from(msg)[4] == self._ct_pid
+        if own is None:
+            own = ctnetlink.HEADER.unpack_from(msg)[4] == self._ct_pid
         router: KernelRouter = self.router  # type: ignore[assignment]
         conn = router.on_ct(entry, self.clock(), own=own)
         if conn is not None:
@@ -207,8 +210,9 @@ class KernelSession(SwitchSession):
         elif msg_type in (RTM_NEWNEIGH, RTM_DELNEIGH):
             neigh = rtnetlink.decode_neigh(msg, msg_type)
             if neigh is not None and neigh.ifindex in self._ifnames:
-                router.neighbour_changed(self._ifnames[neigh.ifindex], neigh.address, neigh.mac,
-                                         now)
+                for conn in router.neighbour_changed(self._ifnames[neigh.ifindex],
+                                                     neigh.address, neigh.mac, now):
+                    self._resolve_soon(conn)
         elif msg_type in (RTM_NEWROUTE, RTM_DELROUTE) and not self._revalidating:
             self._revalidating = True
             asyncio.get_running_loop().create_task(self._revalidate())
@@ -253,13 +257,21 @@ class KernelSession(SwitchSession):
         return paths[0], paths[1]
 
     async def _neighbour(self, ifindex: int, address: bytes) -> bytes | None:
+        """The next hop's MAC; unknown, the kernel is asked to resolve it (the neighbour
+        event that follows retries the offload)."""
         try:
             answer = await self.rt.request(
                 lambda s: rtnetlink.neigh_get_request(s, ifindex, address))
+            neigh = rtnetlink.decode_neigh(answer[0][2], answer[0][0]) if answer else None
         except NetlinkError:
-            return None
-        neigh = rtnetlink.decode_neigh(answer[0][2], answer[0][0]) if answer else None
-        return neigh.mac if neigh is not None else None
+            neigh = None
+        if neigh is not None and neigh.mac is not None:
+            return neigh.mac
+        try:
+            await self.rt.request(lambda s: rtnetlink.neigh_use_request(s, ifindex, address))
+        except NetlinkError as exc:
+            self.counters[f"neigh_use_{errno.errorcode.get(exc.errno, 'error')}"] += 1
+        return None
 
     async def _revalidate(self) -> None:
         """A route changed: every offloaded flow's paths are asked for again."""

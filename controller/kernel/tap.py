@@ -33,7 +33,10 @@ class Tap:
     def __init__(self, name: str, mac: bytes, mtu: int) -> None:
         self.name = name
         self.counters: Counter[str] = Counter()
-        self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise OSError(exc.errno, f"representor {name}: /dev/net/tun: {exc.strerror}") from None
         try:
             fcntl.ioctl(self.fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ctl:
@@ -44,9 +47,10 @@ class Tap:
                                                             struct.pack("16sH", ifname, 0)), 16)[0]
                 fcntl.ioctl(ctl, SIOCSIFFLAGS, struct.pack("16sH", ifname, flags | IFF_UP))
             self.index = socket.if_nametoindex(name)
-        except OSError:
+        except OSError as exc:
             os.close(self.fd)
-            raise
+            raise OSError(exc.errno, f"representor {name}: {exc.strerror} (a device of that "
+                          "name that is not a TAP already exists?)") from None
 
     def write(self, frame: bytes) -> bool:
         """Hand a frame to the kernel; a full queue or a down device costs the frame, counted."""

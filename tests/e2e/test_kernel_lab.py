@@ -126,3 +126,24 @@ def test_conntrack_delete_removes_both_hardware_entries(lab):
         assert conn_to(lab, 5205) is None
     finally:
         echo.kill()
+
+
+def test_controller_restart_keeps_forwarding_and_offloads_the_kernels_connection_again(lab):
+    # IPv6: a masqueraded entry would not survive its representor going away with the
+    # controller (the kernel's masquerade forgets connections of a device that goes down)
+    echo = serve(lab, "h2", "udp-echo", "5207")
+    client = start(lab, "h1", "udp-client", lab.address("h2", 6), "5207", "100", "0.1")
+    try:
+        first = offloaded(lab, 5207)
+        assert first, lab.flows()
+        lab.stop_controller()
+        lab.start_controller()
+        # the kernel's entry, found in the conntrack dump at start, offloaded again once the
+        # kernel resolved the neighbours it lost with the representors
+        again = offloaded(lab, 5207)
+        assert again and again["id"] == first["id"], lab.flows()
+        assert lab.stats()["hw_entries_adopted"] == 0  # the re-offload took the entries over
+    finally:
+        out, _ = client.communicate(timeout=30)
+        echo.kill()
+    assert '"received": 100' in out, out

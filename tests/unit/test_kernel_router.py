@@ -132,6 +132,21 @@ def test_unresolved_neighbour_or_foreign_device_is_not_offloaded() -> None:
     assert router.stats["refused_no_neighbour"] == 1
     assert router.stats["refused_not_a_port"] == 1 and router.stats["refused_no_route"] == 1
     assert not conn.status & Status.OFFLOAD and len(router.offload) == 0
+    # the kernel resolving that neighbour hands the connection back for another try
+    assert router.neighbour_changed("eth0", ip(H1), None, 1) == []
+    assert router.neighbour_changed("eth0", ip(H1), H1_MAC, 1) == [conn]
+    assert router.neighbour_changed("eth0", ip(H1), H1_MAC, 2) == []
+
+
+def test_a_connection_waiting_for_a_neighbour_is_forgotten_when_it_dies() -> None:
+    router, _ = make()
+    conn = router.on_ct(entry(), 0)
+    assert conn is not None
+    router.admit(conn, (PATHS[0], Path("eth0", ip(H1), None)), 0)
+    router.on_ct(entry(DESTROY, timeout=None, status=ESTABLISHED | Status.DYING), 1)
+    router.tick(2)
+    assert router.neighbour_changed("eth0", ip(H1), H1_MAC, 3) == []
+    assert not router._waiting
 
 
 def test_policy_protocols_and_nft_selectors() -> None:
