@@ -142,7 +142,9 @@ class KernelRouter:
         """A TCP FIN or RST the switch punted, before the kernel sees it.
 
         As at the kernel flowtable's hook (``nf_flow_state_check`` in teardown mode): the flow
-        is torn down and conntrack fixed up first, then conntrack sees the packet. There is no
+        is torn down and conntrack fixed up first (``flow_offload_fixup_tcp``), then conntrack
+        sees the packet; otherwise ``nf_conntrack_tcp_packet`` would find the RST's sequence
+        number unequal to its stale ``td_maxack`` and keep the entry ESTABLISHED. There is no
         software fast path to forward it in CLOSING mode, so kernel mode always tears down.
         Returns True when a conntrack fix-up must reach the kernel before the packet does.
         """
@@ -151,7 +153,6 @@ class KernelRouter:
         if conn is None or flow is None or flow.has(TEARDOWN):
             return False
         self._remove(flow, now, "tcp_fin_rst")
-        self.conntrack.request_tcp_fixup(conn)
         return True
 
     # -- the kernel's other tables ------------------------------------------------------------
@@ -214,6 +215,12 @@ class KernelRouter:
             self.on_event({"type": kind, **describe(conn, self.now)})
 
     def _flow_event(self, event: FlowEvent) -> None:
+        if event.type == "TEARDOWN":
+            flow = self.flowtable.flow_by_id(event.flow_id)
+            if flow is not None and flow.conn.proto == IPPROTO_TCP:
+                # flow_offload_fixup_ct (>= 6.14) on every teardown: the kernel's td_maxack
+                # is stale, or it would hold a RST it cannot check to ESTABLISHED
+                self.conntrack.request_tcp_fixup(flow.conn)
         if self.on_event is None:
             return
         out = event.to_dict()

@@ -114,7 +114,8 @@ class KernelConntrack:
 
     def request_tcp_fixup(self, conn: Conn) -> None:
         """``flow_offload_fixup_tcp``: the kernel's ``td_maxack`` is stale after offload."""
-        self._request(CtUpdate(conn, clear_maxack=True))
+        if not conn.dying:
+            self._request(CtUpdate(conn, clear_maxack=True))
 
     def _request(self, update: CtUpdate) -> None:
         self.updates.append(update)

@@ -211,6 +211,19 @@ def test_idle_flow_expires_and_hands_the_kernel_its_timeout_back() -> None:
     assert [u.timeout for u in router.conntrack.take_updates()] == [120 - 10]
 
 
+def test_every_tcp_teardown_clears_the_kernels_stale_maxack_but_not_of_a_dead_entry() -> None:
+    router, _ = make()
+    offloaded(router)
+    router.conntrack.take_updates()
+    router.tick(11)  # idle expiry
+    assert [u.clear_maxack for u in router.conntrack.take_updates()] == [True]
+    router, _ = make()
+    offloaded(router)
+    router.conntrack.take_updates()
+    router.on_ct(entry(DESTROY, timeout=None, status=ESTABLISHED | Status.DYING), 1)
+    assert router.conntrack.take_updates() == []
+
+
 def test_own_events_never_offload_a_packet_of_the_connection_does() -> None:
     router, _ = make()
     offloaded(router)
