@@ -26,7 +26,10 @@ from tests.p4build import (
     Compiled,
     State,
     all_compiled,
+    compiled_for,
     outputs_state,
+    recorded_sha,
+    require_current,
     require_outputs,
     sha256_of,
 )
@@ -262,7 +265,7 @@ def test_changed_source_turns_dependent_tests_into_skips_naming_both_hashes(
     tree = tmp_path / "tree"
     copy_tracked_tree(tree)
     source = tree / FLOWTABLE
-    old = sha256_of(source)
+    old = recorded_sha(compiled_for(source, tree).recorded)  # what runs, stale or not
     with source.open("a") as f:
         f.write(" ")
     new = sha256_of(source)
@@ -330,3 +333,18 @@ def test_compile_script_writes_the_import_layout(tmp_path: Path) -> None:
         "-o", "prog.json", "tests/p4/prog.p4"]
     assert "fake compiler" in (compiled.build / "diagnostics.txt").read_text()
     assert not (tree / "prog.json").exists()
+
+
+# --- names only the committed source has (skip while its outputs are stale) --------------------
+
+
+def test_compiled_p4info_has_the_punt_meter_and_its_drop_counter() -> None:
+    """Control-plane policing (p4src/README.md): a packets meter and a packets-and-bytes
+    counter, one cell per punt reason, that the controller configures and reads by name."""
+    info = load_p4info(require_current(FLOWTABLE).p4info)
+    meters = {m.preamble.name: m for m in info.meters}
+    counters = {c.preamble.name: c for c in info.counters}
+    meter, drops = meters["FtIngress.punt_meter"], counters["FtIngress.punt_drops"]
+    assert meter.spec.unit == p4i.MeterSpec.PACKETS
+    assert drops.spec.unit == p4i.CounterSpec.BOTH
+    assert meter.size == drops.size == 16
