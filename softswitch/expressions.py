@@ -141,11 +141,20 @@ class ExprCompiler:
         if kind == "expression":
             return self._expression(value, f"{path}.value")
         if kind == "header":
-            idx = self.layout.header(value, path).index
-            return lambda s, p: idx
+            if value not in self.layout.header_by_name and value in self.layout.union_by_name:
+                kind = "header_union"  # p4c names a union stack element "us[0]" as a header
+            else:
+                idx = self.layout.header(value, path).index
+                return lambda s, p: idx
+        if kind == "header_union":
+            uidx = self.layout.union(value, path).index
+            return lambda s, p: uidx
         if kind == "header_stack":
             sidx = self.layout.stack(value, path).index
             return lambda s, p: sidx
+        if kind == "header_union_stack":
+            cursor = self.layout.union_stack(value, path).cursor
+            return lambda s, p: cursor
         if kind == "stack_field":
             return self._stack_field(value, path)
         if kind == "string":
@@ -201,9 +210,15 @@ class ExprCompiler:
             return lambda s, p: a(s, p) if cond(s, p) else b(s, p)
         if op == "access_field":
             return self._access_field(node, path)
+        if op == "access_union_header":
+            return self._access_union_header(node, path)
         right = self.compile(get(node, "right", path), f"{path}.right")
         if op == "valid":
             return lambda s, p: s.valid[right(s, p)]
+        if op == "valid_union":
+            return self._valid_union(right)
+        if op == "dereference_union_stack":
+            return self._deref_union(node, path, right)
         if op in ("not", "!"):
             return lambda s, p: not right(s, p)
         if op == "~":
@@ -261,6 +276,40 @@ class ExprCompiler:
             i = index(s, p)
             # Out-of-range indices read/write the last element, as BMv2 does not trap.
             return members[i] if 0 <= i <= last else members[last]
+
+        return member
+
+    def _valid_union(self, union: Expr) -> Expr:
+        """bm_sim VALID_UNION: a union is valid when one of its members is (HeaderUnion keeps
+        at most one member valid)."""
+        members = [u.members for u in self.layout.unions]
+
+        def valid_union(s: PacketState, p: Params) -> bool:
+            valid = s.valid
+            return any(valid[m] for m in members[union(s, p)])
+
+        return valid_union
+
+    def _deref_union(self, node: dict, path: str, index: Expr) -> Expr:
+        """bm_sim DEREFERENCE_UNION_STACK: the union at a runtime index of a union stack."""
+        us = self.layout.union_stack(get(node, "left", path, dict).get("value"), f"{path}.left")
+        unions = us.unions
+        last = len(unions) - 1
+
+        def union(s: PacketState, p: Params) -> int:
+            i = index(s, p)
+            return unions[i] if 0 <= i <= last else unions[last]
+
+        return union
+
+    def _access_union_header(self, node: dict, path: str) -> Expr:
+        """bm_sim ACCESS_UNION_HEADER: the member at a constant offset of a union."""
+        union = self.compile(get(node, "left", path), f"{path}.left")
+        offset = get(node, "right", path, int)
+        members = [u.members for u in self.layout.unions]
+
+        def member(s: PacketState, p: Params) -> int:
+            return members[union(s, p)][offset]
 
         return member
 

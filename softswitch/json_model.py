@@ -93,6 +93,27 @@ class StackInfo:
 
 
 @dataclass(slots=True)
+class UnionInfo:
+    """A header union: its member header instances, in declaration order."""
+
+    name: str
+    index: int
+    members: tuple[int, ...]  # header indices
+    member_names: tuple[str, ...]  # the P4 names of the members ("h1", "h2")
+
+
+@dataclass(slots=True)
+class UnionStackInfo:
+    """A stack of header unions; ``cursor`` indexes ``PacketState.stack_next`` (after the
+    header stacks' cursors)."""
+
+    name: str
+    cursor: int
+    unions: list[int]  # union indices, stack[0] first
+    member_names: tuple[str, ...]
+
+
+@dataclass(slots=True)
 class Layout:
     """Slot assignment for a whole program."""
 
@@ -103,6 +124,17 @@ class Layout:
     stack_of_header: dict[int, StackInfo]
     n_slots: int
     errors: dict[str, int]
+    unions: list[UnionInfo] = field(default_factory=list)
+    union_by_name: dict[str, UnionInfo] = field(default_factory=dict)
+    union_stacks: list[UnionStackInfo] = field(default_factory=list)
+    union_stack_by_name: dict[str, UnionStackInfo] = field(default_factory=dict)
+    # header index -> the other members of its union (bm_sim HeaderUnion::make_header_valid)
+    siblings: dict[int, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def n_cursors(self) -> int:
+        """Stack cursors per packet: one per header stack, then one per union stack."""
+        return len(self.stacks) + len(self.union_stacks)
 
     def header(self, name: Any, path: str) -> HeaderInfo:
         info = self.header_by_name.get(name) if isinstance(name, str) else None
@@ -114,6 +146,18 @@ class Layout:
         info = self.stack_by_name.get(name) if isinstance(name, str) else None
         if info is None:
             raise fail(path, f"unknown header stack {name!r}")
+        return info
+
+    def union(self, name: Any, path: str) -> UnionInfo:
+        info = self.union_by_name.get(name) if isinstance(name, str) else None
+        if info is None:
+            raise fail(path, f"unknown header union {name!r}")
+        return info
+
+    def union_stack(self, name: Any, path: str) -> UnionStackInfo:
+        info = self.union_stack_by_name.get(name) if isinstance(name, str) else None
+        if info is None:
+            raise fail(path, f"unknown header union stack {name!r}")
         return info
 
     def field(self, ref: Any, path: str) -> tuple[HeaderInfo, FieldInfo | None]:
@@ -173,9 +217,56 @@ def build_layout(doc: dict) -> Layout:
         if not (isinstance(e, list) and len(e) == 2 and isinstance(e[1], int)):
             raise fail(f"$.errors[{i}]", "expected [name, value]")
         errors[e[0]] = e[1]
-    return Layout(
+    layout = Layout(
         headers, by_name, stacks, {s.name: s for s in stacks}, stack_of_header, slot, errors
     )
+    _add_unions(doc, layout, by_id)
+    return layout
+
+
+def _add_unions(doc: dict, layout: Layout, headers_by_id: dict[int, HeaderInfo]) -> None:
+    """``header_union_types``, ``header_unions`` and ``header_union_stacks`` as bm_sim's
+    P4Objects::init_header_unions / init_header_union_stacks read them: a union lists the ids
+    of its member header instances, a union stack the ids of its unions."""
+    member_names: dict[str, tuple[str, ...]] = {}
+    for i, ut in enumerate(doc.get("header_union_types") or []):
+        path = f"$.header_union_types[{i}]"
+        members = get(ut, "headers", path, list)
+        if not all(isinstance(m, list) and len(m) == 2 for m in members):
+            raise fail(f"{path}.headers", "expected [member name, header type] pairs")
+        member_names[get(ut, "name", path, str)] = tuple(m[0] for m in members)
+    by_id: dict[int, UnionInfo] = {}
+    for i, u in enumerate(doc.get("header_unions") or []):
+        path = f"$.header_unions[{i}]"
+        ids = get(u, "header_ids", path, list)
+        members = []
+        for j, hid in enumerate(ids):
+            if hid not in headers_by_id:
+                raise fail(f"{path}.header_ids[{j}]", f"unknown header id {hid!r}")
+            members.append(headers_by_id[hid].index)
+        names = member_names.get(u.get("union_type"), ())
+        if len(names) != len(members):
+            raise fail(f"{path}.union_type", f"unknown or mismatched union type "
+                       f"{u.get('union_type')!r}")
+        info = UnionInfo(get(u, "name", path, str), len(layout.unions), tuple(members), names)
+        layout.unions.append(info)
+        layout.union_by_name[info.name] = info
+        by_id[u.get("id", i)] = info
+        for m in members:
+            layout.siblings[m] = tuple(o for o in members if o != m)
+    for i, us in enumerate(doc.get("header_union_stacks") or []):
+        path = f"$.header_union_stacks[{i}]"
+        unions = []
+        for j, uid in enumerate(get(us, "header_union_ids", path, list)):
+            if uid not in by_id:
+                raise fail(f"{path}.header_union_ids[{j}]", f"unknown header union id {uid!r}")
+            unions.append(by_id[uid].index)
+        if not unions:
+            raise fail(f"{path}.header_union_ids", "a union stack needs at least one union")
+        info_s = UnionStackInfo(get(us, "name", path, str), layout.n_cursors, unions,
+                                layout.unions[unions[0]].member_names)
+        layout.union_stacks.append(info_s)
+        layout.union_stack_by_name[info_s.name] = info_s
 
 
 def _header_info(
