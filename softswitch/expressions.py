@@ -268,16 +268,7 @@ class ExprCompiler:
 
     def _deref(self, node: dict, path: str, index: Expr) -> Expr:
         st_node = get(node, "left", path, dict)
-        st = self.layout.stack(st_node.get("value"), f"{path}.left")
-        members = st.headers
-        last = len(members) - 1
-
-        def member(s: PacketState, p: Params) -> int:
-            i = index(s, p)
-            # Out-of-range indices read/write the last element, as BMv2 does not trap.
-            return members[i] if 0 <= i <= last else members[last]
-
-        return member
+        return _element(self.layout.stack(st_node.get("value"), f"{path}.left").headers, index)
 
     def _valid_union(self, union: Expr) -> Expr:
         """bm_sim VALID_UNION: a union is valid when one of its members is (HeaderUnion keeps
@@ -293,14 +284,7 @@ class ExprCompiler:
     def _deref_union(self, node: dict, path: str, index: Expr) -> Expr:
         """bm_sim DEREFERENCE_UNION_STACK: the union at a runtime index of a union stack."""
         us = self.layout.union_stack(get(node, "left", path, dict).get("value"), f"{path}.left")
-        unions = us.unions
-        last = len(unions) - 1
-
-        def union(s: PacketState, p: Params) -> int:
-            i = index(s, p)
-            return unions[i] if 0 <= i <= last else unions[last]
-
-        return union
+        return _element(us.unions, index)
 
     def _access_union_header(self, node: dict, path: str) -> Expr:
         """bm_sim ACCESS_UNION_HEADER: the member at a constant offset of a union."""
@@ -366,6 +350,18 @@ class ExprCompiler:
                 setters[n - 1](s, v)
 
         return set_last
+
+
+def _element(elements: list[int], index: Expr) -> Expr:
+    """The stack element at a runtime index; out-of-range indices read/write the last element,
+    as BMv2 does not trap."""
+    last = len(elements) - 1
+
+    def element(s: PacketState, p: Params) -> int:
+        i = index(s, p)
+        return elements[i] if 0 <= i <= last else elements[last]
+
+    return element
 
 
 def _offset_setters(h: HeaderInfo) -> list[Callable[[PacketState, int], None]]:

@@ -8,7 +8,9 @@ once per program, so per-packet code only indexes lists. Errors name the JSON pa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # p4c's assignment of the core library errors, used when a document omits `errors`.
 CORE_ERRORS = {
@@ -137,28 +139,26 @@ class Layout:
         return len(self.stacks) + len(self.union_stacks)
 
     def header(self, name: Any, path: str) -> HeaderInfo:
-        info = self.header_by_name.get(name) if isinstance(name, str) else None
-        if info is None:
-            raise fail(path, f"unknown header instance {name!r}")
-        return info
+        return _named(self.header_by_name, name, "header instance", path)
 
     def stack(self, name: Any, path: str) -> StackInfo:
-        info = self.stack_by_name.get(name) if isinstance(name, str) else None
-        if info is None:
-            raise fail(path, f"unknown header stack {name!r}")
-        return info
+        return _named(self.stack_by_name, name, "header stack", path)
 
     def union(self, name: Any, path: str) -> UnionInfo:
-        info = self.union_by_name.get(name) if isinstance(name, str) else None
-        if info is None:
-            raise fail(path, f"unknown header union {name!r}")
-        return info
+        return _named(self.union_by_name, name, "header union", path)
 
     def union_stack(self, name: Any, path: str) -> UnionStackInfo:
-        info = self.union_stack_by_name.get(name) if isinstance(name, str) else None
-        if info is None:
-            raise fail(path, f"unknown header union stack {name!r}")
-        return info
+        return _named(self.union_stack_by_name, name, "header union stack", path)
+
+    def union_stack_member(
+        self, stack: Any, member: Any, path: str
+    ) -> tuple[UnionStackInfo, list[HeaderInfo]]:
+        """A union stack and the header instances of one member, one per union, stack[0] first."""
+        us = self.union_stack(stack, path)
+        if member not in us.member_names:
+            raise fail(path, f"union stack {us.name!r} has no member {member!r}")
+        k = us.member_names.index(member)
+        return us, [self.headers[self.unions[u].members[k]] for u in us.unions]
 
     def field(self, ref: Any, path: str) -> tuple[HeaderInfo, FieldInfo | None]:
         """Resolve ``[header, field]``; the field is None for the hidden ``$valid$`` field."""
@@ -174,6 +174,23 @@ class Layout:
 
     def error_code(self, name: str) -> int:
         return self.errors.get(name, CORE_ERRORS[name])
+
+
+def _named(by_name: dict[str, T], name: Any, kind: str, path: str) -> T:
+    info = by_name.get(name) if isinstance(name, str) else None
+    if info is None:
+        raise fail(path, f"unknown {kind} {name!r}")
+    return info
+
+
+def _indices(obj: dict, key: str, by_id: dict[int, Any], path: str) -> list[int]:
+    """``obj[key]``, a list of JSON ids, as the indices of the objects they name."""
+    out = []
+    for j, oid in enumerate(get(obj, key, path, list)):
+        if oid not in by_id:
+            raise fail(f"{path}.{key}[{j}]", f"unknown id {oid!r}")
+        out.append(by_id[oid].index)
+    return out
 
 
 def build_layout(doc: dict) -> Layout:
@@ -203,11 +220,7 @@ def build_layout(doc: dict) -> Layout:
     stack_of_header: dict[int, StackInfo] = {}
     for i, st in enumerate(doc.get("header_stacks") or []):
         path = f"$.header_stacks[{i}]"
-        members = []
-        for j, hid in enumerate(get(st, "header_ids", path, list)):
-            if hid not in by_id:
-                raise fail(f"{path}.header_ids[{j}]", f"unknown header id {hid!r}")
-            members.append(by_id[hid].index)
+        members = _indices(st, "header_ids", by_id, path)
         info = StackInfo(get(st, "name", path, str), len(stacks), members)
         stacks.append(info)
         for m in members:
@@ -238,12 +251,7 @@ def _add_unions(doc: dict, layout: Layout, headers_by_id: dict[int, HeaderInfo])
     by_id: dict[int, UnionInfo] = {}
     for i, u in enumerate(doc.get("header_unions") or []):
         path = f"$.header_unions[{i}]"
-        ids = get(u, "header_ids", path, list)
-        members = []
-        for j, hid in enumerate(ids):
-            if hid not in headers_by_id:
-                raise fail(f"{path}.header_ids[{j}]", f"unknown header id {hid!r}")
-            members.append(headers_by_id[hid].index)
+        members = _indices(u, "header_ids", headers_by_id, path)
         names = member_names.get(u.get("union_type"), ())
         if len(names) != len(members):
             raise fail(f"{path}.union_type", f"unknown or mismatched union type "
@@ -256,11 +264,7 @@ def _add_unions(doc: dict, layout: Layout, headers_by_id: dict[int, HeaderInfo])
             layout.siblings[m] = tuple(o for o in members if o != m)
     for i, us in enumerate(doc.get("header_union_stacks") or []):
         path = f"$.header_union_stacks[{i}]"
-        unions = []
-        for j, uid in enumerate(get(us, "header_union_ids", path, list)):
-            if uid not in by_id:
-                raise fail(f"{path}.header_union_ids[{j}]", f"unknown header union id {uid!r}")
-            unions.append(by_id[uid].index)
+        unions = _indices(us, "header_union_ids", by_id, path)
         if not unions:
             raise fail(f"{path}.header_union_ids", "a union stack needs at least one union")
         info_s = UnionStackInfo(get(us, "name", path, str), layout.n_cursors, unions,

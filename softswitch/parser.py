@@ -234,11 +234,7 @@ class ParserCompiler:
         union (bm_sim ParseSwitchKeyBuilder, UNION_STACK_FIELD), with its width."""
         if not (isinstance(ref, list) and len(ref) == 3):
             raise fail(path, f"expected [union stack, member, field], got {ref!r}")
-        us = self.layout.union_stack(ref[0], path)
-        if ref[1] not in us.member_names:
-            raise fail(path, f"union stack {us.name!r} has no member {ref[1]!r}")
-        k = us.member_names.index(ref[1])
-        members = [self.layout.headers[self.layout.unions[u].members[k]] for u in us.unions]
+        us, members = self.layout.union_stack_member(ref[0], ref[1], path)
         fi = members[0].by_name.get(ref[2])
         if fi is None:
             raise fail(path, f"member {ref[1]!r} has no field {ref[2]!r}")
@@ -328,11 +324,7 @@ class ParserCompiler:
             value = target.get("value")
             if not (isinstance(value, list) and len(value) == 2):
                 raise fail(path, f"expected [union stack, member], got {value!r}")
-            us = self.layout.union_stack(value[0], path)
-            if value[1] not in us.member_names:
-                raise fail(path, f"union stack {us.name!r} has no member {value[1]!r}")
-            k = us.member_names.index(value[1])
-            members = [self.layout.headers[self.layout.unions[u].members[k]] for u in us.unions]
+            us, members = self.layout.union_stack_member(value[0], value[1], path)
             return self._extract_next(
                 [self._extract_header(h, length, path) for h in members], us.cursor
             )
