@@ -204,8 +204,9 @@ class ActionCompiler:
         return self._shift_stack(params, path, push=False)
 
     def _shift_stack(self, params: list, path: str, push: bool) -> Prim:
-        if params[0].get("type") == "header_union_stack":
-            us = self.layout.union_stack(params[0].get("value"), f"{path}[0]")
+        name = params[0].get("value")
+        if name in self.layout.union_stack_by_name and name not in self.layout.stack_by_name:
+            us = self.layout.union_stack(name, f"{path}[0]")
             return shift_union_stack(self.layout, us, self._expr(params[1], f"{path}[1]"), push)
         st = self.layout.stack(params[0].get("value"), f"{path}[0]")
         count = self._expr(params[1], f"{path}[1]")

@@ -150,8 +150,11 @@ class ExprCompiler:
             uidx = self.layout.union(value, path).index
             return lambda s, p: uidx
         if kind == "header_stack":
-            sidx = self.layout.stack(value, path).index
-            return lambda s, p: sidx
+            if value not in self.layout.stack_by_name and value in self.layout.union_stack_by_name:
+                kind = "header_union_stack"  # p4c types every stack reference "header_stack"
+            else:
+                sidx = self.layout.stack(value, path).index
+                return lambda s, p: sidx
         if kind == "header_union_stack":
             cursor = self.layout.union_stack(value, path).cursor
             return lambda s, p: cursor

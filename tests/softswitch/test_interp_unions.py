@@ -164,3 +164,12 @@ def test_union_stack_assignment_copies_elements_and_cursor() -> None:
     p = build(states, [prim("assign_union_stack", VS, US), assign(fld("b", "v"), size_vs)])
     # vs = us: vs[0].h1 is a copy of us[0].h1, one element counted
     assert out(p, b"\x05\x0a") == b"\x01\x0a\x0a"
+
+
+def test_union_stack_named_as_a_header_stack() -> None:
+    """p4c's ExpressionConverter types every stack reference "header_stack", union stacks too."""
+    as_stack = {"type": "header_stack", "value": "us"}
+    states = [state("start", [extract("b"), next_member("h2")])]
+    p = build(states, [prim("push", as_stack, hexstr(1)),
+                       assign(fld("b", "v"), op("size_stack", None, as_stack))])
+    assert out(p, b"\x00\x12\x34") == b"\x02\x12\x34"
