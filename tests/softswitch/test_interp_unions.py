@@ -173,3 +173,16 @@ def test_union_stack_named_as_a_header_stack() -> None:
     p = build(states, [prim("push", as_stack, hexstr(1)),
                        assign(fld("b", "v"), op("size_stack", None, as_stack))])
     assert out(p, b"\x00\x12\x34") == b"\x02\x12\x34"
+
+
+def test_union_stack_element_named_as_a_header() -> None:
+    """p4c's ArrayIndex conversion names a constant-index element ``us[0]`` with type "header"."""
+    us0 = {"type": "header", "value": "us[0]"}
+    valid_us0 = {"type": "expression", "value": bare("valid_union", None, us0)}
+    states = [state("start", [extract("b")], [fld("b", "v")],
+                    [trans("0x01", "one"), trans(None, None)]),
+              state("one", [next_member("h1")])]
+    p = build(states, [assign(fld("b", "v"), hexstr(0x77))], conditionals=[
+        conditional(0, "node_1", valid_us0, "tbl_act", None)])
+    assert out(p, b"\x01\x05") == b"\x77\x05"
+    assert p.process(0, b"\x00\x05") == [(0, b"\x00\x05")]
