@@ -131,8 +131,22 @@ class ActionCompiler:
         setter = self.exprs.compile_setter(dst, f"{path}[0]")
         return lambda s, p: setter(s, p, int(value(s, p)))
 
-    _p_assign_VL = _p_assign
     _p_modify_field = _p_assign
+
+    def _p_assign_VL(self, params: list, path: str) -> Prim:
+        """bm_sim core ``assign_VL`` (Field::assign_VL): a varbit field takes the source's value
+        and its current width, which the destination header is then deparsed with."""
+        dst_h, dst = self.layout.field(params[0].get("value"), f"{path}[0]")
+        src_h, src = self.layout.field(params[1].get("value"), f"{path}[1]")
+        if dst is None or src is None or dst.width or src.width:
+            raise fail(path, "assign_VL needs two varbit fields")
+        d, r, dh, rh = dst.slot, src.slot, dst_h.index, src_h.index
+
+        def assign_vl(s: PacketState, p: Params) -> None:
+            s.f[d] = s.f[r]
+            s.vlen[dh] = s.vlen.get(rh, 0)
+
+        return assign_vl
 
     def _p_add_to_field(self, params: list, path: str) -> Prim:
         setter = self.exprs.compile_setter(params[0], f"{path}[0]")
@@ -205,7 +219,7 @@ class ActionCompiler:
 
     def _shift_stack(self, params: list, path: str, push: bool) -> Prim:
         name = params[0].get("value")
-        if name in self.layout.union_stack_by_name and name not in self.layout.stack_by_name:
+        if self.layout.p4c_kind(params[0].get("type"), name) == "header_union_stack":
             us = self.layout.union_stack(name, f"{path}[0]")
             return shift_union_stack(self.layout, us, self._expr(params[1], f"{path}[1]"), push)
         st = self.layout.stack(params[0].get("value"), f"{path}[0]")

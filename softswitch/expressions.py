@@ -140,24 +140,10 @@ class ExprCompiler:
             return lambda s, p: p[value]
         if kind == "expression":
             return self._expression(value, f"{path}.value")
-        if kind == "header":
-            if value not in self.layout.header_by_name and value in self.layout.union_by_name:
-                kind = "header_union"  # p4c names a union stack element "us[0]" as a header
-            else:
-                idx = self.layout.header(value, path).index
-                return lambda s, p: idx
-        if kind == "header_union":
-            uidx = self.layout.union(value, path).index
-            return lambda s, p: uidx
-        if kind == "header_stack":
-            if value not in self.layout.stack_by_name and value in self.layout.union_stack_by_name:
-                kind = "header_union_stack"  # p4c types every stack reference "header_stack"
-            else:
-                sidx = self.layout.stack(value, path).index
-                return lambda s, p: sidx
-        if kind == "header_union_stack":
-            cursor = self.layout.union_stack(value, path).cursor
-            return lambda s, p: cursor
+        kind = self.layout.p4c_kind(kind, value)
+        if kind in ("header", "header_union", "header_stack", "header_union_stack"):
+            idx = self._named_index(kind, value, path)
+            return lambda s, p: idx
         if kind == "stack_field":
             return self._stack_field(value, path)
         if kind == "string":
@@ -165,6 +151,17 @@ class ExprCompiler:
         if kind == "register":
             return self._register(value, path)
         raise fail(path, f"unsupported operand type {kind!r}")
+
+    def _named_index(self, kind: str, name: Any, path: str) -> int:
+        """What a named header, union or stack evaluates to: its index (a union stack's is its
+        cursor, which ``size_stack``/``last_stack_index`` read)."""
+        if kind == "header":
+            return self.layout.header(name, path).index
+        if kind == "header_union":
+            return self.layout.union(name, path).index
+        if kind == "header_stack":
+            return self.layout.stack(name, path).index
+        return self.layout.union_stack(name, path).cursor
 
     def _field(self, ref: Any, path: str) -> Expr:
         hdr, fi = self.layout.field(ref, f"{path}.value")

@@ -150,6 +150,16 @@ class Layout:
     def union_stack(self, name: Any, path: str) -> UnionStackInfo:
         return _named(self.union_stack_by_name, name, "header union stack", path)
 
+    def p4c_kind(self, kind: str, name: Any) -> str:
+        """The kind of a type/value reference as p4c means it: p4c names a constant-index
+        union-stack element ("us[0]") with type "header" and types every stack "header_stack"."""
+        if kind == "header" and name not in self.header_by_name and name in self.union_by_name:
+            return "header_union"
+        if (kind == "header_stack" and name not in self.stack_by_name
+                and name in self.union_stack_by_name):
+            return "header_union_stack"
+        return kind
+
     def union_stack_member(
         self, stack: Any, member: Any, path: str
     ) -> tuple[UnionStackInfo, list[HeaderInfo]]:

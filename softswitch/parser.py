@@ -277,6 +277,8 @@ class ParserCompiler:
             length = self.exprs.compile(params[1], f"{path}.parameters[1]")
             return self._extract(params[0], f"{path}.parameters[0]", length)
         if name == "set":
+            if self._is_varbit(params[0]):  # bm_sim ParserOpSet: a varbit destination is assign_VL
+                return self.compile_primitive({"op": "assign_VL", "parameters": params}, path)
             setter = self.exprs.compile_setter(params[0], f"{path}.parameters[0]")
             value = self._value(params[1], f"{path}.parameters[1]")
             return lambda s, p: setter(s, p, int(value(s, p)))
@@ -308,6 +310,12 @@ class ParserCompiler:
         if name == "primitive":
             return self.compile_primitive(params[0], f"{path}.parameters[0]")
         raise fail(f"{path}.op", f"unsupported parser op {name!r}")
+
+    def _is_varbit(self, node: Any) -> bool:
+        if not (isinstance(node, dict) and node.get("type") == "field"):
+            return False
+        _, fi = self.layout.field(node.get("value"), "set")
+        return fi is not None and fi.width == 0
 
     def _extract(self, target: dict, path: str, length: Expr | None) -> Op:
         kind = get(target, "type", path, str)

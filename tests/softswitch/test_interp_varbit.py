@@ -19,6 +19,7 @@ from tests.softswitch.p4json import (
     hexstr,
     op,
     pipeline,
+    prim,
     program,
     state,
     table,
@@ -116,3 +117,23 @@ def vl_program() -> Pipeline:
                  header_types=[("b_t", [["v", 8, False]]), ("o_t", [["k", 8, False],
                                                                    ["opts", "*"]])],
                  headers=[("b", "b_t", False), ("o", "o_t", False)], deparse=["b", "o"])
+
+
+def test_varbit_assignment_copies_the_width() -> None:
+    """assign_VL (and a parser "set" into a varbit field) copies value and width, so the
+    destination is deparsed at the source's length (bm_sim Field::assign_VL)."""
+    vl = {"op": "extract_VL", "parameters": [{"type": "regular", "value": "o"},
+                                             {"type": "expression", "value": fld("b", "v")}]}
+    copy = [fld("p", "opts"), fld("o", "opts")]
+    kw = dict(header_types=[("b_t", [["v", 8, False]]),
+                            ("o_t", [["k", 8, False], ["opts", "*"]])],
+              headers=[("b", "b_t", False), ("o", "o_t", False), ("p", "o_t", False)],
+              deparse=["b", "o", "p"])
+    in_action = build([state("start", [extract("b"), vl])],
+                      [prim("add_header", {"type": "header", "value": "p"}),
+                       prim("assign_VL", *copy)], **kw)
+    assert out(in_action, b"\x10\x01\xaa\xbbtail") == b"\x10\x01\xaa\xbb\x00\xaa\xbbtail"
+    in_parser = build([state("start", [extract("b"), vl, extract("p"),
+                                       {"op": "set", "parameters": copy}])], [], **kw)
+    # p extracted with a 0-bit varbit (k = 0x07), then set to o's 16 bits
+    assert out(in_parser, b"\x10\x01\xaa\xbb\x07tail") == b"\x10\x01\xaa\xbb\x07\xaa\xbbtail"
