@@ -89,7 +89,7 @@ def admit(
     if conn.status & Status.OFFLOAD:  # test_and_set_bit(IPS_OFFLOAD_BIT): one flowtable per ct
         counters["refused_already_offloaded"] += 1
         return None
-    flowtable.conntrack.set_status(conn, Status.OFFLOAD, now)
+    flowtable.conntrack.set_status(conn, Status.OFFLOAD)
     flow_routes = routes(conn, direction, in_port)
     if flow_routes is None:
         return _give_up(flowtable, conn, now, "no_route")
@@ -109,6 +109,6 @@ def admit(
 
 
 def _give_up(flowtable: Flowtable, conn: Conn, now: float, reason: str) -> None:
-    flowtable.conntrack.clear_status(conn, Status.OFFLOAD, now)
+    flowtable.conntrack.clear_status(conn, Status.OFFLOAD)
     flowtable.counters[f"refused_{reason}"] += 1
     return None

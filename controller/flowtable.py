@@ -116,16 +116,16 @@ EventSink = Callable[[FlowEvent], None]
 
 
 class CtView(Protocol):
-    """What the flowtable needs from ``controller.conntrack.Conntrack``: timers, and status
-    changes made through it so that ``conntrack -E`` style UPDATE events are reported."""
+    """What the flowtable needs from ``controller.conntrack.Conntrack``: timers, and the
+    OFFLOAD / HW_OFFLOAD bits (flipped silently, as the kernel's bit operations)."""
 
     def timeout_for(self, conn: Conn) -> float: ...
 
     def refresh(self, conn: Conn, seconds: float, now: float) -> None: ...
 
-    def set_status(self, conn: Conn, bits: Status, now: float | None = None) -> None: ...
+    def set_status(self, conn: Conn, bits: Status) -> None: ...
 
-    def clear_status(self, conn: Conn, bits: Status, now: float | None = None) -> None: ...
+    def clear_status(self, conn: Conn, bits: Status) -> None: ...
 
 
 class OffloadSink(Protocol):
@@ -395,7 +395,7 @@ class Flowtable:
         if flow.flags & TEARDOWN:
             return
         flow.flags |= TEARDOWN
-        self.conntrack.clear_status(flow.conn, Status.OFFLOAD, now)
+        self.conntrack.clear_status(flow.conn, Status.OFFLOAD)
         self._fixup_ct(flow, now, expired=reason == "expired")
         self.counters[f"teardown_{reason}"] += 1
         self.emit("TEARDOWN", flow, reason)

@@ -247,13 +247,13 @@ class OffloadQueue:
         if failed:
             self.counters[f"{work.kind}_failed"] += 1
         if work.kind == REPLACE:
-            self._replaced(work, ok, now)
+            self._replaced(work, ok)
         elif work.kind == STATS:
             self._stats_done(work, ok)
         else:
-            self._destroyed(work, now)
+            self._destroyed(work)
 
-    def _replaced(self, work: _Work, ok: list[FlowResult], now: float) -> None:
+    def _replaced(self, work: _Work, ok: list[FlowResult]) -> None:
         flow, ft = work.flow, work.ft
         if any(r.refusal is Refusal.NO_SPACE for r in work.results):
             self.policy.on_no_space(flow)
@@ -265,7 +265,7 @@ class OffloadQueue:
         self.policy.on_installed(flow)
         conn = flow.conn
         if not conn.status & Status.HW_OFFLOAD:
-            ft.conntrack.set_status(conn, Status.HW_OFFLOAD, now)
+            ft.conntrack.set_status(conn, Status.HW_OFFLOAD)
             ft.emit("HW_OFFLOAD", flow)
 
     def _stats_done(self, work: _Work, ok: list[FlowResult]) -> None:
@@ -285,14 +285,14 @@ class OffloadQueue:
                     conn.packets[d] += r.stats.packets
                     conn.bytes[d] += r.stats.bytes
 
-    def _destroyed(self, work: _Work, now: float) -> None:
+    def _destroyed(self, work: _Work) -> None:
         """``flow_offload_work_del``: the rules are gone (even if a driver complained)."""
         flow, ft = work.flow, work.ft
         slots = bin(flow.hw_dirs).count("1")
         flow.hw_dirs = 0
         self._installed.pop(flow.id, None)
         if flow.conn.status & Status.HW_OFFLOAD:
-            ft.conntrack.clear_status(flow.conn, Status.HW_OFFLOAD, now)
+            ft.conntrack.clear_status(flow.conn, Status.HW_OFFLOAD)
         if work.kind == DESTROY:
             flow.flags |= HW_DEAD
             self.policy.forget(flow)
