@@ -389,19 +389,23 @@ class Flowtable:
     def teardown(self, flow: Flow, now: float, reason: str) -> None:
         """``flow_offload_teardown``: dead for lookups, ct gives up OFFLOAD and is fixed up.
 
-        Runs once per flow; ``reason`` "expired" also subtracts the idle budget from the ct
-        timeout (the flow already idled that long).
+        Runs once per flow; ``reason`` is what ``p4ft monitor`` shows.
         """
         if flow.flags & TEARDOWN:
             return
         flow.flags |= TEARDOWN
         self.conntrack.clear_status(flow.conn, Status.OFFLOAD)
-        self._fixup_ct(flow, now, expired=reason == "expired")
+        self._fixup_ct(flow, now)
         self.counters[f"teardown_{reason}"] += 1
         self.emit("TEARDOWN", flow, reason)
 
-    def _fixup_ct(self, flow: Flow, now: float, expired: bool) -> None:
-        """``flow_offload_fixup_ct`` (≥6.14): hand the connection back to conntrack."""
+    def _fixup_ct(self, flow: Flow, now: float) -> None:
+        """``flow_offload_fixup_ct`` (≥6.14, as in 6.18): hand the connection back to conntrack.
+
+        A CLOSING TCP flow enters CLOSE with the full CLOSE timeout (10 s), whatever the reason
+        of the teardown; otherwise the state's timeout, minus the idle budget only if the flow
+        has expired (``nf_flow_has_expired``: it already idled that long), and only lowered.
+        """
         conn = flow.conn
         proto = conn.proto
         closing = False
@@ -416,7 +420,7 @@ class Flowtable:
         elif proto != IPPROTO_UDP:
             return
         timeout = self.conntrack.timeout_for(conn)
-        if expired:
+        if not closing and flow.timeout - now <= 0:
             timeout = max(0.0, timeout - self.timeout_of(proto))
         if closing or conn.timeout - now > timeout:
             self.conntrack.refresh(conn, timeout, now)
