@@ -8,8 +8,9 @@ edge does the I/O in between::
     batch = queue.take_batch(1000)
     queue.complete(await driver.execute(batch), now)
 
-A capacity policy (``controller.capacity``) gates REPLACE and uses the driver's idle reports to
-free hardware slots for flows waiting in software.
+A capacity policy (``controller.capacity``) holds mice back from REPLACE and uses the driver's
+idle reports to free hardware slots for refused flows waiting in software; each REPLACE succeeds
+or fails on its own, and a refused flow is retried by its next refresh.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class OffloadQueue:
         if flow.flags & HW_PENDING:
             self.counters["dropped_pending"] += 1
             return False
-        if not flow.hw_dirs and not self.policy.wants_hw(flow):  # installed flows keep their slot
+        if not flow.hw_dirs and not self.policy.wants_hw(flow):  # installed: no threshold
             return False
         commands = []
         for d in self._dirs(flow):
@@ -288,7 +289,6 @@ class OffloadQueue:
     def _destroyed(self, work: _Work) -> None:
         """``flow_offload_work_del``: the rules are gone (even if a driver complained)."""
         flow, ft = work.flow, work.ft
-        slots = bin(flow.hw_dirs).count("1")
         flow.hw_dirs = 0
         self._installed.pop(flow.id, None)
         if flow.conn.status & Status.HW_OFFLOAD:
@@ -299,4 +299,3 @@ class OffloadQueue:
             ft.emit("DESTROY", flow)
         else:
             ft.emit("DESTROY", flow, "idle_evicted")
-        self.policy.on_freed(flow, slots)

@@ -79,6 +79,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="flow directions the hardware holds (default: unlimited); others stay in software",
+        help="flow directions each hardware table (IPv4, IPv6) holds (default: unlimited)",
     )
     parser.set_defaults(func=_run)
