@@ -3,11 +3,15 @@
 Objects are looked up as nft does (family + name), updates follow ``nf_tables_api.c``: a second
 ``add flowtable`` adds devices and may change ``counter`` but never ``offload``; a device belongs
 to at most one flowtable per table; a flowtable referenced by a rule cannot be deleted. The caller
-works on a copy, so a failing command leaves the original ruleset untouched.
+works on a copy, so a failing command leaves the original ruleset untouched. A new flowtable
+gets a fresh handle (``nf_tables_newflowtable``: ``nf_tables_alloc_handle``), so the owner can
+tell a flowtable that was only updated from one deleted and created again, whose predecessor the
+kernel frees with its flows at commit (``nf_tables_flowtable_destroy`` → ``nf_flow_table_free``).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import replace
 
@@ -34,6 +38,8 @@ ENOENT = "Could not process rule: No such file or directory"
 EEXIST = "Could not process rule: File exists"
 EBUSY = "Could not process rule: Device or resource busy"
 EOPNOTSUPP = "Could not process rule: Operation not supported"
+
+_handles = itertools.count(1)  # process-wide: handles of a deleted flowtable are never reused
 
 
 def execute(tables: Tables, commands: Iterable[Command]) -> None:
@@ -95,6 +101,7 @@ def _add_flowtable(tables: Tables, cmd: AddFlowtable) -> None:
             spec.counter,
             spec.hook,
             cmd.loc,
+            next(_handles),
         )
     else:
         if spec.priority is not None and spec.priority != old.priority:

@@ -199,12 +199,56 @@ def test_ruleset_without_the_flowtable_tears_down_and_destroys() -> None:
 
 
 def test_ruleset_keeping_the_flowtable_keeps_its_flows() -> None:
+    """``nft -f`` of the same file again: the flowtable is only updated, its flows stay."""
     b = Bench()
     b.handshake()
     b.drain()
-    b.router.apply_ruleset(loads(FORWARD_OFFLOAD), b.now)
+    b.router.apply_ruleset(b.router.ruleset.apply(FORWARD_OFFLOAD), b.now)
     assert b.send(tcp4("PA"), 1)[0] == "hw"
     assert len(next(iter(b.router.flowtables.values()))) == 1
+
+
+FLOW_ADD = "meta l4proto { tcp, udp } flow add @ft"
+DROP_WEB = FORWARD_OFFLOAD.replace(FLOW_ADD, "tcp dport 80 drop\n        " + FLOW_ADD)
+
+
+def _offloaded_then_replaced(script: str) -> Bench:
+    b = Bench()
+    b.handshake()
+    b.drain()
+    assert b.send(tcp4("PA"), 1)[0] == "hw"
+    b.types()
+    old = next(iter(b.router.flowtables.values()))
+    b.router.apply_ruleset(b.router.ruleset.apply(script), b.now)
+    assert "TEARDOWN" in b.types() and old not in b.router.flowtables.values()
+    b.advance(2)
+    assert "DESTROY" in b.types() and not b.driver.rules  # DESTROY through the offload queue
+    (new,) = b.router.flowtables.values()
+    assert len(new) == 0 and len(old) == 0
+    return b
+
+
+def test_flowtable_free_on_ruleset_replace_tears_down_flows() -> None:
+    """``flush ruleset`` + the same table: the old flowtable is freed (nf_flow_table_free) and
+    the offloaded connection meets the new rules on the classic path."""
+    b = _offloaded_then_replaced("flush ruleset\n" + DROP_WEB)
+    path, _ = b.send(tcp4("PA"), 1)
+    assert path == "drop" and b.router.drops["ruleset_forward"] == 1
+    (conn,) = b.router.conntrack
+    assert not conn.status & (Status.OFFLOAD | Status.HW_OFFLOAD)
+
+
+def test_flowtable_deleted_and_added_in_one_transaction_is_a_new_flowtable() -> None:
+    b = _offloaded_then_replaced(
+        "flush chain inet filter forward\n"
+        "delete flowtable inet filter ft\n"
+        "add flowtable inet filter ft { hook ingress priority 0; devices = { eth0, eth1 }; "
+        "flags offload; }\n"
+        "add rule inet filter forward meta l4proto { tcp, udp } flow add @ft\n"
+    )
+    assert b.send(tcp4("PA"), 1)[0] == "classic"  # back on the classic path, offered again
+    b.drain()
+    assert b.send(tcp4("PA"), 1)[0] == "hw"
 
 
 def test_port_down_tears_down_flows_entering_there() -> None:
@@ -253,7 +297,8 @@ def test_ruleset_removing_a_device_tears_down_flows_entering_there() -> None:
     b.handshake()
     b.drain()
     b.types()
-    b.router.apply_ruleset(loads(FORWARD_OFFLOAD.replace("eth0, eth1", "eth0")), b.now)
+    script = "delete flowtable inet filter ft { devices = { eth1 }; }"
+    b.router.apply_ruleset(b.router.ruleset.apply(script), b.now)
     events = [e for e in b.events if e["type"] == "TEARDOWN"]
     assert events and events[0]["reason"] == "device_down"
     ft = next(iter(b.router.flowtables.values()))
