@@ -103,9 +103,16 @@ class OffloadQueue:
     # -- requests (OffloadSink) ---------------------------------------------------------------
 
     def replace(self, ft: Flowtable, flow: Flow) -> bool:
-        """``nf_flow_offload_add``. A refusal is retried by the flowtable's next refresh."""
+        """``nf_flow_offload_add``. A refusal is retried by the flowtable's next refresh.
+
+        A flowtable without devices has no driver bound (no FLOW_BLOCK_BIND): the kernel's
+        REPLACE reaches no callback and nothing is installed, so nothing is sent.
+        """
         if flow.flags & HW_PENDING:
             self.counters["dropped_pending"] += 1
+            return False
+        if not ft.devices:
+            self.counters["replace_unbound"] += 1
             return False
         if not flow.hw_dirs and not self.policy.wants_hw(flow):  # installed: no threshold
             return False
@@ -119,11 +126,18 @@ class OffloadQueue:
         return self._queue(REPLACE, ft, flow, commands)
 
     def destroy(self, ft: Flowtable, flow: Flow) -> bool:
-        """``nf_flow_offload_del``: DESTROY both directions, then the flow may be freed."""
+        """``nf_flow_offload_del``: DESTROY both directions, then the flow may be freed.
+
+        With no driver bound and nothing installed, ``flow_offload_work_del`` has no callback to
+        call: the flow is HW_DEAD at once.
+        """
         if flow.flags & HW_PENDING:
             self.counters["dropped_pending"] += 1
             return False
         flow.flags |= HW_DYING
+        if not ft.devices and not flow.hw_dirs:
+            flow.flags |= HW_DEAD
+            return True
         commands = [FlowCommand(Command.DESTROY, cookie_of(flow, d)) for d in self._dirs(flow)]
         return self._queue(DESTROY, ft, flow, commands)
 

@@ -90,8 +90,10 @@ class Router:
         self.punts: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
         self._events: list[Event] | None = None
+        self.devices = frozenset(p.name for p in config.ports)  # what a flowtable may hook
         if ruleset is None and config.ruleset is not None:
-            ruleset = loads(config.ruleset.text, config.ruleset.source or "<ruleset>")
+            source = config.ruleset.source or "<ruleset>"
+            ruleset = loads(config.ruleset.text, source, self.devices)
         self.apply_ruleset(ruleset or Ruleset(), 0.0)
 
     # -- packets ----------------------------------------------------------------------------

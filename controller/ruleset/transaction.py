@@ -12,7 +12,7 @@ kernel frees with its flows at commit (``nf_tables_flowtable_destroy`` → ``nf_
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 
 from controller.ruleset.errors import Loc, RulesetError
@@ -42,9 +42,22 @@ EOPNOTSUPP = "Could not process rule: Operation not supported"
 _handles = itertools.count(1)  # process-wide: handles of a deleted flowtable are never reused
 
 
-def execute(tables: Tables, commands: Iterable[Command]) -> None:
+def execute(
+    tables: Tables, commands: Iterable[Command], devices: Collection[str] | None = None
+) -> None:
+    """Run ``commands`` in order; with ``devices`` (the switch's port names), a flowtable device
+    that is not one of them is refused, as ``nft_netdev_hook_alloc`` refuses a device
+    ``__dev_get_by_name`` does not find (ENOENT)."""
     for cmd in commands:
+        if devices is not None and isinstance(cmd, AddFlowtable):
+            _check_devices(cmd.spec.devices, devices)
         _HANDLERS[type(cmd)](tables, cmd)
+
+
+def _check_devices(wanted: Iterable[Device], devices: Collection[str]) -> None:
+    for dev in wanted:
+        if dev.name not in devices:
+            raise RulesetError(f"{ENOENT} (no device {dev.name} on this switch)", dev.loc)
 
 
 def _table(tables: Tables, family: Family, name: str, loc: Loc) -> Table:

@@ -92,7 +92,7 @@ def test_offload_status_flips_send_no_conntrack_update_and_refusal_sends_nothing
     ct = Conntrack(on_event=ct_events.append)
     queue = OffloadQueue()
     flow_events: list[FlowEvent] = []
-    ft = Flowtable("f", ct, offload=True, hw=queue, on_event=flow_events.append)
+    ft = Flowtable("f", ct, devices=(1, 2), offload=True, hw=queue, on_event=flow_events.append)
     hw = MemoryDriver(clock=lambda: 0.0)
     conn = _handshake(ct, 0.0)
     before = len(ct_events)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 
 from controller.ct import Status
 from controller.router import Router
-from controller.ruleset import loads
+from controller.ruleset import RulesetError, loads
 from ndo.memory import MemoryDriver
 from tests.unit.router_helpers import (
     FORWARD_OFFLOAD,
@@ -316,3 +317,22 @@ def test_ruleset_changing_the_offload_flag_replaces_the_flowtable() -> None:
     assert not b.driver.rules
     (ft,) = b.router.flowtables.values()
     assert not ft.offload and len(ft) == 0
+
+
+def test_flowtable_without_devices_has_no_ingress_hook_and_no_driver_binding() -> None:
+    """No devices: no nf_flow_offload_*_hook registered and no FLOW_BLOCK_BIND, so the flow the
+    forward chain adds is never forwarded by the fast path and never reaches hardware."""
+    b = Bench(FORWARD_OFFLOAD.replace(" devices = { eth0, eth1 };", ""))
+    b.handshake()
+    b.drain()
+    (conn,) = b.router.conntrack
+    assert conn.status & Status.OFFLOAD and not conn.status & Status.HW_OFFLOAD
+    b.advance(2)
+    assert b.send(tcp4("PA"), 1)[0] == "classic"
+    b.drain()
+    assert not b.driver.rules and "HW_OFFLOAD" not in b.types()
+
+
+def test_flowtable_device_the_switch_lacks_is_an_error_with_its_location() -> None:
+    with pytest.raises(RulesetError, match=r"ruleset.text:2:\d+: .*no device eth9"):
+        Router(router_config(FORWARD_OFFLOAD.replace("eth0, eth1", "eth0, eth9")))
