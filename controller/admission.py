@@ -16,8 +16,9 @@ from controller.flowtable import HW_BIDIRECTIONAL, Flow, FlowRoute, Flowtable, F
 TCP_FIN = 0x01
 TCP_RST = 0x04
 
-RouteResolver = Callable[[Conn, int, int], tuple[FlowRoute, FlowRoute] | None]
-"""(conn, direction of the packet, its ingress port) -> routes indexed by flow direction."""
+RouteResolver = Callable[[Conn, int, int, Flowtable], tuple[FlowRoute, FlowRoute] | None]
+"""(conn, direction of the packet, its ingress port, flowtable) -> routes indexed by flow
+direction (``nft_flow_route``: the flowtable decides DIRECT or NEIGH xmit)."""
 
 _NEVER = Status.SEQ_ADJUST | Status.NAT_CLASH
 
@@ -90,7 +91,7 @@ def admit(
         counters["refused_already_offloaded"] += 1
         return None
     flowtable.conntrack.set_status(conn, Status.OFFLOAD)
-    flow_routes = routes(conn, direction, in_port)
+    flow_routes = routes(conn, direction, in_port, flowtable)
     if flow_routes is None:
         return _give_up(flowtable, conn, now, "no_route")
     if conn.dying:

@@ -72,9 +72,12 @@ HW_BIDIRECTIONAL = int(FlowFlag.HW_BIDIRECTIONAL)
 
 @dataclass(frozen=True, slots=True)
 class FlowRoute:
-    """Where packets of one direction come in and go out (the kernel's DIRECT xmit info).
+    """Where packets of one direction come in and go out (``flow_offload_fill_route``).
 
-    ``in_vlan`` is the 802.1Q id this direction arrives with (0: untagged): part of the key.
+    ``direct``: xmit type DIRECT, the L2 header cached at admission (``eth_src``, ``eth_dst``);
+    else NEIGH: ``next_hop`` is resolved per packet through the neighbour cache
+    (``nf_flow_queue_xmit`` / ``neigh_xmit``) and ``eth_dst`` is unused. ``in_vlan`` is the
+    802.1Q id this direction arrives with (0: untagged): part of the key.
     """
 
     in_port: int
@@ -83,6 +86,8 @@ class FlowRoute:
     eth_dst: bytes
     mtu: int
     in_vlan: int = 0
+    next_hop: bytes = b""
+    direct: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,12 +58,25 @@ def cookie_of(flow: Flow, direction: int) -> Cookie:
     return flow.id * 2 + direction
 
 
-def build_rule(flow: Flow, direction: int) -> FlowRule | None:
+NeighborLookup = Callable[[bytes, int], bytes | None]
+"""(next hop, port) -> its MAC while the neighbour is valid (``NeighborTable.lookup``)."""
+
+
+def build_rule(
+    flow: Flow, direction: int, neighbor: NeighborLookup | None = None
+) -> FlowRule | None:
     """``nf_flow_offload_rule_alloc`` for one direction; None when hardware cannot hold it
-    (not TCP/UDP, neighbour unresolved, no egress port)."""
+    (not TCP/UDP, neighbour unresolved, no egress port). The destination MAC is the cached one
+    for DIRECT xmit, the neighbour's current one for NEIGH (``flow_offload_eth_dst``:
+    ``dst_neigh_lookup``, -ENOENT unless NUD_VALID)."""
     t = flow.conn.tuples[direction]
     route = flow.routes[direction]
-    if t.proto not in (IPPROTO_TCP, IPPROTO_UDP) or len(route.eth_dst) != 6 or route.out_port <= 0:
+    eth_dst: bytes | None = route.eth_dst
+    if not route.direct:
+        eth_dst = neighbor(route.next_hop, route.out_port) if neighbor is not None else None
+    if t.proto not in (IPPROTO_TCP, IPPROTO_UDP) or eth_dst is None or len(eth_dst) != 6:
+        return None
+    if route.out_port <= 0:
         return None
     src, dst, sport, dport = nat_targets(flow, direction)
     return FlowRule(
@@ -71,7 +84,7 @@ def build_rule(flow: Flow, direction: int) -> FlowRule | None:
         FlowActions(
             egress_port=route.out_port,
             eth_src=route.eth_src,
-            eth_dst=route.eth_dst,
+            eth_dst=eth_dst,
             mtu=route.mtu,
             nat_src=src,
             nat_dst=dst,
@@ -93,8 +106,11 @@ class _Work:
 class OffloadQueue:
     """One queue for all flowtables of a controller (the kernel's three workqueues)."""
 
-    def __init__(self, policy: CapacityPolicy | None = None) -> None:
+    def __init__(
+        self, policy: CapacityPolicy | None = None, neighbor: NeighborLookup | None = None
+    ) -> None:
         self.policy = policy or CapacityPolicy()
+        self.neighbor = neighbor  # for flows with NEIGH xmit
         self.counters: Counter[str] = Counter()
         self._works: deque[_Work] = deque()
         self._in_flight: dict[tuple[Cookie, Command], _Work] = {}
@@ -118,7 +134,7 @@ class OffloadQueue:
             return False
         commands = []
         for d in self._dirs(flow):
-            rule = build_rule(flow, d)
+            rule = build_rule(flow, d, self.neighbor)
             if rule is None:
                 self.counters["build_failed"] += 1
                 return False

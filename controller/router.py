@@ -71,7 +71,9 @@ class Router:
         self.conntrack = Conntrack(max_entries=config.conntrack.max, on_event=self._ct_event)
         self.nat = Nat(self.conntrack)
         ftc = config.flowtable
-        self.offload = OffloadQueue(CapacityPolicy(ftc.offload_min_packets, ftc.offload_min_bytes))
+        self.offload = OffloadQueue(
+            CapacityPolicy(ftc.offload_min_packets, ftc.offload_min_bytes), self.neighbors.lookup
+        )
         self.flowtables: dict[FlowtableKey, Flowtable] = {}
         self.fastpaths: dict[FlowtableKey, FastPath] = {}
         self._handles: dict[FlowtableKey, int] = {}  # the ruleset object each one was made from
@@ -123,6 +125,8 @@ class Router:
                 result = fast.forward(pkt, in_port, now)
                 if result.verdict == FORWARD:
                     assert result.frame is not None
+                    if result.sends is not None:  # NEIGH xmit
+                        return Outcome("sw_fastpath", result.sends)
                     return Outcome("sw_fastpath", [(result.port, bytes(result.frame))])
                 if result.verdict == DROP:
                     self.drops["sw_fastpath_rewrite_error"] += 1
@@ -205,7 +209,7 @@ class Router:
         )
         ft.on_event = lambda ev, ft=ft: self._flow_event(ft, ev)
         self.flowtables[key] = ft
-        self.fastpaths[key] = FastPath(ft)
+        self.fastpaths[key] = FastPath(ft, self.classic.neigh_xmit)
         self._handles[key] = fd.handle
 
     def _retire(self, key: FlowtableKey, now: float) -> None:

@@ -7,6 +7,7 @@ import json
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP, Ether
 
 from controller.ct import Status
 from controller.router import Router
@@ -16,10 +17,13 @@ from tests.unit.router_helpers import (
     FORWARD_OFFLOAD,
     H1,
     H1_MAC,
+    H2,
     H2_MAC,
     INTERNET,
     NAT,
+    R1,
     R2,
+    arp_who_has,
     assert_checksums,
     router_config,
     tcp4,
@@ -32,12 +36,13 @@ from tests.unit.router_helpers import (
 class Bench:
     """A Router with the memory driver as its hardware, driven like ``p4ft simulate``."""
 
-    def __init__(self, ruleset: str = FORWARD_OFFLOAD, flowtable: str = "") -> None:
+    def __init__(
+        self, ruleset: str = FORWARD_OFFLOAD, flowtable: str = "", static_neighbors: bool = True
+    ) -> None:
         self.now = 1000.0
         self.events: list[dict] = []
-        self.router = Router(
-            router_config(ruleset, flowtable=flowtable), on_event=self.events.append
-        )
+        config = router_config(ruleset, flowtable=flowtable, static_neighbors=static_neighbors)
+        self.router = Router(config, on_event=self.events.append)
         self.driver = MemoryDriver(clock=lambda: self.now)
 
     def send(self, frame: bytes, port: int) -> tuple[str, list[tuple[int, bytes]]]:
@@ -336,3 +341,54 @@ def test_flowtable_without_devices_has_no_ingress_hook_and_no_driver_binding() -
 def test_flowtable_device_the_switch_lacks_is_an_error_with_its_location() -> None:
     with pytest.raises(RulesetError, match=r"ruleset.text:2:\d+: .*no device eth9"):
         Router(router_config(FORWARD_OFFLOAD.replace("eth0, eth1", "eth0, eth9")))
+
+
+SOFTWARE_ONLY = FORWARD_OFFLOAD.replace(" flags offload;", "")
+H2_NEW_MAC = "00:00:00:00:02:99"
+
+
+def _one_way_udp_after_h2_answers(ruleset: str) -> tuple[Bench, list[tuple[int, bytes]]]:
+    """h1 streams UDP to h2; h2 answers the router's ARP, h1 is never resolved."""
+    b = Bench(ruleset, static_neighbors=False)
+    path, sends = b.send(udp4(), 1)
+    assert path == "classic" and Ether(sends[0][1]).haslayer(ARP)  # queued, h2 solicited
+    _, flushed = b.send(arp_who_has(R2, src=H2, src_mac=H2_MAC), 2)
+    assert any(Ether(f).dst == H2_MAC and Ether(f).haslayer(UDP) for _, f in flushed)
+    assert b.send(udp4(), 1)[0] == "classic"  # confirmed: flow add @ft
+    return b, sends
+
+
+def test_software_flowtable_uses_neigh_xmit_and_admits_an_unresolved_neighbour() -> None:
+    """Without ``flags offload`` the flow's xmit is NEIGH (nft_default_forward_path): the
+    unresolved h1 (REPLY's next hop) does not stop the offload; each packet is resolved."""
+    b, _ = _one_way_udp_after_h2_answers(SOFTWARE_ONLY)
+    (ft,) = b.router.flowtables.values()
+    assert len(ft) == 1
+    path, sends = b.send(udp4(), 1)
+    assert path == "sw_fastpath" and Ether(sends[0][1]).dst == H2_MAC
+
+
+def test_neighbour_mac_change_reaches_the_software_fast_path() -> None:
+    b, _ = _one_way_udp_after_h2_answers(SOFTWARE_ONLY)
+    b.now += 1
+    b.send(arp_who_has(R2, src=H2, src_mac=H2_NEW_MAC), 2)  # h2 moved to a new NIC
+    path, sends = b.send(udp4(), 1)
+    assert path == "sw_fastpath" and [Ether(f).dst for _, f in sends] == [H2_NEW_MAC]
+
+
+def test_offload_flowtable_unresolved_neighbour_stays_in_software_until_resolved() -> None:
+    """``flags offload``: DIRECT only where the neighbour is valid, NEIGH elsewhere; the hardware
+    rule needs the neighbour (flow_offload_eth_dst -ENOENT), REPLACE is retried on refresh."""
+    b, _ = _one_way_udp_after_h2_answers(FORWARD_OFFLOAD)
+    b.drain()
+    (conn,) = b.router.conntrack
+    assert conn.status & Status.OFFLOAD and not conn.status & Status.HW_OFFLOAD
+    assert b.router.offload.counters["build_failed"] == 1
+    assert b.send(udp4(), 1)[0] == "sw_fastpath"
+    b.send(arp_who_has(R1, src=H1, src_mac=H1_MAC), 1)  # h1 shows up
+    b.now += 2
+    assert b.send(udp4(), 1)[0] == "sw_fastpath"  # the refresh queues REPLACE again
+    b.drain()
+    assert conn.status & Status.HW_OFFLOAD
+    path, sends = b.send(udp4(), 1)
+    assert path == "hw" and Ether(sends[0][1]).dst == H2_MAC
