@@ -85,7 +85,8 @@ class FastPath:
     def forward(self, pkt: Packet, in_port: int, now: float) -> FastPathResult:
         """Forward ``pkt`` (its frame is rewritten in place) or say why not."""
         ft = self.flowtable
-        if in_port not in ft.devices:  # no ingress hook there (none at all without devices)
+        # nft_register_flowtable_net_hooks hooks only the listed devices (none: no hook at all)
+        if in_port not in ft.devices:
             return self._classic("not_flowtable_device")
         family = pkt.family
         if family == 4:
