@@ -258,6 +258,11 @@ def test_simulate_ruleset_at_bad_spec_is_a_clear_error(
 ) -> None:
     code = simulate(tmp_path, "router", "1=router_h1.pcap", extra=("--ruleset-at", "soon=x.nft"))
     assert code == 1 and "expected TIME=FILE" in capsys.readouterr().err
+    bad = tmp_path / "bad.nft"
+    bad.write_text("add flowtable inet filter ft { devices = { eth9 }; }\n")
+    code = simulate(tmp_path, "router", "1=router_h1.pcap", extra=("--ruleset-at", f"1={bad}"))
+    err = capsys.readouterr().err
+    assert code == 1 and f"{bad}:1:" in err and "no device eth9" in err
 
 
 def test_simulate_flowtable_without_devices_takes_no_fast_path_and_no_hardware(
