@@ -292,7 +292,7 @@ class SwitchSession:
         from controller.ruleset import RulesetError
 
         try:
-            new = self.router.ruleset.apply(text, filename)
+            new = self.router.ruleset.apply(text, filename, self.router.devices)
         except RulesetError as exc:
             raise control.ControlError(str(exc)) from None
         self.router.apply_ruleset(new, self.clock())

@@ -1,7 +1,9 @@
 """``p4ft monitor [--json]``: the event stream, like ``conntrack -E``.
 
-NEW, UPDATE, DESTROY from conntrack; OFFLOAD, HW_OFFLOAD, TEARDOWN from the flowtables. Runs
-until interrupted or until the controller stops.
+NEW, UPDATE, DESTROY from conntrack, UPDATE only where the kernel's conntrack sends one (the
+IPS_OFFLOAD / IPS_HW_OFFLOAD bits flip without an event); OFFLOAD, HW_OFFLOAD, TEARDOWN and
+DESTROY (hardware rules removed) from the flowtables. Runs until interrupted or until the
+controller stops.
 """
 
 from __future__ import annotations
