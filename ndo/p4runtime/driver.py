@@ -44,8 +44,10 @@ from ndo.api import (
 from ndo.p4runtime.client import Backoff, P4RuntimeClient, P4RuntimeError
 from ndo.p4runtime.codec import DELETE, INSERT, MODIFY, CodecError, FlowCodec
 from ndo.p4runtime.packet_io import PacketCodec
+from ndo.p4runtime.punt_queue import PuntQueue, Queued
 from ndo.p4runtime.schema import FlowSchema, Pipeline
 from ndo.p4runtime.writer import OK, Outcome, TableOp, WriteStream
+from ndo.timing import Stage
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +125,17 @@ class P4RuntimeDriver(FlowDriver):
         self._by_match: dict[FlowMatch, Cookie] = {}
         self._occupancy: Counter[int] = Counter()
         self._idle_callback: IdleCallback | None = None
-        self._packet_queue: asyncio.Queue[PacketIn | None] = asyncio.Queue(packet_queue)
+        self.punts = PuntQueue(packet_queue)
         self._supervisor: asyncio.Task[None] | None = None
         self._regain_task: asyncio.Task[None] | None = None
         self._closing = False
 
     # -- life cycle ------------------------------------------------------------------------
+
+    @property
+    def packet_out_wait(self) -> Stage:
+        """Packet-outs from ``send_packet`` until the stream took them."""
+        return self._client.outbox_wait
 
     @property
     def connected(self) -> bool:
@@ -161,8 +168,7 @@ class P4RuntimeDriver(FlowDriver):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self._client.close()
-        with contextlib.suppress(asyncio.QueueFull):
-            self._packet_queue.put_nowait(None)
+        self.punts.close()
 
     async def _connect(self, force_push: bool = False) -> None:
         primary = await self._client.open()
@@ -495,11 +501,8 @@ class P4RuntimeDriver(FlowDriver):
         kind = message.WhichOneof("update")
         if kind == "packet":
             packet = self._packets.decode(message.packet)
-            if packet is not None:
-                try:
-                    self._packet_queue.put_nowait(packet)
-                except asyncio.QueueFull:
-                    self.counters["packet_in_overflow"] += 1
+            if packet is not None and not self.punts.put(packet):
+                self.counters["packet_in_overflow"] += 1
         elif kind == "idle_timeout_notification":
             self._on_idle(message.idle_timeout_notification)
         elif kind == "error":
@@ -527,11 +530,19 @@ class P4RuntimeDriver(FlowDriver):
 
     async def packets(self) -> AsyncIterator[PacketIn]:
         """Frames the switch punts, in arrival order, until the driver closes."""
-        while (packet := await self._packet_queue.get()) is not None:
-            yield packet
+        async for batch in self.packet_batches(1):
+            yield batch[0][0]
 
-    async def send_packet(self, frame: bytes, egress_port: int) -> bool:
-        """Packet-out ``frame`` on ``egress_port``; False (counted) if it cannot be sent."""
+    async def packet_batches(self, limit: int) -> AsyncIterator[list[Queued]]:
+        """What the switch punted since the last batch (at most ``limit``, each with the time it
+        arrived), so a consumer serves several frames per event-loop turn."""
+        while batch := await self.punts.batch(limit):
+            yield batch
+
+    def send_packet(self, frame: bytes, egress_port: int) -> bool:
+        """Packet-out ``frame`` on ``egress_port``; False (counted) if it cannot be sent.
+
+        Never waits for the switch: the stream's flow control paces what is queued."""
         message = self._packets.encode(frame, egress_port)
         if message is None:
             return False
