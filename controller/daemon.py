@@ -124,6 +124,13 @@ def _unhexed(fields: dict[str, Any]) -> dict[str, Any]:
             for k, v in fields.items()}
 
 
+def punt_rates(config: RouterConfig) -> dict[int, tuple[int, int]] | None:
+    """The punt meter's cells from ``[punt]``: reason → (packets/s, burst)."""
+    if config.punt is None:
+        return None
+    return {int(r): (p.rate_pps, p.burst) for r, p in config.punt.policers().items()}
+
+
 # -- one switch ----------------------------------------------------------------------------------
 
 
@@ -146,11 +153,13 @@ class SwitchSession:
         self.p4rt = P4RuntimeDriver(
             sw.address, FlowSchema.from_p4info(pipeline.p4info), device_id=sw.device_id,
             election_id=sw.election_id, pipeline=pipeline if push else None,
-            idle_timeout=float(max(config.flowtable.tcp_timeout, config.flowtable.udp_timeout)))
+            idle_timeout=float(max(config.flowtable.tcp_timeout, config.flowtable.udp_timeout)),
+            punt_rates=punt_rates(config))
         self.driver = RecordingDriver(self.p4rt)
         self.state_file = (state_dir / f"{name}.json") if state_dir is not None else None
         self._work = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._drops_read: asyncio.Task[None] | None = None
         self._started = False
 
     # -- life cycle ------------------------------------------------------------------------
@@ -186,9 +195,10 @@ class SwitchSession:
 
     async def stop(self) -> None:
         """Stop the loops and leave hardware as it is; remember what it holds."""
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._drops_read] if self._drops_read else [])]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._save_state()
@@ -249,6 +259,8 @@ class SwitchSession:
             self.counters["ticks"] += 1
             self._send(sends)
             self._kick()
+            if self._drops_read is None or self._drops_read.done():  # never delays the tick
+                self._drops_read = asyncio.create_task(self.p4rt.read_punt_drops())
 
     async def _offload_loop(self) -> None:
         while True:
@@ -307,6 +319,7 @@ class SwitchSession:
         stats["connected"] = self.p4rt.connected
         stats["punt_path"] = self.punt_path()
         stats["packet_in_queue"] = self.p4rt.punts.stats()
+        stats["punt_policing"] = self.p4rt.policing.stats()
         return snap
 
     def punt_path(self) -> dict[str, dict[str, float]]:

@@ -43,6 +43,7 @@ from ndo.api import (
 )
 from ndo.p4runtime.client import Backoff, P4RuntimeClient, P4RuntimeError
 from ndo.p4runtime.codec import DELETE, INSERT, MODIFY, CodecError, FlowCodec
+from ndo.p4runtime.copp import PuntPolicing, Rates
 from ndo.p4runtime.packet_io import PacketCodec
 from ndo.p4runtime.punt_queue import PuntQueue, Queued
 from ndo.p4runtime.schema import FlowSchema, Pipeline
@@ -104,6 +105,7 @@ class P4RuntimeDriver(FlowDriver):
         batch_size: int = 1000,
         max_in_flight: int = 4,
         packet_queue: int = 4096,
+        punt_rates: Rates | None = None,
         backoff: Backoff = DEFAULT_BACKOFF,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -126,6 +128,7 @@ class P4RuntimeDriver(FlowDriver):
         self._occupancy: Counter[int] = Counter()
         self._idle_callback: IdleCallback | None = None
         self.punts = PuntQueue(packet_queue)
+        self.policing = PuntPolicing(self._client, schema, punt_rates, self.counters)
         self._supervisor: asyncio.Task[None] | None = None
         self._regain_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -177,6 +180,7 @@ class P4RuntimeDriver(FlowDriver):
                         self._client.address, self._client.device_id, self._client.election_id)
         if primary:
             await self._push_pipeline(force_push)
+            await self.policing.configure()
 
     async def _push_pipeline(self, force: bool) -> None:
         """Push our pipeline unless the switch's cookie says it runs it already."""
@@ -199,6 +203,7 @@ class P4RuntimeDriver(FlowDriver):
     async def _regain(self) -> None:
         try:
             await self._push_pipeline(force=False)
+            await self.policing.configure()
             await self.reconcile({c: i.rule for c, i in self._installed.items()})
         except (ConnectionError, P4RuntimeError) as exc:
             log.warning("reconcile after becoming primary again failed: %s", exc)
@@ -494,6 +499,14 @@ class P4RuntimeDriver(FlowDriver):
                         failed.append(result)
             self.counters["reconciles"] += 1
             return ReconcileReport(tuple(adopted), tuple(orphans), tuple(installed), tuple(failed))
+
+    async def read_punt_drops(self) -> None:
+        """Refresh ``policing.drops`` from the switch; a failed read keeps the last figures."""
+        try:
+            await self.policing.read_drops()
+        except (P4RuntimeError, ConnectionError) as exc:
+            self.counters["punt_drops_read_errors"] += 1
+            log.debug("reading %s failed: %s", "the punt drop counter", exc)
 
     # -- stream: idle timeouts and packets ------------------------------------------------
 
