@@ -52,6 +52,7 @@ TICK = 1.0
 CONNECT_TIMEOUT = 30.0
 OFFLOAD_BATCH = 1000
 PACKET_BATCH = 64  # punts served per event-loop turn: the tick and offloads run in between
+PACKET_QUEUE = 4096  # punts waiting for the router; beyond it the oldest are dropped (counted)
 ADOPTED_BASE = 1 << 62  # cookies of adopted entries never meet the Router's (flow id * 2 + dir)
 EVENT_QUEUE = 10000  # per monitor client; a slow client loses events (counted), never the router
 
@@ -139,7 +140,7 @@ class SwitchSession:
 
     def __init__(self, name: str, config: RouterConfig, pipeline: Pipeline, *, push: bool = True,
                  state_dir: Path | None = None, clock: Callable[[], float] = time.monotonic,
-                 ) -> None:
+                 packet_queue: int = PACKET_QUEUE) -> None:
         from controller.router import Router
 
         self.name = name
@@ -154,7 +155,7 @@ class SwitchSession:
             sw.address, FlowSchema.from_p4info(pipeline.p4info), device_id=sw.device_id,
             election_id=sw.election_id, pipeline=pipeline if push else None,
             idle_timeout=float(max(config.flowtable.tcp_timeout, config.flowtable.udp_timeout)),
-            punt_rates=punt_rates(config))
+            packet_queue=packet_queue, punt_rates=punt_rates(config))
         self.driver = RecordingDriver(self.p4rt)
         self.state_file = (state_dir / f"{name}.json") if state_dir is not None else None
         self._work = asyncio.Event()

@@ -35,6 +35,7 @@ CHANNEL_OPTIONS = (
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 WRITE_METHOD = "/p4.v1.P4Runtime/Write"
 STREAM_METHOD = "/p4.v1.P4Runtime/StreamChannel"
+OUTBOX = 4096  # stream messages the stream has not taken yet; beyond it send() refuses
 
 StreamHandler = Callable[[p4r.StreamMessageResponse], None]
 
@@ -107,7 +108,7 @@ class P4RuntimeClient:
         header.election_id.CopyFrom(uint128(election_id))
         self._write_header = header.SerializeToString()
         self.outbox_wait = Stage()
-        self._outbox: asyncio.Queue[tuple[bytes, float] | None] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[bytes, float] | None] = asyncio.Queue(OUTBOX)
         self._reader: asyncio.Task[None] | None = None
         self._arbitrated: asyncio.Future[bool] | None = None
 
@@ -123,7 +124,7 @@ class P4RuntimeClient:
         self._stub = p4r_grpc.P4RuntimeStub(self._channel)
         self._write_raw = self._channel.unary_unary(  # bytes in: no serializer
             WRITE_METHOD, response_deserializer=p4r.WriteResponse.FromString)
-        self._outbox = asyncio.Queue()
+        self._outbox = asyncio.Queue(OUTBOX)
         self._arbitrated = loop.create_future()
         self.closed.clear()
         stream = self._channel.stream_stream(  # bytes out: no serializer
@@ -140,7 +141,8 @@ class P4RuntimeClient:
 
     async def close(self) -> None:
         if self._reader is not None:
-            self._outbox.put_nowait(None)
+            with contextlib.suppress(asyncio.QueueFull):
+                self._outbox.put_nowait(None)
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
@@ -153,13 +155,17 @@ class P4RuntimeClient:
         self.closed.set()
 
     def send(self, message: bytes) -> bool:
-        """Queue an encoded StreamMessageRequest (packet-out); False when no stream is open.
+        """Queue an encoded StreamMessageRequest (packet-out); False when no stream is open or
+        the outbox is full (the stream is not taking messages as fast as they come).
 
-        Never waits: the outbox holds what the stream has not taken yet.
+        Never waits: the outbox holds what the stream has not taken yet, never more than OUTBOX.
         """
         if not self.is_open:
             return False
-        self._outbox.put_nowait((message, time.perf_counter()))
+        try:
+            self._outbox.put_nowait((message, time.perf_counter()))
+        except asyncio.QueueFull:
+            return False
         return True
 
     def new_write(self) -> p4r.WriteRequest:

@@ -560,7 +560,8 @@ class P4RuntimeDriver(FlowDriver):
         if message is None:
             return False
         if not self._client.send(message):
-            self.counters["packet_out_unavailable"] += 1
+            self.counters["packet_out_overflow" if self._client.is_open
+                          else "packet_out_unavailable"] += 1
             return False
         self.counters["packet_out"] += 1
         return True

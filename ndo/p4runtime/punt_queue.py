@@ -1,14 +1,16 @@
 """The bounded packet-in queue between the P4Runtime stream and the controller's loop.
 
-A punt flood must cost the newest work, not memory or the age of what is served: when the
-queue is full the *oldest* frame goes (it is the one whose sender has waited longest and is most
-likely to retransmit anyway), counted per punt reason, and the queue never grows past its limit.
-Each frame keeps the time it arrived, so the consumer can tell how long it waited.
+A punt flood must cost its own frames, not memory, the age of what is served, or the other
+punt reasons' share. When the queue is full the frame that goes is the *oldest* of the reason
+holding the most frames (a flood of one reason cannot push a handshake's MISS out), counted
+per reason; the queue never holds more than its limit. Frames are served in arrival order
+across reasons, each with the time it arrived, so the consumer can tell how long it waited.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter, deque
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from ndo.api import PacketIn, PuntReason
 
 Queued = tuple[PacketIn, float]  # the frame and time.perf_counter() when it arrived
+_Item = tuple[int, PacketIn, float]  # arrival sequence number first
 
 
 def reason_name(reason: int) -> str:
@@ -23,7 +26,8 @@ def reason_name(reason: int) -> str:
 
 
 class PuntQueue:
-    """A FIFO of at most ``limit`` punted frames; ``put`` never blocks, ``batch`` waits."""
+    """At most ``limit`` punted frames in per-reason FIFOs; ``put`` never blocks, ``batch``
+    waits for one."""
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
@@ -31,22 +35,28 @@ class PuntQueue:
         self.limit = limit
         self.dropped: Counter[str] = Counter()  # per punt reason
         self.max_depth = 0
-        self._items: deque[Queued] = deque()
+        self._by_reason: dict[int, deque[_Item]] = {}
+        self._depth = 0
+        self._seq = itertools.count()
         self._ready = asyncio.Event()
         self._closed = False
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._depth
 
     def put(self, packet: PacketIn) -> bool:
         """Queue ``packet``; False when an older frame had to make room (it is counted)."""
-        items = self._items
-        room = len(items) < self.limit
-        if not room:
-            old, _ = items.popleft()
-            self.dropped[reason_name(old.reason)] += 1
-        items.append((packet, time.perf_counter()))
-        self.max_depth = max(self.max_depth, len(items))
+        room = self._depth < self.limit
+        if room:
+            self._depth += 1
+            self.max_depth = max(self.max_depth, self._depth)
+        else:
+            largest = max(self._by_reason.values(), key=len)
+            self.dropped[reason_name(largest.popleft()[1].reason)] += 1
+        fifo = self._by_reason.get(packet.reason)
+        if fifo is None:
+            fifo = self._by_reason[packet.reason] = deque()
+        fifo.append((next(self._seq), packet, time.perf_counter()))
         self._ready.set()
         return room
 
@@ -56,16 +66,22 @@ class PuntQueue:
         self._ready.set()
 
     async def batch(self, limit: int) -> list[Queued]:
-        """Up to ``limit`` frames, oldest first, waiting for one; [] once closed and drained."""
-        items = self._items
-        while not items:
+        """Up to ``limit`` frames in arrival order, waiting for one; [] once closed and drained."""
+        while not self._depth:
             if self._closed:
                 return []
             self._ready.clear()
             await self._ready.wait()
-        count = min(limit, len(items))
-        return [items.popleft() for _ in range(count)]
+        fifos = [f for f in self._by_reason.values() if f]
+        out: list[Queued] = []
+        for _ in range(min(limit, self._depth)):
+            fifo = fifos[0] if len(fifos) == 1 else min((f for f in fifos if f),
+                                                        key=lambda f: f[0][0])
+            _, packet, arrived = fifo.popleft()
+            out.append((packet, arrived))
+        self._depth -= len(out)
+        return out
 
     def stats(self) -> dict[str, Any]:
-        return {"limit": self.limit, "depth": len(self._items), "max_depth": self.max_depth,
+        return {"limit": self.limit, "depth": self._depth, "max_depth": self.max_depth,
                 "drops": dict(self.dropped)}
