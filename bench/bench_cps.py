@@ -216,8 +216,8 @@ def main() -> int:
     total = sum(seconds for _, seconds in stages.values())
     if total:
         for stage, (count, seconds) in stages.items():
-            print(f"  punt path {stage:>10}: {100 * seconds / total:5.1f}% of controller time, "
-                  f"{1e6 * seconds / max(count, 1):7.1f} µs/packet over {count}")
+            print(f"  punt path {stage:>10}: {100 * seconds / total:5.1f}% of a punt's time in "
+                  f"the controller, {1e6 * seconds / max(count, 1):7.1f} µs/packet over {count}")
     else:
         print("  punt path stages: not reported by this controller")
     print(f"paced: {args.rate:.0f} connections/s offered, {paced['in_hw']}/"
@@ -226,12 +226,17 @@ def main() -> int:
           f"p99 {quantile(paced['latencies'], 99) * 1e3:.1f} ms")
     print(f"slow path: {slow:.0f} pkt/s delivered of {offered:.0f} pkt/s offered "
           f"({slow_recv}/{slow_sent} packets arrived)")
+    queue = setup_queue = after["packet_in_queue"]
+    if setup_queue:
+        print(f"  packet-in queue during setup: max {setup_queue.get('max_depth')} (a controller "
+              "that keeps up never holds more than a few)")
     queue = final["packet_in_queue"]
     if queue:
         print(f"  packet-in queue: max {queue.get('max_depth')} of {queue.get('limit')}, "
               f"dropped (oldest first) {queue.get('drops', {})}")
-    if final["switch_drops"]:
-        print(f"  punts dropped in the switch (CoPP): {final['switch_drops']}")
+    copp = final["switch_drops"]
+    if copp:
+        print(f"  CoPP: {copp['status']}; punts dropped in the switch: {copp['drops'] or 'none'}")
     profiler.report()
     return 0
 
