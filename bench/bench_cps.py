@@ -226,7 +226,7 @@ def main() -> int:
           f"p99 {quantile(paced['latencies'], 99) * 1e3:.1f} ms")
     print(f"slow path: {slow:.0f} pkt/s delivered of {offered:.0f} pkt/s offered "
           f"({slow_recv}/{slow_sent} packets arrived)")
-    queue = setup_queue = after["packet_in_queue"]
+    setup_queue = after["packet_in_queue"]
     if setup_queue:
         print(f"  packet-in queue during setup: max {setup_queue.get('max_depth')} (a controller "
               "that keeps up never holds more than a few)")
