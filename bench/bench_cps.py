@@ -112,6 +112,19 @@ def connections(lab: Lab, watch: HwWatch, port: int, n: int, m: int, rate: float
     return {**result, "in_hw": len(hw), "span": last - result["start"]}
 
 
+def settle(lab: Lab, quiet: float = 1.0, timeout: float = 60.0) -> None:
+    """Wait until no punt arrived for ``quiet`` seconds (the closed connections' FINs are
+    handled), so one run's teardown does not weigh on the next run's handshakes."""
+    deadline = time.monotonic() + timeout
+    last = stats(lab)["punts"]
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = stats(lab)["punts"]
+        if now == last:
+            return
+        last = now
+
+
 def stage_deltas(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[int, float]]:
     """Per stage of the punt path: (count, seconds) between two ``stats`` snapshots."""
     stages_after = after.get("controller_punt_path", {})
@@ -199,8 +212,10 @@ def main() -> int:
         setup = connections(lab, watch, CPS_PORT, args.connections, args.parallel, 0.0)
         profiler.stop()
         after = stats(lab)
+        settle(lab)
         paced = connections(lab, watch, RATE_PORT, args.rate_connections, args.parallel,
                             args.rate)
+        settle(lab)
         slow, slow_sent, slow_recv, offered = pps(lab, SLOW_PORT, args.seconds)
         final = stats(lab)
         target = lab.target
