@@ -69,7 +69,7 @@ class HwWatch:
     def __init__(self, lab: Lab) -> None:
         self.seen: dict[int, dict[int, float]] = collections.defaultdict(dict)
         self._lock = threading.Condition()
-        self._stream = control.stream("monitor", lab.control_path)
+        self._stream = control.stream("monitor", lab.control_path, types=["HW_OFFLOAD"])
         threading.Thread(target=self._watch, daemon=True).start()
 
     def _watch(self) -> None:

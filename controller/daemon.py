@@ -148,7 +148,8 @@ class SwitchSession:
         self.clock = clock
         self.counters: Counter[str] = Counter()
         self.stages = {"packet_in": Stage(), "receive": Stage()}  # + the driver's packet_out
-        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        # monitor streams and the event types each wants (None: all)
+        self._subscribers: dict[asyncio.Queue[dict[str, Any]], frozenset[str] | None] = {}
         self.router = Router(config, on_event=self._publish)
         sw = config.switch
         self.p4rt = P4RuntimeDriver(
@@ -294,20 +295,24 @@ class SwitchSession:
 
     def _publish(self, event: dict[str, Any]) -> None:
         event = {**event, "switch": self.name}
-        for queue in self._subscribers:
+        for queue, types in self._subscribers.items():
+            if types is not None and event.get("type") not in types:
+                continue
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
                 self.counters["monitor_events_lost"] += 1
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def events(self, types: frozenset[str] | None = None
+                     ) -> AsyncIterator[dict[str, Any]]:
+        """Events as they happen (only ``types`` if given), until the session stops."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(EVENT_QUEUE)
-        self._subscribers.add(queue)
+        self._subscribers[queue] = types
         try:
             while event := await queue.get():
                 yield event
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.pop(queue, None)
 
     def snapshot(self) -> dict[str, Any]:
         snap = self.router.snapshot(self.clock())
@@ -408,10 +413,15 @@ class Daemon:
         return {sessions[0].name: sessions[0].apply_ruleset(text, filename)}
 
     async def _monitor(self, request: control.Request) -> AsyncIterator[dict[str, Any]]:
+        types = request.get("types")
+        if types is not None and (not isinstance(types, list)
+                                  or not all(isinstance(t, str) for t in types)):
+            raise control.ControlError("monitor: 'types' must be a list of event types")
+        wanted = frozenset(types) if types is not None else None
         merged: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
         async def forward(session: SwitchSession) -> None:
-            async for event in session.events():
+            async for event in session.events(wanted):
                 await merged.put(event)
             await merged.put({})
 
