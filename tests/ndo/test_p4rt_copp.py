@@ -98,3 +98,32 @@ async def test_a_miss_flood_is_dropped_in_the_switch_while_exceptions_still_arri
         await until(lambda: driver.policing.drops.get("MISS", {}).get("packets") == 40 - misses)
         assert "TCP_FIN_RST" not in driver.policing.drops
         await driver.close()
+
+
+def with_copp():  # type: ignore[no-untyped-def]
+    """flowtable.p4's P4Info naming a punt meter and drop counter the switch's program lacks."""
+    info = without_copp()
+    meter = info.meters.add(size=16)
+    meter.preamble.id, meter.preamble.name = 0x15000001, PUNT_METER
+    meter.spec.unit = meter.spec.PACKETS
+    counter = info.counters.add(size=16)
+    counter.preamble.id, counter.preamble.name = 0x12000001, PUNT_DROPS
+    counter.spec.unit = counter.spec.BOTH
+    return info
+
+
+async def test_a_switch_refusing_the_meter_config_is_shown_and_nothing_fails() -> None:
+    async with running_target() as target:
+        driver = P4RuntimeDriver(target.address, FlowSchema.from_p4info(with_copp()),
+                                 device_id=DEVICE_ID, clock=target.clock,
+                                 pipeline=pipeline(64), punt_rates=RATES)
+        await driver.start()
+        assert driver.policing.available
+        assert driver.policing.stats()["status"].startswith("error: ")
+        assert driver.counters["punt_meter_write_errors"] == 1
+        await driver.read_punt_drops()
+        assert driver.counters["punt_drops_read_errors"] == 1
+        assert driver.policing.stats()["drops"] == {}
+        target.ports[1].inject(flow_frame(1))
+        assert (await anext(driver.packets())).reason is PuntReason.MISS
+        await driver.close()
