@@ -139,6 +139,7 @@ def stage_deltas(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tup
 def stats(lab: Lab) -> dict[str, Any]:
     raw = lab.stats()
     return {"punts": sum(raw.get("punts", {}).values()),
+            "packet_outs": raw.get("driver", {}).get("packet_out", 0),
             "controller_punt_path": raw.get("punt_path", {}),
             "packet_in_queue": raw.get("packet_in_queue", {}),
             "switch_drops": raw.get("punt_policing", {})}
@@ -216,6 +217,7 @@ def main() -> int:
         paced = connections(lab, watch, RATE_PORT, args.rate_connections, args.parallel,
                             args.rate)
         settle(lab)
+        blast = stats(lab)
         slow, slow_sent, slow_recv, offered = pps(lab, SLOW_PORT, args.seconds)
         final = stats(lab)
         target = lab.target
@@ -241,6 +243,9 @@ def main() -> int:
           f"p99 {quantile(paced['latencies'], 99) * 1e3:.1f} ms")
     print(f"slow path: {slow:.0f} pkt/s delivered of {offered:.0f} pkt/s offered "
           f"({slow_recv}/{slow_sent} packets arrived)")
+    punted = final["punts"] - blast["punts"]
+    print(f"  the switch punted {punted} of them ({punted / max(slow_sent, 1):.1%}), the "
+          f"controller sent {final['packet_outs'] - blast['packet_outs']} packet-outs")
     setup_queue = after["packet_in_queue"]
     if setup_queue:
         print(f"  packet-in queue during setup: max {setup_queue.get('max_depth')} (a controller "
