@@ -502,6 +502,8 @@ class P4RuntimeDriver(FlowDriver):
 
     async def read_punt_drops(self) -> None:
         """Refresh ``policing.drops`` from the switch; a failed read keeps the last figures."""
+        if not self.connected:
+            return
         try:
             await self.policing.read_drops()
         except (P4RuntimeError, ConnectionError) as exc:
