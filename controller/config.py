@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from ndo.api import PuntReason
+
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -86,6 +88,34 @@ class ConntrackConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Policer:
+    """One punt reason's share of the controller: ``rate_pps`` packets/s, ``burst`` packets."""
+
+    rate_pps: int
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class PuntConfig:
+    """Control-plane policing (``[punt]``): the switch drops punts beyond these rates.
+
+    Misses (new flows) and exceptions (every other reason) are policed apart, so a flood of one
+    kind leaves the other its share; ``reasons`` overrides single reasons.
+    """
+
+    miss: Policer
+    exception: Policer
+    reasons: tuple[tuple[PuntReason, Policer], ...] = ()
+
+    def policers(self) -> dict[PuntReason, Policer]:
+        """The policer of every punt reason."""
+        out = {r: self.miss if r is PuntReason.MISS else self.exception
+               for r in PuntReason if r is not PuntReason.NONE}
+        out.update(self.reasons)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class RouterConfig:
     switch: SwitchConfig
     ports: tuple[PortConfig, ...]
@@ -94,6 +124,7 @@ class RouterConfig:
     ruleset: RulesetConfig | None = None
     flowtable: FlowtableConfig = FlowtableConfig()
     conntrack: ConntrackConfig = ConntrackConfig()
+    punt: PuntConfig | None = None  # None: no policing configured
     path: Path | None = None
 
     def port_by_name(self, name: str) -> PortConfig | None:
@@ -204,7 +235,8 @@ class _Loader:
 
     def router(self, doc: dict[str, Any], path: Path | None) -> RouterConfig:
         self.only(
-            doc, "", {"switch", "ports", "routes", "neighbors", "ruleset", "flowtable", "conntrack"}
+            doc, "",
+            {"switch", "ports", "routes", "neighbors", "ruleset", "flowtable", "conntrack", "punt"},
         )
         switch = self.switch(doc)
         ports = tuple(self.port(p, f"ports[{i}]") for i, p in enumerate(self.array(doc, "ports")))
@@ -225,6 +257,7 @@ class _Loader:
             ruleset=self.ruleset(doc),
             flowtable=self.flowtable(doc),
             conntrack=self.conntrack(doc),
+            punt=self.punt(doc),
             path=path,
         )
 
@@ -355,6 +388,40 @@ class _Loader:
     def conntrack(self, doc: dict[str, Any]) -> ConntrackConfig:
         t = self.table(doc, "conntrack", {"max"})
         return ConntrackConfig(max=self.int_range(t, "conntrack", "max", 65536, 1, 2**31 - 1))
+
+    def punt(self, doc: dict[str, Any]) -> PuntConfig | None:
+        if "punt" not in doc:
+            return None
+        t = self.table(doc, "punt", {"rate_pps", "burst", "exception_rate_pps",
+                                     "exception_burst", "reasons"})
+        miss = self.policer(t, "punt", "", required=True)
+        exception = self.policer(t, "punt", "exception_", default=miss)
+        names = {r.name.lower(): r for r in PuntReason if r is not PuntReason.NONE}
+        reasons = []
+        overrides = t.get("reasons", {})
+        if not isinstance(overrides, dict):
+            raise self.error("punt.reasons", "must be a table")
+        for name in overrides:
+            if name not in names:
+                raise self.error(f"punt.reasons.{name}",
+                                 f"not a punt reason (known: {', '.join(names)})")
+        for name, value in overrides.items():
+            where = f"punt.reasons.{name}"
+            if not isinstance(value, dict):
+                raise self.error(where, "must be a table: { rate_pps = N, burst = B }")
+            self.only(value, where, {"rate_pps", "burst"})
+            reasons.append((names[name], self.policer(value, where, "", required=True)))
+        return PuntConfig(miss, exception, tuple(reasons))
+
+    def policer(self, t: dict[str, Any], where: str, prefix: str, *, required: bool = False,
+                default: Policer | None = None) -> Policer:
+        """``{prefix}rate_pps`` and ``{prefix}burst``: both ≥ 1 (a rate of 0 would cut the
+        controller off from that reason entirely)."""
+        rate = self.int_range(t, where, f"{prefix}rate_pps", default and default.rate_pps,
+                              1, 2**31 - 1, required=required)
+        burst = self.int_range(t, where, f"{prefix}burst", default and default.burst, 1,
+                               2**31 - 1, required=required)
+        return Policer(rate, burst)
 
     # -- value types ----------------------------------------------------------------------
 
