@@ -14,6 +14,7 @@ from ndo.p4runtime.driver import P4RuntimeDriver
 from ndo.p4runtime.schema import PUNT_DROPS, PUNT_METER, FlowSchema
 from tests.ndo.p4rt_support import DEVICE_ID, p4info, pipeline, running_target
 from tests.ndo.test_p4rt_session import flow_frame, replace, until, v4_rule
+from tests.p4build import require_current
 
 pytestmark = pytest.mark.asyncio
 
@@ -22,8 +23,7 @@ RATES = {int(r): (50, 5) for r in PuntReason if r is not PuntReason.NONE}
 
 def require_punt_meter() -> None:
     """Skip until p4src/flowtable.p4's outputs with the punt meter are compiled."""
-    p4build = pytest.importorskip("tests.p4build", reason="tests/p4build.py not merged yet")
-    p4build.require_current("p4src/flowtable.p4")
+    require_current("p4src/flowtable.p4")
 
 
 def without_copp():  # type: ignore[no-untyped-def]
