@@ -21,42 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.labtraffic import RULESET, SLOW_PORT, pps
 from controller import control
 from controller.lab import Lab, load_topology
 
-HIT_PORT, SLOW_PORT, LATENCY_PORT = 6001, 6002, 6003
-
-RULESET = f"""table inet filter {{
-    flowtable ft {{ hook ingress priority 0; devices = {{ eth0, eth1 }}; flags offload; }}
-    chain forward {{
-        type filter hook forward priority 0; policy accept;
-        udp dport {SLOW_PORT} accept
-        meta l4proto {{ tcp, udp }} flow add @ft
-    }}
-}}
-"""
-
-SINK = """import socket,sys,time
-s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("",int(sys.argv[1]))); s.settimeout(2)
-n=0; first=last=None
-print("READY",flush=True)
-while True:
-    try: s.recv(2048)
-    except TimeoutError: break
-    last=time.monotonic(); first=first or last; n+=1
-print(n, (last-first) if n>1 else 0, flush=True)
-"""
-
-BLAST = """import socket,sys,time
-s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)
-host,port,secs=sys.argv[1],int(sys.argv[2]),float(sys.argv[3])
-s.sendto(b"warm",(host,port)); time.sleep(1.5)  # offloaded (or not) before the measurement
-end=time.monotonic()+secs; n=0
-while time.monotonic()<end:
-    s.sendto(b"x"*64,(host,port)); n+=1
-    if n%50==0: time.sleep(0.001)
-print(n,flush=True)
-"""
+HIT_PORT, LATENCY_PORT = 6001, 6003
 
 ECHO = """import socket,sys
 s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("",int(sys.argv[1])))
@@ -71,17 +40,6 @@ for i in range(int(sys.argv[3])):  # a fresh flow each: request, reply, a third 
         c.sendto(b"p",(sys.argv[1],int(sys.argv[2]))); c.recv(64)
     time.sleep(0.2); c.close()
 """
-
-
-def pps(lab: Lab, port: int, seconds: float) -> tuple[float, int, int]:
-    sink = lab.host("h2").popen([sys.executable, "-c", SINK, str(port)], text=True)
-    assert sink.stdout.readline().strip() == "READY"
-    blast = lab.host("h1").popen([sys.executable, "-c", BLAST, lab.address("h2"), str(port),
-                                  str(seconds)], text=True)
-    sent = int(blast.communicate()[0])
-    received, span = sink.communicate()[0].split()
-    received, span = int(received), float(span)
-    return (received / span if span else 0.0), sent, received
 
 
 def offload_latencies(lab: Lab, flows: int) -> list[float]:
@@ -113,8 +71,8 @@ def main() -> int:
     parser.add_argument("--flows", type=int, default=30)
     args = parser.parse_args()
     with Lab(load_topology("router"), args.target, grpc_port=9601, ruleset=RULESET) as lab:
-        hit, hit_sent, hit_recv = pps(lab, HIT_PORT, args.seconds)
-        slow, slow_sent, slow_recv = pps(lab, SLOW_PORT, args.seconds)
+        hit, hit_sent, hit_recv, _ = pps(lab, HIT_PORT, args.seconds)
+        slow, slow_sent, slow_recv, _ = pps(lab, SLOW_PORT, args.seconds)
         latencies = offload_latencies(lab, args.flows)
     print(f"target: {lab.target}")
     print(f"hit path:  {hit:10.0f} pkt/s delivered ({hit_recv}/{hit_sent} packets arrived)")

@@ -16,8 +16,9 @@ from controller.flowtable import HW_BIDIRECTIONAL, Flow, FlowRoute, Flowtable, F
 TCP_FIN = 0x01
 TCP_RST = 0x04
 
-RouteResolver = Callable[[Conn, int, int], tuple[FlowRoute, FlowRoute] | None]
-"""(conn, direction of the packet, its ingress port) -> routes indexed by flow direction."""
+RouteResolver = Callable[[Conn, int, int, Flowtable], tuple[FlowRoute, FlowRoute] | None]
+"""(conn, direction of the packet, its ingress port, flowtable) -> routes indexed by flow
+direction (``nft_flow_route``: the flowtable decides DIRECT or NEIGH xmit)."""
 
 _NEVER = Status.SEQ_ADJUST | Status.NAT_CLASH
 
@@ -89,8 +90,8 @@ def admit(
     if conn.status & Status.OFFLOAD:  # test_and_set_bit(IPS_OFFLOAD_BIT): one flowtable per ct
         counters["refused_already_offloaded"] += 1
         return None
-    flowtable.conntrack.set_status(conn, Status.OFFLOAD, now)
-    flow_routes = routes(conn, direction, in_port)
+    flowtable.conntrack.set_status(conn, Status.OFFLOAD)
+    flow_routes = routes(conn, direction, in_port, flowtable)
     if flow_routes is None:
         return _give_up(flowtable, conn, now, "no_route")
     if conn.dying:
@@ -109,6 +110,6 @@ def admit(
 
 
 def _give_up(flowtable: Flowtable, conn: Conn, now: float, reason: str) -> None:
-    flowtable.conntrack.clear_status(conn, Status.OFFLOAD, now)
+    flowtable.conntrack.clear_status(conn, Status.OFFLOAD)
     flowtable.counters[f"refused_{reason}"] += 1
     return None

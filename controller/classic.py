@@ -267,30 +267,41 @@ class ClassicPath:
         admit(ft, ctx.conn, ctx.pkt, ctx.direction, ctx.in_port, self.resolve_routes, ctx.now)
 
     def resolve_routes(
-        self, conn: Conn, direction: int, in_port: int
+        self, conn: Conn, direction: int, in_port: int, ft: Flowtable
     ) -> tuple[FlowRoute, FlowRoute] | None:
-        """Both directions' ingress port, egress port, MACs and MTU (``nft_flow_route``).
+        """Both directions' ingress port, egress port, xmit and MTU (``nft_flow_route``).
 
         The other direction comes in where this one goes out. None when either destination has
-        no route or its neighbour is not resolved (hardware needs the MAC: DIRECT xmit).
+        no route. Each direction's xmit is NEIGH (next hop resolved per packet, so an unresolved
+        neighbour does not stop the flow) unless the flowtable has ``flags offload``, the
+        neighbour is resolved and the egress port is a flowtable device: then DIRECT with the
+        MACs cached (``nft_dev_forward_path`` / ``nft_dev_path_info``).
         """
-        this = self._egress(conn, direction, in_port)
+        this = self._egress(conn, direction, in_port, ft)
         if this is None:
             return None
-        other = self._egress(conn, 1 - direction, this.out_port)
+        other = self._egress(conn, 1 - direction, this.out_port, ft)
         if other is None:
             return None
         return (this, other) if direction == ORIGINAL else (other, this)
 
-    def _egress(self, conn: Conn, direction: int, in_port: int) -> FlowRoute | None:
+    def _egress(self, conn: Conn, direction: int, in_port: int, ft: Flowtable) -> FlowRoute | None:
         hop = self._route(translate(conn, direction).dst)
         if hop is None:
             return None
-        mac = self.neighbors.lookup(hop.next_hop, hop.port)
-        if mac is None:
-            return None
+        mac = None
+        if ft.offload and hop.port in ft.devices:
+            mac = self.neighbors.lookup(hop.next_hop, hop.port)
         out = self.ports[hop.port]
-        return FlowRoute(in_port, hop.port, out.mac, mac, out.mtu)
+        return FlowRoute(
+            in_port,
+            hop.port,
+            out.mac,
+            mac or b"",
+            out.mtu,
+            next_hop=hop.next_hop,
+            direct=mac is not None,
+        )
 
     # -- output ---------------------------------------------------------------------------------
 
@@ -309,9 +320,13 @@ class ClassicPath:
 
     def _to_neighbor(self, hop: NextHop, datagram: bytes, now: float) -> list[Send]:
         frame = bytearray(frames.ip_frame(bytes(6), bytes(6), datagram))
-        return self._neighbor_output(
-            self.neighbors.resolve(hop.next_hop, hop.port, frame, now), now
-        )
+        return self.neigh_xmit(hop.next_hop, hop.port, frame, now)
+
+    def neigh_xmit(self, next_hop: bytes, port: int, frame: bytearray, now: float) -> list[Send]:
+        """``neigh_xmit``: a routed frame to ``next_hop`` out of ``port`` with the MACs of the
+        neighbour cache, or queued while the neighbour resolves (host unreachable if it fails).
+        Also the software fast path's NEIGH xmit."""
+        return self._neighbor_output(self.neighbors.resolve(next_hop, port, frame, now), now)
 
     def _send_local(self, datagram: bytes, now: float) -> list[Send]:
         """Route a datagram the router originates (echo reply, ICMP error)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from controller.kernel.policy import OffloadPolicy, PolicyError
+from ndo.api import PuntReason
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -97,6 +98,34 @@ class KernelConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Policer:
+    """One punt reason's share of the controller: ``rate_pps`` packets/s, ``burst`` packets."""
+
+    rate_pps: int
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class PuntConfig:
+    """Control-plane policing (``[punt]``): the switch drops punts beyond these rates.
+
+    Misses (new flows) and exceptions (every other reason) are policed apart, so a flood of one
+    kind leaves the other its share; ``reasons`` overrides single reasons.
+    """
+
+    miss: Policer
+    exception: Policer
+    reasons: tuple[tuple[PuntReason, Policer], ...] = ()
+
+    def policers(self) -> dict[PuntReason, Policer]:
+        """The policer of every punt reason."""
+        out = {r: self.miss if r is PuntReason.MISS else self.exception
+               for r in PuntReason if r is not PuntReason.NONE}
+        out.update(self.reasons)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class RouterConfig:
     switch: SwitchConfig
     ports: tuple[PortConfig, ...]
@@ -105,6 +134,7 @@ class RouterConfig:
     ruleset: RulesetConfig | None = None
     flowtable: FlowtableConfig = FlowtableConfig()
     conntrack: ConntrackConfig = ConntrackConfig()
+    punt: PuntConfig | None = None  # None: no policing configured
     path: Path | None = None
     kernel: KernelConfig | None = None
 
@@ -216,9 +246,8 @@ class _Loader:
 
     def router(self, doc: dict[str, Any], path: Path | None) -> RouterConfig:
         self.only(
-            doc,
-            "",
-            {"switch", "ports", "routes", "neighbors", "ruleset", "flowtable", "conntrack",
+            doc, "",
+            {"switch", "ports", "routes", "neighbors", "ruleset", "flowtable", "conntrack", "punt",
              "kernel"},
         )
         switch = self.switch(doc)
@@ -240,6 +269,7 @@ class _Loader:
             ruleset=self.ruleset(doc),
             flowtable=self.flowtable(doc),
             conntrack=self.conntrack(doc),
+            punt=self.punt(doc),
             path=path,
             kernel=self.kernel(doc),
         )
@@ -389,6 +419,40 @@ class _Loader:
         except PolicyError as exc:
             raise self.error("kernel", str(exc)) from None
         return KernelConfig(netns, tuple(offload), tuple(match))
+
+    def punt(self, doc: dict[str, Any]) -> PuntConfig | None:
+        if "punt" not in doc:
+            return None
+        t = self.table(doc, "punt", {"rate_pps", "burst", "exception_rate_pps",
+                                     "exception_burst", "reasons"})
+        miss = self.policer(t, "punt", "", required=True)
+        exception = self.policer(t, "punt", "exception_", default=miss)
+        names = {r.name.lower(): r for r in PuntReason if r is not PuntReason.NONE}
+        reasons = []
+        overrides = t.get("reasons", {})
+        if not isinstance(overrides, dict):
+            raise self.error("punt.reasons", "must be a table")
+        for name in overrides:
+            if name not in names:
+                raise self.error(f"punt.reasons.{name}",
+                                 f"not a punt reason (known: {', '.join(names)})")
+        for name, value in overrides.items():
+            where = f"punt.reasons.{name}"
+            if not isinstance(value, dict):
+                raise self.error(where, "must be a table: { rate_pps = N, burst = B }")
+            self.only(value, where, {"rate_pps", "burst"})
+            reasons.append((names[name], self.policer(value, where, "", required=True)))
+        return PuntConfig(miss, exception, tuple(reasons))
+
+    def policer(self, t: dict[str, Any], where: str, prefix: str, *, required: bool = False,
+                default: Policer | None = None) -> Policer:
+        """``{prefix}rate_pps`` and ``{prefix}burst``: both ≥ 1 (a rate of 0 would cut the
+        controller off from that reason entirely)."""
+        rate = self.int_range(t, where, f"{prefix}rate_pps", default and default.rate_pps,
+                              1, 2**31 - 1, required=required)
+        burst = self.int_range(t, where, f"{prefix}burst", default and default.burst, 1,
+                               2**31 - 1, required=required)
+        return Policer(rate, burst)
 
     # -- value types ----------------------------------------------------------------------
 

@@ -327,7 +327,7 @@ class Conntrack:
         self._deadlines: list[tuple[float, int]] = []
         self._scheduled: dict[int, float] = {}
         self._ids = count(1)
-        self.now = 0.0  # latest clock value the table was driven with (set_status without now)
+        self.now = 0.0  # latest clock value the table was driven with
         self.stats: dict[str, int] = dict.fromkeys(
             (
                 "found",
@@ -551,22 +551,18 @@ class Conntrack:
         for conn in list(self._conns.values()):
             self._kill(conn, now, "deleted")
 
-    def set_status(self, conn: Conn, bits: Status, now: float | None = None) -> None:
-        """Set status bits (e.g. OFFLOAD, HW_OFFLOAD); UPDATE if a confirmed entry changed.
-
-        Without ``now`` the event carries the latest time this table was driven with.
-        """
-        before = (conn.status, conn.tcp_state)
+    def set_status(self, conn: Conn, bits: Status) -> None:
+        """Set status bits (OFFLOAD, HW_OFFLOAD) silently, as the kernel's ``set_bit`` /
+        ``test_and_set_bit`` on ``ct->status`` do: no ``nf_conntrack_event_cache``, so no
+        UPDATE (``nft_flow_offload_eval``, ``flow_offload_work_add``)."""
         conn.status |= bits
-        self._changed(conn, before, self.now if now is None else now)
 
-    def clear_status(self, conn: Conn, bits: Status, now: float | None = None) -> None:
-        """Clear status bits; UPDATE if a confirmed entry changed."""
-        before = (conn.status, conn.tcp_state)
+    def clear_status(self, conn: Conn, bits: Status) -> None:
+        """Clear status bits silently (``clear_bit`` in ``flow_offload_teardown`` and
+        ``flow_offload_work_del``): no UPDATE either."""
         conn.status &= ~bits
         if bits & Status.OFFLOAD:
             self._reschedule_if_sooner(conn)  # conntrack's own timeout applies again
-        self._changed(conn, before, self.now if now is None else now)
 
     # -- internals -----------------------------------------------------------------------------
 

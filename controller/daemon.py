@@ -44,12 +44,15 @@ from ndo.api import (
 from ndo.p4runtime.client import P4RuntimeError
 from ndo.p4runtime.driver import P4RuntimeDriver, ReconcileReport
 from ndo.p4runtime.schema import FlowSchema, Pipeline
+from ndo.timing import Stage
 
 log = logging.getLogger("p4ft.controller")
 
 TICK = 1.0
 CONNECT_TIMEOUT = 30.0
 OFFLOAD_BATCH = 1000
+PACKET_BATCH = 64  # punts served per event-loop turn: the tick and offloads run in between
+PACKET_QUEUE = 4096  # punts waiting for the router; beyond it the oldest are dropped (counted)
 ADOPTED_BASE = 1 << 62  # cookies of adopted entries never meet the Router's (flow id * 2 + dir)
 EVENT_QUEUE = 10000  # per monitor client; a slow client loses events (counted), never the router
 
@@ -64,6 +67,12 @@ class RecordingDriver(FlowDriver):
         self.inner = inner
         self.capacity = inner.capacity
         self.rules: dict[Cookie, FlowRule] = {}
+        self._adopted: dict[FlowMatch, Cookie] = {}  # match → adopted cookie, for _take_over
+
+    def adopt(self, rules: dict[Cookie, FlowRule]) -> None:
+        """Record entries found in hardware at start (cookies from ADOPTED_BASE on)."""
+        self.rules.update(rules)
+        self._adopted.update({rule.match: cookie for cookie, rule in rules.items()})
 
     async def execute(self, batch: Sequence[FlowCommand]) -> list[FlowResult]:
         results = await self.inner.execute(batch)
@@ -74,13 +83,16 @@ class RecordingDriver(FlowDriver):
                 self._take_over(cmd.rule.match)
                 self.rules[cmd.cookie] = cmd.rule
             elif cmd.command is Command.DESTROY:
-                self.rules.pop(cmd.cookie, None)
+                rule = self.rules.pop(cmd.cookie, None)
+                if rule is not None and self._adopted.get(rule.match) == cmd.cookie:
+                    del self._adopted[rule.match]
         return results
 
     def _take_over(self, match: FlowMatch) -> None:
         """An adopted entry whose match the Router installs again now belongs to the Router."""
-        for cookie in [c for c, r in self.rules.items() if c >= ADOPTED_BASE and r.match == match]:
-            del self.rules[cookie]
+        cookie = self._adopted.pop(match, None)
+        if cookie is not None:
+            self.rules.pop(cookie, None)
 
     def set_idle_callback(self, callback) -> None:
         self.inner.set_idle_callback(callback)
@@ -113,6 +125,13 @@ def _unhexed(fields: dict[str, Any]) -> dict[str, Any]:
             for k, v in fields.items()}
 
 
+def punt_rates(config: RouterConfig) -> dict[int, tuple[int, int]] | None:
+    """The punt meter's cells from ``[punt]``: reason → (packets/s, burst)."""
+    if config.punt is None:
+        return None
+    return {int(r): (p.rate_pps, p.burst) for r, p in config.punt.policers().items()}
+
+
 # -- one switch ----------------------------------------------------------------------------------
 
 
@@ -121,22 +140,26 @@ class SwitchSession:
 
     def __init__(self, name: str, config: RouterConfig, pipeline: Pipeline, *, push: bool = True,
                  state_dir: Path | None = None, clock: Callable[[], float] = time.monotonic,
-                 ) -> None:
+                 packet_queue: int = PACKET_QUEUE) -> None:
         self.name = name
         self.config = config
         self.clock = clock
         self.counters: Counter[str] = Counter()
-        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.stages = {"packet_in": Stage(), "receive": Stage()}  # + the driver's packet_out
+        # monitor streams and the event types each wants (None: all)
+        self._subscribers: dict[asyncio.Queue[dict[str, Any]], frozenset[str] | None] = {}
         self.router = self.make_router(config)
         sw = config.switch
         self.p4rt = P4RuntimeDriver(
             sw.address, FlowSchema.from_p4info(pipeline.p4info), device_id=sw.device_id,
             election_id=sw.election_id, pipeline=pipeline if push else None,
-            idle_timeout=float(max(config.flowtable.tcp_timeout, config.flowtable.udp_timeout)))
+            idle_timeout=float(max(config.flowtable.tcp_timeout, config.flowtable.udp_timeout)),
+            packet_queue=packet_queue, punt_rates=punt_rates(config))
         self.driver = RecordingDriver(self.p4rt)
         self.state_file = (state_dir / f"{name}.json") if state_dir is not None else None
         self._work = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._drops_read: asyncio.Task[None] | None = None
         self._started = False
 
     def make_router(self, config: RouterConfig) -> Any:
@@ -152,8 +175,8 @@ class SwitchSession:
         report = await self._connect(adopted)
         if self.state_file is not None:  # used once: a later crash must not resurrect entries
             self.state_file.unlink(missing_ok=True)
-        self.driver.rules.update({c: adopted[c] for c in report.adopted + report.installed
-                                  if c in adopted})
+        self.driver.adopt({c: adopted[c] for c in report.adopted + report.installed
+                           if c in adopted})
         self.counters["adopted"] += len(report.adopted) + len(report.installed)
         self.counters["orphans_deleted"] += len(report.deleted)
         log.info("%s: connected to %s; adopted %d offloaded entries, deleted %d orphans",
@@ -178,9 +201,10 @@ class SwitchSession:
 
     async def stop(self) -> None:
         """Stop the loops and leave hardware as it is; remember what it holds."""
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._drops_read] if self._drops_read else [])]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._save_state()
@@ -210,17 +234,24 @@ class SwitchSession:
     # -- loops -----------------------------------------------------------------------------
 
     async def _packet_loop(self) -> None:
-        async for packet in self.p4rt.packets():
-            try:
-                outcome = self.router.receive(packet.frame, packet.ingress_port, self.clock(),
-                                              packet.reason)
-            except Exception:  # a bug must cost one packet, counted, not the switch
-                self.counters["receive_errors"] += 1
-                log.exception("%s: router failed on a packet from port %d", self.name,
-                              packet.ingress_port)
-                continue
-            await self._send(outcome.sends)
+        """Serve punts a batch per loop turn; packet-outs are queued, never awaited."""
+        waited, took = self.stages["packet_in"].add, self.stages["receive"].add
+        receive, clock = self.router.receive, self.clock
+        async for batch in self.p4rt.packet_batches(PACKET_BATCH):
+            for packet, arrived in batch:
+                start = time.perf_counter()
+                waited(start - arrived)
+                try:
+                    outcome = receive(packet.frame, packet.ingress_port, clock(), packet.reason)
+                except Exception:  # a bug must cost one packet, counted, not the switch
+                    self.counters["receive_errors"] += 1
+                    log.exception("%s: router failed on a packet from port %d", self.name,
+                                  packet.ingress_port)
+                    continue
+                took(time.perf_counter() - start)
+                self._send(outcome.sends)
             self._kick()
+            await asyncio.sleep(0)  # the tick, offloads and the stream get their turn
 
     async def _tick_loop(self) -> None:
         while True:
@@ -231,8 +262,11 @@ class SwitchSession:
                 self.counters["tick_errors"] += 1
                 log.exception("%s: tick failed", self.name)
                 continue
-            await self._send(sends)
+            self.counters["ticks"] += 1
+            self._send(sends)
             self._kick()
+            if self._drops_read is None or self._drops_read.done():  # never delays the tick
+                self._drops_read = asyncio.create_task(self.p4rt.read_punt_drops())
 
     async def _offload_loop(self) -> None:
         while True:
@@ -240,9 +274,9 @@ class SwitchSession:
             self._work.clear()
             await self.router.offload.pump(self.driver, self.clock, OFFLOAD_BATCH)
 
-    async def _send(self, sends: Sequence[tuple[int, bytes]]) -> None:
+    def _send(self, sends: Sequence[tuple[int, bytes]]) -> None:
         for port, frame in sends:
-            if not await self.p4rt.send_packet(frame, port):
+            if not self.p4rt.send_packet(frame, port):
                 self.counters["packet_out_failed"] += 1
 
     def _kick(self) -> None:
@@ -265,20 +299,24 @@ class SwitchSession:
 
     def _publish(self, event: dict[str, Any]) -> None:
         event = {**event, "switch": self.name}
-        for queue in self._subscribers:
+        for queue, types in self._subscribers.items():
+            if types is not None and event.get("type") not in types:
+                continue
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
                 self.counters["monitor_events_lost"] += 1
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def events(self, types: frozenset[str] | None = None
+                     ) -> AsyncIterator[dict[str, Any]]:
+        """Events as they happen (only ``types`` if given), until the session stops."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(EVENT_QUEUE)
-        self._subscribers.add(queue)
+        self._subscribers[queue] = types
         try:
             while event := await queue.get():
                 yield event
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.pop(queue, None)
 
     def snapshot(self) -> dict[str, Any]:
         snap = self.router.snapshot(self.clock())
@@ -289,14 +327,23 @@ class SwitchSession:
         stats["hw_entries_recorded"] = len(self.driver.rules)
         stats["table_capacity"] = self.p4rt.capacity
         stats["connected"] = self.p4rt.connected
+        stats["punt_path"] = self.punt_path()
+        stats["packet_in_queue"] = self.p4rt.punts.stats()
+        stats["punt_policing"] = self.p4rt.policing.stats()
         return snap
+
+    def punt_path(self) -> dict[str, dict[str, float]]:
+        """Time per stage of a punted packet in this process: waiting after it arrived from the
+        stream (decode and queue), Router.receive, and its packet-out waiting for the stream."""
+        stages = {**self.stages, "packet_out": self.p4rt.packet_out_wait}
+        return {name: stage.as_dict() for name, stage in stages.items()}
 
     def apply_ruleset(self, text: str, filename: str) -> str:
         """``nft -f``: the script applies atomically to the running ruleset, or nothing changes."""
         from controller.ruleset import RulesetError
 
         try:
-            new = self.router.ruleset.apply(text, filename)
+            new = self.router.ruleset.apply(text, filename, self.router.devices)
         except RulesetError as exc:
             raise control.ControlError(str(exc)) from None
         self.router.apply_ruleset(new, self.clock())
@@ -370,10 +417,15 @@ class Daemon:
         return {sessions[0].name: sessions[0].apply_ruleset(text, filename)}
 
     async def _monitor(self, request: control.Request) -> AsyncIterator[dict[str, Any]]:
+        types = request.get("types")
+        if types is not None and (not isinstance(types, list)
+                                  or not all(isinstance(t, str) for t in types)):
+            raise control.ControlError("monitor: 'types' must be a list of event types")
+        wanted = frozenset(types) if types is not None else None
         merged: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
         async def forward(session: SwitchSession) -> None:
-            async for event in session.events():
+            async for event in session.events(wanted):
                 await merged.put(event)
             await merged.put({})
 

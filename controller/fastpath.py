@@ -3,12 +3,17 @@
 The controller runs it on every frame the hardware punted before anything else, as the kernel
 runs the flowtable's ingress hook. Every reason to fall back to the classic path is a named,
 counted check in the kernel's order (§3.1); a hit is rewritten in the kernel's order (§3.2):
-SNAT port then address, DNAT port then address, TTL - 1, then the cached L2 header.
+SNAT port then address, DNAT port then address, TTL - 1, then the L2 header: the cached one for
+DIRECT xmit, or, for NEIGH xmit, the next hop's current MAC from the neighbour cache, the frame
+waiting there while the neighbour resolves (``nf_flow_queue_xmit`` / ``neigh_xmit``; the newest
+trees write ``neigh->ha`` of whatever entry ``ip_neigh_gw4`` returns, here an incomplete entry
+queues the frame as ``neigh_xmit`` does, instead of sending it to a zero address).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller import mangle
@@ -19,11 +24,17 @@ from controller.packet import ETH_HLEN, IPV6_HLEN, TCP_FIN, TCP_RST, TCP_SYN, Pa
 FORWARD, CLASSIC, DROP = "forward", "classic", "drop"
 _FIN_RST = TCP_FIN | TCP_RST
 
+Send = tuple[int, bytes]
+NeighXmit = Callable[[bytes, int, bytearray, float], list[Send]]
+"""(next hop, egress port, frame, now) -> frames to send (``ClassicPath.neigh_xmit``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class FastPathResult:
-    """``verdict`` FORWARD: send ``frame`` out of ``port``; CLASSIC: take the classic path
-    (``reason`` says why, frame untouched); DROP: counted drop."""
+    """``verdict`` FORWARD: ``frame`` (rewritten) goes out of ``port``, sent as ``sends`` says
+    (NEIGH xmit: what the neighbour layer sends now, maybe nothing while it resolves; None for
+    DIRECT xmit: the frame itself); CLASSIC: take the classic path (``reason`` says why, frame
+    untouched); DROP: counted drop."""
 
     verdict: str
     reason: str = ""
@@ -31,6 +42,7 @@ class FastPathResult:
     port: int = 0
     flow: Flow | None = None
     direction: int = 0
+    sends: list[Send] | None = None
 
 
 _CLASSIC = {
@@ -61,8 +73,9 @@ def _gre_v0(pkt: Packet) -> bool:
 class FastPath:
     """The flowtable's ingress hook on its devices."""
 
-    def __init__(self, flowtable: Flowtable) -> None:
+    def __init__(self, flowtable: Flowtable, neigh_xmit: NeighXmit | None = None) -> None:
         self.flowtable = flowtable
+        self.neigh_xmit = neigh_xmit  # needed by flows with NEIGH xmit
         self.counters: Counter[str] = Counter()
 
     def _classic(self, reason: str) -> FastPathResult:
@@ -72,7 +85,8 @@ class FastPath:
     def forward(self, pkt: Packet, in_port: int, now: float) -> FastPathResult:
         """Forward ``pkt`` (its frame is rewritten in place) or say why not."""
         ft = self.flowtable
-        if ft.devices and in_port not in ft.devices:
+        # nft_register_flowtable_net_hooks hooks only the listed devices (none: no hook at all)
+        if in_port not in ft.devices:
             return self._classic("not_flowtable_device")
         family = pkt.family
         if family == 4:
@@ -127,11 +141,15 @@ class FastPath:
             conn.packets[direction] += 1
             conn.bytes[direction] += length
         self.counters["forwarded"] += 1
-        return FastPathResult(FORWARD, "", frame, route.out_port, flow, direction)
+        sends = None
+        if not route.direct:
+            assert self.neigh_xmit is not None, "a NEIGH xmit flow needs the neighbour layer"
+            sends = self.neigh_xmit(route.next_hop, route.out_port, frame, now)
+        return FastPathResult(FORWARD, "", frame, route.out_port, flow, direction, sends)
 
     @staticmethod
     def _rewrite(pkt: Packet, flow: Flow, direction: int) -> bytearray:
-        """NAT (SNAT port, SNAT address, DNAT port, DNAT address), TTL, L2 header."""
+        """NAT (SNAT port, SNAT address, DNAT port, DNAT address), TTL, cached L2 header."""
         if flow.flags & (SNAT | DNAT):
             src, dst, sport, dport = nat_targets(flow, direction)
             if sport is not None:
@@ -150,5 +168,6 @@ class FastPath:
             pkt.l3 = ETH_HLEN
             pkt.l4 -= 4
             pkt.vlan = None
-        mangle.set_macs(pkt, route.eth_src, route.eth_dst)
+        if route.direct:
+            mangle.set_macs(pkt, route.eth_src, route.eth_dst)
         return pkt.frame

@@ -72,9 +72,12 @@ HW_BIDIRECTIONAL = int(FlowFlag.HW_BIDIRECTIONAL)
 
 @dataclass(frozen=True, slots=True)
 class FlowRoute:
-    """Where packets of one direction come in and go out (the kernel's DIRECT xmit info).
+    """Where packets of one direction come in and go out (``flow_offload_fill_route``).
 
-    ``in_vlan`` is the 802.1Q id this direction arrives with (0: untagged): part of the key.
+    ``direct``: xmit type DIRECT, the L2 header cached at admission (``eth_src``, ``eth_dst``);
+    else NEIGH: ``next_hop`` is resolved per packet through the neighbour cache
+    (``nf_flow_queue_xmit`` / ``neigh_xmit``) and ``eth_dst`` is unused. ``in_vlan`` is the
+    802.1Q id this direction arrives with (0: untagged): part of the key.
     """
 
     in_port: int
@@ -83,6 +86,8 @@ class FlowRoute:
     eth_dst: bytes
     mtu: int
     in_vlan: int = 0
+    next_hop: bytes = b""
+    direct: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +121,16 @@ EventSink = Callable[[FlowEvent], None]
 
 
 class CtView(Protocol):
-    """What the flowtable needs from ``controller.conntrack.Conntrack``: timers, and status
-    changes made through it so that ``conntrack -E`` style UPDATE events are reported."""
+    """What the flowtable needs from ``controller.conntrack.Conntrack``: timers, and the
+    OFFLOAD / HW_OFFLOAD bits (flipped silently, as the kernel's bit operations)."""
 
     def timeout_for(self, conn: Conn) -> float: ...
 
     def refresh(self, conn: Conn, seconds: float, now: float) -> None: ...
 
-    def set_status(self, conn: Conn, bits: Status, now: float | None = None) -> None: ...
+    def set_status(self, conn: Conn, bits: Status) -> None: ...
 
-    def clear_status(self, conn: Conn, bits: Status, now: float | None = None) -> None: ...
+    def clear_status(self, conn: Conn, bits: Status) -> None: ...
 
 
 class OffloadSink(Protocol):
@@ -389,19 +394,23 @@ class Flowtable:
     def teardown(self, flow: Flow, now: float, reason: str) -> None:
         """``flow_offload_teardown``: dead for lookups, ct gives up OFFLOAD and is fixed up.
 
-        Runs once per flow; ``reason`` "expired" also subtracts the idle budget from the ct
-        timeout (the flow already idled that long).
+        Runs once per flow; ``reason`` is what ``p4ft monitor`` shows.
         """
         if flow.flags & TEARDOWN:
             return
         flow.flags |= TEARDOWN
-        self.conntrack.clear_status(flow.conn, Status.OFFLOAD, now)
-        self._fixup_ct(flow, now, expired=reason == "expired")
+        self.conntrack.clear_status(flow.conn, Status.OFFLOAD)
+        self._fixup_ct(flow, now)
         self.counters[f"teardown_{reason}"] += 1
         self.emit("TEARDOWN", flow, reason)
 
-    def _fixup_ct(self, flow: Flow, now: float, expired: bool) -> None:
-        """``flow_offload_fixup_ct`` (≥6.14): hand the connection back to conntrack."""
+    def _fixup_ct(self, flow: Flow, now: float) -> None:
+        """``flow_offload_fixup_ct`` (≥6.14, as in 6.18): hand the connection back to conntrack.
+
+        A CLOSING TCP flow enters CLOSE with the full CLOSE timeout (10 s), whatever the reason
+        of the teardown; otherwise the state's timeout, minus the idle budget only if the flow
+        has expired (``nf_flow_has_expired``: it already idled that long), and only lowered.
+        """
         conn = flow.conn
         proto = conn.proto
         closing = False
@@ -416,7 +425,7 @@ class Flowtable:
         elif proto != IPPROTO_UDP:
             return
         timeout = self.conntrack.timeout_for(conn)
-        if expired:
+        if not closing and flow.timeout - now <= 0:
             timeout = max(0.0, timeout - self.timeout_of(proto))
         if closing or conn.timeout - now > timeout:
             self.conntrack.refresh(conn, timeout, now)

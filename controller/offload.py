@@ -8,8 +8,9 @@ edge does the I/O in between::
     batch = queue.take_batch(1000)
     queue.complete(await driver.execute(batch), now)
 
-A capacity policy (``controller.capacity``) gates REPLACE and uses the driver's idle reports to
-free hardware slots for flows waiting in software.
+A capacity policy (``controller.capacity``) holds mice back from REPLACE and uses the driver's
+idle reports to free hardware slots for refused flows waiting in software; each REPLACE succeeds
+or fails on its own, and a refused flow is retried by its next refresh.
 """
 
 from __future__ import annotations
@@ -57,12 +58,25 @@ def cookie_of(flow: Flow, direction: int) -> Cookie:
     return flow.id * 2 + direction
 
 
-def build_rule(flow: Flow, direction: int) -> FlowRule | None:
+NeighborLookup = Callable[[bytes, int], bytes | None]
+"""(next hop, port) -> its MAC while the neighbour is valid (``NeighborTable.lookup``)."""
+
+
+def build_rule(
+    flow: Flow, direction: int, neighbor: NeighborLookup | None = None
+) -> FlowRule | None:
     """``nf_flow_offload_rule_alloc`` for one direction; None when hardware cannot hold it
-    (not TCP/UDP, neighbour unresolved, no egress port)."""
+    (not TCP/UDP, neighbour unresolved, no egress port). The destination MAC is the cached one
+    for DIRECT xmit, the neighbour's current one for NEIGH (``flow_offload_eth_dst``:
+    ``dst_neigh_lookup``, -ENOENT unless NUD_VALID)."""
     t = flow.conn.tuples[direction]
     route = flow.routes[direction]
-    if t.proto not in (IPPROTO_TCP, IPPROTO_UDP) or len(route.eth_dst) != 6 or route.out_port <= 0:
+    eth_dst: bytes | None = route.eth_dst
+    if not route.direct:
+        eth_dst = neighbor(route.next_hop, route.out_port) if neighbor is not None else None
+    if t.proto not in (IPPROTO_TCP, IPPROTO_UDP) or eth_dst is None or len(eth_dst) != 6:
+        return None
+    if route.out_port <= 0:
         return None
     src, dst, sport, dport = nat_targets(flow, direction)
     return FlowRule(
@@ -70,7 +84,7 @@ def build_rule(flow: Flow, direction: int) -> FlowRule | None:
         FlowActions(
             egress_port=route.out_port,
             eth_src=route.eth_src,
-            eth_dst=route.eth_dst,
+            eth_dst=eth_dst,
             mtu=route.mtu,
             nat_src=src,
             nat_dst=dst,
@@ -92,8 +106,11 @@ class _Work:
 class OffloadQueue:
     """One queue for all flowtables of a controller (the kernel's three workqueues)."""
 
-    def __init__(self, policy: CapacityPolicy | None = None) -> None:
+    def __init__(
+        self, policy: CapacityPolicy | None = None, neighbor: NeighborLookup | None = None
+    ) -> None:
         self.policy = policy or CapacityPolicy()
+        self.neighbor = neighbor  # for flows with NEIGH xmit
         self.counters: Counter[str] = Counter()
         self._works: deque[_Work] = deque()
         self._in_flight: dict[tuple[Cookie, Command], _Work] = {}
@@ -102,15 +119,22 @@ class OffloadQueue:
     # -- requests (OffloadSink) ---------------------------------------------------------------
 
     def replace(self, ft: Flowtable, flow: Flow) -> bool:
-        """``nf_flow_offload_add``. A refusal is retried by the flowtable's next refresh."""
+        """``nf_flow_offload_add``. A refusal is retried by the flowtable's next refresh.
+
+        A flowtable without devices has no driver bound (no FLOW_BLOCK_BIND): the kernel's
+        REPLACE reaches no callback and nothing is installed, so nothing is sent.
+        """
         if flow.flags & HW_PENDING:
             self.counters["dropped_pending"] += 1
             return False
-        if not flow.hw_dirs and not self.policy.wants_hw(flow):  # installed flows keep their slot
+        if not ft.devices:
+            self.counters["replace_unbound"] += 1
+            return False
+        if not flow.hw_dirs and not self.policy.wants_hw(flow):  # installed: no threshold
             return False
         commands = []
         for d in self._dirs(flow):
-            rule = build_rule(flow, d)
+            rule = build_rule(flow, d, self.neighbor)
             if rule is None:
                 self.counters["build_failed"] += 1
                 return False
@@ -118,11 +142,18 @@ class OffloadQueue:
         return self._queue(REPLACE, ft, flow, commands)
 
     def destroy(self, ft: Flowtable, flow: Flow) -> bool:
-        """``nf_flow_offload_del``: DESTROY both directions, then the flow may be freed."""
+        """``nf_flow_offload_del``: DESTROY both directions, then the flow may be freed.
+
+        With no driver bound and nothing installed, ``flow_offload_work_del`` has no callback to
+        call: the flow is HW_DEAD at once.
+        """
         if flow.flags & HW_PENDING:
             self.counters["dropped_pending"] += 1
             return False
         flow.flags |= HW_DYING
+        if not ft.devices and not flow.hw_dirs:
+            flow.flags |= HW_DEAD
+            return True
         commands = [FlowCommand(Command.DESTROY, cookie_of(flow, d)) for d in self._dirs(flow)]
         return self._queue(DESTROY, ft, flow, commands)
 
@@ -247,13 +278,13 @@ class OffloadQueue:
         if failed:
             self.counters[f"{work.kind}_failed"] += 1
         if work.kind == REPLACE:
-            self._replaced(work, ok, now)
+            self._replaced(work, ok)
         elif work.kind == STATS:
             self._stats_done(work, ok)
         else:
-            self._destroyed(work, now)
+            self._destroyed(work)
 
-    def _replaced(self, work: _Work, ok: list[FlowResult], now: float) -> None:
+    def _replaced(self, work: _Work, ok: list[FlowResult]) -> None:
         flow, ft = work.flow, work.ft
         if any(r.refusal is Refusal.NO_SPACE for r in work.results):
             self.policy.on_no_space(flow)
@@ -265,7 +296,7 @@ class OffloadQueue:
         self.policy.on_installed(flow)
         conn = flow.conn
         if not conn.status & Status.HW_OFFLOAD:
-            ft.conntrack.set_status(conn, Status.HW_OFFLOAD, now)
+            ft.conntrack.set_status(conn, Status.HW_OFFLOAD)
             ft.emit("HW_OFFLOAD", flow)
 
     def _stats_done(self, work: _Work, ok: list[FlowResult]) -> None:
@@ -285,18 +316,16 @@ class OffloadQueue:
                     conn.packets[d] += r.stats.packets
                     conn.bytes[d] += r.stats.bytes
 
-    def _destroyed(self, work: _Work, now: float) -> None:
+    def _destroyed(self, work: _Work) -> None:
         """``flow_offload_work_del``: the rules are gone (even if a driver complained)."""
         flow, ft = work.flow, work.ft
-        slots = bin(flow.hw_dirs).count("1")
         flow.hw_dirs = 0
         self._installed.pop(flow.id, None)
         if flow.conn.status & Status.HW_OFFLOAD:
-            ft.conntrack.clear_status(flow.conn, Status.HW_OFFLOAD, now)
+            ft.conntrack.clear_status(flow.conn, Status.HW_OFFLOAD)
         if work.kind == DESTROY:
             flow.flags |= HW_DEAD
             self.policy.forget(flow)
             ft.emit("DESTROY", flow)
         else:
             ft.emit("DESTROY", flow, "idle_evicted")
-        self.policy.on_freed(flow, slots)

@@ -71,9 +71,12 @@ class Router:
         self.conntrack = Conntrack(max_entries=config.conntrack.max, on_event=self._ct_event)
         self.nat = Nat(self.conntrack)
         ftc = config.flowtable
-        self.offload = OffloadQueue(CapacityPolicy(ftc.offload_min_packets, ftc.offload_min_bytes))
+        self.offload = OffloadQueue(
+            CapacityPolicy(ftc.offload_min_packets, ftc.offload_min_bytes), self.neighbors.lookup
+        )
         self.flowtables: dict[FlowtableKey, Flowtable] = {}
         self.fastpaths: dict[FlowtableKey, FastPath] = {}
+        self._handles: dict[FlowtableKey, int] = {}  # the ruleset object each one was made from
         self._retired: list[Flowtable] = []  # deleted, waiting for their DESTROYs to complete
         self.classic = ClassicPath(
             config,
@@ -89,8 +92,10 @@ class Router:
         self.punts: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
         self._events: list[Event] | None = None
+        self.devices = frozenset(p.name for p in config.ports)  # what a flowtable may hook
         if ruleset is None and config.ruleset is not None:
-            ruleset = loads(config.ruleset.text, config.ruleset.source or "<ruleset>")
+            source = config.ruleset.source or "<ruleset>"
+            ruleset = loads(config.ruleset.text, source, self.devices)
         self.apply_ruleset(ruleset or Ruleset(), 0.0)
 
     # -- packets ----------------------------------------------------------------------------
@@ -120,6 +125,8 @@ class Router:
                 result = fast.forward(pkt, in_port, now)
                 if result.verdict == FORWARD:
                     assert result.frame is not None
+                    if result.sends is not None:  # NEIGH xmit
+                        return Outcome("sw_fastpath", result.sends)
                     return Outcome("sw_fastpath", [(result.port, bytes(result.frame))])
                 if result.verdict == DROP:
                     self.drops["sw_fastpath_rewrite_error"] += 1
@@ -143,13 +150,20 @@ class Router:
     # -- configuration ----------------------------------------------------------------------------
 
     def apply_ruleset(self, ruleset: Ruleset, now: float) -> None:
-        """Replace the ruleset atomically. Flowtables that stay keep their flows (device changes
-        take effect: flows entering through a removed device are torn down); flowtables that
-        disappear, or whose ``offload`` flag changed, are freed with their hardware rules."""
+        """Replace the ruleset atomically, as the commit of an nft transaction does.
+
+        A flowtable that is gone, or was deleted and created again in the transaction (a new
+        handle: ``flush ruleset`` + the same table, ``delete flowtable`` + ``add flowtable``), is
+        freed (``nf_tables_flowtable_destroy`` → ``nf_flow_table_free``): every flow is torn
+        down, its hardware rules are destroyed through the offload queue, and its connections go
+        back to the classic path, where the new rules see them. Only a flowtable the transaction
+        left alone or updated keeps its flows; device changes take effect (flows entering through
+        a removed device are torn down).
+        """
         wanted = {flowtable_key(fd): fd for fd in ruleset.flowtables()}
-        for key, ft in list(self.flowtables.items()):
+        for key in list(self.flowtables):
             fd = wanted.get(key)
-            if fd is None or fd.offload != ft.offload:
+            if fd is None or fd.handle != self._handles[key]:
                 self._retire(key, now)
         for key, fd in wanted.items():
             ports = self._device_ports(fd)
@@ -195,11 +209,13 @@ class Router:
         )
         ft.on_event = lambda ev, ft=ft: self._flow_event(ft, ev)
         self.flowtables[key] = ft
-        self.fastpaths[key] = FastPath(ft)
+        self.fastpaths[key] = FastPath(ft, self.classic.neigh_xmit)
+        self._handles[key] = fd.handle
 
     def _retire(self, key: FlowtableKey, now: float) -> None:
         ft = self.flowtables.pop(key)
         self.fastpaths.pop(key)
+        del self._handles[key]
         ft.refs = 0  # the rules referencing it are gone with the old ruleset
         ft.free(now)
         if len(ft):

@@ -10,8 +10,12 @@ modelled on the virtual clock: a batch taken at ``t`` is executed by the driver 
 ``t + latency``, so packets in between still miss in hardware.
 
 The result is one report entry per input packet ``{"in_port", "time", "path", "events"}``
-(events produced while handling it, and by ticks or offload completions since the previous
-packet) and, per port, the frames the system sent with their virtual time.
+(events produced while handling it, and by ticks, offload completions or ruleset changes since
+the previous packet) and, per port, the frames the system sent with their virtual time.
+
+A ruleset change (``--ruleset-at TIME=FILE``) runs FILE on the running ruleset as one
+transaction, like ``p4ft ruleset apply``, TIME seconds after the first input packet; a change
+due after the last packet is applied before the remaining hardware work completes.
 """
 
 from __future__ import annotations
@@ -39,6 +43,15 @@ Frame = tuple[float, bytes]
 
 class SimulationError(ValueError):
     """Bad simulation input (unknown port, unreadable pcap); the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class RulesetChange:
+    """``--ruleset-at``: at ``offset`` seconds after the first packet, run ``text``."""
+
+    offset: float
+    text: str
+    filename: str
 
 
 @dataclass(slots=True)
@@ -87,18 +100,28 @@ class Simulation:
         ftc = config.flowtable
         self._settle = 2.0 * max(ftc.tcp_timeout, ftc.udp_timeout) + 60.0
 
-    def run(self, inputs: Sequence[tuple[int, Iterable[Frame]]]) -> SimulationResult:
+    def run(
+        self,
+        inputs: Sequence[tuple[int, Iterable[Frame]]],
+        changes: Sequence[RulesetChange] = (),
+    ) -> SimulationResult:
         """Replay ``inputs`` (port, frames) merged by time; ties keep the order of ``inputs``."""
-        return asyncio.run(self.run_async(inputs))
+        return asyncio.run(self.run_async(inputs, changes))
 
-    async def run_async(self, inputs: Sequence[tuple[int, Iterable[Frame]]]) -> SimulationResult:
+    async def run_async(
+        self,
+        inputs: Sequence[tuple[int, Iterable[Frame]]],
+        changes: Sequence[RulesetChange] = (),
+    ) -> SimulationResult:
         await self.hw.start()
         try:
-            return await self._run(inputs)
+            return await self._run(inputs, changes)
         finally:
             await self.hw.close()
 
-    async def _run(self, inputs: Sequence[tuple[int, Iterable[Frame]]]) -> SimulationResult:
+    async def _run(
+        self, inputs: Sequence[tuple[int, Iterable[Frame]]], changes: Sequence[RulesetChange]
+    ) -> SimulationResult:
         ports = {p.id for p in self.router.config.ports}
         for port, _ in inputs:
             if port not in ports:
@@ -106,23 +129,44 @@ class Simulation:
         merged = heapq.merge(
             *(_keyed(index, port, frames) for index, (port, frames) in enumerate(inputs))
         )
+        pending = sorted(changes, key=lambda c: c.offset)
+        start = 0.0
         next_tick: float | None = None
         for when, _index, _seq, port, frame in merged:
             if next_tick is None:
-                self.now = when
+                self.now = start = when
                 next_tick = math.floor(when) + 1.0
-            quiet_from = next_tick + self._settle
-            while next_tick <= when:
-                await self._advance(next_tick)
-                self._output(self.router.tick(next_tick))
-                self._take_batch()
-                next_tick += 1.0
-                if next_tick >= quiet_from and when - next_tick > self._settle:
-                    next_tick = math.floor(when) + 1.0 - self._settle  # see _settle
+            while pending and start + pending[0].offset <= when:
+                change = pending.pop(0)
+                next_tick = await self._ticks(start + change.offset, next_tick)
+                self._apply(change)
+            next_tick = await self._ticks(when, next_tick)
             await self._advance(when)
             self._packet(port, frame)
+        for change in pending:
+            self._apply(change)
         await self._finish()
         return self.result
+
+    async def _ticks(self, until: float, next_tick: float) -> float:
+        """Run the 1 s timers due up to ``until``, advance the clock there; the next tick."""
+        quiet_from = next_tick + self._settle
+        while next_tick <= until:
+            await self._advance(next_tick)
+            self._output(self.router.tick(next_tick))
+            self._take_batch()
+            next_tick += 1.0
+            if next_tick >= quiet_from and until - next_tick > self._settle:
+                next_tick = math.floor(until) + 1.0 - self._settle  # see _settle
+        await self._advance(until)
+        return next_tick
+
+    def _apply(self, change: RulesetChange) -> None:
+        """``p4ft ruleset apply`` at the current virtual time (a RulesetError ends the run)."""
+        router = self.router
+        ruleset = router.ruleset.apply(change.text, change.filename, router.devices)
+        router.apply_ruleset(ruleset, self.now)
+        self._take_batch()
 
     # -- one input packet ------------------------------------------------------------------
 
@@ -186,6 +230,24 @@ def parse_inputs(specs: Sequence[str]) -> list[tuple[int, Path]]:
         if not sep or not port.strip().isdigit() or not path:
             raise SimulationError(f"--in {spec!r}: expected PORT=FILE, e.g. 1=h1.pcap")
         out.append((int(port), Path(path)))
+    return out
+
+
+def load_changes(specs: Sequence[str]) -> list[RulesetChange]:
+    """``TIME=FILE`` arguments of ``--ruleset-at``, each file read now."""
+    out = []
+    for spec in specs:
+        when, sep, path = spec.partition("=")
+        try:
+            offset = float(when)
+        except ValueError:
+            offset = -1.0
+        if not sep or not path or not offset >= 0 or math.isinf(offset):
+            raise SimulationError(
+                f"--ruleset-at {spec!r}: expected TIME=FILE, TIME in seconds after the first "
+                "packet, e.g. 2.5=reload.nft"
+            )
+        out.append(RulesetChange(offset, Path(path).read_text(encoding="utf-8"), path))
     return out
 
 

@@ -3,9 +3,11 @@
 It stores rules by cookie, forwards frames that hit them with the P4 program's rewrite (MACs,
 NAT, TTL - 1, checksums; FIN/RST, TTL <= 1, oversize, fragments, options and extension headers
 never hit), counts packets and bytes per rule, reports STATS as deltas with ``lastused`` on a
-supplied clock, and can be given a capacity, a latency and injected failures. It is what tests
-and ``p4ft simulate --hw memory`` use as "the switch". Like every ``ndo`` module it knows nothing
-of the controller, so it carries its own few lines of header parsing and checksum arithmetic.
+supplied clock, and can be given a capacity, a latency and injected failures. Like flowtable.p4
+(``flow_v4``, ``flow_v6``) it has one table per address family; a capacity bounds each. It is
+what tests and ``p4ft simulate --hw memory`` use as "the switch". Like every ``ndo`` module it
+knows nothing of the controller, so it carries its own few lines of header parsing and checksum
+arithmetic.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class MemoryDriver(FlowDriver):
         self.fail = fail
         self.rules: dict[Cookie, _Entry] = {}
         self._by_match: dict[FlowMatch, Cookie] = {}
+        self._in_table: dict[int, int] = {4: 0, 6: 0}  # rules per family table
         self._idle_callback: IdleCallback | None = None
         self.batches = 0
 
@@ -101,6 +104,7 @@ class MemoryDriver(FlowDriver):
         if cmd.command is Command.DESTROY:
             del self.rules[cmd.cookie]
             del self._by_match[entry.rule.match]
+            self._in_table[entry.rule.match.family] -= 1
             return FlowResult(cmd.cookie, cmd.command)
         stats = FlowStats(
             entry.packets - entry.reported_packets,
@@ -121,10 +125,12 @@ class MemoryDriver(FlowDriver):
             return FlowResult(cmd.cookie, cmd.command, Refusal.ERROR, "match has another cookie")
         entry = self.rules.get(cmd.cookie)
         if entry is None:
-            if self.capacity is not None and len(self.rules) >= self.capacity:
+            family = rule.match.family
+            if self.capacity is not None and self._in_table[family] >= self.capacity:
                 return FlowResult(cmd.cookie, cmd.command, Refusal.NO_SPACE, "table full")
             self.rules[cmd.cookie] = _Entry(rule, lastused=self.clock())
-        else:  # a repeated REPLACE updates the rule and keeps the counters
+            self._in_table[family] += 1
+        else:  # a repeated REPLACE (same flow, same family) updates the rule, keeps counters
             del self._by_match[entry.rule.match]
             entry.rule = rule
         self._by_match[rule.match] = cmd.cookie

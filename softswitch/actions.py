@@ -16,6 +16,7 @@ from softswitch.expressions import Expr, ExprCompiler, Params
 from softswitch.externs import CounterArray, MeterArray, RegisterArray
 from softswitch.json_model import Layout, fail, get
 from softswitch.state import PacketState
+from softswitch.unions import assign_union, assign_union_stack, header_copier, shift_union_stack
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,22 @@ class ActionCompiler:
         setter = self.exprs.compile_setter(dst, f"{path}[0]")
         return lambda s, p: setter(s, p, int(value(s, p)))
 
-    _p_assign_VL = _p_assign
     _p_modify_field = _p_assign
+
+    def _p_assign_VL(self, params: list, path: str) -> Prim:
+        """bm_sim core ``assign_VL`` (Field::assign_VL): a varbit field takes the source's value
+        and its current width, which the destination header is then deparsed with."""
+        dst_h, dst = self.layout.field(params[0].get("value"), f"{path}[0]")
+        src_h, src = self.layout.field(params[1].get("value"), f"{path}[1]")
+        if dst is None or src is None or dst.width or src.width:
+            raise fail(path, "assign_VL needs two varbit fields")
+        d, r, dh, rh = dst.slot, src.slot, dst_h.index, src_h.index
+
+        def assign_vl(s: PacketState, p: Params) -> None:
+            s.f[d] = s.f[r]
+            s.vlen[dh] = s.vlen.get(rh, 0)
+
+        return assign_vl
 
     def _p_add_to_field(self, params: list, path: str) -> Prim:
         setter = self.exprs.compile_setter(params[0], f"{path}[0]")
@@ -145,20 +160,12 @@ class ActionCompiler:
 
     def _p_assign_header(self, params: list, path: str) -> Prim:
         dst, src = self._expr(params[0], f"{path}[0]"), self._expr(params[1], f"{path}[1]")
-        spans = [(h.base, h.base + len(h.fields)) for h in self.layout.headers]
+        copy = header_copier(self.layout)
+        return lambda s, p: copy(s, dst(s, p), src(s, p))
 
-        def assign_header(s: PacketState, p: Params) -> None:
-            d, r = dst(s, p), src(s, p)
-            if not s.valid[r]:
-                s.valid[d] = False
-                return
-            (db, de), (rb, re_) = spans[d], spans[r]
-            s.f[db:de] = s.f[rb:re_]
-            s.valid[d] = True
-            if r in s.vlen:
-                s.vlen[d] = s.vlen[r]
-
-        return assign_header
+    def _p_assign_union(self, params: list, path: str) -> Prim:
+        dst, src = self._expr(params[0], f"{path}[0]"), self._expr(params[1], f"{path}[1]")
+        return assign_union(self.layout, dst, src)
 
     def _p_assign_header_stack(self, params: list, path: str) -> Prim:
         dst = self.layout.stack(params[0].get("value"), f"{path}[0]")
@@ -175,9 +182,15 @@ class ActionCompiler:
 
         return assign_stack
 
+    def _p_assign_union_stack(self, params: list, path: str) -> Prim:
+        dst = self.layout.union_stack(params[0].get("value"), f"{path}[0]")
+        src = self.layout.union_stack(params[1].get("value"), f"{path}[1]")
+        return assign_union_stack(self.layout, dst, src)
+
     def _p_add_header(self, params: list, path: str) -> Prim:
         hdr = self._expr(params[0], f"{path}[0]")
         spans = [(h.base, len(h.fields)) for h in self.layout.headers]
+        siblings = [self.layout.siblings.get(h.index, ()) for h in self.layout.headers]
 
         def add_header(s: PacketState, p: Params) -> None:
             h = hdr(s, p)
@@ -185,6 +198,8 @@ class ActionCompiler:
                 base, n = spans[h]
                 s.f[base : base + n] = [0] * n
                 s.valid[h] = True
+                for o in siblings[h]:  # a union member made valid invalidates the others
+                    s.valid[o] = False
 
         return add_header
 
@@ -203,6 +218,10 @@ class ActionCompiler:
         return self._shift_stack(params, path, push=False)
 
     def _shift_stack(self, params: list, path: str, push: bool) -> Prim:
+        name = params[0].get("value")
+        if self.layout.p4c_kind(params[0].get("type"), name) == "header_union_stack":
+            us = self.layout.union_stack(name, f"{path}[0]")
+            return shift_union_stack(self.layout, us, self._expr(params[1], f"{path}[1]"), push)
         st = self.layout.stack(params[0].get("value"), f"{path}[0]")
         count = self._expr(params[1], f"{path}[1]")
         members = [self.layout.headers[h] for h in st.headers]

@@ -106,8 +106,9 @@ def compile_calculation(
     if algo is None:
         raise fail(f"{path}.algo", f"unsupported algorithm {algo_name!r}")
     # Segments: ("fields", header or -1 for metadata, [(slot, width, mask)]),
-    # ("const", value, width) and ("header", header, serializer); consecutive fields of one
-    # header share a segment so validity is checked once and no closure runs per field.
+    # ("const", value, width), ("varbit", header, slot) and ("header", header, serializer);
+    # consecutive fixed-width fields of one header share a segment so validity is checked
+    # once and no closure runs per field.
     segments: list[tuple] = []
     last_header = -1
     with_payload = False
@@ -126,6 +127,10 @@ def compile_calculation(
             if fi is None:
                 raise fail(ipath, "$valid$ cannot be a calculation input")
             owner = -1 if hdr.metadata else hdr.index
+            if fi.width == 0:
+                # bm_sim BufBuilder::Deparse: a varbit field adds its current bits
+                segments.append(("varbit", hdr.index, fi.slot))
+                continue
             spec = (fi.slot, fi.width, (1 << fi.width) - 1)
             if segments and segments[-1][0] == "fields" and segments[-1][1] == owner:
                 segments[-1][2].append(spec)
@@ -153,6 +158,11 @@ def compile_calculation(
             elif kind == "const":
                 acc = (acc << b) | a
                 bits += b
+            elif kind == "varbit":
+                if valid[a]:
+                    width = s.vlen.get(a, 0)
+                    acc = (acc << width) | (f[b] & ((1 << width) - 1))
+                    bits += width
             elif valid[a]:
                 data = b(s)
                 acc = (acc << (8 * len(data))) | int.from_bytes(data, "big")

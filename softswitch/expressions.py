@@ -140,12 +140,10 @@ class ExprCompiler:
             return lambda s, p: p[value]
         if kind == "expression":
             return self._expression(value, f"{path}.value")
-        if kind == "header":
-            idx = self.layout.header(value, path).index
+        kind = self.layout.p4c_kind(kind, value)
+        if kind in ("header", "header_union", "header_stack", "header_union_stack"):
+            idx = self._named_index(kind, value, path)
             return lambda s, p: idx
-        if kind == "header_stack":
-            sidx = self.layout.stack(value, path).index
-            return lambda s, p: sidx
         if kind == "stack_field":
             return self._stack_field(value, path)
         if kind == "string":
@@ -153,6 +151,17 @@ class ExprCompiler:
         if kind == "register":
             return self._register(value, path)
         raise fail(path, f"unsupported operand type {kind!r}")
+
+    def _named_index(self, kind: str, name: Any, path: str) -> int:
+        """What a named header, union or stack evaluates to: its index (a union stack's is its
+        cursor, which ``size_stack``/``last_stack_index`` read)."""
+        if kind == "header":
+            return self.layout.header(name, path).index
+        if kind == "header_union":
+            return self.layout.union(name, path).index
+        if kind == "header_stack":
+            return self.layout.stack(name, path).index
+        return self.layout.union_stack(name, path).cursor
 
     def _field(self, ref: Any, path: str) -> Expr:
         hdr, fi = self.layout.field(ref, f"{path}.value")
@@ -201,9 +210,15 @@ class ExprCompiler:
             return lambda s, p: a(s, p) if cond(s, p) else b(s, p)
         if op == "access_field":
             return self._access_field(node, path)
+        if op == "access_union_header":
+            return self._access_union_header(node, path)
         right = self.compile(get(node, "right", path), f"{path}.right")
         if op == "valid":
             return lambda s, p: s.valid[right(s, p)]
+        if op == "valid_union":
+            return self._valid_union(right)
+        if op == "dereference_union_stack":
+            return self._deref_union(node, path, right)
         if op in ("not", "!"):
             return lambda s, p: not right(s, p)
         if op == "~":
@@ -253,14 +268,32 @@ class ExprCompiler:
 
     def _deref(self, node: dict, path: str, index: Expr) -> Expr:
         st_node = get(node, "left", path, dict)
-        st = self.layout.stack(st_node.get("value"), f"{path}.left")
-        members = st.headers
-        last = len(members) - 1
+        return _element(self.layout.stack(st_node.get("value"), f"{path}.left").headers, index)
+
+    def _valid_union(self, union: Expr) -> Expr:
+        """bm_sim VALID_UNION: a union is valid when one of its members is (HeaderUnion keeps
+        at most one member valid)."""
+        members = [u.members for u in self.layout.unions]
+
+        def valid_union(s: PacketState, p: Params) -> bool:
+            valid = s.valid
+            return any(valid[m] for m in members[union(s, p)])
+
+        return valid_union
+
+    def _deref_union(self, node: dict, path: str, index: Expr) -> Expr:
+        """bm_sim DEREFERENCE_UNION_STACK: the union at a runtime index of a union stack."""
+        us = self.layout.union_stack(get(node, "left", path, dict).get("value"), f"{path}.left")
+        return _element(us.unions, index)
+
+    def _access_union_header(self, node: dict, path: str) -> Expr:
+        """bm_sim ACCESS_UNION_HEADER: the member at a constant offset of a union."""
+        union = self.compile(get(node, "left", path), f"{path}.left")
+        offset = get(node, "right", path, int)
+        members = [u.members for u in self.layout.unions]
 
         def member(s: PacketState, p: Params) -> int:
-            i = index(s, p)
-            # Out-of-range indices read/write the last element, as BMv2 does not trap.
-            return members[i] if 0 <= i <= last else members[last]
+            return members[union(s, p)][offset]
 
         return member
 
@@ -317,6 +350,18 @@ class ExprCompiler:
                 setters[n - 1](s, v)
 
         return set_last
+
+
+def _element(elements: list[int], index: Expr) -> Expr:
+    """The stack element at a runtime index; out-of-range indices read/write the last element,
+    as BMv2 does not trap."""
+    last = len(elements) - 1
+
+    def element(s: PacketState, p: Params) -> int:
+        i = index(s, p)
+        return elements[i] if 0 <= i <= last else elements[last]
+
+    return element
 
 
 def _offset_setters(h: HeaderInfo) -> list[Callable[[PacketState, int], None]]:

@@ -8,7 +8,9 @@ once per program, so per-packet code only indexes lists. Errors name the JSON pa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # p4c's assignment of the core library errors, used when a document omits `errors`.
 CORE_ERRORS = {
@@ -93,6 +95,27 @@ class StackInfo:
 
 
 @dataclass(slots=True)
+class UnionInfo:
+    """A header union: its member header instances, in declaration order."""
+
+    name: str
+    index: int
+    members: tuple[int, ...]  # header indices
+    member_names: tuple[str, ...]  # the P4 names of the members ("h1", "h2")
+
+
+@dataclass(slots=True)
+class UnionStackInfo:
+    """A stack of header unions; ``cursor`` indexes ``PacketState.stack_next`` (after the
+    header stacks' cursors)."""
+
+    name: str
+    cursor: int
+    unions: list[int]  # union indices, stack[0] first
+    member_names: tuple[str, ...]
+
+
+@dataclass(slots=True)
 class Layout:
     """Slot assignment for a whole program."""
 
@@ -103,18 +126,49 @@ class Layout:
     stack_of_header: dict[int, StackInfo]
     n_slots: int
     errors: dict[str, int]
+    unions: list[UnionInfo] = field(default_factory=list)
+    union_by_name: dict[str, UnionInfo] = field(default_factory=dict)
+    union_stacks: list[UnionStackInfo] = field(default_factory=list)
+    union_stack_by_name: dict[str, UnionStackInfo] = field(default_factory=dict)
+    # header index -> the other members of its union (bm_sim HeaderUnion::make_header_valid)
+    siblings: dict[int, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def n_cursors(self) -> int:
+        """Stack cursors per packet: one per header stack, then one per union stack."""
+        return len(self.stacks) + len(self.union_stacks)
 
     def header(self, name: Any, path: str) -> HeaderInfo:
-        info = self.header_by_name.get(name) if isinstance(name, str) else None
-        if info is None:
-            raise fail(path, f"unknown header instance {name!r}")
-        return info
+        return _named(self.header_by_name, name, "header instance", path)
 
     def stack(self, name: Any, path: str) -> StackInfo:
-        info = self.stack_by_name.get(name) if isinstance(name, str) else None
-        if info is None:
-            raise fail(path, f"unknown header stack {name!r}")
-        return info
+        return _named(self.stack_by_name, name, "header stack", path)
+
+    def union(self, name: Any, path: str) -> UnionInfo:
+        return _named(self.union_by_name, name, "header union", path)
+
+    def union_stack(self, name: Any, path: str) -> UnionStackInfo:
+        return _named(self.union_stack_by_name, name, "header union stack", path)
+
+    def p4c_kind(self, kind: str, name: Any) -> str:
+        """The kind of a type/value reference as p4c means it: p4c names a constant-index
+        union-stack element ("us[0]") with type "header" and types every stack "header_stack"."""
+        if kind == "header" and name not in self.header_by_name and name in self.union_by_name:
+            return "header_union"
+        if (kind == "header_stack" and name not in self.stack_by_name
+                and name in self.union_stack_by_name):
+            return "header_union_stack"
+        return kind
+
+    def union_stack_member(
+        self, stack: Any, member: Any, path: str
+    ) -> tuple[UnionStackInfo, list[HeaderInfo]]:
+        """A union stack and the header instances of one member, one per union, stack[0] first."""
+        us = self.union_stack(stack, path)
+        if member not in us.member_names:
+            raise fail(path, f"union stack {us.name!r} has no member {member!r}")
+        k = us.member_names.index(member)
+        return us, [self.headers[self.unions[u].members[k]] for u in us.unions]
 
     def field(self, ref: Any, path: str) -> tuple[HeaderInfo, FieldInfo | None]:
         """Resolve ``[header, field]``; the field is None for the hidden ``$valid$`` field."""
@@ -130,6 +184,23 @@ class Layout:
 
     def error_code(self, name: str) -> int:
         return self.errors.get(name, CORE_ERRORS[name])
+
+
+def _named(by_name: dict[str, T], name: Any, kind: str, path: str) -> T:
+    info = by_name.get(name) if isinstance(name, str) else None
+    if info is None:
+        raise fail(path, f"unknown {kind} {name!r}")
+    return info
+
+
+def _indices(obj: dict, key: str, by_id: dict[int, Any], path: str) -> list[int]:
+    """``obj[key]``, a list of JSON ids, as the indices of the objects they name."""
+    out = []
+    for j, oid in enumerate(get(obj, key, path, list)):
+        if oid not in by_id:
+            raise fail(f"{path}.{key}[{j}]", f"unknown id {oid!r}")
+        out.append(by_id[oid].index)
+    return out
 
 
 def build_layout(doc: dict) -> Layout:
@@ -159,11 +230,7 @@ def build_layout(doc: dict) -> Layout:
     stack_of_header: dict[int, StackInfo] = {}
     for i, st in enumerate(doc.get("header_stacks") or []):
         path = f"$.header_stacks[{i}]"
-        members = []
-        for j, hid in enumerate(get(st, "header_ids", path, list)):
-            if hid not in by_id:
-                raise fail(f"{path}.header_ids[{j}]", f"unknown header id {hid!r}")
-            members.append(by_id[hid].index)
+        members = _indices(st, "header_ids", by_id, path)
         info = StackInfo(get(st, "name", path, str), len(stacks), members)
         stacks.append(info)
         for m in members:
@@ -173,9 +240,47 @@ def build_layout(doc: dict) -> Layout:
         if not (isinstance(e, list) and len(e) == 2 and isinstance(e[1], int)):
             raise fail(f"$.errors[{i}]", "expected [name, value]")
         errors[e[0]] = e[1]
-    return Layout(
+    layout = Layout(
         headers, by_name, stacks, {s.name: s for s in stacks}, stack_of_header, slot, errors
     )
+    _add_unions(doc, layout, by_id)
+    return layout
+
+
+def _add_unions(doc: dict, layout: Layout, headers_by_id: dict[int, HeaderInfo]) -> None:
+    """``header_union_types``, ``header_unions`` and ``header_union_stacks`` as bm_sim's
+    P4Objects::init_header_unions / init_header_union_stacks read them: a union lists the ids
+    of its member header instances, a union stack the ids of its unions."""
+    member_names: dict[str, tuple[str, ...]] = {}
+    for i, ut in enumerate(doc.get("header_union_types") or []):
+        path = f"$.header_union_types[{i}]"
+        members = get(ut, "headers", path, list)
+        if not all(isinstance(m, list) and len(m) == 2 for m in members):
+            raise fail(f"{path}.headers", "expected [member name, header type] pairs")
+        member_names[get(ut, "name", path, str)] = tuple(m[0] for m in members)
+    by_id: dict[int, UnionInfo] = {}
+    for i, u in enumerate(doc.get("header_unions") or []):
+        path = f"$.header_unions[{i}]"
+        members = _indices(u, "header_ids", headers_by_id, path)
+        names = member_names.get(u.get("union_type"), ())
+        if len(names) != len(members):
+            raise fail(f"{path}.union_type", f"unknown or mismatched union type "
+                       f"{u.get('union_type')!r}")
+        info = UnionInfo(get(u, "name", path, str), len(layout.unions), tuple(members), names)
+        layout.unions.append(info)
+        layout.union_by_name[info.name] = info
+        by_id[u.get("id", i)] = info
+        for m in members:
+            layout.siblings[m] = tuple(o for o in members if o != m)
+    for i, us in enumerate(doc.get("header_union_stacks") or []):
+        path = f"$.header_union_stacks[{i}]"
+        unions = _indices(us, "header_union_ids", by_id, path)
+        if not unions:
+            raise fail(f"{path}.header_union_ids", "a union stack needs at least one union")
+        info_s = UnionStackInfo(get(us, "name", path, str), layout.n_cursors, unions,
+                                layout.unions[unions[0]].member_names)
+        layout.union_stacks.append(info_s)
+        layout.union_stack_by_name[info_s.name] = info_s
 
 
 def _header_info(

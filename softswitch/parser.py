@@ -113,6 +113,7 @@ class ParserCompiler:
         self.no_match = layout.error_code("NoMatch")
         self.out_of_bounds = layout.error_code("StackOutOfBounds")
         self.header_too_short = layout.error_code("HeaderTooShort")
+        self.invalid_argument = layout.error_code("ParserInvalidArgument")
 
     def compile(self, doc: dict, path: str) -> Callable[[PacketState], None]:
         """The parser entry point: runs states until accept; raises ParserError on errors."""
@@ -221,10 +222,30 @@ class ParserCompiler:
                 raise fail(path, f"unknown stack field {k['value']!r}")
             width = fi.width
             read = self.exprs.compile(k, path)
+        elif kind == "union_stack_field":
+            read, width = self._union_stack_field(k.get("value"), path)
         else:
             raise fail(path, f"unsupported transition key type {kind!r}")
         padded = (width + 7) // 8 * 8
         return read, padded, (1 << padded) - 1
+
+    def _union_stack_field(self, ref: Any, path: str) -> tuple[Expr, int]:
+        """``[union stack, member, field]``: the field of that member in the last extracted
+        union (bm_sim ParseSwitchKeyBuilder, UNION_STACK_FIELD), with its width."""
+        if not (isinstance(ref, list) and len(ref) == 3):
+            raise fail(path, f"expected [union stack, member, field], got {ref!r}")
+        us, members = self.layout.union_stack_member(ref[0], ref[1], path)
+        fi = members[0].by_name.get(ref[2])
+        if fi is None:
+            raise fail(path, f"member {ref[1]!r} has no field {ref[2]!r}")
+        slots = [h.fields[fi.slot - members[0].base].slot for h in members]
+        cursor = us.cursor
+
+        def last_field(s: PacketState, p: tuple) -> int:
+            n = s.stack_next[cursor]
+            return s.f[slots[n - 1]] if n else 0
+
+        return last_field, fi.width
 
     def _lookahead(self, offset: int, width: int) -> Expr:
         too_short = self.too_short
@@ -256,6 +277,8 @@ class ParserCompiler:
             length = self.exprs.compile(params[1], f"{path}.parameters[1]")
             return self._extract(params[0], f"{path}.parameters[0]", length)
         if name == "set":
+            if self._is_varbit(params[0]):  # bm_sim ParserOpSet: a varbit destination is assign_VL
+                return self.compile_primitive({"op": "assign_VL", "parameters": params}, path)
             setter = self.exprs.compile_setter(params[0], f"{path}.parameters[0]")
             value = self._value(params[1], f"{path}.parameters[1]")
             return lambda s, p: setter(s, p, int(value(s, p)))
@@ -271,10 +294,14 @@ class ParserCompiler:
         if name in ("advance", "shift"):
             amount = self.exprs.compile(params[0], f"{path}.parameters[0]")
             unit = 1 if name == "shift" else 8
-            too_short = self.too_short
+            too_short, invalid_argument = self.too_short, self.invalid_argument
 
             def advance(s: PacketState, p: tuple) -> None:
-                n = int(amount(s, p)) // unit if unit == 8 else int(amount(s, p))
+                # bm_sim ParserOpAdvance: bits that are not whole bytes are an invalid argument
+                bits = int(amount(s, p)) * (8 // unit)
+                if bits % 8:
+                    raise ParserError(invalid_argument)
+                n = bits // 8
                 if n < 0 or s.pos + n > len(s.data):
                     raise ParserError(too_short)
                 s.pos += n
@@ -284,6 +311,12 @@ class ParserCompiler:
             return self.compile_primitive(params[0], f"{path}.parameters[0]")
         raise fail(f"{path}.op", f"unsupported parser op {name!r}")
 
+    def _is_varbit(self, node: Any) -> bool:
+        if not (isinstance(node, dict) and node.get("type") == "field"):
+            return False
+        _, fi = self.layout.field(node.get("value"), "set")
+        return fi is not None and fi.width == 0
+
     def _extract(self, target: dict, path: str, length: Expr | None) -> Op:
         kind = get(target, "type", path, str)
         if kind == "regular":
@@ -291,57 +324,81 @@ class ParserCompiler:
             return self._extract_header(h, length, path)
         if kind == "stack":
             st = self.layout.stack(target.get("value"), path)
-            members = [
-                self._extract_header(self.layout.headers[m], length, path) for m in st.headers
-            ]
-            sidx, size, oob = st.index, len(members), self.out_of_bounds
-
-            def extract_next(s: PacketState, p: tuple) -> None:
-                n = s.stack_next[sidx]
-                if n >= size:
-                    raise ParserError(oob)
-                members[n](s, p)
-                s.stack_next[sidx] = n + 1
-
-            return extract_next
+            return self._extract_next(
+                [self._extract_header(self.layout.headers[m], length, path) for m in st.headers],
+                st.index,
+            )
+        if kind == "union_stack":
+            value = target.get("value")
+            if not (isinstance(value, list) and len(value) == 2):
+                raise fail(path, f"expected [union stack, member], got {value!r}")
+            us, members = self.layout.union_stack_member(value[0], value[1], path)
+            return self._extract_next(
+                [self._extract_header(h, length, path) for h in members], us.cursor
+            )
         raise fail(path, f"unsupported extract target {kind!r}")
+
+    def _extract_next(self, extracts: list[Op], cursor: int) -> Op:
+        """Extract into the next element of a stack (bm_sim ParserOpExtractStack) or into a
+        member of the next union of a union stack (ParserOpExtractUnionStack): a full stack is
+        StackOutOfBounds; a failed extract leaves the cursor where it was."""
+        size, oob = len(extracts), self.out_of_bounds
+
+        def extract_next(s: PacketState, p: tuple) -> None:
+            n = s.stack_next[cursor]
+            if n >= size:
+                raise ParserError(oob)
+            extracts[n](s, p)
+            s.stack_next[cursor] = n + 1
+
+        return extract_next
 
     def _extract_header(self, h: HeaderInfo, length: Expr | None, path: str) -> Op:
         if h.metadata:
             raise PipelineError(f"{path}: cannot extract metadata {h.name!r}")
         index, too_short = h.index, self.too_short
-        if h.varbit is None or length is None:
-            if h.varbit is not None:
-                length = lambda s, p: 0  # noqa: E731 - a varbit header extracted without length
-            else:
-                nbytes = h.fixed_bits // 8
-                specs = _unpack_specs(h, h.fixed_bits, 0)
+        others = self.layout.siblings.get(h.index, ())
+        if h.varbit is not None:
+            return self._extract_vl(h, length or (lambda s, p: 0), others)
+        nbytes = h.fixed_bits // 8
+        specs = _unpack_specs(h, h.fixed_bits, 0)
 
-                def extract(s: PacketState, p: tuple) -> None:
-                    pos = s.pos
-                    end = pos + nbytes
-                    if end > len(s.data):
-                        raise ParserError(too_short)
-                    _store(s, int.from_bytes(s.data[pos:end], "big"), specs)
-                    s.valid[index] = True
-                    s.pos = end
-
-                return extract
-        fixed, max_bits = h.fixed_bits, h.max_bytes * 8
-        header_too_short = self.header_too_short
-        vl_len = length
-
-        def extract_vl(s: PacketState, p: tuple) -> None:
-            vl = int(vl_len(s, p))
-            if vl < 0 or vl % 8 or (max_bits and fixed + vl > max_bits):
-                raise ParserError(header_too_short)
-            total = fixed + vl
-            end = s.pos + total // 8
+        def extract(s: PacketState, p: tuple) -> None:
+            pos = s.pos
+            end = pos + nbytes
             if end > len(s.data):
                 raise ParserError(too_short)
-            _store(s, int.from_bytes(s.data[s.pos : end], "big"), _unpack_specs(h, total, vl))
+            _store(s, int.from_bytes(s.data[pos:end], "big"), specs)
+            s.valid[index] = True
+            for o in others:  # a union member made valid invalidates the other members
+                s.valid[o] = False
+            s.pos = end
+
+        return extract
+
+    def _extract_vl(self, h: HeaderInfo, length: Expr, others: tuple[int, ...]) -> Op:
+        """bm_sim's extract_VL (parser.cpp), its checks in its order: a length that is not a
+        multiple of 8 is ParserInvalidArgument, then too few bytes left is PacketTooShort, then
+        a header longer than the type's max_length is HeaderTooShort."""
+        index, fixed, max_bytes = h.index, h.fixed_bits, h.max_bytes
+        too_short, header_too_short = self.too_short, self.header_too_short
+        invalid_argument = self.invalid_argument
+
+        def extract_vl(s: PacketState, p: tuple) -> None:
+            vl = int(length(s, p))
+            if vl % 8:
+                raise ParserError(invalid_argument)
+            nbytes = (fixed + vl) // 8
+            end = s.pos + nbytes
+            if vl < 0 or end > len(s.data):
+                raise ParserError(too_short)
+            if max_bytes and nbytes > max_bytes:
+                raise ParserError(header_too_short)
+            _store(s, int.from_bytes(s.data[s.pos : end], "big"), _unpack_specs(h, fixed + vl, vl))
             s.vlen[index] = vl
             s.valid[index] = True
+            for o in others:
+                s.valid[o] = False
             s.pos = end
 
         return extract_vl

@@ -264,7 +264,7 @@ class _Builder:
         p._field_lists = self._field_lists(layout)
         p._zero_fields = [0] * layout.n_slots
         p._init_valid = [h.metadata for h in layout.headers]
-        p._n_stacks = len(layout.stacks)
+        p._n_stacks = layout.n_cursors
         pipes = get(doc, "pipelines", "$", list)
         by_name = {pl.get("name"): (i, pl) for i, pl in enumerate(pipes)}
         starts = []

@@ -1,7 +1,10 @@
 """``p4ft monitor [--json]``: the event stream, like ``conntrack -E``.
 
-NEW, UPDATE, DESTROY from conntrack; OFFLOAD, HW_OFFLOAD, TEARDOWN from the flowtables. Runs
-until interrupted or until the controller stops.
+NEW, UPDATE, DESTROY from conntrack, UPDATE only where the kernel's conntrack sends one (the
+IPS_OFFLOAD / IPS_HW_OFFLOAD bits flip without an event); OFFLOAD, HW_OFFLOAD, TEARDOWN and
+DESTROY (hardware rules removed) from the flowtables. Runs until interrupted or until the
+controller stops. ``-e TYPE`` (repeatable, like ``conntrack -E -e``) asks for those types only:
+the controller then encodes and sends nothing else.
 """
 
 from __future__ import annotations
@@ -13,17 +16,23 @@ import sys
 from controller.commands.flows import format_entry
 from controller.control import ControlError, add_client_arguments, stream
 
+EVENT_TYPES = ("NEW", "UPDATE", "DESTROY", "OFFLOAD", "HW_OFFLOAD", "TEARDOWN")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("monitor", help="stream connection and offload events",
                             description=__doc__)
     add_client_arguments(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per event")
+    parser.add_argument("-e", "--event", action="append", choices=EVENT_TYPES, dest="events",
+                        help="only events of this type (repeatable)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    kwargs = {"switch": args.switch} if args.switch else {}
+    kwargs: dict[str, object] = {"switch": args.switch} if args.switch else {}
+    if args.events:
+        kwargs["types"] = args.events
     try:
         for event in stream("monitor", args.control, **kwargs):
             if args.json:

@@ -1,7 +1,9 @@
 """``p4ft ruleset``: work with nft rulesets.
 
 ``p4ft ruleset check FILE`` behaves like ``nft -c -f FILE``: it prints the normalized ruleset and
-exits 0, or prints ``FILE:LINE:COL: message`` on stderr and exits 1. Each action is one
+exits 0, or prints ``FILE:LINE:COL: message`` on stderr and exits 1; with ``--config ROUTER.toml``
+a flowtable device that is not a port of that switch is an error too, as nft refuses a missing
+device. Each action is one
 ``ruleset <action>`` subparser registered in ``_ACTIONS``. ``ruleset list`` prints the running
 controller's ruleset; ``ruleset apply FILE`` runs FILE on it as one transaction like ``nft -f``
 (all or nothing; deleting a flowtable that a rule uses is refused).
@@ -16,10 +18,18 @@ from collections.abc import Callable
 
 
 def _check(args: argparse.Namespace) -> int:
+    from controller.config import ConfigError, load_config
     from controller.ruleset import RulesetError, load_file
 
+    devices = None
+    if args.config is not None:
+        try:
+            devices = {p.name for p in load_config(args.config).ports}
+        except ConfigError as e:
+            print(e, file=sys.stderr)
+            return 1
     try:
-        ruleset = load_file(args.file)
+        ruleset = load_file(args.file, devices)
     except RulesetError as e:
         print(e, file=sys.stderr)
         return 1
@@ -39,6 +49,11 @@ def _register_check(actions: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("file", metavar="FILE", help="nft syntax or 'nft -j' JSON")
     parser.add_argument("--json", action="store_true", help="print as 'nft -j' JSON")
+    parser.add_argument(
+        "--config",
+        metavar="ROUTER.toml",
+        help="also check that every flowtable device is a port of this switch",
+    )
     parser.set_defaults(func=_check)
 
 

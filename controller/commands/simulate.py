@@ -1,8 +1,10 @@
 """``p4ft simulate``: replay pcaps through the router and its hardware on a virtual clock.
 
 ``p4ft simulate --config router.toml --in 1=h1.pcap --in 2=h2.pcap --out DIR``
-``[--hw memory|softswitch]`` writes ``DIR/<port>.pcap`` per port that sent something and
-``DIR/report.json``. Bad pcaps or configuration print one clear line on stderr and exit 1.
+``[--hw memory|softswitch] [--ruleset-at TIME=FILE]`` writes ``DIR/<port>.pcap`` per port that
+sent something and ``DIR/report.json``; ``--ruleset-at`` runs FILE on the running ruleset TIME
+seconds after the first packet, as ``p4ft ruleset apply`` would. Bad pcaps, configuration or
+rulesets print one clear line on stderr and exit 1.
 """
 
 from __future__ import annotations
@@ -17,14 +19,21 @@ def _run(args: argparse.Namespace) -> int:
     from controller.pcap import PcapError
     from controller.routing import RouteError
     from controller.ruleset import RulesetError
-    from controller.simulate import Simulation, SimulationError, load_inputs, parse_inputs
+    from controller.simulate import (
+        Simulation,
+        SimulationError,
+        load_changes,
+        load_inputs,
+        parse_inputs,
+    )
     from controller.simulate_hw import HardwareError
 
     try:
         config = load_config(args.config)
         inputs = load_inputs(parse_inputs(args.inputs))
+        changes = load_changes(args.ruleset_at)
         sim = Simulation(config, latency=args.hw_latency, capacity=args.hw_capacity, hw=args.hw)
-        result = sim.run(inputs)
+        result = sim.run(inputs, changes)
         result.write(Path(args.out))
     except (
         ConfigError,
@@ -79,6 +88,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="flow directions the hardware holds (default: unlimited); others stay in software",
+        help="flow directions each hardware table (IPv4, IPv6) holds (default: unlimited)",
+    )
+    parser.add_argument(
+        "--ruleset-at",
+        action="append",
+        default=[],
+        metavar="TIME=FILE",
+        help="run FILE on the running ruleset TIME seconds after the first packet, like "
+        "'p4ft ruleset apply' (repeatable)",
     )
     parser.set_defaults(func=_run)

@@ -14,6 +14,7 @@ import asyncio
 import errno
 import logging
 import os
+import time
 from typing import Any
 
 from pyroute2.netlink import NETLINK_NETFILTER, NETLINK_ROUTE
@@ -30,7 +31,7 @@ from controller import control
 from controller.config import RouterConfig
 from controller.conntrack import Timeouts, packet_tuple
 from controller.ct import IPPROTO_TCP, IPPROTO_UDP, ORIGINAL, REPLY, Conn, CtTuple
-from controller.daemon import SwitchSession
+from controller.daemon import PACKET_BATCH, SwitchSession
 from controller.kernel import ctnetlink, netns, rtnetlink
 from controller.kernel.ctnetlink import CT_DELETE, CT_NEW
 from controller.kernel.netlink import NetlinkError, NetlinkSocket
@@ -40,7 +41,7 @@ from controller.kernel.router import KernelRouter
 from controller.kernel.tap import Tap
 from controller.packet import Malformed, parse
 from controller.router import reason_name
-from ndo.api import PuntReason
+from ndo.api import PacketIn, PuntReason
 
 log = logging.getLogger("p4ft.kernel")
 
@@ -50,7 +51,6 @@ CT_GROUPS = (1, 2, 3)
 RT_GROUPS = (1, 3, 7, 11)
 SYSCTL = "/proc/sys/net/netfilter/nf_conntrack_"
 SYSCTL_INTERVAL = 1.0  # how soon a changed conntrack timeout sysctl is seen
-TX_QUEUE = 10000  # frames the kernel sent that wait for packet-out
 _WATCHED = (PuntReason.MISS, PuntReason.TCP_FIN_RST)
 
 
@@ -98,11 +98,10 @@ class KernelSession(SwitchSession):
         self.rt.start(self._rt_event)
         await self._configure()
         await super().start()
-        self._tx: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(TX_QUEUE)
         loop = asyncio.get_running_loop()
         for port, tap in self.taps.items():
             loop.add_reader(tap.fd, self._transmit, port, tap)
-        for work in (self._ct_update_loop, self._tx_loop, self._sysctl_loop):
+        for work in (self._ct_update_loop, self._sysctl_loop):
             self._tasks.append(asyncio.create_task(work(), name=f"{self.name}:{work.__name__}"))
         for _, flags, msg in await self.ct.request(ctnetlink.dump_request):
             self._ct_event(CT_NEW, flags, msg, own=False)  # answers carry our port id
@@ -146,38 +145,42 @@ class KernelSession(SwitchSession):
     # -- frames ----------------------------------------------------------------------------
 
     async def _packet_loop(self) -> None:
+        """Punts a batch per loop turn, each to its port's representor."""
+        waited, took = self.stages["packet_in"].add, self.stages["receive"].add
+        async for batch in self.p4rt.packet_batches(PACKET_BATCH):
+            for packet, arrived in batch:
+                start = time.perf_counter()
+                waited(start - arrived)
+                await self._to_kernel(packet)
+                took(time.perf_counter() - start)
+            self._kick()
+            await asyncio.sleep(0)  # the tick, offloads and netlink get their turn
+
+    async def _to_kernel(self, packet: PacketIn) -> None:
         router: KernelRouter = self.router  # type: ignore[assignment]
-        async for packet in self.p4rt.packets():
-            tap = self.taps.get(packet.ingress_port)
-            if tap is None:
-                self.counters["punt_unknown_port"] += 1
-                continue
-            router.punts[reason_name(packet.reason)] += 1
-            tup = _tuple_of(packet.frame) if packet.reason in _WATCHED else None
-            fin_rst = tup is not None and packet.reason == PuntReason.TCP_FIN_RST
-            if fin_rst and router.on_fin_rst(tup, self.clock()):
-                self._kick()
-                await self._flush_ct_updates()  # the fix-up before the packet
-            tap.write(packet.frame)
-            if tup is not None and packet.reason == PuntReason.MISS:
-                conn = router.on_packet(tup, self.clock())
-                if conn is not None:
-                    self._resolve_soon(conn)
+        tap = self.taps.get(packet.ingress_port)
+        if tap is None:
+            self.counters["punt_unknown_port"] += 1
+            return
+        router.punts[reason_name(packet.reason)] += 1
+        tup = _tuple_of(packet.frame) if packet.reason in _WATCHED else None
+        fin_rst = tup is not None and packet.reason == PuntReason.TCP_FIN_RST
+        if fin_rst and router.on_fin_rst(tup, self.clock()):
+            self._kick()
+            await self._flush_ct_updates()  # the fix-up before the packet
+        tap.write(packet.frame)
+        if tup is not None and packet.reason == PuntReason.MISS:
+            conn = router.on_packet(tup, self.clock())
+            if conn is not None:
+                self._resolve_soon(conn)
 
     def _transmit(self, port: int, tap: Tap) -> None:
         """The kernel sent frames on representor ``port``: out they go, as packet-out."""
-        for _ in range(64):  # bounded: other readers get their turn
+        for _ in range(PACKET_BATCH):  # bounded: other readers get their turn
             frame = tap.read()
             if frame is None:
                 return
-            try:
-                self._tx.put_nowait((port, frame))
-            except asyncio.QueueFull:
-                self.counters["packet_out_queue_full"] += 1
-
-    async def _tx_loop(self) -> None:
-        while True:
-            await self._send([await self._tx.get()])
+            self._send(((port, frame),))
 
     # -- netlink events --------------------------------------------------------------------
 

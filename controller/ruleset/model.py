@@ -190,7 +190,13 @@ class Chain:
 
 @dataclass(frozen=True, slots=True)
 class FlowtableDef:
-    """A flowtable as ``nft list flowtable`` shows it; what the flowtable engine is built from."""
+    """A flowtable as ``nft list flowtable`` shows it; what the flowtable engine is built from.
+
+    ``handle`` identifies this flowtable object, as the kernel's NFTA_FLOWTABLE_HANDLE: an update
+    (``add flowtable`` on an existing one) keeps it, a flowtable deleted and added again in one
+    transaction (``flush ruleset`` + the same table) gets a new one. It does not take part in
+    equality: two rulesets that read the same are equal.
+    """
 
     family: Family
     table: str
@@ -201,6 +207,7 @@ class FlowtableDef:
     counter: bool = False
     hook: str = "ingress"
     loc: Loc = field(default=NOWHERE, compare=False, hash=False)
+    handle: int = field(default=0, compare=False, hash=False)
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 from controller.ruleset import format as fmt
 from controller.ruleset import nftjson, parser
@@ -31,11 +31,19 @@ class Ruleset:
     def __init__(self, tables: Tables | None = None) -> None:
         self.tables: Tables = tables if tables is not None else {}
 
-    def apply(self, script: str | Sequence[Command], filename: str = "<string>") -> Ruleset:
-        """A new Ruleset with ``script`` applied; raises RulesetError and changes nothing."""
+    def apply(
+        self,
+        script: str | Sequence[Command],
+        filename: str = "<string>",
+        devices: Collection[str] | None = None,
+    ) -> Ruleset:
+        """A new Ruleset with ``script`` applied; raises RulesetError and changes nothing.
+
+        ``devices``: the switch's port names; a flowtable listing another is an error.
+        """
         commands = parse_script(script, filename) if isinstance(script, str) else script
         tables = copy.deepcopy(self.tables)
-        execute(tables, commands)
+        execute(tables, commands, devices)
         return Ruleset(tables)
 
     def table(self, family: Family | str, name: str) -> Table | None:
@@ -65,13 +73,18 @@ class Ruleset:
         return f"Ruleset({len(self.tables)} tables, {len(self.flowtables())} flowtables)"
 
 
-def loads(text: str, filename: str = "<string>") -> Ruleset:
-    """Parse a whole ruleset (nft syntax or nft JSON), validated as ``nft -c -f`` would."""
-    return Ruleset().apply(text, filename)
+def loads(
+    text: str, filename: str = "<string>", devices: Collection[str] | None = None
+) -> Ruleset:
+    """Parse a whole ruleset (nft syntax or nft JSON), validated as ``nft -c -f`` would (with
+    ``devices``, also that every flowtable device exists, as the kernel checks)."""
+    return Ruleset().apply(text, filename, devices)
 
 
-def load_file(path: str | os.PathLike[str]) -> Ruleset:
+def load_file(
+    path: str | os.PathLike[str], devices: Collection[str] | None = None
+) -> Ruleset:
     """Read and parse a ruleset file; OSError if it cannot be read."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    return loads(text, os.fspath(path))
+    return loads(text, os.fspath(path), devices)

@@ -3,12 +3,16 @@
 Objects are looked up as nft does (family + name), updates follow ``nf_tables_api.c``: a second
 ``add flowtable`` adds devices and may change ``counter`` but never ``offload``; a device belongs
 to at most one flowtable per table; a flowtable referenced by a rule cannot be deleted. The caller
-works on a copy, so a failing command leaves the original ruleset untouched.
+works on a copy, so a failing command leaves the original ruleset untouched. A new flowtable
+gets a fresh handle (``nf_tables_newflowtable``: ``nf_tables_alloc_handle``), so the owner can
+tell a flowtable that was only updated from one deleted and created again, whose predecessor the
+kernel frees with its flows at commit (``nf_tables_flowtable_destroy`` → ``nf_flow_table_free``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 
 from controller.ruleset.errors import Loc, RulesetError
@@ -35,10 +39,25 @@ EEXIST = "Could not process rule: File exists"
 EBUSY = "Could not process rule: Device or resource busy"
 EOPNOTSUPP = "Could not process rule: Operation not supported"
 
+_handles = itertools.count(1)  # process-wide: handles of a deleted flowtable are never reused
 
-def execute(tables: Tables, commands: Iterable[Command]) -> None:
+
+def execute(
+    tables: Tables, commands: Iterable[Command], devices: Collection[str] | None = None
+) -> None:
+    """Run ``commands`` in order; with ``devices`` (the switch's port names), a flowtable device
+    that is not one of them is refused, as ``nft_netdev_hook_alloc`` refuses a device
+    ``__dev_get_by_name`` does not find (ENOENT)."""
     for cmd in commands:
+        if devices is not None and isinstance(cmd, AddFlowtable):
+            _check_devices(cmd.spec.devices, devices)
         _HANDLERS[type(cmd)](tables, cmd)
+
+
+def _check_devices(wanted: Iterable[Device], devices: Collection[str]) -> None:
+    for dev in wanted:
+        if dev.name not in devices:
+            raise RulesetError(f"{ENOENT} (no device {dev.name} on this switch)", dev.loc)
 
 
 def _table(tables: Tables, family: Family, name: str, loc: Loc) -> Table:
@@ -95,6 +114,7 @@ def _add_flowtable(tables: Tables, cmd: AddFlowtable) -> None:
             spec.counter,
             spec.hook,
             cmd.loc,
+            next(_handles),
         )
     else:
         if spec.priority is not None and spec.priority != old.priority:

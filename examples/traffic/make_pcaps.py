@@ -10,6 +10,19 @@ nat_inside.pcap / nat_outside.pcap (examples/nat): h1 behind masquerade talks to
 198.51.100.9:443 (beyond the gateway 203.0.113.254);
 198.51.100.9 reaches the inside web server through the DNAT port-forward 203.0.113.1:8080.
 
+Kernel behaviours (examples/kernel, issue 10), each against the memory driver as hardware:
+
+- router_h1/h2.pcap again with ``--ruleset-at 1.6=examples/kernel/reload.nft`` (flush ruleset
+  + the same table with a drop rule): the flowtable is freed, h1's FIN meets the new rule;
+  and with examples/kernel/nodevices.toml: no devices, no fast path, no hardware.
+- neigh_h1/h2.pcap (examples/kernel/software.toml): a one-way UDP stream from h1, which never
+  answers ARP, to h2, which answers and later changes its MAC.
+- closing_h1/h2.pcap (examples/router): a TCP flow closes with a FIN through the fast path and
+  goes idle; its retransmitted FIN after the flow expired still finds the connection (CLOSE).
+- tables_h1/h2.pcap (examples/router, ``--hw-capacity 2``): an IPv6 flow fills the IPv6 table,
+  an IPv4 flow still gets the IPv4 table, a second IPv4 flow waits in software and is installed
+  by its refresh once the first one has left the hardware.
+
 Timestamps are fixed, so the files are reproducible byte for byte.
 """
 
@@ -175,6 +188,82 @@ def nat_example() -> None:
     outside.write("nat_outside.pcap")
 
 
+def gateway_arp(h1: Capture, h2: Capture) -> None:
+    """Both hosts resolve their gateway, which teaches the router their MACs."""
+    h1.add(0.0, arp_request(H1_MAC, "10.0.1.1", "10.0.1.254"))
+    h2.add(0.05, arp_request(H2_MAC, "10.0.2.2", "10.0.2.254"))
+    h1.add(0.1, neighbor_solicitation(H1_MAC, "2001:db8:1::1", "2001:db8:1::fe"))
+    h2.add(0.15, neighbor_solicitation(H2_MAC, "2001:db8:2::2", "2001:db8:2::fe"))
+
+
+def web(cport: int) -> Tcp:
+    return Tcp(
+        Ether(dst=R1_MAC, src=H1_MAC) / IP(src="10.0.1.1", dst="10.0.2.2"),
+        Ether(dst=R2_MAC, src=H2_MAC) / IP(src="10.0.2.2", dst="10.0.1.1"),
+        cport,
+        80,
+    )
+
+
+def neigh_example() -> None:
+    h1, h2 = Capture(), Capture()
+    stream = Ether(dst=R1_MAC, src=H1_MAC) / IP(src="10.0.1.1", dst="10.0.2.2")
+    for t in (1.0, 1.2, 1.4, 1.6, 3.0, 3.2):
+        h1.add(t, stream / UDP(sport=6000, dport=7000) / b"tick")
+    h2.add(1.1, arp_request(H2_MAC, "10.0.2.2", "10.0.2.254"))  # after the router asked
+    h2.add(2.5, arp_request("00:00:00:00:02:99", "10.0.2.2", "10.0.2.254"))  # a new NIC
+    h1.write("neigh_h1.pcap")
+    h2.write("neigh_h2.pcap")
+
+
+def closing_example() -> None:
+    h1, h2 = Capture(), Capture()
+    gateway_arp(h1, h2)
+    tcp = web(40000)
+    h1.add(1.000, tcp.c("S"))
+    h2.add(1.010, tcp.s("SA"))
+    h1.add(1.020, tcp.c("A"))  # OFFLOAD
+    h1.add(1.030, tcp.c("PA", b"GET /"))  # sw_fastpath
+    h2.add(1.050, tcp.s("PA", b"200 OK"))  # hw
+    h1.add(1.100, tcp.c("A"))  # hw
+    h1.add(2.000, tcp.c("FA"))  # punted: sw_fastpath, CLOSING; then silence
+    fin = tcp.c("FA")
+    fin[TCP].seq -= 1  # the same FIN, retransmitted after the flow expired
+    h1.add(38.0, fin)
+    h2.add(60.0, tcp.s("A"))  # long after: the connection is gone by now
+    h1.write("closing_h1.pcap")
+    h2.write("closing_h2.pcap")
+
+
+def tables_example() -> None:
+    h1, h2 = Capture(), Capture()
+    gateway_arp(h1, h2)
+    ssh6 = Tcp(
+        Ether(dst=R1_MAC, src=H1_MAC) / IPv6(src="2001:db8:1::1", dst="2001:db8:2::2"),
+        Ether(dst=R2_MAC, src=H2_MAC) / IPv6(src="2001:db8:2::2", dst="2001:db8:1::1"),
+        41000,
+        22,
+    )
+    for base, tcp, first in ((1.0, ssh6, True), (2.0, web(40000), True), (3.0, web(40001), False)):
+        h1.add(base, tcp.c("S"))
+        h2.add(base + 0.01, tcp.s("SA"))
+        h1.add(base + 0.02, tcp.c("A"))  # OFFLOAD
+        h1.add(base + 0.03, tcp.c("PA", b"hello"))  # sw_fastpath: REPLACE in flight
+        h2.add(base + 0.05, tcp.s("PA", b"world"))  # hw (or sw_fastpath: its table is full)
+        if first:
+            continue
+        for t in (4.1, 5.5, 5.6):  # refreshes retry REPLACE once a second
+            h2.add(t, tcp.s("PA", b"more"))
+    web_a_fin = web(40000)
+    web_a_fin.cseq, web_a_fin.sseq = 1006, 5006  # after the exchange above
+    h1.add(4.0, web_a_fin.c("FA"))  # the first IPv4 flow closes: GC frees its hardware slots
+    h1.write("tables_h1.pcap")
+    h2.write("tables_h2.pcap")
+
+
 if __name__ == "__main__":
     router_example()
     nat_example()
+    neigh_example()
+    closing_example()
+    tables_example()

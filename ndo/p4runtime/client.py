@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from finsy.proto import p4r, p4r_grpc, rpc_code, rpc_status
 from google.protobuf.message import DecodeError
 
 from ndo.p4runtime.schema import Pipeline
+from ndo.timing import Stage
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,8 @@ CHANNEL_OPTIONS = (
 )
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 WRITE_METHOD = "/p4.v1.P4Runtime/Write"
+STREAM_METHOD = "/p4.v1.P4Runtime/StreamChannel"
+OUTBOX = 4096  # stream messages the stream has not taken yet; beyond it send() refuses
 
 StreamHandler = Callable[[p4r.StreamMessageResponse], None]
 
@@ -73,6 +77,10 @@ class P4RuntimeClient:
     block. ``on_primary_change`` hears when another client's arrival or departure makes this
     one backup or primary again. ``closed`` is set when the stream ends for any reason, so a
     supervisor can reconnect.
+
+    Stream messages go out already encoded (``send`` takes wire bytes): packet-outs are built
+    as bytes, never as messages. ``outbox_wait`` times each from ``send`` until gRPC takes it,
+    which is how long the stream's own flow control held it back.
     """
 
     def __init__(
@@ -99,7 +107,8 @@ class P4RuntimeClient:
         header = p4r.WriteRequest(device_id=device_id, role=role)
         header.election_id.CopyFrom(uint128(election_id))
         self._write_header = header.SerializeToString()
-        self._outbox: asyncio.Queue[p4r.StreamMessageRequest | None] = asyncio.Queue()
+        self.outbox_wait = Stage()
+        self._outbox: asyncio.Queue[tuple[bytes, float] | None] = asyncio.Queue(OUTBOX)
         self._reader: asyncio.Task[None] | None = None
         self._arbitrated: asyncio.Future[bool] | None = None
 
@@ -115,12 +124,14 @@ class P4RuntimeClient:
         self._stub = p4r_grpc.P4RuntimeStub(self._channel)
         self._write_raw = self._channel.unary_unary(  # bytes in: no serializer
             WRITE_METHOD, response_deserializer=p4r.WriteResponse.FromString)
-        self._outbox = asyncio.Queue()
+        self._outbox = asyncio.Queue(OUTBOX)
         self._arbitrated = loop.create_future()
         self.closed.clear()
-        call = self._stub.StreamChannel(self._requests())
+        stream = self._channel.stream_stream(  # bytes out: no serializer
+            STREAM_METHOD, response_deserializer=p4r.StreamMessageResponse.FromString)
+        call = stream(self._requests())
         self._reader = asyncio.create_task(self._read_stream(call))
-        self._outbox.put_nowait(p4r.StreamMessageRequest(arbitration=self._arbitration()))
+        self.send(p4r.StreamMessageRequest(arbitration=self._arbitration()).SerializeToString())
         try:
             async with asyncio.timeout(timeout):
                 return await self._arbitrated
@@ -130,7 +141,8 @@ class P4RuntimeClient:
 
     async def close(self) -> None:
         if self._reader is not None:
-            self._outbox.put_nowait(None)
+            with contextlib.suppress(asyncio.QueueFull):
+                self._outbox.put_nowait(None)
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
@@ -142,11 +154,18 @@ class P4RuntimeClient:
         self.is_primary = False
         self.closed.set()
 
-    def send(self, message: p4r.StreamMessageRequest) -> bool:
-        """Queue a stream message (packet-out); False when no stream is open."""
+    def send(self, message: bytes) -> bool:
+        """Queue an encoded StreamMessageRequest (packet-out); False when no stream is open or
+        the outbox is full (the stream is not taking messages as fast as they come).
+
+        Never waits: the outbox holds what the stream has not taken yet, never more than OUTBOX.
+        """
         if not self.is_open:
             return False
-        self._outbox.put_nowait(message)
+        try:
+            self._outbox.put_nowait((message, time.perf_counter()))
+        except asyncio.QueueFull:
+            return False
         return True
 
     def new_write(self) -> p4r.WriteRequest:
@@ -233,9 +252,11 @@ class P4RuntimeClient:
             update.role.name = self.role
         return update
 
-    async def _requests(self) -> AsyncIterator[p4r.StreamMessageRequest]:
-        while (message := await self._outbox.get()) is not None:
-            yield message
+    async def _requests(self) -> AsyncIterator[bytes]:
+        outbox, wait = self._outbox, self.outbox_wait
+        while (item := await outbox.get()) is not None:
+            wait.add(time.perf_counter() - item[1])
+            yield item[0]
 
     async def _read_stream(self, call: grpc.aio.StreamStreamCall) -> None:
         reason: Exception = ConnectionError("stream ended")

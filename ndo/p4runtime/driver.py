@@ -43,9 +43,12 @@ from ndo.api import (
 )
 from ndo.p4runtime.client import Backoff, P4RuntimeClient, P4RuntimeError
 from ndo.p4runtime.codec import DELETE, INSERT, MODIFY, CodecError, FlowCodec
+from ndo.p4runtime.copp import PuntPolicing, Rates
 from ndo.p4runtime.packet_io import PacketCodec
+from ndo.p4runtime.punt_queue import PuntQueue, Queued
 from ndo.p4runtime.schema import FlowSchema, Pipeline
 from ndo.p4runtime.writer import OK, Outcome, TableOp, WriteStream
+from ndo.timing import Stage
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,7 @@ class P4RuntimeDriver(FlowDriver):
         batch_size: int = 1000,
         max_in_flight: int = 4,
         packet_queue: int = 4096,
+        punt_rates: Rates | None = None,
         backoff: Backoff = DEFAULT_BACKOFF,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -123,12 +127,18 @@ class P4RuntimeDriver(FlowDriver):
         self._by_match: dict[FlowMatch, Cookie] = {}
         self._occupancy: Counter[int] = Counter()
         self._idle_callback: IdleCallback | None = None
-        self._packet_queue: asyncio.Queue[PacketIn | None] = asyncio.Queue(packet_queue)
+        self.punts = PuntQueue(packet_queue)
+        self.policing = PuntPolicing(self._client, schema, punt_rates, self.counters)
         self._supervisor: asyncio.Task[None] | None = None
         self._regain_task: asyncio.Task[None] | None = None
         self._closing = False
 
     # -- life cycle ------------------------------------------------------------------------
+
+    @property
+    def packet_out_wait(self) -> Stage:
+        """Packet-outs from ``send_packet`` until the stream took them."""
+        return self._client.outbox_wait
 
     @property
     def connected(self) -> bool:
@@ -161,8 +171,7 @@ class P4RuntimeDriver(FlowDriver):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self._client.close()
-        with contextlib.suppress(asyncio.QueueFull):
-            self._packet_queue.put_nowait(None)
+        self.punts.close()
 
     async def _connect(self, force_push: bool = False) -> None:
         primary = await self._client.open()
@@ -171,6 +180,7 @@ class P4RuntimeDriver(FlowDriver):
                         self._client.address, self._client.device_id, self._client.election_id)
         if primary:
             await self._push_pipeline(force_push)
+            await self.policing.configure()
 
     async def _push_pipeline(self, force: bool) -> None:
         """Push our pipeline unless the switch's cookie says it runs it already."""
@@ -193,6 +203,7 @@ class P4RuntimeDriver(FlowDriver):
     async def _regain(self) -> None:
         try:
             await self._push_pipeline(force=False)
+            await self.policing.configure()
             await self.reconcile({c: i.rule for c, i in self._installed.items()})
         except (ConnectionError, P4RuntimeError) as exc:
             log.warning("reconcile after becoming primary again failed: %s", exc)
@@ -489,17 +500,24 @@ class P4RuntimeDriver(FlowDriver):
             self.counters["reconciles"] += 1
             return ReconcileReport(tuple(adopted), tuple(orphans), tuple(installed), tuple(failed))
 
+    async def read_punt_drops(self) -> None:
+        """Refresh ``policing.drops`` from the switch; a failed read keeps the last figures."""
+        if not self.connected:
+            return
+        try:
+            await self.policing.read_drops()
+        except (P4RuntimeError, ConnectionError) as exc:
+            self.counters["punt_drops_read_errors"] += 1
+            log.debug("reading %s failed: %s", "the punt drop counter", exc)
+
     # -- stream: idle timeouts and packets ------------------------------------------------
 
     def _on_stream(self, message: p4r.StreamMessageResponse) -> None:
         kind = message.WhichOneof("update")
         if kind == "packet":
             packet = self._packets.decode(message.packet)
-            if packet is not None:
-                try:
-                    self._packet_queue.put_nowait(packet)
-                except asyncio.QueueFull:
-                    self.counters["packet_in_overflow"] += 1
+            if packet is not None and not self.punts.put(packet):
+                self.counters["packet_in_overflow"] += 1
         elif kind == "idle_timeout_notification":
             self._on_idle(message.idle_timeout_notification)
         elif kind == "error":
@@ -527,16 +545,25 @@ class P4RuntimeDriver(FlowDriver):
 
     async def packets(self) -> AsyncIterator[PacketIn]:
         """Frames the switch punts, in arrival order, until the driver closes."""
-        while (packet := await self._packet_queue.get()) is not None:
-            yield packet
+        async for batch in self.packet_batches(1):
+            yield batch[0][0]
 
-    async def send_packet(self, frame: bytes, egress_port: int) -> bool:
-        """Packet-out ``frame`` on ``egress_port``; False (counted) if it cannot be sent."""
+    async def packet_batches(self, limit: int) -> AsyncIterator[list[Queued]]:
+        """What the switch punted since the last batch (at most ``limit``, each with the time it
+        arrived), so a consumer serves several frames per event-loop turn."""
+        while batch := await self.punts.batch(limit):
+            yield batch
+
+    def send_packet(self, frame: bytes, egress_port: int) -> bool:
+        """Packet-out ``frame`` on ``egress_port``; False (counted) if it cannot be sent.
+
+        Never waits for the switch: the stream's flow control paces what is queued."""
         message = self._packets.encode(frame, egress_port)
         if message is None:
             return False
         if not self._client.send(message):
-            self.counters["packet_out_unavailable"] += 1
+            self.counters["packet_out_overflow" if self._client.is_open
+                          else "packet_out_unavailable"] += 1
             return False
         self.counters["packet_out"] += 1
         return True

@@ -22,6 +22,7 @@ TABLES = {4: "FtIngress.flow_v4", 6: "FtIngress.flow_v6"}
 ACTIONS = {4: "FtIngress.forward_v4", 6: "FtIngress.forward_v6"}
 COUNTERS = {4: "FtIngress.flow_v4_counter", 6: "FtIngress.flow_v6_counter"}
 PACKET_IN, PACKET_OUT = "packet_in", "packet_out"
+PUNT_METER, PUNT_DROPS = "FtIngress.punt_meter", "FtIngress.punt_drops"  # CoPP; optional
 
 T = TypeVar("T")
 
@@ -60,10 +61,20 @@ class PacketMetadata:
 
 
 @dataclass(frozen=True, slots=True)
+class Indexed:
+    """An indirect meter or counter: its id and number of cells."""
+
+    id: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class FlowSchema:
     tables: dict[int, FlowTable]  # by family (4, 6)
     packet_in: PacketMetadata
     packet_out: PacketMetadata
+    punt_meter: Indexed | None = None  # None: a pipeline from before CoPP
+    punt_drops: Indexed | None = None
 
     def table_by_id(self, table_id: int) -> FlowTable | None:
         for table in self.tables.values():
@@ -107,10 +118,15 @@ class FlowSchema:
                 param_bits=tuple(params[n].bitwidth for n in ACTION_PARAMS),
                 counter_id=counter.preamble.id if counter else None,
             )
+        meters = {name: m for m in info.meters for name in _names(m.preamble)}
+        indirect = {name: c for c in info.counters for name in _names(c.preamble)}
+        meter, drops = meters.get(PUNT_METER), indirect.get(PUNT_DROPS)
         return cls(
             tables=flow_tables,
             packet_in=_metadata(_lookup(headers, PACKET_IN, "controller header")),
             packet_out=_metadata(_lookup(headers, PACKET_OUT, "controller header")),
+            punt_meter=Indexed(meter.preamble.id, meter.size) if meter else None,
+            punt_drops=Indexed(drops.preamble.id, drops.size) if drops else None,
         )
 
 

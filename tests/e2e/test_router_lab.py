@@ -164,7 +164,9 @@ def test_controller_restart_loses_no_offloaded_packet_and_adopts_entries(lab):
 def test_idle_flow_expires_and_both_hardware_entries_go(lab):
     echo = serve(lab, "h2", "udp-echo", "5110")
     try:
-        run(lab, "h1", "udp-client", lab.address("h2"), "5110", "5", "0.05")
+        # over a second: after the restart above h1 is not yet a known neighbour, so the first
+        # REPLACE fails (as the kernel's flow_offload_eth_dst) and the next refresh retries it
+        run(lab, "h1", "udp-client", lab.address("h2"), "5110", "5", "0.4")
         assert wait_for(lambda: (c := conn_to(lab, 5110)) and c["offload"] == "HW_OFFLOAD")
         recorded = lab.stats()["hw_entries_recorded"]
         # udp_timeout 5 s: no traffic, the flow expires and DESTROYs both directions

@@ -108,7 +108,7 @@ async def test_unknown_reasons_are_delivered_and_short_frames_counted() -> None:
         await driver.close()
 
 
-async def test_packets_beyond_the_queue_are_counted_not_blocking() -> None:
+async def test_a_full_queue_drops_its_oldest_frames_counted_per_reason() -> None:
     async with running_target() as target:
         driver = target.driver(packet_queue=2)
         await driver.start()
@@ -116,8 +116,10 @@ async def test_packets_beyond_the_queue_are_counted_not_blocking() -> None:
             target.ports[1].inject(flow_frame(n))
         await until(lambda: driver.counters["packet_in"] == 5)
         assert driver.counters["packet_in_overflow"] == 3
+        assert driver.punts.stats() == {"limit": 2, "depth": 2, "max_depth": 2,
+                                        "drops": {"MISS": 3}}
         packets = driver.packets()
-        assert (await anext(packets)).frame == flow_frame(0)
+        assert [(await anext(packets)).frame for _ in range(2)] == [flow_frame(3), flow_frame(4)]
         await driver.close()
 
 
@@ -126,10 +128,10 @@ async def test_send_packet_leaves_the_named_port_unchanged() -> None:
         driver = target.driver()
         await driver.start()
         frame = flow_frame(1)
-        assert await driver.send_packet(frame, 2)
+        assert driver.send_packet(frame, 2)
         assert await asyncio.wait_for(target.ports[2].sent.get(), 2.0) == frame
-        assert not await driver.send_packet(frame[:6], 2)
-        assert not await driver.send_packet(frame, 1 << 16)
+        assert not driver.send_packet(frame[:6], 2)
+        assert not driver.send_packet(frame, 1 << 16)
         assert driver.counters["packet_out_short"] == 1
         assert driver.counters["packet_out_bad_port"] == 1
         await driver.close()

@@ -139,7 +139,9 @@ def program(*, header_types: list[tuple[str, list]], headers: list[tuple[str, st
             calculations: list | None = None, checksums: list | None = None,
             counter_arrays: list | None = None, register_arrays: list | None = None,
             parse_vsets: list | None = None, errors: list | None = None,
-            meter_arrays: list | None = None) -> dict:
+            meter_arrays: list | None = None, header_union_types: list | None = None,
+            header_unions: list | None = None,
+            header_union_stacks: list | None = None) -> dict:
     types = [{"name": "scalars_0", "id": 0, "fields": []},
              {"name": "standard_metadata", "id": 1, "fields": STANDARD_METADATA}]
     types += [{"name": n, "id": i + 2, "fields": f} for i, (n, f) in enumerate(header_types)]
@@ -153,7 +155,8 @@ def program(*, header_types: list[tuple[str, list]], headers: list[tuple[str, st
         st["id"] = i
     return {
         "header_types": types, "headers": hdrs, "header_stacks": header_stacks or [],
-        "header_union_types": [], "header_unions": [], "header_union_stacks": [],
+        "header_union_types": header_union_types or [], "header_unions": header_unions or [],
+        "header_union_stacks": header_union_stacks or [],
         "field_lists": [],
         "errors": errors or [["NoError", 0], ["PacketTooShort", 1], ["NoMatch", 2],
                              ["StackOutOfBounds", 3], ["HeaderTooShort", 4],
@@ -251,3 +254,20 @@ def router_program() -> dict:
                         op("!=", fld("udp", "checksum"), hexstr(0, 2))), verify=False),
         ],
     )
+
+
+def union_type(name: str, members: list[tuple[str, str]], uid: int = 0) -> dict:
+    """A ``header_union_types`` entry: member name and header type, in declaration order."""
+    return {"name": name, "id": uid, "headers": [[m, t] for m, t in members]}
+
+
+def header_union(name: str, union_type_name: str, header_ids: list[int], uid: int = 0) -> dict:
+    """A ``header_unions`` entry; p4c names the member instances ``<union>.<member>``."""
+    return {"name": name, "id": uid, "union_type": union_type_name, "header_ids": header_ids,
+            "pi_omit": True}
+
+
+def union_stack(name: str, union_type_name: str, union_ids: list[int], sid: int = 0) -> dict:
+    """A ``header_union_stacks`` entry; p4c names its unions ``<stack>[i]``."""
+    return {"name": name, "id": sid, "union_type": union_type_name, "size": len(union_ids),
+            "header_union_ids": union_ids}

@@ -55,7 +55,9 @@ ROUTES = (
 )
 
 
-def resolve(conn: Conn, direction: int, in_port: int) -> tuple[FlowRoute, FlowRoute]:
+def resolve(
+    conn: Conn, direction: int, in_port: int, ft: Flowtable
+) -> tuple[FlowRoute, FlowRoute]:
     return ROUTES
 
 

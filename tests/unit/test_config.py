@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import ConfigError, load_config, parse_config
+from controller.config import ConfigError, Policer, load_config, parse_config
+from ndo.api import PuntReason
 
 EXAMPLE = """
 [switch]
@@ -95,6 +96,21 @@ def test_extra_sections() -> None:
     assert (cfg.flowtable.offload_min_packets, cfg.flowtable.offload_min_bytes) == (5, 3000)
 
 
+def test_punt_polices_misses_and_exceptions_apart_with_per_reason_overrides() -> None:
+    cfg = parse_config(PORT + "[punt]\nrate_pps = 2000\nburst = 200\nexception_rate_pps = 100\n"
+                       "[punt.reasons.ttl]\nrate_pps = 10\nburst = 5\n")
+    assert cfg.punt is not None
+    policers = cfg.punt.policers()
+    assert set(policers) == set(PuntReason) - {PuntReason.NONE}
+    assert policers[PuntReason.MISS] == Policer(2000, 200)
+    assert policers[PuntReason.TCP_FIN_RST] == Policer(100, 200)  # burst defaults to misses'
+    assert policers[PuntReason.TTL] == Policer(10, 5)
+
+
+def test_no_punt_section_means_no_policing() -> None:
+    assert parse_config(PORT).punt is None
+
+
 def port(**fields: str) -> str:
     base = {
         "id": "1",
@@ -159,6 +175,23 @@ def port(**fields: str) -> str:
         (port() + "[flowtable]\nfin_mode = 'sometimes'\n", "flowtable.fin_mode: must be"),
         (port() + "[flowtable]\ntcp_timeout = 0\n", "flowtable.tcp_timeout: must be between"),
         (port() + "[flowtable]\noffload_min_bytes = -1\n", "flowtable.offload_min_bytes: must be"),
+        (port() + "[punt]\nburst = 5\n", "punt.rate_pps: missing"),
+        (port() + "[punt]\nrate_pps = 5\n", "punt.burst: missing"),
+        (port() + "[punt]\nrate_pps = 0\nburst = 1\n", "punt.rate_pps: must be between 1"),
+        (port() + "[punt]\nrate_pps = 5\nburst = 1\nexception_burst = 0\n",
+         "punt.exception_burst: must be between 1"),
+        (port() + "[punt]\nrate_pps = 5\nburst = 1\nrate = 3\n", "punt.rate: unknown key"),
+        (port() + "[punt]\nrate_pps = '5'\nburst = 1\n", "punt.rate_pps: must be an integer"),
+        (port() + "[punt]\nrate_pps = 5\nburst = 1\n[punt.reasons.flood]\n",
+         "punt.reasons.flood: not a punt reason (known: miss, tcp_fin_rst"),
+        (port() + "[punt]\nrate_pps = 5\nburst = 1\n[punt.reasons]\nttl = 3\n",
+         "punt.reasons.ttl: must be a table"),
+        (port() + "[punt]\nrate_pps = 5\nburst = 1\n[punt.reasons.ttl]\nrate_pps = 1\n",
+         "punt.reasons.ttl.burst: missing"),
+        (port() + "[punt]\nrate_pps = 5\nburst = 1\n[punt.reasons.ttl]\nrate_pps = 1\n"
+         "burst = 1\npir = 3\n", "punt.reasons.ttl.pir: unknown key"),
+        (port() + "[punt]\nrate_pps = 5\nburst = 1\nreasons = 3\n",
+         "punt.reasons: must be a table"),
         (port() + "[switch]\naddress = 'localhost'\n", "switch.address: must be HOST:PORT"),
         (port() + "[switch]\ncpu = 1\n", "switch.cpu: unknown key"),
         (port() + "[routers]\n", "router.toml: routers: unknown key"),

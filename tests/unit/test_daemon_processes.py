@@ -109,6 +109,16 @@ def test_deleting_a_flowtable_a_rule_uses_is_refused_and_nothing_changes(control
     assert control.request("ruleset", sock, switch="red") == before
 
 
+def test_flowtable_device_the_switch_lacks_is_refused_with_its_location(controller):
+    """nft refuses a device __dev_get_by_name does not find: ENOENT at the device."""
+    _daemon, sock, _metrics = controller
+    before = control.request("ruleset", sock, switch="red")
+    with pytest.raises(control.ControlError, match=r"ft\.nft:1:\d+: .*no device eth9"):
+        control.request("ruleset_apply", sock, switch="red", filename="ft.nft",
+                        text="add flowtable inet filter ft { devices = { eth9 }; }\n")
+    assert control.request("ruleset", sock, switch="red") == before
+
+
 def test_sigterm_stops_cleanly_and_removes_the_socket(controller):
     daemon, sock, _metrics = controller
     daemon.send_signal(signal.SIGTERM)

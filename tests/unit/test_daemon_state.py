@@ -40,7 +40,7 @@ async def test_recording_driver_keeps_what_the_hardware_holds():
 
 async def test_the_router_reinstalling_an_adopted_match_takes_it_over():
     driver = RecordingDriver(MemoryDriver())
-    driver.rules[ADOPTED_BASE] = _rule(7)
+    driver.adopt({ADOPTED_BASE: _rule(7)})
     await driver.execute([FlowCommand(Command.REPLACE, 10, _rule(7))])
     assert driver.rules == {10: _rule(7)}
 

@@ -56,7 +56,7 @@ def test_vlan_tagged_flow_is_keyed_by_tag_and_popped() -> None:
     datagram = frames.ip(t.src, t.dst, 6, frames.tcp(t.src, t.dst, t.sport, t.dport, flags=0x10))
     raw = frames.ip_frame(R1_MAC, H1_MAC, datagram, vlan=10)
     pkt = parse(raw)
-    assert admit(rig.ft, conn, pkt, ORIGINAL, 1, lambda c, d, p: tagged, rig.now) is not None
+    assert admit(rig.ft, conn, pkt, ORIGINAL, 1, lambda c, d, p, f: tagged, rig.now) is not None
     untagged = packet_for(conn, ORIGINAL)
     assert rig.fast.forward(untagged, 1, rig.now).reason == "miss"
     out = rig.fast.forward(parse(raw), 1, rig.now)

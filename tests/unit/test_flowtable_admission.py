@@ -78,7 +78,7 @@ def test_b03_no_route_releases_the_lock() -> None:
     rig = Rig(offload=False)
     conn = make_conn()
     pkt = packet_for(conn, 0)
-    assert admit(rig.ft, conn, pkt, 0, 1, lambda c, d, p: None, rig.now) is None
+    assert admit(rig.ft, conn, pkt, 0, 1, lambda c, d, p, f: None, rig.now) is None
     assert not conn.status & Status.OFFLOAD
     assert rig.ft.counters["refused_no_route"] == 1
     assert admit(rig.ft, conn, pkt, 0, 1, resolve, rig.now) is not None

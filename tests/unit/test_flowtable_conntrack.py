@@ -6,7 +6,9 @@ from controller.admission import admit
 from controller.conntrack import Conntrack, CtEvent
 from controller.ct import IPPROTO_TCP, IPPROTO_UDP, ORIGINAL, REPLY, CtTuple, Status, TcpState
 from controller.flowtable import FlowEvent, Flowtable
+from controller.offload import OffloadQueue
 from controller.packet import TCP_ACK, TCP_SYN
+from ndo.memory import MemoryDriver
 from tests.unit.ft_helpers import H1, H2, resolve
 
 
@@ -41,9 +43,10 @@ def test_offload_happens_at_the_handshake_completing_ack() -> None:
     assert admit(ft, conn, _Pkt(TCP_SYN | TCP_ACK), REPLY, 2, resolve, now) is None
     ct.track(orig, tcp_flags=TCP_ACK, now=now)
     assert conn.tcp_state == TcpState.ESTABLISHED and conn.status & Status.ASSURED
+    before = len(ct_events)
     flow = admit(ft, conn, _Pkt(), ORIGINAL, 1, resolve, now)
     assert flow is not None and conn.status & Status.OFFLOAD
-    assert ct_events[-1].type == "UPDATE"
+    assert len(ct_events) == before  # test_and_set_bit(IPS_OFFLOAD_BIT): no ct event
     assert conn.timeout == now + 86400
 
 
@@ -79,3 +82,29 @@ def test_conntrack_delete_tears_the_flow_down() -> None:
     assert ft.lookup(flow.keys[ORIGINAL]) is None
     ft.gc_run(2.0)
     assert len(ft) == 0 and ft.counters["teardown_ct_dying"] == 1
+
+
+def test_offload_status_flips_send_no_conntrack_update_and_refusal_sends_nothing() -> None:
+    """IPS_OFFLOAD (test_and_set_bit / clear_bit) and IPS_HW_OFFLOAD (set_bit in
+    flow_offload_work_add, clear_bit in flow_offload_work_del) are not conntrack events; the
+    flowtable reports OFFLOAD / HW_OFFLOAD / TEARDOWN / DESTROY as its own."""
+    ct_events: list[CtEvent] = []
+    ct = Conntrack(on_event=ct_events.append)
+    queue = OffloadQueue()
+    flow_events: list[FlowEvent] = []
+    ft = Flowtable("f", ct, devices=(1, 2), offload=True, hw=queue, on_event=flow_events.append)
+    hw = MemoryDriver(clock=lambda: 0.0)
+    conn = _handshake(ct, 0.0)
+    before = len(ct_events)
+    assert admit(ft, conn, _Pkt(), ORIGINAL, 1, lambda *a: None, 0.0) is None  # no route
+    assert len(ct_events) == before and not flow_events  # a refusal: no event at all
+    flow = admit(ft, conn, _Pkt(), ORIGINAL, 1, resolve, 0.0)
+    assert flow is not None
+    queue.complete(hw.execute_now(queue.take_batch(10)), 0.0)
+    assert conn.status & Status.HW_OFFLOAD
+    ft.teardown(flow, 1.0, "test")
+    ft.gc_run(1.0)
+    queue.complete(hw.execute_now(queue.take_batch(10)), 1.0)
+    assert not conn.status & (Status.OFFLOAD | Status.HW_OFFLOAD)
+    assert len(ct_events) == before
+    assert [e.type for e in flow_events] == ["OFFLOAD", "HW_OFFLOAD", "TEARDOWN", "DESTROY"]

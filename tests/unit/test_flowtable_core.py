@@ -176,6 +176,19 @@ def test_b11_teardown_of_closing_flow_forces_tcp_close() -> None:
     assert conn.tcp[ORIGINAL].close_init
 
 
+def test_closing_flow_that_expires_gets_the_full_tcp_close_timeout() -> None:
+    """flow_offload_fixup_ct (≥6.14): CLOSING → CLOSE with timeouts[CLOSE], expired = false."""
+    rig = Rig(offload=False)
+    conn = make_conn()
+    flow = rig.admit(conn)
+    assert flow is not None
+    rig.ft.set_closing(flow)  # a FIN went through the fast path, then silence
+    rig.tick(31)
+    rig.gc()  # idle: expired
+    assert rig.ft.counters["teardown_expired"] == 1 and len(rig.ft) == 0
+    assert conn.tcp_state == TcpState.CLOSE and conn.timeout == rig.now + 10
+
+
 def test_b11_udp_fixup_only_lowers_timeout() -> None:
     rig = Rig(offload=False)
     conn = make_conn(IPPROTO_UDP, dport=53)

@@ -73,7 +73,7 @@ def test_b05_packet_over_mtu_falls_back_and_flow_stays() -> None:
     rig = Rig(offload=False)
     conn = make_conn()
     small = (dataclasses.replace(ROUTES[0], mtu=60), ROUTES[1])
-    flow = admit(rig.ft, conn, packet_for(conn, 0), 0, 1, lambda c, d, p: small, rig.now)
+    flow = admit(rig.ft, conn, packet_for(conn, 0), 0, 1, lambda c, d, p, f: small, rig.now)
     assert flow is not None
     assert (
         rig.fast.forward(packet_for(conn, ORIGINAL, payload=b"x" * 40), 1, rig.now).reason == "mtu"

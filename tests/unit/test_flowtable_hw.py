@@ -204,7 +204,7 @@ def test_b15_rule_build_fails_without_neighbour_or_for_gre() -> None:
     rig = Rig()
     conn = make_conn(IPPROTO_UDP)
     unresolved = (ROUTES[0], dataclasses.replace(ROUTES[1], eth_dst=b""))
-    flow = admit(rig.ft, conn, packet_for(conn, 0), 0, 1, lambda c, d, p: unresolved, rig.now)
+    flow = admit(rig.ft, conn, packet_for(conn, 0), 0, 1, lambda c, d, p, f: unresolved, rig.now)
     assert flow is not None and build_rule(flow, REPLY) is None
     assert len(rig.queue) == 0 and rig.queue.counters["build_failed"] == 1
     assert not conn.status & Status.HW_OFFLOAD

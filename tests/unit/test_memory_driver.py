@@ -139,6 +139,16 @@ def test_capacity_unknown_cookie_and_injected_failures() -> None:
     assert not drv.rules
 
 
+def test_capacity_bounds_each_family_table_on_its_own() -> None:
+    """Like flowtable.p4's flow_v4 / flow_v6: a full IPv6 table leaves IPv4 room."""
+    drv = MemoryDriver(capacity=1)
+    assert replace(drv, 1, rule(family=6)).ok
+    assert replace(drv, 2, rule(17, family=6)).refusal is Refusal.NO_SPACE
+    assert replace(drv, 3, rule()).ok
+    assert drv.execute_now([FlowCommand(Command.DESTROY, 1)])[0].ok
+    assert replace(drv, 2, rule(17, family=6)).ok
+
+
 def test_unsupported_rules_are_refused() -> None:
     drv = MemoryDriver()
     assert replace(drv, 1, rule(47)).refusal is Refusal.UNSUPPORTED

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP, Ether
 
 from controller.ct import Status
 from controller.router import Router
-from controller.ruleset import loads
+from controller.ruleset import RulesetError, loads
 from ndo.memory import MemoryDriver
 from tests.unit.router_helpers import (
     FORWARD_OFFLOAD,
     H1,
     H1_MAC,
+    H2,
     H2_MAC,
     INTERNET,
     NAT,
+    R1,
     R2,
+    arp_who_has,
     assert_checksums,
     router_config,
     tcp4,
@@ -31,12 +36,13 @@ from tests.unit.router_helpers import (
 class Bench:
     """A Router with the memory driver as its hardware, driven like ``p4ft simulate``."""
 
-    def __init__(self, ruleset: str = FORWARD_OFFLOAD, flowtable: str = "") -> None:
+    def __init__(
+        self, ruleset: str = FORWARD_OFFLOAD, flowtable: str = "", static_neighbors: bool = True
+    ) -> None:
         self.now = 1000.0
         self.events: list[dict] = []
-        self.router = Router(
-            router_config(ruleset, flowtable=flowtable), on_event=self.events.append
-        )
+        config = router_config(ruleset, flowtable=flowtable, static_neighbors=static_neighbors)
+        self.router = Router(config, on_event=self.events.append)
         self.driver = MemoryDriver(clock=lambda: self.now)
 
     def send(self, frame: bytes, port: int) -> tuple[str, list[tuple[int, bytes]]]:
@@ -199,12 +205,56 @@ def test_ruleset_without_the_flowtable_tears_down_and_destroys() -> None:
 
 
 def test_ruleset_keeping_the_flowtable_keeps_its_flows() -> None:
+    """``nft -f`` of the same file again: the flowtable is only updated, its flows stay."""
     b = Bench()
     b.handshake()
     b.drain()
-    b.router.apply_ruleset(loads(FORWARD_OFFLOAD), b.now)
+    b.router.apply_ruleset(b.router.ruleset.apply(FORWARD_OFFLOAD), b.now)
     assert b.send(tcp4("PA"), 1)[0] == "hw"
     assert len(next(iter(b.router.flowtables.values()))) == 1
+
+
+FLOW_ADD = "meta l4proto { tcp, udp } flow add @ft"
+DROP_WEB = FORWARD_OFFLOAD.replace(FLOW_ADD, "tcp dport 80 drop\n        " + FLOW_ADD)
+
+
+def _offloaded_then_replaced(script: str) -> Bench:
+    b = Bench()
+    b.handshake()
+    b.drain()
+    assert b.send(tcp4("PA"), 1)[0] == "hw"
+    b.types()
+    old = next(iter(b.router.flowtables.values()))
+    b.router.apply_ruleset(b.router.ruleset.apply(script), b.now)
+    assert "TEARDOWN" in b.types() and old not in b.router.flowtables.values()
+    b.advance(2)
+    assert "DESTROY" in b.types() and not b.driver.rules  # DESTROY through the offload queue
+    (new,) = b.router.flowtables.values()
+    assert len(new) == 0 and len(old) == 0
+    return b
+
+
+def test_flowtable_free_on_ruleset_replace_tears_down_flows() -> None:
+    """``flush ruleset`` + the same table: the old flowtable is freed (nf_flow_table_free) and
+    the offloaded connection meets the new rules on the classic path."""
+    b = _offloaded_then_replaced("flush ruleset\n" + DROP_WEB)
+    path, _ = b.send(tcp4("PA"), 1)
+    assert path == "drop" and b.router.drops["ruleset_forward"] == 1
+    (conn,) = b.router.conntrack
+    assert not conn.status & (Status.OFFLOAD | Status.HW_OFFLOAD)
+
+
+def test_flowtable_deleted_and_added_in_one_transaction_is_a_new_flowtable() -> None:
+    b = _offloaded_then_replaced(
+        "flush chain inet filter forward\n"
+        "delete flowtable inet filter ft\n"
+        "add flowtable inet filter ft { hook ingress priority 0; devices = { eth0, eth1 }; "
+        "flags offload; }\n"
+        "add rule inet filter forward meta l4proto { tcp, udp } flow add @ft\n"
+    )
+    assert b.send(tcp4("PA"), 1)[0] == "classic"  # back on the classic path, offered again
+    b.drain()
+    assert b.send(tcp4("PA"), 1)[0] == "hw"
 
 
 def test_port_down_tears_down_flows_entering_there() -> None:
@@ -253,7 +303,8 @@ def test_ruleset_removing_a_device_tears_down_flows_entering_there() -> None:
     b.handshake()
     b.drain()
     b.types()
-    b.router.apply_ruleset(loads(FORWARD_OFFLOAD.replace("eth0, eth1", "eth0")), b.now)
+    script = "delete flowtable inet filter ft { devices = { eth1 }; }"
+    b.router.apply_ruleset(b.router.ruleset.apply(script), b.now)
     events = [e for e in b.events if e["type"] == "TEARDOWN"]
     assert events and events[0]["reason"] == "device_down"
     ft = next(iter(b.router.flowtables.values()))
@@ -271,3 +322,73 @@ def test_ruleset_changing_the_offload_flag_replaces_the_flowtable() -> None:
     assert not b.driver.rules
     (ft,) = b.router.flowtables.values()
     assert not ft.offload and len(ft) == 0
+
+
+def test_flowtable_without_devices_has_no_ingress_hook_and_no_driver_binding() -> None:
+    """No devices: no nf_flow_offload_*_hook registered and no FLOW_BLOCK_BIND, so the flow the
+    forward chain adds is never forwarded by the fast path and never reaches hardware."""
+    b = Bench(FORWARD_OFFLOAD.replace(" devices = { eth0, eth1 };", ""))
+    b.handshake()
+    b.drain()
+    (conn,) = b.router.conntrack
+    assert conn.status & Status.OFFLOAD and not conn.status & Status.HW_OFFLOAD
+    b.advance(2)
+    assert b.send(tcp4("PA"), 1)[0] == "classic"
+    b.drain()
+    assert not b.driver.rules and "HW_OFFLOAD" not in b.types()
+
+
+def test_flowtable_device_the_switch_lacks_is_an_error_with_its_location() -> None:
+    with pytest.raises(RulesetError, match=r"ruleset.text:2:\d+: .*no device eth9"):
+        Router(router_config(FORWARD_OFFLOAD.replace("eth0, eth1", "eth0, eth9")))
+
+
+SOFTWARE_ONLY = FORWARD_OFFLOAD.replace(" flags offload;", "")
+H2_NEW_MAC = "00:00:00:00:02:99"
+
+
+def _one_way_udp_after_h2_answers(ruleset: str) -> tuple[Bench, list[tuple[int, bytes]]]:
+    """h1 streams UDP to h2; h2 answers the router's ARP, h1 is never resolved."""
+    b = Bench(ruleset, static_neighbors=False)
+    path, sends = b.send(udp4(), 1)
+    assert path == "classic" and Ether(sends[0][1]).haslayer(ARP)  # queued, h2 solicited
+    _, flushed = b.send(arp_who_has(R2, src=H2, src_mac=H2_MAC), 2)
+    assert any(Ether(f).dst == H2_MAC and Ether(f).haslayer(UDP) for _, f in flushed)
+    assert b.send(udp4(), 1)[0] == "classic"  # confirmed: flow add @ft
+    return b, sends
+
+
+def test_software_flowtable_uses_neigh_xmit_and_admits_an_unresolved_neighbour() -> None:
+    """Without ``flags offload`` the flow's xmit is NEIGH (nft_default_forward_path): the
+    unresolved h1 (REPLY's next hop) does not stop the offload; each packet is resolved."""
+    b, _ = _one_way_udp_after_h2_answers(SOFTWARE_ONLY)
+    (ft,) = b.router.flowtables.values()
+    assert len(ft) == 1
+    path, sends = b.send(udp4(), 1)
+    assert path == "sw_fastpath" and Ether(sends[0][1]).dst == H2_MAC
+
+
+def test_neighbour_mac_change_reaches_the_software_fast_path() -> None:
+    b, _ = _one_way_udp_after_h2_answers(SOFTWARE_ONLY)
+    b.now += 1
+    b.send(arp_who_has(R2, src=H2, src_mac=H2_NEW_MAC), 2)  # h2 moved to a new NIC
+    path, sends = b.send(udp4(), 1)
+    assert path == "sw_fastpath" and [Ether(f).dst for _, f in sends] == [H2_NEW_MAC]
+
+
+def test_offload_flowtable_unresolved_neighbour_stays_in_software_until_resolved() -> None:
+    """``flags offload``: DIRECT only where the neighbour is valid, NEIGH elsewhere; the hardware
+    rule needs the neighbour (flow_offload_eth_dst -ENOENT), REPLACE is retried on refresh."""
+    b, _ = _one_way_udp_after_h2_answers(FORWARD_OFFLOAD)
+    b.drain()
+    (conn,) = b.router.conntrack
+    assert conn.status & Status.OFFLOAD and not conn.status & Status.HW_OFFLOAD
+    assert b.router.offload.counters["build_failed"] == 1
+    assert b.send(udp4(), 1)[0] == "sw_fastpath"
+    b.send(arp_who_has(R1, src=H1, src_mac=H1_MAC), 1)  # h1 shows up
+    b.now += 2
+    assert b.send(udp4(), 1)[0] == "sw_fastpath"  # the refresh queues REPLACE again
+    b.drain()
+    assert conn.status & Status.HW_OFFLOAD
+    path, sends = b.send(udp4(), 1)
+    assert path == "hw" and Ether(sends[0][1]).dst == H2_MAC

@@ -73,3 +73,25 @@ def test_ruleset_without_action_lists_the_running_ruleset(
         cli.main(["ruleset", "--control", str(tmp_path / "none.sock")])
     assert exc.value.code == 1
     assert "controller" in capsys.readouterr().err
+
+
+def test_check_with_config_refuses_a_device_the_switch_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--config ROUTER.toml``: a flowtable device that is no port of the switch is an error at
+    FILE:LINE:COL, as nft refuses a missing device."""
+    config = tmp_path / "router.toml"
+    config.write_text(
+        '[[ports]]\nid = 1\nname = "eth0"\nmac = "00:00:00:00:01:fe"\n'
+        'addresses = ["10.0.1.254/24"]\n'
+    )
+    path = tmp_path / "r.nft"
+    path.write_text(
+        "table inet filter {\n"
+        "    flowtable ft { hook ingress priority 0; devices = { eth0, eth9 }; }\n"
+        "}\n"
+    )
+    code, _, err = check(capsys, "--config", str(config), str(path))
+    assert code == 1 and err.startswith(f"{path}:2:") and "no device eth9" in err
+    code, out, _ = check(capsys, str(path))  # without the switch: nft -c syntax only
+    assert code == 0 and "eth9" in out

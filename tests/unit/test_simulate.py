@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
@@ -19,8 +19,11 @@ EXAMPLES = ROOT / "examples"
 T0 = 1_700_000_000.0
 
 
-def simulate(tmp_path: Path, example: str, *inputs: str, extra: tuple[str, ...] = ()) -> int:
-    args = ["simulate", "--config", str(EXAMPLES / example / "router.toml")]
+def simulate(
+    tmp_path: Path, example: str, *inputs: str, extra: tuple[str, ...] = (), config: str = ""
+) -> int:
+    """``example``: a directory of examples/ with router.toml, or ``config`` (a path in it)."""
+    args = ["simulate", "--config", str(EXAMPLES / example / (config or "router.toml"))]
     for spec in inputs:
         port, name = spec.split("=")
         args += ["--in", f"{port}={EXAMPLES / 'traffic' / name}"]
@@ -224,3 +227,84 @@ def test_a_long_gap_between_packets_does_not_tick_every_second(tmp_path: Path) -
     assert [e["path"] for e in report] == ["classic", "classic"]
     # the first SYN's ARP query failed long ago: its connection expired in between
     assert "DESTROY" in types(report[1])
+
+
+# -- kernel behaviours (issue 10), the memory driver as hardware --------------------------------
+
+
+def kernel_run(tmp_path: Path, example: str, traffic: str, *extra: str, config: str = "") -> list:
+    inputs = (f"1={traffic}_h1.pcap", f"2={traffic}_h2.pcap")
+    assert simulate(tmp_path, example, *inputs, extra=extra, config=config) == 0
+    return json.loads((tmp_path / "report.json").read_text())
+
+
+def test_simulate_ruleset_replace_frees_the_flowtable_and_new_rules_see_the_flow(
+    tmp_path: Path,
+) -> None:
+    """nf_flow_table_free at a reload (flush ruleset + the same table): the offloaded web flow
+    is torn down, its hardware rules destroyed, and h1's FIN meets the new drop rule."""
+    reload = str(EXAMPLES / "kernel" / "reload.nft")
+    report = kernel_run(tmp_path, "router", "router", "--ruleset-at", f"1.6={reload}")
+    assert at(report, 1.5)["path"] == "hw"
+    after = at(report, 2.0)
+    assert types(after) == ["TEARDOWN", "DESTROY"] and after["events"][0]["reason"] == "flush"
+    assert after["path"] == "drop" and at(report, 2.02)["path"] == "drop"
+    assert at(report, 2.01)["path"] == "classic"  # h2's side is not port 80: accepted
+    assert "OFFLOAD" in types(at(report, 3.01))  # the new flowtable takes new flows
+
+
+def test_simulate_ruleset_at_bad_spec_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = simulate(tmp_path, "router", "1=router_h1.pcap", extra=("--ruleset-at", "soon=x.nft"))
+    assert code == 1 and "expected TIME=FILE" in capsys.readouterr().err
+    bad = tmp_path / "bad.nft"
+    bad.write_text("add flowtable inet filter ft { devices = { eth9 }; }\n")
+    code = simulate(tmp_path, "router", "1=router_h1.pcap", extra=("--ruleset-at", f"1={bad}"))
+    err = capsys.readouterr().err
+    assert code == 1 and f"{bad}:1:" in err and "no device eth9" in err
+
+
+def test_simulate_flowtable_without_devices_takes_no_fast_path_and_no_hardware(
+    tmp_path: Path,
+) -> None:
+    report = kernel_run(tmp_path, "kernel", "router", config="nodevices.toml")
+    paths = {e["path"] for e in report}
+    assert paths == {"to_router", "classic"}
+    assert "OFFLOAD" in types(at(report, 1.02))  # flow add @ft still adds the flow...
+    assert not any("HW_OFFLOAD" in types(e) for e in report)  # ...no driver is bound
+
+
+def test_simulate_software_flowtable_neigh_xmit(tmp_path: Path) -> None:
+    """NEIGH xmit without flags offload: h1 never answers ARP, the flow is offloaded anyway;
+    h2's new MAC is used by the fast path from the next packet on."""
+    report = kernel_run(tmp_path, "kernel", "neigh", config="software.toml")
+    assert [at(report, t)["path"] for t in (1.0, 1.2)] == ["classic", "classic"]
+    assert types(at(report, 1.2)) == ["OFFLOAD"]
+    assert [at(report, t)["path"] for t in (1.4, 1.6, 3.0, 3.2)] == ["sw_fastpath"] * 4
+    udp = [(t - T0, Ether(f).dst) for t, f in read_pcap(tmp_path / "2.pcap") if UDP in Ether(f)]
+    assert [mac for t, mac in udp if t > 2.5] == ["00:00:00:00:02:99"] * 2
+    assert {mac for t, mac in udp if t < 2.5} == {"00:00:00:00:02:02"}
+
+
+def test_simulate_closing_flow_expiry_leaves_the_connection_in_close(tmp_path: Path) -> None:
+    """flow_offload_fixup_ct: the CLOSING flow that idles out hands its connection back in
+    CLOSE with 10 s, not 0 s: the FIN retransmitted at 38 s still finds it."""
+    report = kernel_run(tmp_path, "router", "closing")
+    assert at(report, 2.0)["path"] == "sw_fastpath"  # the FIN: CLOSING
+    late = at(report, 38.0)
+    assert late["path"] == "classic" and "TEARDOWN" in types(late)
+    assert [e for e in late["events"] if e["type"] == "DESTROY" and "flowtable" not in e] == []
+    gone = at(report, 60.0)["events"]
+    assert [e["type"] for e in gone if "flowtable" not in e] == ["DESTROY", "NEW"]
+
+
+def test_simulate_capacity_per_family_table_and_retry_on_refresh(tmp_path: Path) -> None:
+    """Each install on its own: the full IPv6 table leaves IPv4 room; a refused IPv4 flow is
+    installed by a later refresh once a slot is free."""
+    report = kernel_run(tmp_path, "router", "tables", "--hw-capacity", "2")
+    assert at(report, 1.05)["path"] == "hw"  # IPv6
+    assert at(report, 2.05)["path"] == "hw"  # IPv4: its own table, the IPv6 one is full
+    assert [at(report, t)["path"] for t in (3.05, 4.1, 5.5)] == ["sw_fastpath"] * 3
+    assert "DESTROY" in types(at(report, 5.5))  # the first IPv4 flow left the hardware
+    assert at(report, 5.6)["path"] == "hw" and types(at(report, 5.6)) == ["HW_OFFLOAD"]

@@ -1,0 +1,265 @@
+"""Connection setup rate through the punt path (not a test; needs root: a Mininet lab).
+
+    flock /tmp/p4ft-e2e.lock .venv/bin/python bench/bench_cps.py [--target softswitch|bmv2]
+        [--mode mirror] [-n 2000] [-m 50] [--profile DIR]
+
+* setup rate: N TCP connections from h1 to a server in h2, M at a time, each sending a few
+  bytes and staying open; connections/s until both directions of every one are in hardware
+  (its HW_OFFLOAD event on the monitor stream), handshake latency p50/p99 (connect() in h1),
+  punts per connection, and the share of the controller's punt-path time per stage from the
+  daemon's own counters (``p4ft stats`` → controller.punt_path).
+* latency at a modest rate: connections offered at ``--rate`` per second (default 100),
+  handshake p99.
+* slow path: UDP blasted at a port the forward chain accepts before ``flow add``, so every
+  packet is punted: delivered packets/s at saturation against the offered rate, and the
+  packet-in queue's high-water mark.
+
+``--mode`` says how the lab runs: ``mirror`` (the controller mirrors a flowtable of its own
+ruleset). ``--profile DIR`` samples the controller and the switch with py-spy during the setup
+run and prints each profile's top frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.labtraffic import RULESET, SLOW_PORT, TCP_CLIENT, TCP_SERVER, pps, script
+from controller import control
+from controller.lab import Lab, load_topology
+
+CPS_PORT, RATE_PORT = 7001, 7002
+HW_TIMEOUT = 120.0  # the setup run gives up waiting for HW_OFFLOAD after this long
+PY_SPY = Path(sys.executable).with_name("py-spy")
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How the lab is built for a run; the figures are measured the same way in every mode."""
+
+    name: str
+    lab: Callable[[str | None], Lab]
+
+
+MODES = {
+    "mirror": Mode("mirror", lambda target: Lab(load_topology("router"), target, grpc_port=9602,
+                                                ruleset=RULESET)),
+}
+
+
+# -- measurement ------------------------------------------------------------------------------
+
+
+class HwWatch:
+    """HW_OFFLOAD events per destination port from one monitor stream, with arrival times."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.seen: dict[int, dict[int, float]] = collections.defaultdict(dict)
+        self._lock = threading.Condition()
+        self._stream = control.stream("monitor", lab.control_path, types=["HW_OFFLOAD"])
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        for event in self._stream:
+            if event.get("type") != "HW_OFFLOAD":
+                continue
+            original = event.get("original") or {}
+            with self._lock:
+                self.seen[original.get("dport")].setdefault(original.get("sport"),
+                                                            time.monotonic())
+                self._lock.notify_all()
+
+    def wait(self, port: int, count: int, timeout: float) -> dict[int, float]:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self.seen[port]) < count and time.monotonic() < deadline:
+                self._lock.wait(0.5)
+            return dict(self.seen[port])
+
+
+def quantile(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100)[q - 1]
+
+
+def connections(lab: Lab, watch: HwWatch, port: int, n: int, m: int, rate: float
+                ) -> dict[str, Any]:
+    """Open ``n`` connections (``m`` at a time, ``rate``/s or as fast as they go)."""
+    server = script(lab, "h2", TCP_SERVER, port)
+    assert server.stdout.readline().strip() == "READY"
+    client = script(lab, "h1", TCP_CLIENT, lab.address("h2"), port, n, m, rate,
+                    stdin=subprocess.PIPE)
+    result = json.loads(client.stdout.readline())
+    hw = watch.wait(port, n - result["failed"], HW_TIMEOUT)
+    client.communicate("close\n")
+    server.kill()
+    server.wait()
+    last = max(hw.values(), default=result["end"])
+    return {**result, "in_hw": len(hw), "span": last - result["start"]}
+
+
+def settle(lab: Lab, quiet: float = 1.0, timeout: float = 60.0) -> None:
+    """Wait until no punt arrived for ``quiet`` seconds (the closed connections' FINs are
+    handled), so one run's teardown does not weigh on the next run's handshakes."""
+    deadline = time.monotonic() + timeout
+    last = stats(lab)["punts"]
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = stats(lab)["punts"]
+        if now == last:
+            return
+        last = now
+
+
+def stage_deltas(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[int, float]]:
+    """Per stage of the punt path: (count, seconds) between two ``stats`` snapshots."""
+    stages_after = after.get("controller_punt_path", {})
+    stages_before = before.get("controller_punt_path", {})
+    out = {}
+    for stage, figures in stages_after.items():
+        old = stages_before.get(stage, {"count": 0, "seconds": 0.0})
+        out[stage] = (figures["count"] - old["count"], figures["seconds"] - old["seconds"])
+    return out
+
+
+def stats(lab: Lab) -> dict[str, Any]:
+    raw = lab.stats()
+    return {"punts": sum(raw.get("punts", {}).values()),
+            "packet_outs": raw.get("driver", {}).get("packet_out", 0),
+            "controller_punt_path": raw.get("punt_path", {}),
+            "packet_in_queue": raw.get("packet_in_queue", {}),
+            "switch_drops": raw.get("punt_policing", {})}
+
+
+# -- profiling --------------------------------------------------------------------------------
+
+
+class Profiler:
+    """py-spy record of the controller and the switch in raw (collapsed-stack) format."""
+
+    def __init__(self, directory: Path | None, pids: dict[str, int]) -> None:
+        self.files = {name: directory / f"{name}.txt" for name in pids} if directory else {}
+        self._procs = [subprocess.Popen([str(PY_SPY), "record", "--format", "raw", "--rate",
+                                         "200", "-o", str(self.files[name]), "--pid", str(pid)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       for name, pid in pids.items() if directory]
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in self._procs:
+            proc.wait(60)
+
+    def report(self, top: int = 12) -> None:
+        for name, path in self.files.items():
+            if not path.exists():
+                print(f"profile {name}: no output")
+                continue
+            own: collections.Counter[str] = collections.Counter()
+            inclusive: collections.Counter[str] = collections.Counter()
+            total = 0
+            for line in path.read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                frames = stack.split(";")
+                total += int(count)
+                own[frames[-1]] += int(count)
+                for frame in set(frames):
+                    inclusive[frame] += int(count)
+            print(f"profile {name} ({total} samples, {path}): top self")
+            for frame, count in own.most_common(top):
+                print(f"  {100 * count / total:5.1f}%  {frame}")
+            print(f"profile {name}: top inclusive")
+            for frame, count in inclusive.most_common(top + 8)[8:]:
+                print(f"  {100 * count / total:5.1f}%  {frame}")
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", choices=["softswitch", "bmv2"], default=None)
+    parser.add_argument("--mode", choices=sorted(MODES), default="mirror")
+    parser.add_argument("-n", "--connections", type=int, default=2000)
+    parser.add_argument("-m", "--parallel", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=100.0,
+                        help="offered connections/s of the latency run")
+    parser.add_argument("--rate-connections", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=3.0, help="slow-path blast")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR")
+    args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    with MODES[args.mode].lab(args.target) as lab:
+        watch = HwWatch(lab)
+        pids = {"controller": lab.controller.pid, "switch": lab.host("s1").process.pid}
+        before = stats(lab)
+        profiler = Profiler(args.profile, pids)
+        setup = connections(lab, watch, CPS_PORT, args.connections, args.parallel, 0.0)
+        profiler.stop()
+        after = stats(lab)
+        settle(lab)
+        paced = connections(lab, watch, RATE_PORT, args.rate_connections, args.parallel,
+                            args.rate)
+        settle(lab)
+        blast = stats(lab)
+        slow, slow_sent, slow_recv, offered = pps(lab, SLOW_PORT, args.seconds)
+        final = stats(lab)
+        target = lab.target
+    print(f"target: {target}; mode: {args.mode}")
+    n = len(setup["latencies"])
+    print(f"setup: {setup['in_hw']}/{args.connections} connections in hardware (both "
+          f"directions), {setup['failed']} failed, {args.parallel} in parallel: "
+          f"{setup['in_hw'] / setup['span']:.0f} connections/s")
+    print(f"  handshake p50 {quantile(setup['latencies'], 50) * 1e3:.1f} ms, "
+          f"p99 {quantile(setup['latencies'], 99) * 1e3:.1f} ms over {n}")
+    print(f"  punts per connection: {(after['punts'] - before['punts']) / max(n, 1):.2f}")
+    stages = stage_deltas(before, after)
+    total = sum(seconds for _, seconds in stages.values())
+    if total:
+        for stage, (count, seconds) in stages.items():
+            print(f"  punt path {stage:>10}: {100 * seconds / total:5.1f}% of a punt's time in "
+                  f"the controller, {1e6 * seconds / max(count, 1):7.1f} µs/packet over {count}")
+    else:
+        print("  punt path stages: not reported by this controller")
+    print(f"paced: {args.rate:.0f} connections/s offered, {paced['in_hw']}/"
+          f"{args.rate_connections} in hardware; handshake p50 "
+          f"{quantile(paced['latencies'], 50) * 1e3:.1f} ms, "
+          f"p99 {quantile(paced['latencies'], 99) * 1e3:.1f} ms")
+    print(f"slow path: {slow:.0f} pkt/s delivered of {offered:.0f} pkt/s offered "
+          f"({slow_recv}/{slow_sent} packets arrived)")
+    punted = final["punts"] - blast["punts"]
+    print(f"  the switch punted {punted} of them ({punted / max(slow_sent, 1):.1%}), the "
+          f"controller sent {final['packet_outs'] - blast['packet_outs']} packet-outs")
+    setup_queue = after["packet_in_queue"]
+    if setup_queue:
+        print(f"  packet-in queue during setup: max {setup_queue.get('max_depth')} (a controller "
+              "that keeps up never holds more than a few)")
+    queue = final["packet_in_queue"]
+    if queue:
+        print(f"  packet-in queue: max {queue.get('max_depth')} of {queue.get('limit')}, "
+              f"dropped (oldest first) {queue.get('drops', {})}")
+    copp = final["switch_drops"]
+    if copp:
+        print(f"  CoPP: {copp['status']}; punts dropped in the switch: {copp['drops'] or 'none'}")
+    profiler.report()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
