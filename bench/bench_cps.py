@@ -1,7 +1,7 @@
 """Connection setup rate through the punt path (not a test; needs root: a Mininet lab).
 
     flock /tmp/p4ft-e2e.lock .venv/bin/python bench/bench_cps.py [--target softswitch|bmv2]
-        [--mode mirror] [-n 2000] [-m 50] [--profile DIR]
+        [--mode mirror|kernel] [-n 2000] [-m 50] [--profile DIR]
 
 * setup rate: N TCP connections from h1 to a server in h2, M at a time, each sending a few
   bytes and staying open; connections/s until both directions of every one are in hardware
@@ -15,14 +15,17 @@
   packet-in queue's high-water mark.
 
 ``--mode`` says how the lab runs: ``mirror`` (the controller mirrors a flowtable of its own
-ruleset). ``--profile DIR`` samples the controller and the switch with py-spy during the setup
-run and prints each profile's top frames.
+ruleset) or ``kernel`` (a Linux router namespace is the slow path, ``p4ft lab --topo kernel``:
+TCP offloaded from its conntrack, UDP left to the kernel). ``--profile DIR`` samples the
+controller and the switch with py-spy during the setup run and prints each profile's top
+frames.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import signal
 import statistics
@@ -57,6 +60,11 @@ class Mode:
 MODES = {
     "mirror": Mode("mirror", lambda target: Lab(load_topology("router"), target, grpc_port=9602,
                                                 ruleset=RULESET)),
+    # the kernel lab's own nft ruleset; UDP is never offloaded, so the slow-path blast is all
+    # punted to the kernel
+    "kernel": Mode("kernel", lambda target: Lab(
+        dataclasses.replace(load_topology("kernel"), kernel={"offload": ["tcp"]}), target,
+        grpc_port=9602)),
 }
 
 

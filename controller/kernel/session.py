@@ -243,21 +243,25 @@ class KernelSession(SwitchSession):
     async def _paths(self, conn: Conn) -> tuple[Path, Path] | None:
         """``ip route get`` of each direction's final destination and ``ip neigh get`` of
         its next hop, asked of the kernel in the namespace."""
-        paths = []
-        for d in (ORIGINAL, REPLY):
-            dst = final_destination(conn, d)
-            try:
-                answer = await self.rt.request(lambda s, a=dst: rtnetlink.route_get_request(s, a))
-            except NetlinkError:  # unreachable, prohibited...
-                return None
-            route = rtnetlink.decode_route(answer[0][2]) if answer else None
-            if route is None:
-                return None
-            nexthop = route.gateway or dst
-            name = self._ifnames.get(route.oif, f"if{route.oif}")
-            mac = await self._neighbour(route.oif, nexthop) if name in self._ports else None
-            paths.append(Path(name, nexthop, mac, route.mtu))
-        return paths[0], paths[1]
+        original, reply = await asyncio.gather(self._path(conn, ORIGINAL),
+                                               self._path(conn, REPLY))
+        if original is None or reply is None:
+            return None
+        return original, reply
+
+    async def _path(self, conn: Conn, direction: int) -> Path | None:
+        dst = final_destination(conn, direction)
+        try:
+            answer = await self.rt.request(lambda s: rtnetlink.route_get_request(s, dst))
+        except NetlinkError:  # unreachable, prohibited...
+            return None
+        route = rtnetlink.decode_route(answer[0][2]) if answer else None
+        if route is None:
+            return None
+        nexthop = route.gateway or dst
+        name = self._ifnames.get(route.oif, f"if{route.oif}")
+        mac = await self._neighbour(route.oif, nexthop) if name in self._ports else None
+        return Path(name, nexthop, mac, route.mtu)
 
     async def _neighbour(self, ifindex: int, address: bytes) -> bytes | None:
         """The next hop's MAC; unknown, the kernel is asked to resolve it (the neighbour

@@ -118,7 +118,16 @@ class KernelConntrack:
             self._request(CtUpdate(conn, clear_maxack=True))
 
     def _request(self, update: CtUpdate) -> None:
-        self.updates.append(update)
+        """Queue a change; one following another of the same entry joins it (one message)."""
+        last = self.updates[-1] if self.updates else None
+        if last is not None and last.conn is update.conn:
+            update = CtUpdate(update.conn,
+                              update.timeout if update.timeout is not None else last.timeout,
+                              last.liberal or update.liberal,
+                              last.clear_maxack or update.clear_maxack)
+            self.updates[-1] = update
+        else:
+            self.updates.append(update)
         if self.on_update is not None:
             self.on_update()
 

@@ -51,6 +51,7 @@ class LabTopology:
     ruleset: str
     flowtable: dict[str, object] = field(default_factory=dict)  # [flowtable] keys
     netns: str | None = None  # kernel mode: this Linux namespace routes, ``ruleset`` is its nft
+    kernel: dict[str, object] = field(default_factory=dict)  # more [kernel] keys (offload...)
 
     def port_of(self, host: str) -> LabPort:
         for port in self.ports:
@@ -67,7 +68,9 @@ class LabTopology:
             lines += ["[[ports]]", f"id = {port.id}", f'name = "{port.name}"',
                       f'mac = "{port.mac}"', f"addresses = [{addresses}]", f"mtu = {port.mtu}", ""]
         if self.netns is not None:
-            lines += ["[kernel]", f'netns = "{self.netns}"', ""]
+            lines += ["[kernel]", f'netns = "{self.netns}"']
+            lines += [f"{k} = {_toml(v)}" for k, v in self.kernel.items()]
+            lines.append("")
         else:
             lines += ["[ruleset]", f'file = "{ruleset_file}"', ""]
         settings = {**self.flowtable, **(flowtable or {})}
@@ -80,6 +83,8 @@ class LabTopology:
 def _toml(value: object) -> str:
     if isinstance(value, str):
         return f'"{value}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
