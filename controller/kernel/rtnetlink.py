@@ -1,7 +1,8 @@
 """rtnetlink messages <-> plain values (pyroute2's ``rtmsg``/``ndmsg``/``ifinfmsg`` codecs).
 
 Requests kernel mode makes of the router namespace: ``ip route get``, ``ip neigh get``, and
-the representors' configuration from the router TOML (addresses, static routes). Events it
+the representors' configuration from the router TOML (addresses, static routes and
+neighbours). Events it
 watches: links (a representor going down), neighbours, routes.
 """
 
@@ -21,7 +22,14 @@ from pyroute2.netlink.rtnl import (
 )
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.ndmsg import NTF_USE, NUD_FAILED, NUD_INCOMPLETE, NUD_NONE, ndmsg
+from pyroute2.netlink.rtnl.ndmsg import (
+    NTF_USE,
+    NUD_FAILED,
+    NUD_INCOMPLETE,
+    NUD_NONE,
+    NUD_PERMANENT,
+    ndmsg,
+)
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 NLM_F_REQUEST = 0x01
@@ -98,23 +106,33 @@ def decode_route(data: bytes) -> Route | None:
     return Route(oif, ipaddress.ip_address(gateway).packed if gateway else None, mtu or None)
 
 
-def neigh_get_request(seq: int, ifindex: int, address: bytes) -> bytes:
+def _neigh(ifindex: int, address: bytes) -> ndmsg:
     msg = ndmsg()
     msg["family"] = _AF[_family(address)]
     msg["ifindex"] = ifindex
     msg["attrs"] = [["NDA_DST", str(ipaddress.ip_address(address))]]
-    return _finish(msg, RTM_GETNEIGH, NLM_F_REQUEST, seq)
+    return msg
+
+
+def neigh_get_request(seq: int, ifindex: int, address: bytes) -> bytes:
+    return _finish(_neigh(ifindex, address), RTM_GETNEIGH, NLM_F_REQUEST, seq)
 
 
 def neigh_use_request(seq: int, ifindex: int, address: bytes) -> bytes:
     """``NTF_USE``: ask the kernel to resolve a neighbour (``neigh_event_send``); the answer
     comes later as a neighbour event."""
-    msg = ndmsg()
-    msg["family"] = _AF[_family(address)]
-    msg["ifindex"] = ifindex
+    msg = _neigh(ifindex, address)
     msg["state"] = NUD_NONE
     msg["flags"] = NTF_USE
-    msg["attrs"] = [["NDA_DST", str(ipaddress.ip_address(address))]]
+    return _finish(msg, RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+                   seq)
+
+
+def neigh_add_request(seq: int, ifindex: int, address: bytes, mac: bytes) -> bytes:
+    """``ip neigh replace ADDRESS lladdr MAC dev IFINDEX nud permanent``."""
+    msg = _neigh(ifindex, address)
+    msg["state"] = NUD_PERMANENT
+    msg["attrs"].append(["NDA_LLADDR", ":".join(f"{b:02x}" for b in mac)])
     return _finish(msg, RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
                    seq)
 

@@ -72,6 +72,10 @@ class KernelSession(SwitchSession):
         kernel = config.kernel
         assert kernel is not None  # the daemon picks this class only in kernel mode
         self.netns = kernel.netns
+        self.taps: dict[int, Tap] = {}  # opened by start(), in the namespace
+        self.ct: NetlinkSocket | None = None
+        self.rt: NetlinkSocket | None = None
+        self.sysctls: SysctlTimeouts | None = None
         router = KernelRouter(config, OffloadPolicy(kernel.offload, kernel.match),
                               on_event=self._publish)
         router.ruleset = KernelRuleset(kernel.netns)  # type: ignore[attr-defined]
@@ -82,20 +86,21 @@ class KernelSession(SwitchSession):
     async def start(self) -> None:
         router: KernelRouter = self.router  # type: ignore[assignment]
         with netns.entered(self.netns):
-            self.taps = {p.id: Tap(p.name, p.mac, p.mtu) for p in self.config.ports}
-            self.ct = NetlinkSocket(NETLINK_NETFILTER, CT_GROUPS)
-            self.rt = NetlinkSocket(NETLINK_ROUTE, RT_GROUPS)
-            self.sysctls = SysctlTimeouts()
-        router.conntrack.timeouts = self.sysctls.read()
+            for port in self.config.ports:
+                self.taps[port.id] = Tap(port.name, port.mac, port.mtu)
+            self.ct = ct = NetlinkSocket(NETLINK_NETFILTER, CT_GROUPS)
+            self.rt = rt = NetlinkSocket(NETLINK_ROUTE, RT_GROUPS)
+            self.sysctls = sysctls = SysctlTimeouts()
+        router.conntrack.timeouts = sysctls.read()
         self._ifnames = {tap.index: tap.name for tap in self.taps.values()}
         self._ports = {tap.name: port for port, tap in self.taps.items()}
         self._resolving: set[int] = set()
         self._revalidating = False
-        self._ct_pid = self.ct.sock.getsockname()[0]
+        self._ct_pid = ct.sock.getsockname()[0]
         self._ct_work = asyncio.Event()
         router.conntrack.on_update = self._ct_work.set
-        self.ct.start(self._ct_event)
-        self.rt.start(self._rt_event)
+        ct.start(self._ct_event)
+        rt.start(self._rt_event)
         await self._configure()
         await super().start()
         loop = asyncio.get_running_loop()
@@ -111,20 +116,20 @@ class KernelSession(SwitchSession):
 
     async def stop(self) -> None:
         loop = asyncio.get_running_loop()
-        for tap in getattr(self, "taps", {}).values():
+        for tap in self.taps.values():
             loop.remove_reader(tap.fd)
         await super().stop()
-        for sock in (getattr(self, "ct", None), getattr(self, "rt", None)):
+        for sock in (self.ct, self.rt):
             if sock is not None:
                 sock.close()
-        for tap in getattr(self, "taps", {}).values():
+        for tap in self.taps.values():
             tap.close()
-        if hasattr(self, "sysctls"):
+        if self.sysctls is not None:
             self.sysctls.close()
 
     async def _configure(self) -> None:
-        """The representors' addresses and static routes from the router TOML (already
-        present ones are kept: the namespace may have been configured by hand)."""
+        """The representors' addresses, static routes and neighbours from the router TOML
+        (already present ones are kept: the namespace may have been configured by hand)."""
         by_name = {tap.name: tap.index for tap in self.taps.values()}
         requests = []
         for port in self.config.ports:
@@ -135,6 +140,9 @@ class KernelSession(SwitchSession):
             oif = by_name[route.port] if route.port is not None else None
             requests.append(lambda seq, r=route, o=oif:
                             rtnetlink.route_add_request(seq, r.prefix, r.via, o))
+        for neigh in self.config.neighbors:
+            requests.append(lambda seq, n=neigh: rtnetlink.neigh_add_request(
+                seq, by_name[n.port], n.address.packed, n.mac))
         for build in requests:
             try:
                 await self.rt.request(build)
@@ -324,7 +332,8 @@ class KernelSession(SwitchSession):
         snap = super().snapshot()
         stats = snap["stats"]
         stats["representors"] = {t.name: dict(t.counters) for t in self.taps.values()}
-        stats["netlink"] = {"ct": dict(self.ct.counters), "rt": dict(self.rt.counters)}
+        stats["netlink"] = {name: dict(sock.counters)
+                            for name, sock in (("ct", self.ct), ("rt", self.rt)) if sock}
         return snap
 
     def apply_ruleset(self, text: str, filename: str) -> str:

@@ -102,3 +102,13 @@ def test_neighbour_events_give_the_mac_only_while_resolved() -> None:
 def test_split_drops_a_truncated_tail() -> None:
     one = ctnetlink.dump_request(1)
     assert len(split(one + one[:10])) == 1
+
+
+def test_static_neighbour_from_the_toml_is_a_permanent_entry() -> None:
+    (_, _, _, body), = split(rtnetlink.neigh_add_request(3, 5, _ip("10.0.1.1"),
+                                                          bytes.fromhex("000000000101")))
+    msg = ndmsg(body)
+    msg.decode()
+    assert (msg["ifindex"], msg["state"]) == (5, 0x80)  # NUD_PERMANENT
+    assert msg.get_attr("NDA_DST") == "10.0.1.1"
+    assert msg.get_attr("NDA_LLADDR") == "00:00:00:00:01:01"
