@@ -75,12 +75,10 @@ def run(args: argparse.Namespace) -> int:
         print("p4ft lab: Mininet needs root", file=sys.stderr)
         return 1
     from controller.lab.lab import Lab
-    from controller.pipeline_files import COMPILED_DIR, NoPipeline, pipeline_files
+    from controller.pipeline_files import NoPipeline, pipeline_files
 
     try:
-        if pipeline_files(warn=False)[0].parent != COMPILED_DIR:
-            print("p4ft lab: warning: p4src/build/ has no compiled flowtable.p4; the hand "
-                  "translation in tests/fixtures/flowtable/ stands in", file=sys.stderr)
+        pipeline_files()
         lab = Lab(args.topo, args.target, workdir=args.workdir, table_size=args.table_size)
     except (ValueError, RuntimeError, NoPipeline) as exc:
         print(f"p4ft lab: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.pipeline_files import DEVICE_CONFIG
 from softswitch.stf import run_stf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,9 +21,7 @@ STF_FILES = sorted((ROOT / "tests" / "p4").glob("*.stf"))
 
 def candidates(name: str) -> list[Path]:
     if name == "flowtable":
-        return [ROOT / "p4src" / "build" / "flowtable.json",
-                ROOT / "tests" / "fixtures" / "flowtable" / "flowtable.json",
-                SHARED / "p4src__flowtable.p4" / "flowtable.json"]
+        return [DEVICE_CONFIG]
     return [ROOT / "tests" / "p4" / "build" / name / f"{name}.json",
             ROOT / "tests" / "p4" / "build" / f"{name}.json",
             SHARED / f"tests__p4__{name}.p4" / f"{name}.json"]
