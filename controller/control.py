@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,22 @@ def request(op: str, path: Path = DEFAULT_PATH, timeout: float = 30.0, **args: A
     if not answer.get("ok"):
         raise ControlError(answer.get("error", "unknown error"))
     return answer.get("result")
+
+
+def wait_ready(path: Path, timeout: float, alive: Callable[[], bool]) -> None:
+    """Block until the controller on ``path`` reports itself ready in ``ping`` (every switch
+    connected, the metrics endpoint listening). ``alive`` says whether its process still runs;
+    ControlError when it exits first or is not ready within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(ControlError):
+            if request("ping", path, timeout=timeout).get("ready"):
+                return
+        if not alive():
+            raise ControlError("the controller exited before it was ready")
+        if time.monotonic() > deadline:
+            raise ControlError(f"the controller was not ready within {timeout:.0f} s")
+        time.sleep(0.05)
 
 
 def stream(op: str, path: Path = DEFAULT_PATH, **args: Any) -> Iterator[dict[str, Any]]:

@@ -317,8 +317,11 @@ class Daemon:
         }, {"monitor": self._monitor})
         self.metrics = metrics
         self._metrics_server: asyncio.AbstractServer | None = None
+        self.ready = False
 
     async def run(self, stop: asyncio.Event) -> None:
+        """The control socket answers from the start (``ping`` says whether the daemon is ready);
+        ready means every switch connected and reconciled and the metrics endpoint listening."""
         await self.control.start()
         try:
             for session in self.sessions.values():
@@ -326,6 +329,7 @@ class Daemon:
             if self.metrics is not None:
                 self._metrics_server = await asyncio.start_server(self._serve_metrics,
                                                                   *self.metrics)
+            self.ready = True
             log.info("controller ready: %s; control socket %s", ", ".join(self.sessions),
                      self.control.path)
             await stop.wait()
@@ -347,7 +351,7 @@ class Daemon:
         return [self.sessions[name]]
 
     async def _ping(self, request: control.Request) -> dict[str, Any]:
-        return {"switches": list(self.sessions)}
+        return {"switches": list(self.sessions), "ready": self.ready}
 
     async def _snapshot(self, request: control.Request) -> dict[str, Any]:
         return {s.name: s.snapshot() for s in self._pick(request)}
