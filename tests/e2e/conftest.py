@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -51,21 +53,41 @@ def run(lab, host: str, *args: str, timeout: float = 30) -> dict | list:
     return json.loads(out.strip().splitlines()[-1])
 
 
-class Sniffer:
-    """Capture on a host's interface while a block of traffic runs."""
+TIMEOUT = 30.0
+"""How long a test waits for a condition before it fails: a bound for failures only (a passing
+test goes on as soon as the condition holds), so generous enough for a loaded machine."""
 
-    def __init__(self, lab, host: str, port: int, seconds: float) -> None:
+
+class Sniffer:
+    """Capture on a host's interface from construction (capture is on when it returns) until
+    ``result()``; ``wait(predicate)`` waits for frames that arrive on their own time (through the
+    controller, an ICMP error), since a loaded machine sets no fixed window."""
+
+    def __init__(self, lab, host: str, port: int) -> None:
         iface = lab.host(host).defaultIntf().name
-        self.proc = start(lab, host, "sniff", iface, str(seconds), str(port))
-        assert self.proc.stdout.readline().strip() == "READY"
+        self.proc = lab.host(host).popen([sys.executable, HOSTPKT, "sniff", iface, str(port)],
+                                         stdin=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "READY", self.proc.stderr.read()
+        self.frames: list[dict] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.frames.append(json.loads(line))
+
+    def wait(self, predicate, timeout: float = TIMEOUT) -> bool:
+        return bool(wait_for(lambda: predicate(list(self.frames)), timeout, interval=0.05))
 
     def result(self) -> list[dict]:
-        out, err = self.proc.communicate(timeout=60)
-        assert self.proc.returncode == 0, err
-        return json.loads(out)
+        """Every frame that crossed the interface before this call."""
+        self.proc.stdin.close()
+        self._reader.join(60)
+        assert self.proc.wait(10) == 0, self.proc.stderr.read()
+        return list(self.frames)
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.2):
+def wait_for(predicate, timeout: float = TIMEOUT, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
