@@ -40,6 +40,9 @@ class Lab:
         self.target = target or default_target()
         if self.target not in ("softswitch", "bmv2"):
             raise ValueError(f"unknown target {self.target!r} (softswitch or bmv2)")
+        if self.target == "bmv2" and table_size is not None:
+            raise ValueError("--table-size exists only on the softswitch; BMv2's table sizes "
+                             "come from the compiled program")
         if self.target == "bmv2" and bmv2_binary() is None:
             raise RuntimeError("--target bmv2: simple_switch_grpc is not on PATH and "
                                "$BMV2_SWITCH is unset")

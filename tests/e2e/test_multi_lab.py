@@ -14,10 +14,10 @@ PAIRS = (("h1", "h3", 5401), ("h2", "h4", 5402), ("h4", "h1", 5403))
 
 
 @pytest.fixture(scope="module")
-def lab():
+def lab(target):
     from controller.lab import Lab
 
-    with Lab("multi", "softswitch", grpc_port=9611) as lab:
+    with Lab("multi", target, grpc_port=9611) as lab:
         yield lab
 
 

@@ -10,10 +10,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def lab():
+def lab(target):
     from controller.lab import Lab
 
-    with Lab("nat", "softswitch", grpc_port=9571) as lab:
+    with Lab("nat", target, grpc_port=9571) as lab:
         yield lab
 
 

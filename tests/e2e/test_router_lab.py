@@ -14,10 +14,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def lab():
+def lab(target):
     from controller.lab import Lab
 
-    with Lab("router", "softswitch", grpc_port=9561, flowtable={"udp_timeout": 5}) as lab:
+    with Lab("router", target, grpc_port=9561, flowtable={"udp_timeout": 5}) as lab:
         yield lab
 
 

@@ -10,10 +10,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def lab():
+def lab(target):
     from controller.lab import Lab
 
-    with Lab("router", "softswitch", grpc_port=9591, flowtable={"fin_mode": "teardown"}) as lab:
+    with Lab("router", target, grpc_port=9591, flowtable={"fin_mode": "teardown"}) as lab:
         yield lab
 
 
