@@ -151,10 +151,7 @@ class Lab:
         return self.net.get(name)
 
     def address(self, host: str, family: int = 4) -> str:
-        for text in self.topology.port_of(host).addresses:
-            if (":" in text) == (family == 6):
-                return text.split("/")[0]
-        raise KeyError(f"{host} has no IPv{family} address")
+        return self.topology.address(host, family)
 
     def request(self, op: str, **kwargs: Any) -> Any:
         return control.request(op, self.control_path, **kwargs)
