@@ -87,8 +87,10 @@ def pps(lab: Lab, port: int, seconds: float) -> tuple[float, int, int]:
 def offload_latencies(lab: Lab, flows: int) -> list[float]:
     seen: dict[tuple, dict[str, float]] = {}
 
+    events = control.stream("monitor", lab.control_path)  # subscribed once it returns
+
     def watch() -> None:
-        for event in control.stream("monitor", lab.control_path):
+        for event in events:
             kind = event.get("type")
             if kind in ("OFFLOAD", "HW_OFFLOAD") and event["original"].get("dport") == LATENCY_PORT:
                 key = (event["original"]["sport"],)

@@ -267,14 +267,12 @@ class SwitchSession:
             except asyncio.QueueFull:
                 self.counters["monitor_events_lost"] += 1
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(EVENT_QUEUE)
+    def subscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        """Every event from now on goes to ``queue``, then ``{}`` when the session stops."""
         self._subscribers.add(queue)
-        try:
-            while event := await queue.get():
-                yield event
-        finally:
-            self._subscribers.discard(queue)
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self._subscribers.discard(queue)
 
     def snapshot(self) -> dict[str, Any]:
         snap = self.router.snapshot(self.clock())
@@ -301,6 +299,31 @@ class SwitchSession:
 
 
 # -- the process ----------------------------------------------------------------------------------
+
+
+class Subscription:
+    """The events of some sessions from its creation (subscribed before the control server
+    answers "ok": a client that has the answer misses nothing) until every session stops or
+    ``aclose()``."""
+
+    def __init__(self, sessions: list[SwitchSession]) -> None:
+        self.sessions = sessions
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(EVENT_QUEUE)
+        for session in sessions:
+            session.subscribe(self.queue)
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        ended = 0
+        while ended < len(self.sessions):
+            event = await self.queue.get()
+            if not event:
+                ended += 1  # that session stopped
+                continue
+            yield event
+
+    async def aclose(self) -> None:
+        for session in self.sessions:
+            session.unsubscribe(self.queue)
 
 
 class Daemon:
@@ -369,26 +392,8 @@ class Daemon:
             raise control.ControlError("ruleset_apply needs 'text'")
         return {sessions[0].name: sessions[0].apply_ruleset(text, filename)}
 
-    async def _monitor(self, request: control.Request) -> AsyncIterator[dict[str, Any]]:
-        merged: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-        async def forward(session: SwitchSession) -> None:
-            async for event in session.events():
-                await merged.put(event)
-            await merged.put({})
-
-        tasks = [asyncio.create_task(forward(s)) for s in self._pick(request)]
-        try:
-            ended = 0
-            while ended < len(tasks):
-                event = await merged.get()
-                if not event:
-                    ended += 1
-                    continue
-                yield event
-        finally:
-            for task in tasks:
-                task.cancel()
+    def _monitor(self, request: control.Request) -> Subscription:
+        return Subscription(self._pick(request))
 
     async def _serve_metrics(self, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:

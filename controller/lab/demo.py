@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from controller import control
+from controller.commands.monitor import format_event
 from controller.lab.topology import DemoConnection, LabTopology
 
 SERVER = ("import socket,sys\n"
@@ -52,8 +55,10 @@ def run_demo(lab) -> None:
         print(f"== {connection.title}")
     print("\n== before (p4ft flows):")
     print(lab.p4ft("flows"), end="")
-    monitor = subprocess.Popen([sys.executable, "-m", "controller.cli", "monitor", "--control",
-                                str(lab.control_path)], stdout=subprocess.PIPE, text=True)
+    events: list[str] = []
+    monitor = control.stream("monitor", lab.control_path)  # subscribed once it returns
+    threading.Thread(target=lambda: events.extend(map(format_event, monitor)),
+                     daemon=True).start()
     running = [_start(lab, connection) for connection in demo]
     if not _wait(lambda: all(offloaded(lab.flows(), topology, c) for c in demo)):
         print(f"\n== (not every connection reached [HW_OFFLOAD] in {OFFLOAD_TIMEOUT:.0f} s)")
@@ -62,9 +67,8 @@ def run_demo(lab) -> None:
     for server, client in running:
         client.wait(30)
         server.wait(10)
-    monitor.terminate()
     print("\n== what happened (p4ft monitor):")
-    print(monitor.communicate()[0], end="")
+    print("".join(f"{line}\n" for line in list(events)), end="")
     stats = lab.stats()
     print("\n== who carried the packets:")
     print(f"   punted to the controller: {sum(stats['punts'].values())} "
