@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from controller.pipeline_files import NoPipeline, pipeline_files
 
     try:
-        pipeline_files()
+        pipeline_files()  # the controller pushes it: refuse before Mininet starts
         lab = Lab(args.topo, args.target, workdir=args.workdir, table_size=args.table_size)
     except (ValueError, RuntimeError, NoPipeline) as exc:
         print(f"p4ft lab: {exc}", file=sys.stderr)
