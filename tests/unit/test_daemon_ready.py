@@ -30,7 +30,7 @@ class SlowSession:
     async def stop(self) -> None:
         self.publish({})
 
-    def subscribe(self, queue: asyncio.Queue) -> None:
+    def subscribe(self, queue: asyncio.Queue, types: frozenset[str] | None = None) -> None:
         self.subscribers.add(queue)
 
     def unsubscribe(self, queue: asyncio.Queue) -> None:
