@@ -268,7 +268,7 @@ class SwitchSession:
         while True:
             await self._work.wait()
             self._work.clear()
-            await self.router.offload.pump(self.driver, self.clock, OFFLOAD_BATCH)
+            await self.router.offload.pump(self.driver, OFFLOAD_BATCH)
 
     def _send(self, sends: Sequence[tuple[int, bytes]]) -> None:
         for port, frame in sends:
