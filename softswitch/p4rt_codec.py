@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from finsy.proto import p4i, p4r, rpc_code
 
@@ -301,16 +302,16 @@ def pack_header(fields: Sequence[FieldSchema], metadata: Iterable[p4r.PacketMeta
     return (bits << pad).to_bytes(header_length(fields), "big")
 
 
-def unpack_header(fields: Sequence[FieldSchema], frame: bytes) -> list[p4r.PacketMetadata]:
-    """The packet_in metadata carried by the first header_length(fields) bytes of a frame."""
+def unpack_header(fields: Sequence[FieldSchema], frame: bytes, metadata: Any) -> int:
+    """Add the packet_in metadata carried by the first bytes of a frame to ``metadata`` (a
+    repeated PacketMetadata field, filled in place); returns the header's length in bytes."""
     n = header_length(fields)
     if len(frame) < n:
         raise invalid(f"frame of {len(frame)} bytes is shorter than the packet_in header")
-    bits = int.from_bytes(frame[:n], "big") >> (n * 8 - sum(f.bitwidth for f in fields))
-    out = []
-    for f in reversed(fields):
-        out.append(p4r.PacketMetadata(metadata_id=f.id,
-                                      value=encode_value(bits & ((1 << f.bitwidth) - 1))))
-        bits >>= f.bitwidth
-    out.reverse()
-    return out
+    bits = int.from_bytes(frame[:n], "big")
+    shift = n * 8
+    for f in fields:
+        shift -= f.bitwidth
+        value = (bits >> shift) & ((1 << f.bitwidth) - 1)
+        metadata.add(metadata_id=f.id, value=encode_value(value))
+    return n
