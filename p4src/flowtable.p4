@@ -4,9 +4,12 @@
  * Offloaded flows live in two exact-match tables, flow_v4 and flow_v6, keyed like the kernel's
  * hardware rule (ingress port, addresses, L4 protocol, L4 ports). A hit rewrites MACs, applies
  * NAT (the controller always passes post-NAT values), decrements TTL / hop limit and forwards;
- * checksums are recomputed in FtComputeChecksum. Everything else goes to the controller as a
- * packet_in with the ingress port and a reason, never rewritten. Frames from the CPU port carry
- * a packet_out header naming the egress port and are sent there unchanged.
+ * TCP/UDP checksums are updated incrementally as the kernel's NAT does (RFC 1624), the IPv4
+ * header checksum is recomputed in FtComputeChecksum. Everything else goes to the controller as
+ * a packet_in with the ingress port and a reason, never rewritten, through a per-reason meter
+ * (control-plane policing): what exceeds the rate the controller configured is dropped in the
+ * switch and counted. Frames from the CPU port carry a packet_out header naming the egress port
+ * and are sent there unchanged.
  *
  * The names of controls, tables, keys, actions, action parameters, counters and controller
  * headers are a contract with the controller (p4info); see README.md before renaming anything.
@@ -29,7 +32,6 @@ const bit<8>  IP_PROTO_UDP = 17;
 const bit<8>  TCP_FLAG_FIN = 0x01;
 const bit<8>  TCP_FLAG_RST = 0x04;
 const bit<16> IPV6_HEADER_BYTES = 40;
-const bit<16> IPV4_HEADER_BYTES = 20;
 
 /* Punt reasons: exactly ndo/api.py PuntReason. 0 means "not punted". */
 const bit<8> PUNT_NONE = 0;
@@ -41,6 +43,38 @@ const bit<8> PUNT_IPV6_EXT_HEADER = 5;
 const bit<8> PUNT_MTU = 6;
 const bit<8> PUNT_NON_IP = 7;
 const bit<8> PUNT_NOT_TCP_UDP = 8;
+/* Meter cells and drop counters, one per punt reason (index = reason; 0 unused). */
+const bit<32> PUNT_REASONS = 16;
+/* execute_meter's color for "over the rate" (V1MODEL_METER_COLOR_RED in v1model.p4). */
+const bit<2> METER_RED = 2;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Incremental checksum update (RFC 1624 eqn 3), as the kernel's inet_proto_csum_replace*:      */
+/* a rewrite adds ~old + new for every 16-bit word it changes; the checksum becomes             */
+/* ~(~HC + that sum). A packet that arrived with a wrong checksum leaves with a wrong one.      */
+
+/* ~old + now for one 16-bit word. */
+bit<32> replace16(in bit<16> old, in bit<16> now) {
+    return (bit<32>) (~old) + (bit<32>) now;
+}
+
+bit<32> replace32(in bit<32> old, in bit<32> now) {
+    return replace16(old[31:16], now[31:16]) + replace16(old[15:0], now[15:0]);
+}
+
+bit<32> replace128(in bit<128> old, in bit<128> now) {
+    return replace32(old[127:96], now[127:96]) + replace32(old[95:64], now[95:64])
+         + replace32(old[63:32], now[63:32]) + replace32(old[31:0], now[31:0]);
+}
+
+/* ~(~HC + delta) with end-around carry. delta sums at most 36 words (IPv6: two addresses and
+ * two ports, old and new), so with ~HC the total stays below 2^22 and two folds suffice. */
+bit<16> csum_replace(in bit<16> check, in bit<32> delta) {
+    bit<32> sum = (bit<32>) (~check) + delta;
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    return ~sum[15:0];
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Headers                                                                                     */
@@ -128,9 +162,10 @@ struct metadata_t {
     bit<16>  l4_dport;
     bit<1>   ipv6_ext_hdr;    /* IPv6 next header is an extension header (set by the parser) */
     bit<16>  ip_len;          /* L3 length (what the kernel compares with the flow's MTU) */
-    bit<16>  l4_len;          /* TCP/UDP length for the checksum pseudo-header */
+    bit<32>  l4_delta;        /* sum of ~old + new over the rewritten pseudo-header words, ports */
     bit<8>   punt_reason;     /* PUNT_*; PUNT_NONE while the frame may still be forwarded */
-    bit<1>   rewritten;       /* 1 only for forwarded hits: gates every checksum update */
+    bit<2>   punt_color;      /* punt_meter's verdict for a frame on its way to the CPU */
+    bit<1>   rewritten;       /* 1 only for forwarded hits: gates the IPv4 checksum update */
     /* The hit entry's action parameters, applied only after the MTU and FIN/RST checks pass. */
     bit<9>   out_port;
     bit<48>  out_smac;
@@ -246,6 +281,12 @@ control FtIngress(inout headers_t hdr,
     direct_counter(CounterType.packets_and_bytes) flow_v4_counter;
     direct_counter(CounterType.packets_and_bytes) flow_v6_counter;
 
+    /* Control-plane policing, one cell per punt reason. A cell the controller never configured
+     * is GREEN (no policing); with a MeterConfig, frames over its rate are RED: dropped here and
+     * counted in punt_drops, so the controller is offered at most what it can take. */
+    meter(PUNT_REASONS, MeterType.packets) punt_meter;
+    counter(PUNT_REASONS, CounterType.packets_and_bytes) punt_drops;
+
     /* Table default: the flow is not offloaded (or not yet, or no longer). */
     action punt_miss() {
         meta.punt_reason = PUNT_MISS;
@@ -319,8 +360,13 @@ control FtIngress(inout headers_t hdr,
         size = 16384;
     }
 
-    /* The rewrite of a forwarded hit; `rewritten` turns the checksum updates on. */
+    /* The rewrite of a forwarded hit; `rewritten` turns the IPv4 checksum update on. The L4
+     * delta is taken first, from the addresses and ports as received. */
     action rewrite_v4() {
+        meta.l4_delta = replace32(hdr.ipv4.srcAddr, meta.out_src_v4)
+                      + replace32(hdr.ipv4.dstAddr, meta.out_dst_v4)
+                      + replace16(meta.l4_sport, meta.out_sport)
+                      + replace16(meta.l4_dport, meta.out_dport);
         hdr.ethernet.srcAddr = meta.out_smac;
         hdr.ethernet.dstAddr = meta.out_dmac;
         hdr.ipv4.srcAddr = meta.out_src_v4;
@@ -331,6 +377,10 @@ control FtIngress(inout headers_t hdr,
     }
 
     action rewrite_v6() {
+        meta.l4_delta = replace128(hdr.ipv6.srcAddr, meta.out_src_v6)
+                      + replace128(hdr.ipv6.dstAddr, meta.out_dst_v6)
+                      + replace16(meta.l4_sport, meta.out_sport)
+                      + replace16(meta.l4_dport, meta.out_dport);
         hdr.ethernet.srcAddr = meta.out_smac;
         hdr.ethernet.dstAddr = meta.out_dmac;
         hdr.ipv6.srcAddr = meta.out_src_v6;
@@ -340,14 +390,27 @@ control FtIngress(inout headers_t hdr,
         meta.rewritten = 1;
     }
 
-    action rewrite_tcp_ports() {
+    /* nf_flow_nat_port_tcp + the address updates of nf_flow_nat_ip{,v6}: the TCP checksum
+     * covers the pseudo-header, so it takes the whole delta. */
+    action rewrite_tcp() {
         hdr.tcp.srcPort = meta.out_sport;
         hdr.tcp.dstPort = meta.out_dport;
+        hdr.tcp.checksum = csum_replace(hdr.tcp.checksum, meta.l4_delta);
     }
 
     action rewrite_udp_ports() {
         hdr.udp.srcPort = meta.out_sport;
         hdr.udp.dstPort = meta.out_dport;
+    }
+
+    /* nf_flow_nat_port_udp: only a UDP checksum that is there (non-zero) is updated, and an
+     * update that comes out 0 is sent as 0xffff (CSUM_MANGLED_0): 0 would mean "none". */
+    action update_udp_checksum() {
+        hdr.udp.checksum = csum_replace(hdr.udp.checksum, meta.l4_delta);
+    }
+
+    action udp_checksum_mangled_0() {
+        hdr.udp.checksum = 0xffff;
     }
 
     /* The only way to the CPU: packet_in first, frame otherwise untouched. */
@@ -368,6 +431,15 @@ control FtIngress(inout headers_t hdr,
         mark_to_drop(standard_metadata);
     }
 
+    action police_punt() {
+        punt_meter.execute_meter((bit<32>) meta.punt_reason, meta.punt_color);
+    }
+
+    action drop_punt() {
+        punt_drops.count((bit<32>) meta.punt_reason);
+        mark_to_drop(standard_metadata);
+    }
+
     apply {
         if (hdr.packet_out.isValid()) {
             /* Dropped, not wrapped: bit<16> -> bit<9> would turn 257 into port 1, and a frame
@@ -385,7 +457,6 @@ control FtIngress(inout headers_t hdr,
              * fragment/options or extension header, not TCP/UDP, TTL, lookup, MTU, FIN/RST. */
             if (hdr.ipv4.isValid() && hdr.ipv4.version == 4) {
                 meta.ip_len = hdr.ipv4.totalLen;
-                meta.l4_len = hdr.ipv4.totalLen - IPV4_HEADER_BYTES;
                 if (hdr.ipv4.ihl != 5 || (hdr.ipv4.flags & 3w1) != 0 || hdr.ipv4.fragOffset != 0) {
                     meta.punt_reason = PUNT_IPV4_FRAG_OR_OPTIONS;
                 } else if (!hdr.tcp.isValid() && !hdr.udp.isValid()) {
@@ -403,7 +474,6 @@ control FtIngress(inout headers_t hdr,
                 }
             } else if (hdr.ipv6.isValid() && hdr.ipv6.version == 6) {
                 meta.ip_len = hdr.ipv6.payloadLen + IPV6_HEADER_BYTES;
-                meta.l4_len = hdr.ipv6.payloadLen;
                 if (meta.ipv6_ext_hdr == 1) {
                     meta.punt_reason = PUNT_IPV6_EXT_HEADER;
                 } else if (!hdr.tcp.isValid() && !hdr.udp.isValid()) {
@@ -425,12 +495,23 @@ control FtIngress(inout headers_t hdr,
 
             if (meta.rewritten == 1) {
                 if (hdr.tcp.isValid()) {
-                    rewrite_tcp_ports();
+                    rewrite_tcp();
                 } else {
                     rewrite_udp_ports();
+                    if (hdr.udp.checksum != 0) {
+                        update_udp_checksum();
+                        if (hdr.udp.checksum == 0) {
+                            udp_checksum_mangled_0();
+                        }
+                    }
                 }
             } else {
-                send_to_cpu();
+                police_punt();
+                if (meta.punt_color == METER_RED) {
+                    drop_punt();
+                } else {
+                    send_to_cpu();
+                }
             }
         }
     }
@@ -445,10 +526,10 @@ control FtEgress(inout headers_t hdr,
     apply { }
 }
 
-/* BMv2 runs these for every packet whose condition holds, so each is gated on `rewritten`:
- * punted and packet_out frames keep their bytes. The checksum field itself is left out of each
- * list (it is being computed). With payload = the bytes after the parsed TCP/UDP header (TCP
- * options included). A UDP checksum of 0 means "none" and stays 0. */
+/* BMv2 runs an update for every packet whose condition holds, so it is gated on `rewritten`:
+ * punted and packet_out frames keep their bytes. The IPv4 header checksum is recomputed (it
+ * covers only the header, and a header with a bad checksum never reaches the kernel's flowtable:
+ * ip_rcv_core drops it); TCP/UDP checksums were updated incrementally in FtIngress. */
 control FtComputeChecksum(inout headers_t hdr, inout metadata_t meta) {
     apply {
         update_checksum(
@@ -457,38 +538,6 @@ control FtComputeChecksum(inout headers_t hdr, inout metadata_t meta) {
               hdr.ipv4.identification, hdr.ipv4.flags, hdr.ipv4.fragOffset, hdr.ipv4.ttl,
               hdr.ipv4.protocol, hdr.ipv4.srcAddr, hdr.ipv4.dstAddr },
             hdr.ipv4.hdrChecksum,
-            HashAlgorithm.csum16);
-
-        update_checksum_with_payload(
-            hdr.ipv4.isValid() && hdr.tcp.isValid() && meta.rewritten == 1,
-            { hdr.ipv4.srcAddr, hdr.ipv4.dstAddr, 8w0, hdr.ipv4.protocol, meta.l4_len,
-              hdr.tcp.srcPort, hdr.tcp.dstPort, hdr.tcp.seqNo, hdr.tcp.ackNo,
-              hdr.tcp.dataOffset, hdr.tcp.res, hdr.tcp.flags, hdr.tcp.window,
-              hdr.tcp.urgentPtr },
-            hdr.tcp.checksum,
-            HashAlgorithm.csum16);
-
-        update_checksum_with_payload(
-            hdr.ipv4.isValid() && hdr.udp.isValid() && hdr.udp.checksum != 0 && meta.rewritten == 1,
-            { hdr.ipv4.srcAddr, hdr.ipv4.dstAddr, 8w0, hdr.ipv4.protocol, meta.l4_len,
-              hdr.udp.srcPort, hdr.udp.dstPort, hdr.udp.length },
-            hdr.udp.checksum,
-            HashAlgorithm.csum16);
-
-        update_checksum_with_payload(
-            hdr.ipv6.isValid() && hdr.tcp.isValid() && meta.rewritten == 1,
-            { hdr.ipv6.srcAddr, hdr.ipv6.dstAddr, 16w0, meta.l4_len, 24w0, hdr.ipv6.nextHdr,
-              hdr.tcp.srcPort, hdr.tcp.dstPort, hdr.tcp.seqNo, hdr.tcp.ackNo,
-              hdr.tcp.dataOffset, hdr.tcp.res, hdr.tcp.flags, hdr.tcp.window,
-              hdr.tcp.urgentPtr },
-            hdr.tcp.checksum,
-            HashAlgorithm.csum16);
-
-        update_checksum_with_payload(
-            hdr.ipv6.isValid() && hdr.udp.isValid() && hdr.udp.checksum != 0 && meta.rewritten == 1,
-            { hdr.ipv6.srcAddr, hdr.ipv6.dstAddr, 16w0, meta.l4_len, 24w0, hdr.ipv6.nextHdr,
-              hdr.udp.srcPort, hdr.udp.dstPort, hdr.udp.length },
-            hdr.udp.checksum,
             HashAlgorithm.csum16);
     }
 }
