@@ -26,6 +26,7 @@ OnFrame = Callable[[int, bytes], None]
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4  # sll_pkttype of frames this host sent: our own transmissions echo back
+MSG_TRUNC = int(socket.MSG_TRUNC)  # a plain int: `& socket.MSG_TRUNC` runs enum code per frame
 SOL_PACKET, PACKET_AUXDATA = 263, 8
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # Linux; not exported by the socket module
 SOCKET_BUFFER = 4 * 1024 * 1024  # absorbs bursts while the interpreter is busy (libpcap: 2 MB)
@@ -139,7 +140,7 @@ class PacketSocketPort:
                 return
             if address[2] == PACKET_OUTGOING:
                 continue
-            if flags & socket.MSG_TRUNC:
+            if flags & MSG_TRUNC:
                 self.counters.rx_errors += 1
                 continue
             frame = with_vlan_tag(frame, ancillary)
