@@ -45,8 +45,10 @@ for i in range(int(sys.argv[3])):  # a fresh flow each: request, reply, a third 
 def offload_latencies(lab: Lab, flows: int) -> list[float]:
     seen: dict[tuple, dict[str, float]] = {}
 
+    events = control.stream("monitor", lab.control_path)  # subscribed once it returns
+
     def watch() -> None:
-        for event in control.stream("monitor", lab.control_path):
+        for event in events:
             kind = event.get("type")
             if kind in ("OFFLOAD", "HW_OFFLOAD") and event["original"].get("dport") == LATENCY_PORT:
                 key = (event["original"]["sport"],)

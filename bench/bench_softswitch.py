@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
+from controller.pipeline_files import DEVICE_CONFIG
 from softswitch.pipeline import Pipeline
 from tests.softswitch.p4json import router_program
 
@@ -42,12 +43,8 @@ def main(n: int = 50_000) -> None:
 
 
 def flowtable(n: int) -> None:
-    """The same measure on flowtable.p4's JSON (TCP hits on FtIngress.flow_v4), when present."""
-    path = Path(__file__).resolve().parents[1] / "tests/fixtures/flowtable/flowtable.json"
-    if not path.is_file():
-        print("flowtable.json not present: skipped")
-        return
-    pipe = Pipeline.from_json(json.loads(path.read_text()))
+    """The same measure on flowtable.p4's compiled JSON (TCP hits on FtIngress.flow_v4)."""
+    pipe = Pipeline.from_json(json.loads(DEVICE_CONFIG.read_text()))
     table = pipe.tables["FtIngress.flow_v4"]
     frames = []
     for i in range(200):

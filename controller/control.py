@@ -14,9 +14,10 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,18 @@ MAX_LINE = 16 * 1024 * 1024  # a ruleset or a flow list of a full table fits
 
 Request = dict[str, Any]
 Handler = Callable[[Request], Awaitable[Any]]
-Streamer = Callable[[Request], AsyncIterator[dict[str, Any]]]
+
+
+class EventStream(Protocol):
+    """What a streaming op returns: subscribed when created (before the "ok" answer), iterated
+    for the events, ``aclose()``d when the client is done (an async generator is one)."""
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+Streamer = Callable[[Request], EventStream]
 
 
 class ControlError(Exception):
@@ -91,9 +103,17 @@ class ControlServer:
             return True
         op = request["op"]
         if op in self.streams:
-            await _write(writer, {"ok": True})
-            async for event in self.streams[op](request):
-                await _write(writer, event)
+            try:
+                events = self.streams[op](request)  # subscribed from here on
+            except ControlError as exc:
+                await _write(writer, {"ok": False, "error": str(exc)})
+                return True
+            try:
+                await _write(writer, {"ok": True})
+                async for event in events:
+                    await _write(writer, event)
+            finally:
+                await events.aclose()
             return False
         handler = self.handlers.get(op)
         if handler is None:
@@ -156,15 +176,41 @@ def request(op: str, path: Path = DEFAULT_PATH, timeout: float = 30.0, **args: A
     return answer.get("result")
 
 
+def wait_ready(path: Path, timeout: float, alive: Callable[[], bool]) -> None:
+    """Block until the controller on ``path`` reports itself ready in ``ping`` (every switch
+    connected, the metrics endpoint listening). ``alive`` says whether its process still runs;
+    ControlError when it exits first or is not ready within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(ControlError):
+            if request("ping", path, timeout=timeout).get("ready"):
+                return
+        if not alive():
+            raise ControlError("the controller exited before it was ready")
+        if time.monotonic() > deadline:
+            raise ControlError(f"the controller was not ready within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
 def stream(op: str, path: Path = DEFAULT_PATH, **args: Any) -> Iterator[dict[str, Any]]:
-    """Send a streaming request and yield its messages until the controller hangs up."""
-    with _connect(path, 10.0) as sock:
+    """Send a streaming request; returns once the controller accepted it (``monitor``:
+    subscribed, so no later event is missed), then yields its messages until it hangs up."""
+    sock = _connect(path, 10.0)
+    try:
         sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
         lines = _lines(sock)
         first = json.loads(next(lines, b'{"ok": false, "error": "no answer"}'))
         if not first.get("ok"):
             raise ControlError(first.get("error", "unknown error"))
-        sock.settimeout(None)
+    except BaseException:
+        sock.close()
+        raise
+    sock.settimeout(None)
+    return _messages(sock, lines)
+
+
+def _messages(sock: socket.socket, lines: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+    with sock:
         for line in lines:
             yield json.loads(line)
 

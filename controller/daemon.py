@@ -272,7 +272,7 @@ class SwitchSession:
         while True:
             await self._work.wait()
             self._work.clear()
-            await self.router.offload.pump(self.driver, self.clock, OFFLOAD_BATCH)
+            await self.router.offload.pump(self.driver, OFFLOAD_BATCH)
 
     def _send(self, sends: Sequence[tuple[int, bytes]]) -> None:
         for port, frame in sends:
@@ -307,16 +307,14 @@ class SwitchSession:
             except asyncio.QueueFull:
                 self.counters["monitor_events_lost"] += 1
 
-    async def events(self, types: frozenset[str] | None = None
-                     ) -> AsyncIterator[dict[str, Any]]:
-        """Events as they happen (only ``types`` if given), until the session stops."""
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(EVENT_QUEUE)
+    def subscribe(self, queue: asyncio.Queue[dict[str, Any]],
+                  types: frozenset[str] | None = None) -> None:
+        """Every event from now on (only ``types`` if given) goes to ``queue``, then ``{}``
+        when the session stops."""
         self._subscribers[queue] = types
-        try:
-            while event := await queue.get():
-                yield event
-        finally:
-            self._subscribers.pop(queue, None)
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self._subscribers.pop(queue, None)
 
     def snapshot(self) -> dict[str, Any]:
         snap = self.router.snapshot(self.clock())
@@ -354,6 +352,32 @@ class SwitchSession:
 # -- the process ----------------------------------------------------------------------------------
 
 
+class Subscription:
+    """The events of some sessions from its creation (subscribed before the control server
+    answers "ok": a client that has the answer misses nothing) until every session stops or
+    ``aclose()``."""
+
+    def __init__(self, sessions: list[SwitchSession],
+                 types: frozenset[str] | None = None) -> None:
+        self.sessions = sessions
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(EVENT_QUEUE)
+        for session in sessions:
+            session.subscribe(self.queue, types)
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        ended = 0
+        while ended < len(self.sessions):
+            event = await self.queue.get()
+            if not event:
+                ended += 1  # that session stopped
+                continue
+            yield event
+
+    async def aclose(self) -> None:
+        for session in self.sessions:
+            session.unsubscribe(self.queue)
+
+
 class Daemon:
     """All sessions of one process, the control socket and the metrics endpoint."""
 
@@ -368,8 +392,11 @@ class Daemon:
         }, {"monitor": self._monitor})
         self.metrics = metrics
         self._metrics_server: asyncio.AbstractServer | None = None
+        self.ready = False
 
     async def run(self, stop: asyncio.Event) -> None:
+        """The control socket answers from the start (``ping`` says whether the daemon is ready);
+        ready means every switch connected and reconciled and the metrics endpoint listening."""
         await self.control.start()
         try:
             for session in self.sessions.values():
@@ -377,6 +404,7 @@ class Daemon:
             if self.metrics is not None:
                 self._metrics_server = await asyncio.start_server(self._serve_metrics,
                                                                   *self.metrics)
+            self.ready = True
             log.info("controller ready: %s; control socket %s", ", ".join(self.sessions),
                      self.control.path)
             await stop.wait()
@@ -398,7 +426,7 @@ class Daemon:
         return [self.sessions[name]]
 
     async def _ping(self, request: control.Request) -> dict[str, Any]:
-        return {"switches": list(self.sessions)}
+        return {"switches": list(self.sessions), "ready": self.ready}
 
     async def _snapshot(self, request: control.Request) -> dict[str, Any]:
         return {s.name: s.snapshot() for s in self._pick(request)}
@@ -416,31 +444,12 @@ class Daemon:
             raise control.ControlError("ruleset_apply needs 'text'")
         return {sessions[0].name: sessions[0].apply_ruleset(text, filename)}
 
-    async def _monitor(self, request: control.Request) -> AsyncIterator[dict[str, Any]]:
+    def _monitor(self, request: control.Request) -> Subscription:
         types = request.get("types")
         if types is not None and (not isinstance(types, list)
                                   or not all(isinstance(t, str) for t in types)):
             raise control.ControlError("monitor: 'types' must be a list of event types")
-        wanted = frozenset(types) if types is not None else None
-        merged: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-        async def forward(session: SwitchSession) -> None:
-            async for event in session.events(wanted):
-                await merged.put(event)
-            await merged.put({})
-
-        tasks = [asyncio.create_task(forward(s)) for s in self._pick(request)]
-        try:
-            ended = 0
-            while ended < len(tasks):
-                event = await merged.get()
-                if not event:
-                    ended += 1
-                    continue
-                yield event
-        finally:
-            for task in tasks:
-                task.cancel()
+        return Subscription(self._pick(request), frozenset(types) if types is not None else None)
 
     async def _serve_metrics(self, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:

@@ -6,7 +6,7 @@ request per flow (HW_PENDING), and applies the results to the flow and its connt
 edge does the I/O in between::
 
     batch = queue.take_batch(1000)
-    queue.complete(await driver.execute(batch), now)
+    queue.complete(await driver.execute(batch))
 
 A capacity policy (``controller.capacity``) holds mice back from REPLACE and uses the driver's
 idle reports to free hardware slots for refused flows waiting in software; each REPLACE succeeds
@@ -222,7 +222,7 @@ class OffloadQueue:
             batch.extend(work.commands)
         return batch
 
-    def complete(self, results: Sequence[FlowResult], now: float) -> None:
+    def complete(self, results: Sequence[FlowResult]) -> None:
         """Apply the driver's answers to a batch from :meth:`take_batch`."""
         for result in results:
             work = self._in_flight.pop((result.cookie, result.command), None)
@@ -231,9 +231,9 @@ class OffloadQueue:
                 continue
             work.results.append(result)
             if len(work.results) == len(work.commands):
-                self._finish(work, now)
+                self._finish(work)
 
-    async def pump(self, driver: FlowDriver, now: Callable[[], float], max_n: int = 1000) -> int:
+    async def pump(self, driver: FlowDriver, max_n: int = 1000) -> int:
         """Hand every queued command to ``driver``; returns the number of commands sent."""
         sent = 0
         while self._works:
@@ -245,7 +245,7 @@ class OffloadQueue:
                 results = []
             if len(results) != len(batch):
                 self.counters["driver_short_answer"] += 1
-            self.complete(results, now())
+            self.complete(results)
             for cmd in batch:  # commands the driver left unanswered
                 work = self._in_flight.pop((cmd.cookie, cmd.command), None)
                 if work is not None:
@@ -253,7 +253,7 @@ class OffloadQueue:
                         FlowResult(cmd.cookie, cmd.command, Refusal.ERROR, "no answer from driver")
                     )
                     if len(work.results) == len(work.commands):
-                        self._finish(work, now())
+                        self._finish(work)
             sent += len(batch)
         return sent
 
@@ -269,7 +269,7 @@ class OffloadQueue:
         self._works.append(_Work(kind, ft, flow, commands))
         return True
 
-    def _finish(self, work: _Work, now: float) -> None:
+    def _finish(self, work: _Work) -> None:
         flow = work.flow
         flow.flags &= ~HW_PENDING
         ok = [r for r in work.results if r.ok]

@@ -1,37 +1,33 @@
-"""Which compiled flowtable.p4 the lab, the daemon and the benchmark load: one choice, one place.
+"""Where flowtable.p4's compiled outputs are: ``p4src/build/``, the one place the daemon, the lab,
+the shell, the benchmarks and the tests load the pipeline from.
 
-p4c's output in ``p4src/build/`` when it is there, else the hand translation in
-``tests/fixtures/flowtable/`` (it stands in until compiled output for the committed source
-arrives), with a warning so nobody mistakes one for the other.
+p4c cannot run in this project; ``scripts/import-p4build.sh`` imports its outputs. A tree without
+them is an error that says how to get them, never a silent substitute.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-from ndo.p4runtime.schema import BUILD_DIRS, Pipeline, default_pipeline_files
+from ndo.p4runtime.schema import REPO, Pipeline
 
-log = logging.getLogger(__name__)
-COMPILED_DIR = BUILD_DIRS[0]
+BUILD_DIR = REPO / "p4src" / "build"
+P4INFO = BUILD_DIR / "flowtable.p4info.txtpb"
+DEVICE_CONFIG = BUILD_DIR / "flowtable.json"
 
 
 class NoPipeline(FileNotFoundError):
-    """Neither p4c's output nor the hand translation is in this tree."""
+    """p4src/build/ lacks flowtable.p4's compiled outputs."""
 
 
-def pipeline_files(warn: bool = True) -> tuple[Path, Path]:
-    """(P4Info, BMv2 JSON) of flowtable.p4; warns when the hand translation stands in."""
-    found = default_pipeline_files()
-    if found is None:
-        places = " or ".join(map(str, BUILD_DIRS))
-        raise NoPipeline(f"no flowtable.json + flowtable.p4info.txtpb in {places}")
-    if warn and found[0].parent != COMPILED_DIR:
-        log.warning("p4src/build/ has no compiled flowtable.p4: using the hand translation in %s",
-                    found[0].parent)
-    return found
+def pipeline_files() -> tuple[Path, Path]:
+    """(P4Info, BMv2 JSON) of flowtable.p4 in p4src/build/."""
+    missing = [path.name for path in (P4INFO, DEVICE_CONFIG) if not path.is_file()]
+    if missing:
+        raise NoPipeline(f"{BUILD_DIR} has no {' or '.join(missing)}: import flowtable.p4's "
+                         "compiled outputs with scripts/import-p4build.sh")
+    return P4INFO, DEVICE_CONFIG
 
 
-def load_pipeline(warn: bool = True) -> Pipeline:
-    p4info, device_config = pipeline_files(warn)
-    return Pipeline.load(p4info, device_config)
+def load_pipeline() -> Pipeline:
+    return Pipeline.load(*pipeline_files())

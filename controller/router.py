@@ -8,7 +8,7 @@ hook), then the classic path; :meth:`Router.tick` runs the 1 s timers. The edge 
 simulator) moves frames and drains :attr:`Router.offload` into a driver::
 
     batch = router.offload.take_batch(1000)
-    router.offload.complete(driver_results, now)
+    router.offload.complete(driver_results)
 
 Events are plain dicts ``{"type": NEW|UPDATE|DESTROY|OFFLOAD|HW_OFFLOAD|TEARDOWN, ...}`` with
 the connection's tuples; flowtable events also carry ``flowtable`` and ``flow``. Every event goes

@@ -192,7 +192,7 @@ class Simulation:
         while self._in_flight and self._in_flight[0][0] <= until:
             due, _seq, batch = heapq.heappop(self._in_flight)
             self.now = max(self.now, due)
-            self.router.offload.complete(await self.hw.execute(batch), self.now)
+            self.router.offload.complete(await self.hw.execute(batch))
             self._take_batch()  # completions may have queued more work (e.g. waiting flows)
         self.now = max(self.now, until)
 

@@ -81,7 +81,7 @@ class SoftswitchHardware:
         from ndo.p4runtime.schema import FlowSchema
 
         try:
-            pipeline = load_pipeline(warn=False)
+            pipeline = load_pipeline()
         except (NoPipeline, OSError) as exc:
             raise HardwareError(f"--hw softswitch: {exc}") from exc
         schema = FlowSchema.from_p4info(pipeline.p4info)

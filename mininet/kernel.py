@@ -2,7 +2,7 @@
 its own nft ruleset (a counting forward chain with ct state rules, masquerade on eth1); the
 switch carries the connections the kernel's conntrack established."""
 
-from controller.lab import LabPort, LabTopology
+from controller.lab import DemoConnection, LabPort, LabTopology
 
 TOPOLOGY = LabTopology(
     description=__doc__,
@@ -30,4 +30,6 @@ table ip nat {
     }
 }
 """,
+    demo=(DemoConnection("h1 opens a TCP connection to h2 (10.0.2.1) through the P4 switch; "
+                         "Linux in r1 routes and masquerades it", "h1", "h2", 5001),),
 )

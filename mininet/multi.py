@@ -1,6 +1,6 @@
 """multi: four hosts in four subnets behind one switch, every pair routed and offloaded."""
 
-from controller.lab import LabPort, LabTopology
+from controller.lab import DemoConnection, LabPort, LabTopology
 
 TOPOLOGY = LabTopology(
     description=__doc__,
@@ -22,4 +22,9 @@ table inet filter {
     }
 }
 """,
+    demo=(
+        DemoConnection("h1 (10.0.1.1) opens a TCP connection to h3 (10.0.3.1)", "h1", "h3", 5001),
+        DemoConnection("at the same time h4 (10.0.4.1) opens one to h2 (10.0.2.1)",
+                       "h4", "h2", 5002),
+    ),
 )

@@ -1,7 +1,7 @@
 """nat: two inside hosts masqueraded behind the router's outside address, one DNAT
 port-forward (outside 192.0.2.254:8080 → h1:80), all of it offloaded."""
 
-from controller.lab import LabPort, LabTopology
+from controller.lab import DemoConnection, LabPort, LabTopology
 
 TOPOLOGY = LabTopology(
     description=__doc__,
@@ -33,4 +33,12 @@ table inet filter {
     }
 }
 """,
+    demo=(
+        DemoConnection("masquerade: h1 (inside, 10.0.1.1) opens a TCP connection to h3 (outside, "
+                       "192.0.2.1:5001); h3 sees it come from the router's wan address "
+                       "192.0.2.254, the reply tuple shows it", "h1", "h3", 5001),
+        DemoConnection("DNAT port-forward: h3 (outside) connects to 192.0.2.254:8080, forwarded "
+                       "to h1 (10.0.1.1:80); the reply tuple comes from 10.0.1.1:80",
+                       "h3", "h1", 80, dial="192.0.2.254:8080"),
+    ),
 )

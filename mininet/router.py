@@ -1,6 +1,6 @@
 """router: two hosts in two subnets, dual-stack, TCP and UDP offloaded to the P4 switch."""
 
-from controller.lab import LabPort, LabTopology
+from controller.lab import DemoConnection, LabPort, LabTopology
 
 TOPOLOGY = LabTopology(
     description=__doc__,
@@ -23,4 +23,6 @@ table inet filter {
     }
 }
 """,
+    demo=(DemoConnection("h1 opens a TCP connection to h2 (10.0.2.1) through the P4 switch",
+                         "h1", "h2", 5001),),
 )

@@ -320,11 +320,10 @@ class ActionCompiler:
         meter = self._extern(self.meters, params[0], f"{path}[0]")
         index = self._expr(params[1], f"{path}[1]")
         setter = self.exprs.compile_setter(params[2], f"{path}[2]")
-        length = self.std.packet_length
 
         def execute_meter(s: PacketState, p: Params) -> None:
-            nbytes = s.f[length] if length is not None else len(s.data)
-            setter(s, p, meter.execute(index(s, p), nbytes, s.now))
+            # bytes meters charge the frame as received (BMv2: pkt.get_ingress_length()).
+            setter(s, p, meter.execute(index(s, p), len(s.data), s.now))
 
         return execute_meter
 

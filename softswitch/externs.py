@@ -6,6 +6,8 @@ give 0) and counted in ``out_of_range`` so a misbehaving program is visible.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 GREEN, YELLOW, RED = 0, 1, 2
 
 
@@ -70,49 +72,90 @@ class RegisterArray:
         self.values = [0] * self.size
 
 
-class MeterArray:
-    """Two-rate three-color meters (RFC 2698, as BMv2's) driven by the packet's time.
+@dataclass(frozen=True)
+class MeterConfig:
+    """A cell's rates as P4Runtime's MeterConfig: per second, bursts in the meter's unit."""
 
-    An index without a configuration marks every packet GREEN, as BMv2 does. Rates are per
-    second, in packets or bytes according to ``unit``; bursts in the same unit.
+    cir: int
+    cburst: int
+    pir: int
+    pburst: int
+
+
+class _Rate:
+    """One token bucket of a BMv2 ``Meter``: rate per microsecond, integer tokens."""
+
+    __slots__ = ("burst", "color", "info_rate", "last", "tokens")
+
+    def __init__(self, per_second: int, burst: int, color: int) -> None:
+        self.info_rate = per_second / 1e6  # PI's convert_from_meter_spec: r / 1000000.
+        self.burst = burst
+        self.tokens = burst  # Meter::set_rate: a configured bucket starts full
+        self.last = 0
+        self.color = color
+
+
+class MeterArray:
+    """Indirect two-rate three-color meters, exactly as BMv2's ``Meter::execute``
+    (bm_sim/meters.cpp), so a run colors packet for packet as simple_switch does.
+
+    A cell holds its peak bucket then its committed one. On each packet, every bucket gains the
+    whole tokens earned since the time origin (``int(micros * rate)``, micros truncated, as
+    BMv2's ``tokens_since_init``) less those already credited, capped at its burst; the peak
+    bucket short of the packet's size (1 for packets meters, the frame's ingress length for
+    bytes meters) makes it RED, else it pays and the committed bucket short makes it YELLOW,
+    else both paid and it is GREEN. A cell never configured (or reset) is GREEN, as BMv2's
+    ``if (!configured) return 0``. The origin is ``now == 0`` rather than BMv2's switch start:
+    the same buckets, whole-token steps at a different phase.
     """
 
     def __init__(self, name: str, size: int, unit: str = "bytes") -> None:
         self.name = name
         self.size = size
         self.unit = unit
-        self._config: dict[int, tuple[float, float, float, float]] = {}
-        self._state: dict[int, list[float]] = {}  # index -> [tokens_c, tokens_p, last_time]
+        self._per_packet = unit == "packets"
+        self._cells: list[tuple[_Rate, _Rate] | None] = [None] * size
+        self._configs: list[MeterConfig | None] = [None] * size
         self.out_of_range = 0
 
-    def configure(self, index: int, cir: float, cburst: float, pir: float, pburst: float) -> None:
+    def configure(self, index: int, config: MeterConfig) -> None:
+        """Set one cell's rates (BMv2 ``set_rates`` with [CIR, PIR]): its buckets start full."""
+        self._check(index)
+        if config.cir > config.pir:  # Meter::set_rate: INVALID_INFO_RATE_VALUE
+            raise ValueError(f"meter {self.name}: CIR {config.cir} above PIR {config.pir}")
+        self._cells[index] = (_Rate(config.pir, config.pburst, RED),
+                              _Rate(config.cir, config.cburst, YELLOW))
+        self._configs[index] = config
+
+    def reset(self, index: int) -> None:
+        """Back to unconfigured (BMv2 ``reset_rates``): every packet GREEN."""
+        self._check(index)
+        self._cells[index] = None
+        self._configs[index] = None
+
+    def config(self, index: int) -> MeterConfig | None:
+        self._check(index)
+        return self._configs[index]
+
+    def execute(self, index: int, nbytes: int, now: float) -> int:
+        if not 0 <= index < self.size:
+            self.out_of_range += 1
+            return GREEN
+        cell = self._cells[index]
+        if cell is None:
+            return GREEN
+        micros = int(now * 1e6)
+        amount = 1 if self._per_packet else nbytes
+        for rate in cell:
+            since = int(micros * rate.info_rate)
+            if since > rate.last:
+                rate.tokens = min(rate.tokens + since - rate.last, rate.burst)
+                rate.last = since
+            if rate.tokens < amount:
+                return rate.color
+            rate.tokens -= amount
+        return GREEN
+
+    def _check(self, index: int) -> None:
         if not 0 <= index < self.size:
             raise IndexError(f"meter {self.name}: index {index} not in [0, {self.size})")
-        self._config[index] = (cir, cburst, pir, pburst)
-        self._state[index] = [cburst, pburst, -1.0]
-
-    def unconfigure(self, index: int) -> None:
-        self._config.pop(index, None)
-        self._state.pop(index, None)
-
-    def execute(self, index: int, nbytes: int = 1, now: float = 0.0) -> int:
-        cfg = self._config.get(index)
-        if cfg is None:
-            if not 0 <= index < self.size:
-                self.out_of_range += 1
-            return GREEN
-        cir, cburst, pir, pburst = cfg
-        st = self._state[index]
-        if st[2] >= 0:
-            elapsed = max(0.0, now - st[2])
-            st[0] = min(cburst, st[0] + elapsed * cir)
-            st[1] = min(pburst, st[1] + elapsed * pir)
-        st[2] = now
-        amount = nbytes if self.unit == "bytes" else 1
-        if st[1] < amount:
-            return RED
-        st[1] -= amount
-        if st[0] < amount:
-            return YELLOW
-        st[0] -= amount
-        return GREEN

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from finsy.proto import p4i, p4r, rpc_code
+
+from softswitch.externs import MeterConfig
 
 Code = int  # a google.rpc.Code value
 
@@ -98,7 +101,7 @@ class TableSchema:
 
 @dataclass(frozen=True, slots=True)
 class ArraySchema:
-    """An indexed extern instance: a counter or a register."""
+    """An indexed extern instance: a counter, a meter or a register."""
 
     id: int
     name: str
@@ -143,6 +146,8 @@ class P4Schema:
                          for c in p4info.counters}
         self.registers = {r.preamble.id: ArraySchema(r.preamble.id, r.preamble.name, r.size)
                           for r in p4info.registers}
+        self.meters = {m.preamble.id: ArraySchema(m.preamble.id, m.preamble.name, m.size)
+                       for m in p4info.meters}
         headers = {h.preamble.name: tuple(FieldSchema(m.id, m.name, m.bitwidth) for m in h.metadata)
                    for h in p4info.controller_packet_metadata}
         self.packet_in: tuple[FieldSchema, ...] = headers.get("packet_in", ())
@@ -276,6 +281,37 @@ def encode_action(schema: ActionSchema, params: Iterable[int]) -> p4r.Action:
     )
 
 
+# --- meter configs -------------------------------------------------------------------------------
+
+UINT32_MAX, UINT64_MAX = (1 << 32) - 1, (1 << 64) - 1
+
+
+def decode_meter_config(config: p4r.MeterConfig, what: str) -> MeterConfig | None:
+    """A MeterConfig as a cell's rates, checked as PI's ``validate_meter_spec``; None for the
+    default config (all four -1), which resets the cell as PI's ``meter_write`` does. A lone -1
+    is PI's cast to the unsigned maximum: a rate or burst without limit."""
+    rates = (config.cir, config.cburst, config.pir, config.pburst)
+    if rates == (-1, -1, -1, -1):
+        return None
+    for name, value in zip(("CIR", "CBurst", "PIR", "PBurst"), rates, strict=True):
+        if value < -1:
+            raise invalid(f"{what}: negative meter {name}")
+        if name.endswith("Burst") and value > UINT32_MAX:
+            raise P4RTError(rpc_code.UNIMPLEMENTED, f"{what}: {name} too large")
+    cir, pir = (UINT64_MAX if r == -1 else r for r in (config.cir, config.pir))
+    cburst, pburst = (UINT32_MAX if b == -1 else b for b in (config.cburst, config.pburst))
+    if cir > pir:  # BMv2's Meter::set_rate refuses it (INVALID_INFO_RATE_VALUE)
+        raise invalid(f"{what}: CIR {config.cir} above PIR {config.pir}")
+    return MeterConfig(cir, cburst, pir, pburst)
+
+
+def encode_meter_config(config: MeterConfig, out: p4r.MeterConfig) -> None:
+    """A cell's rates into ``out`` as PI reads them back: unsigned values as int64, so an
+    unlimited rate reads -1 and an unlimited burst 4294967295."""
+    out.cir, out.pir = (r - (1 << 64) if r >> 63 else r for r in (config.cir, config.pir))
+    out.cburst, out.pburst = config.cburst, config.pburst
+
+
 # --- controller headers --------------------------------------------------------------------------
 
 
@@ -301,16 +337,16 @@ def pack_header(fields: Sequence[FieldSchema], metadata: Iterable[p4r.PacketMeta
     return (bits << pad).to_bytes(header_length(fields), "big")
 
 
-def unpack_header(fields: Sequence[FieldSchema], frame: bytes) -> list[p4r.PacketMetadata]:
-    """The packet_in metadata carried by the first header_length(fields) bytes of a frame."""
+def unpack_header(fields: Sequence[FieldSchema], frame: bytes, metadata: Any) -> int:
+    """Add the packet_in metadata carried by the first bytes of a frame to ``metadata`` (a
+    repeated PacketMetadata field, filled in place); returns the header's length in bytes."""
     n = header_length(fields)
     if len(frame) < n:
         raise invalid(f"frame of {len(frame)} bytes is shorter than the packet_in header")
-    bits = int.from_bytes(frame[:n], "big") >> (n * 8 - sum(f.bitwidth for f in fields))
-    out = []
-    for f in reversed(fields):
-        out.append(p4r.PacketMetadata(metadata_id=f.id,
-                                      value=encode_value(bits & ((1 << f.bitwidth) - 1))))
-        bits >>= f.bitwidth
-    out.reverse()
-    return out
+    bits = int.from_bytes(frame[:n], "big")
+    shift = n * 8
+    for f in fields:
+        shift -= f.bitwidth
+        value = (bits >> shift) & ((1 << f.bitwidth) - 1)
+        metadata.add(metadata_id=f.id, value=encode_value(value))
+    return n

@@ -116,6 +116,7 @@ def _check_schema_matches(schema: P4Schema, pipeline: Any) -> None:
         if info is None or len(info.params) != len(a.params):
             raise invalid(f"p4info action {a.name} is not in the BMv2 JSON as declared")
     for kind, infos, present in (("counter", schema.counters, pipeline.counters),
+                                 ("meter", schema.meters, pipeline.meters),
                                  ("register", schema.registers, pipeline.registers)):
         for info in infos.values():
             if info.name not in present:

@@ -7,6 +7,8 @@ the P4Runtime spec or do more, never less:
 
 - a full table is RESOURCE_EXHAUSTED (BMv2: UNKNOWN "Error when adding match entry to target");
 - register entries can be read and written (BMv2: UNIMPLEMENTED);
+- a counter or meter entry without an index writes every cell (PI: UNIMPLEMENTED);
+- a meter config with CIR above PIR is INVALID_ARGUMENT (BMv2: UNKNOWN);
 - ``time_since_last_hit`` is the real elapsed time, also for entries without a TTL (BMv2: 0);
 - a read of all tables asking for ``time_since_last_hit`` fills it where a table supports idle
   timeout instead of failing the whole read;
@@ -29,11 +31,12 @@ from softswitch.p4rt_codec import (
     TableSchema,
     decode_action,
     decode_match,
+    decode_meter_config,
     decode_value,
     encode_action,
     encode_match,
+    encode_meter_config,
     encode_value,
-    header_length,
     invalid,
     pack_header,
     unpack_header,
@@ -176,6 +179,10 @@ class Device:
             if update.type != p4r.Update.MODIFY:
                 raise invalid("register entries can only be modified")
             self._write_register(loaded, update.entity.register_entry)
+        elif kind == "meter_entry":
+            if update.type != p4r.Update.MODIFY:
+                raise invalid("meter entries can only be modified")
+            self._write_meter(loaded, update.entity.meter_entry)
         elif kind is None:
             raise invalid("update without an entity")
         else:
@@ -262,6 +269,20 @@ class Device:
                 array.write(i, ce.data.packet_count, ce.data.byte_count)
 
     @staticmethod
+    def _write_meter(loaded: LoadedPipeline, me: p4r.MeterEntry) -> None:
+        """MODIFY with a config sets the cells' rates; without one (or PI's all -1 default
+        config) it resets them to unconfigured, every packet GREEN (PI ``meter_write``)."""
+        cells = _cells(loaded.schema.meters, me.meter_id, me, "meter", wildcard=False)
+        config = decode_meter_config(me.config, "meter") if me.HasField("config") else None
+        for schema, indices in cells:
+            array = loaded.pipeline.meters[schema.name]
+            for i in indices:
+                if config is None:
+                    array.reset(i)
+                else:
+                    array.configure(i, config)
+
+    @staticmethod
     def _write_register(loaded: LoadedPipeline, re: p4r.RegisterEntry) -> None:
         for schema, indices in _cells(loaded.schema.registers, re.register_id, re, "register",
                                       wildcard=False):
@@ -296,6 +317,8 @@ class Device:
             return self._read_counters(loaded, entity.counter_entry)
         if kind == "register_entry":
             return self._read_registers(loaded, entity.register_entry)
+        if kind == "meter_entry":
+            return self._read_meters(loaded, entity.meter_entry)
         raise P4RTError(rpc_code.UNIMPLEMENTED, f"reading {kind} is not supported")
 
     def _selected(self, loaded: LoadedPipeline, te: p4r.TableEntry) -> list[
@@ -379,6 +402,24 @@ class Device:
                 for packets, nbytes in (loaded.pipeline.counters[schema.name].read(i),))
 
     @staticmethod
+    def _read_meters(loaded: LoadedPipeline, me: p4r.MeterEntry) -> Iterator[p4r.Entity]:
+        """One entity per cell; a cell never configured has no config (PI reads its default
+        spec as an unset config)."""
+        cells = _cells(loaded.schema.meters, me.meter_id, me, "meter", wildcard=True)
+
+        def entities() -> Iterator[p4r.Entity]:
+            for schema, indices in cells:
+                array = loaded.pipeline.meters[schema.name]
+                for i in indices:
+                    out = p4r.MeterEntry(meter_id=schema.id, index=p4r.Index(index=i))
+                    config = array.config(i)
+                    if config is not None:
+                        encode_meter_config(config, out.config)
+                    yield p4r.Entity(meter_entry=out)
+
+        return entities()
+
+    @staticmethod
     def _read_registers(loaded: LoadedPipeline, re: p4r.RegisterEntry) -> Iterator[p4r.Entity]:
         cells = _cells(loaded.schema.registers, re.register_id, re, "register", wildcard=True)
         return (p4r.Entity(register_entry=p4r.RegisterEntry(
@@ -397,9 +438,14 @@ class Device:
 
     def packet_in(self, frame: bytes) -> p4r.PacketIn:
         """A frame the pipeline sent to the CPU port, its packet_in header turned to metadata."""
+        packet = p4r.PacketIn()
+        self.fill_packet_in(frame, packet)
+        return packet
+
+    def fill_packet_in(self, frame: bytes, packet: p4r.PacketIn) -> None:
+        """:meth:`packet_in` into a message in place (the server's, saving a copy per punt)."""
         fields = self._running().schema.packet_in
-        metadata = unpack_header(fields, frame)
-        return p4r.PacketIn(payload=frame[header_length(fields):], metadata=metadata)
+        packet.payload = frame[unpack_header(fields, frame, packet.metadata):]
 
     # --- idle timeout ----------------------------------------------------------------------------
 
@@ -435,8 +481,9 @@ def _action_by_name(loaded: LoadedPipeline, name: str) -> ActionSchema:
             from None
 
 
-def _cells(arrays: dict[int, ArraySchema], ident: int, entry: p4r.CounterEntry | p4r.RegisterEntry,
-           kind: str, *, wildcard: bool) -> list[tuple[ArraySchema, Sequence[int]]]:
+def _cells(arrays: dict[int, ArraySchema], ident: int,
+           entry: p4r.CounterEntry | p4r.MeterEntry | p4r.RegisterEntry, kind: str, *,
+           wildcard: bool) -> list[tuple[ArraySchema, Sequence[int]]]:
     """The (array, indices) an indexed-extern entity names: id 0 is every array of the kind
     (reads only), no index every cell. Checked before anything is read or written."""
     if ident == 0 and wildcard:

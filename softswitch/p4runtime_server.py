@@ -29,6 +29,9 @@ API_VERSION = "1.3.0"  # what PI's server reports
 MAX_MESSAGE = 256 * 1024 * 1024  # PI's SetMaxReceiveMessageSize
 READ_CHUNK = 3 * 1024 * 1024  # below every client's 4 MB default receive limit
 STREAM_QUEUE_LIMIT = 1024  # packet-ins queued per connection before they are dropped (counted)
+# Packet-ins queued at the primary from which the stream counts as congested (the switch pauses
+# punting ports), and down to which it must drain before they resume.
+CONGESTED, DRAINED = 32, 8
 _GRPC_CODE = {c.value[0]: c for c in grpc.StatusCode}
 
 Inject = Callable[[bytes], None]
@@ -75,6 +78,7 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
         self.sweep_period = sweep_period
         self.arbitration = Arbitration()
         self.counters = ServerCounters()
+        self.on_drained: Callable[[], None] = _nothing
         self._server: grpc.aio.Server | None = None
         self._sweeper: asyncio.Task | None = None
 
@@ -115,14 +119,20 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
         if primary is None or primary.queue.qsize() >= STREAM_QUEUE_LIMIT:
             self.counters.packet_in_dropped += 1
             return
+        message = p4r.StreamMessageResponse()
         try:
-            packet = self.device.packet_in(frame)
+            self.device.fill_packet_in(frame, message.packet)
         except P4RTError as exc:
             self.device.counters.packet_in_errors += 1
             log.debug("packet-in dropped: %s", exc)
             return
-        primary.send(p4r.StreamMessageResponse(packet=packet))
+        primary.send(message)
         self.counters.packet_in_sent += 1
+
+    def packet_in_congested(self) -> bool:
+        """The primary's stream lags CONGESTED packet-ins or more behind the CPU port."""
+        primary = self.arbitration.primary
+        return primary is not None and primary.queue.qsize() >= CONGESTED
 
     def sweep(self) -> None:
         """One idle-timeout sweep: notify the primary of the entries due."""
@@ -232,6 +242,8 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
         try:
             while True:
                 item = await conn.queue.get()
+                if conn.queue.qsize() <= DRAINED:
+                    self.on_drained()
                 if item is None:
                     return
                 if isinstance(item, P4RTError):
@@ -240,6 +252,7 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
         finally:
             reader.cancel()
             self._notify(self.arbitration.remove(conn))
+            self.on_drained()
 
     async def _read_stream(self, conn: StreamConnection,
                            requests: AsyncIterator[p4r.StreamMessageRequest]) -> None:
@@ -298,6 +311,10 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
             error = _stream_error(exc)
             error.error.packet_out.packet_out.CopyFrom(packet)
             conn.send(error)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _stream_error(exc: P4RTError) -> p4r.StreamMessageResponse:

@@ -75,8 +75,9 @@ class Pipeline:
 
     def _process(self, in_port: int, frame: bytes, now: float) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
-        jobs: deque[tuple[str, Any]] = deque([("ingress", (in_port, frame, NORMAL, ()))])
-        passes = 0
+        jobs: deque[tuple[str, Any]] = deque()
+        self._ingress(in_port, frame, NORMAL, (), now, jobs)
+        passes = 1
         while jobs:
             passes += 1
             if passes > MAX_PASSES:

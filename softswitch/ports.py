@@ -3,6 +3,10 @@
 A port hands every received frame to ``on_frame(port_id, frame)`` and sends what the switch gives
 it without blocking. Failures are counted per port, never raised into the switch: a full socket
 buffer drops the frame (as a NIC ring would) and says so in ``counters``.
+
+The switch can ``pause`` a port whose frames go to a congested CPU port: it stops reading until
+``resume`` (at the latest after ``PAUSE_LIMIT``), so the frames wait in (or overflow) the socket's
+receive buffer instead of taking the event loop from the P4Runtime stream that drains the CPU port.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import logging
 import socket
 import struct
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,6 +26,7 @@ OnFrame = Callable[[int, bytes], None]
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4  # sll_pkttype of frames this host sent: our own transmissions echo back
+MSG_TRUNC = int(socket.MSG_TRUNC)  # a plain int: `& socket.MSG_TRUNC` runs enum code per frame
 SOL_PACKET, PACKET_AUXDATA = 263, 8
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # Linux; not exported by the socket module
 SOCKET_BUFFER = 4 * 1024 * 1024  # absorbs bursts while the interpreter is busy (libpcap: 2 MB)
@@ -29,6 +35,7 @@ _AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
 AUXDATA_SPACE = socket.CMSG_SPACE(_AUXDATA.size)
 MAX_FRAME = 65535
 READ_BURST = 64  # frames read per readiness callback, so one busy port cannot starve the loop
+PAUSE_LIMIT = 0.05  # seconds a paused port waits at most: a stuck controller never stops a port
 
 
 @dataclass
@@ -48,6 +55,8 @@ class Port(Protocol):
 
     def open(self, on_frame: OnFrame) -> None: ...
     def send(self, frame: bytes) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -96,6 +105,7 @@ class PacketSocketPort:
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_frame: OnFrame | None = None
+        self._resume_timer: asyncio.TimerHandle | None = None
 
     def open(self, on_frame: OnFrame) -> None:
         """Bind to the interface and read from it in the running event loop."""
@@ -130,13 +140,30 @@ class PacketSocketPort:
                 return
             if address[2] == PACKET_OUTGOING:
                 continue
-            if flags & socket.MSG_TRUNC:
+            if flags & MSG_TRUNC:
                 self.counters.rx_errors += 1
                 continue
             frame = with_vlan_tag(frame, ancillary)
             self.counters.rx_frames += 1
             self.counters.rx_bytes += len(frame)
             on_frame(self.port_id, frame)
+            if self._resume_timer is not None:  # on_frame paused this port
+                return
+
+    def pause(self) -> None:
+        """Stop reading until :meth:`resume`, or PAUSE_LIMIT from now."""
+        if self._sock is None or self._loop is None or self._resume_timer is not None:
+            return
+        self._loop.remove_reader(self._sock.fileno())
+        self._resume_timer = self._loop.call_later(PAUSE_LIMIT, self.resume)
+
+    def resume(self) -> None:
+        if self._resume_timer is None:
+            return
+        self._resume_timer.cancel()
+        self._resume_timer = None
+        if self._sock is not None and self._loop is not None:
+            self._loop.add_reader(self._sock.fileno(), self._readable)
 
     def send(self, frame: bytes) -> None:
         if self._sock is None:
@@ -152,6 +179,9 @@ class PacketSocketPort:
         self.counters.tx_bytes += len(frame)
 
     def close(self) -> None:
+        if self._resume_timer is not None:
+            self._resume_timer.cancel()
+            self._resume_timer = None
         if self._sock is not None:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self._sock.fileno())
@@ -163,7 +193,8 @@ class QueuePort:
     """An in-process port for tests and simulation.
 
     ``inject(frame)`` is a frame arriving from the wire; frames the switch sends collect in
-    ``sent`` (an asyncio.Queue, usable with or without a running loop).
+    ``sent`` (an asyncio.Queue, usable with or without a running loop). Frames injected while the
+    port is paused wait, in order, until it resumes.
     """
 
     def __init__(self, port_id: int, name: str | None = None, maxsize: int = 0) -> None:
@@ -172,6 +203,8 @@ class QueuePort:
         self.counters = PortCounters()
         self.sent: asyncio.Queue[bytes] = asyncio.Queue(maxsize)
         self._on_frame: OnFrame | None = None
+        self.paused = False
+        self._waiting: deque[bytes] = deque()
 
     def open(self, on_frame: OnFrame) -> None:
         self._on_frame = on_frame
@@ -180,9 +213,20 @@ class QueuePort:
         if self._on_frame is None:
             self.counters.rx_errors += 1
             return
+        if self.paused:
+            self._waiting.append(frame)
+            return
         self.counters.rx_frames += 1
         self.counters.rx_bytes += len(frame)
         self._on_frame(self.port_id, frame)
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        while self._waiting and not self.paused:
+            self.inject(self._waiting.popleft())
 
     def send(self, frame: bytes) -> None:
         try:
@@ -202,3 +246,4 @@ class QueuePort:
 
     def close(self) -> None:
         self._on_frame = None
+        self._waiting.clear()

@@ -3,6 +3,12 @@
 A frame arriving on a port runs through ``pipeline.process(port, frame, now)``; each frame the
 pipeline emits goes out of its port, or to the controller as a PacketIn when the port is the CPU
 port. A PacketOut enters the pipeline at the CPU port, as on BMv2.
+
+The CPU port is drained by one gRPC stream, which moves one message per event-loop turn while a
+port reader handles a burst of frames per turn: under a flood of punts the readers would take the
+whole loop and the stream would drop nearly every packet-in. So a port whose frame just went to a
+congested CPU port is paused until the stream has drained (``resume_ports``); its frames wait in
+the socket buffer, or the kernel drops them there, as a NIC drops into a full ring.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ class SwitchCounters:
     no_pipeline: int = 0  # frames dropped because no pipeline was committed yet
     unknown_port: int = 0  # the pipeline sent a frame to a port that does not exist
     pipeline_errors: int = 0  # the interpreter raised (it should not): frame dropped, logged
+    cpu_pauses: int = 0  # ports paused because the CPU port's stream was congested
 
 
 class Switch:
@@ -43,7 +50,9 @@ class Switch:
         self.cpu_port = cpu_port
         self.clock = clock
         self.to_cpu = to_cpu
+        self.cpu_congested: Callable[[], bool] = _never
         self.counters = SwitchCounters()
+        self._paused: set[Port] = set()
 
     def open_ports(self) -> None:
         opened = []
@@ -73,8 +82,21 @@ class Switch:
             self.counters.pipeline_errors += 1
             log.exception("pipeline failed on a frame from port %d", port_id)
             return
+        punted = self.counters.to_cpu
         for out_port, out in outputs:
             self._emit(out_port, out)
+        if punted != self.counters.to_cpu and port_id != self.cpu_port and self.cpu_congested():
+            port = self.ports[port_id]
+            port.pause()
+            self._paused.add(port)
+            self.counters.cpu_pauses += 1
+
+    def resume_ports(self) -> None:
+        """The CPU port's stream has drained: read the paused ports again."""
+        if self._paused:
+            paused, self._paused = self._paused, set()
+            for port in paused:
+                port.resume()
 
     def packet_out(self, frame: bytes) -> None:
         """A PacketOut's frame (packet_out header + payload) enters at the CPU port."""
@@ -94,6 +116,10 @@ class Switch:
         port.send(frame)
 
 
+def _never() -> bool:
+    return False
+
+
 class SoftSwitch:
     """The whole target: a :class:`Switch` and its :class:`P4RuntimeServer`, run in one loop."""
 
@@ -106,6 +132,8 @@ class SoftSwitch:
         self.server = P4RuntimeServer(self.device, inject=self.switch.packet_out, clock=clock,
                                       sweep_period=sweep_period)
         self.switch.to_cpu = self.server.send_packet_in
+        self.switch.cpu_congested = self.server.packet_in_congested
+        self.server.on_drained = self.switch.resume_ports
         self.grpc_port: int | None = None
 
     async def start(self, grpc_addr: str) -> int:

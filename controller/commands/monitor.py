@@ -29,16 +29,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def format_event(event: dict) -> str:
+    """One event as ``conntrack -E`` prints it: ``[TYPE] entry``."""
+    return f"[{event.get('type', '?')}] {format_entry(event)}"
+
+
 def run(args: argparse.Namespace) -> int:
     kwargs: dict[str, object] = {"switch": args.switch} if args.switch else {}
     if args.events:
         kwargs["types"] = args.events
     try:
         for event in stream("monitor", args.control, **kwargs):
-            if args.json:
-                print(json.dumps(event), flush=True)
-            else:
-                print(f"[{event.get('type', '?')}] {format_entry(event)}", flush=True)
+            print(json.dumps(event) if args.json else format_event(event), flush=True)
     except ControlError as exc:
         print(f"p4ft monitor: {exc}", file=sys.stderr)
         return 1

@@ -17,7 +17,8 @@ from pathlib import Path
 import grpc
 from finsy.proto import p4r, p4r_grpc
 
-from ndo.p4runtime.schema import REPO, Pipeline, default_pipeline_files
+from controller.pipeline_files import NoPipeline, pipeline_files
+from ndo.p4runtime.schema import REPO, Pipeline
 
 SHELL_VENV = REPO / ".venv-shell"
 
@@ -93,9 +94,10 @@ def _pipeline_files(args: argparse.Namespace) -> tuple[Path, Path]:
     if args.p4info and args.json:
         files = (args.p4info, args.json)
     else:
-        found = default_pipeline_files()
-        if found is None:
-            raise ShellError("no compiled flowtable.p4 in p4src/build: give --p4info and --json")
+        try:
+            found = pipeline_files()
+        except NoPipeline as exc:
+            raise ShellError(f"{exc}, or give --p4info and --json") from exc
         files = (args.p4info or found[0], args.json or found[1])
     for path in files:
         if not path.exists():

@@ -1,9 +1,15 @@
 """Mininet labs: hosts around one P4 switch (softswitch or BMv2) with the controller running."""
 
-from controller.lab.topology import LabPort, LabTopology, load_topology, topology_names
+from controller.lab.topology import (
+    DemoConnection,
+    LabPort,
+    LabTopology,
+    load_topology,
+    topology_names,
+)
 
-__all__ = ["Bmv2Switch", "Lab", "LabPort", "LabTopology", "SoftSwitch", "load_topology",
-           "topology_names"]
+__all__ = ["Bmv2Switch", "DemoConnection", "Lab", "LabPort", "LabTopology", "SoftSwitch",
+           "load_topology", "topology_names"]
 
 
 def __getattr__(name: str):

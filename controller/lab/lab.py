@@ -15,7 +15,6 @@ import contextlib
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,9 @@ class Lab:
         self.target = target or default_target()
         if self.target not in ("softswitch", "bmv2"):
             raise ValueError(f"unknown target {self.target!r} (softswitch or bmv2)")
+        if self.target == "bmv2" and table_size is not None:
+            raise ValueError("--table-size exists only on the softswitch; BMv2's table sizes "
+                             "come from the compiled program")
         if self.target == "bmv2" and bmv2_binary() is None:
             raise RuntimeError("--target bmv2: simple_switch_grpc is not on PATH and "
                                "$BMV2_SWITCH is unset")
@@ -112,22 +114,18 @@ class Lab:
                 host.cmd(f"ip -{family} route add default via {gateway} dev {intf}")
 
     def start_controller(self) -> None:
-        """(Re)start ``p4ft controller`` and wait until it answers on the control socket."""
+        """(Re)start ``p4ft controller`` and wait until it reports itself ready."""
         log = (self.workdir / "controller.log").open("ab")
         self.controller = subprocess.Popen(
             [sys.executable, "-m", "controller.cli", "controller", "--config",
              str(self.config_path), "--control", str(self.control_path),
              "--state-dir", str(self.workdir / "state")],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + CONTROLLER_TIMEOUT
-        while True:
-            with contextlib.suppress(control.ControlError):
-                snapshot = self.request("snapshot")
-                if all(s["stats"].get("connected") for s in snapshot.values()):
-                    return
-            if self.controller.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the controller did not start:\n" + self.controller_log())
-            time.sleep(0.2)
+        try:
+            control.wait_ready(self.control_path, CONTROLLER_TIMEOUT,
+                               alive=lambda: self.controller.poll() is None)
+        except control.ControlError as exc:
+            raise RuntimeError(f"{exc}:\n{self.controller_log()}") from None
 
     def stop_controller(self) -> None:
         """SIGTERM, as a user's Ctrl-C: offloaded flows stay in hardware."""
@@ -158,10 +156,7 @@ class Lab:
         return self.net.get(name)
 
     def address(self, host: str, family: int = 4) -> str:
-        for text in self.topology.port_of(host).addresses:
-            if (":" in text) == (family == 6):
-                return text.split("/")[0]
-        raise KeyError(f"{host} has no IPv{family} address")
+        return self.topology.address(host, family)
 
     def request(self, op: str, **kwargs: Any) -> Any:
         return control.request(op, self.control_path, **kwargs)

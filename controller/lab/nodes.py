@@ -19,6 +19,10 @@ from pathlib import Path
 from mininet.node import Host, Switch
 
 START_TIMEOUT = 20.0
+SWITCH_PORT_MTU = 9500
+"""The switch's ports are hardware: their MTU is the switch's (jumbo), not the router's per-port
+``mtu`` (which the controller enforces with ICMP fragmentation-needed). It is set before the
+target opens the ports: BMv2 captures with libpcap, which sizes its capture from the MTU then."""
 
 
 class LabHost(Host):
@@ -62,7 +66,7 @@ class P4Switch(Switch):
             self.cmd(f"sysctl -qw net.ipv6.conf.{intf.name}.disable_ipv6=1")
             self.cmd(f"ethtool -K {intf.name} rx off tx off sg off tso off gso off gro off"
                      " >/dev/null 2>&1")
-            self.cmd(f"ip link set {intf.name} up")
+            self.cmd(f"ip link set {intf.name} mtu {SWITCH_PORT_MTU} up")
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)

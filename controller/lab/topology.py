@@ -45,13 +45,40 @@ class LabPort:
 
 
 @dataclass(frozen=True, slots=True)
+class DemoConnection:
+    """One TCP connection of the topology's demo (``p4ft lab``): ``client`` dials ``dial``
+    (``ADDRESS:PORT``; default the server's IPv4 address and ``port``), ``server`` listens on
+    ``port``. The demo follows it to [HW_OFFLOAD] and prints both of its tuples."""
+
+    title: str
+    client: str
+    server: str
+    port: int
+    dial: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LabTopology:
     description: str
     ports: tuple[LabPort, ...]
     ruleset: str
     flowtable: dict[str, object] = field(default_factory=dict)  # [flowtable] keys
+    demo: tuple[DemoConnection, ...] = ()  # what the topology is for, shown by `p4ft lab`
     netns: str | None = None  # kernel mode: this Linux namespace routes, ``ruleset`` is its nft
     kernel: dict[str, object] = field(default_factory=dict)  # more [kernel] keys (offload...)
+
+    def dial(self, connection: DemoConnection) -> tuple[str, int]:
+        """The (address, port) a demo connection's client connects to."""
+        if connection.dial is None:
+            return self.address(connection.server), connection.port
+        address, _, port = connection.dial.rpartition(":")
+        return address, int(port)
+
+    def address(self, host: str, family: int = 4) -> str:
+        for text in self.port_of(host).addresses:
+            if (":" in text) == (family == 6):
+                return text.split("/")[0]
+        raise KeyError(f"{host} has no IPv{family} address")
 
     def port_of(self, host: str) -> LabPort:
         for port in self.ports:
@@ -101,6 +128,11 @@ def load_topology(name_or_path: str | Path) -> LabTopology:
     topology = runpy.run_path(str(path)).get("TOPOLOGY")
     if not isinstance(topology, LabTopology):
         raise ValueError(f"{path}: defines no TOPOLOGY = LabTopology(...)")
+    hosts = {port.host for port in topology.ports}
+    for connection in topology.demo:
+        if not {connection.client, connection.server} <= hosts:
+            raise ValueError(f"{path}: demo {connection.title!r} names a host that is not in "
+                             f"the topology (have: {', '.join(sorted(hosts))})")
     return topology
 
 

@@ -149,17 +149,6 @@ class Pipeline:
 
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD_DIRS = (REPO / "p4src" / "build", REPO / "tests" / "fixtures" / "flowtable")
-"""Where flowtable.p4's compiled outputs are: p4c's, else the hand translation until they land."""
-
-
-def default_pipeline_files() -> tuple[Path, Path] | None:
-    """(P4Info, BMv2 JSON) of flowtable.p4 in this tree, or None if neither place has them."""
-    for folder in BUILD_DIRS:
-        p4info, device_config = folder / "flowtable.p4info.txtpb", folder / "flowtable.json"
-        if p4info.exists() and device_config.exists():
-            return p4info, device_config
-    return None
 
 
 def load_p4info(path: str | Path) -> p4i.P4Info:

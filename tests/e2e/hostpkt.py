@@ -1,9 +1,9 @@
 """Traffic tool run inside a lab host (``python hostpkt.py MODE ...``); prints JSON on stdout.
 
-Modes: ``sniff IFACE SECONDS PORT`` (prints READY, then one JSON list of what arrived with TTL,
-MACs and whether the checksums are valid), ``tcp-server PORT``, ``tcp-client HOST PORT COUNT
-INTERVAL``, ``udp-echo PORT``, ``udp-client HOST PORT COUNT INTERVAL`` (sent/received counts),
-``send IFACE HEX...`` (raw frames).
+Modes: ``sniff IFACE PORT`` (prints READY once capturing, then one JSON line per frame seen, with
+TTL, MACs and whether the checksums are valid, until its stdin closes), ``tcp-server PORT``,
+``tcp-client HOST PORT COUNT INTERVAL``, ``udp-echo PORT``, ``udp-client HOST PORT COUNT
+INTERVAL`` (sent/received counts), ``send IFACE HEX...`` (raw frames).
 """
 
 from __future__ import annotations
@@ -14,41 +14,61 @@ import sys
 import time
 
 
-def sniff(iface: str, seconds: str, port: str) -> None:
-    from scapy.all import ICMP, IP, TCP, UDP, AsyncSniffer, Ether, IPv6
+def sniff(iface: str, port: str) -> None:
+    """Capture on an AF_PACKET socket bound before READY, so nothing sent after READY is missed;
+    when stdin closes, drain what the kernel already queued (every frame that crossed the
+    interface before then) and stop."""
+    import select
 
-    def wanted(pkt) -> bool:  # no libpcap here, so no BPF: filter in Python
-        if IP in pkt and (pkt[IP].flags.MF or pkt[IP].frag or ICMP in pkt):
-            return True
-        return any(l4 in pkt and int(port) in (pkt[l4].sport, pkt[l4].dport) for l4 in (TCP, UDP))
+    from scapy.all import Ether
 
-    sniffer = AsyncSniffer(iface=iface, lfilter=wanted, store=True)
-    sniffer.start()
-    time.sleep(0.5)
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.bind((iface, ETH_P_ALL))
     print("READY", flush=True)
-    time.sleep(float(seconds))
-    packets = sniffer.stop() or []
-    out = []
-    for pkt in packets:
-        if Ether not in pkt or not (IP in pkt or IPv6 in pkt):
-            continue
-        l3 = pkt[IP] if IP in pkt else pkt[IPv6]
-        info = {"src_mac": pkt[Ether].src, "dst_mac": pkt[Ether].dst, "src": l3.src,
-                "dst": l3.dst, "ttl": l3.ttl if IP in pkt else l3.hlim, "len": len(pkt)}
-        if IP in pkt:
-            info["ip_csum_ok"] = _checksum_ok(pkt[IP])
-            info["frag"] = bool(pkt[IP].flags.MF or pkt[IP].frag)
-            info["options"] = len(pkt[IP].options)
-            if ICMP in pkt:
-                info["icmp"] = [pkt[ICMP].type, pkt[ICMP].code]
-        for l4 in (TCP, UDP):
-            if l4 in pkt and not info.get("frag"):
-                info["sport"], info["dport"] = pkt[l4].sport, pkt[l4].dport
-                info["l4_csum_ok"] = _checksum_ok(l3, l4)
-                if l4 is TCP:
-                    info["flags"] = str(pkt[TCP].flags)
-        out.append(info)
-    print(json.dumps(out), flush=True)
+    stopping = False
+    while True:
+        readable, _, _ = select.select([sock] if stopping else [sock, sys.stdin], [], [],
+                                       0 if stopping else None)
+        if sys.stdin in readable and not sys.stdin.buffer.read1(4096):
+            stopping = True  # stdin closed: drain the socket without waiting
+        if sock in readable:
+            info = _describe(Ether(sock.recv(65536)), int(port))
+            if info is not None:
+                print(json.dumps(info), flush=True)
+        elif stopping:
+            return
+
+
+ETH_P_ALL = 3
+
+
+def _describe(pkt, port: int) -> dict | None:
+    """What the tests check of one frame, or None if it is not of interest."""
+    from scapy.all import ICMP, IP, TCP, UDP, IPv6
+
+    if not (IP in pkt or IPv6 in pkt):
+        return None
+    fragment = IP in pkt and bool(pkt[IP].flags.MF or pkt[IP].frag)
+    if not (fragment or (IP in pkt and ICMP in pkt) or any(
+            l4 in pkt and port in (pkt[l4].sport, pkt[l4].dport) for l4 in (TCP, UDP))):
+        return None
+    l3 = pkt[IP] if IP in pkt else pkt[IPv6]
+    info = {"src_mac": pkt.src, "dst_mac": pkt.dst, "src": l3.src, "dst": l3.dst,
+            "ttl": l3.ttl if IP in pkt else l3.hlim, "len": len(pkt)}
+    if IP in pkt:
+        info["ip_csum_ok"] = _checksum_ok(pkt[IP])
+        info["frag"] = fragment
+        info["options"] = len(pkt[IP].options)
+        if ICMP in pkt:
+            info["icmp"] = [pkt[ICMP].type, pkt[ICMP].code]
+    for l4 in (TCP, UDP):
+        if l4 in pkt and not fragment:
+            info["sport"], info["dport"] = pkt[l4].sport, pkt[l4].dport
+            info["l4_csum_ok"] = _checksum_ok(l3, l4)
+            if l4 is TCP:
+                info["flags"] = str(pkt[TCP].flags)
+    return info
 
 
 def _checksum_ok(l3, l4=None) -> bool:
@@ -113,19 +133,33 @@ def udp_echo(port: str) -> None:
 
 
 def udp_client(host: str, port: str, count: str, interval: str) -> None:
+    """Send COUNT numbered datagrams, each after the previous one's echo (or REPLY_WAIT seconds
+    without it) and INTERVAL; "received" counts the distinct datagrams echoed, late ones too: a
+    loaded machine delays replies, only a lost one is missing."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.settimeout(2.0)
-    received = 0
-    for i in range(int(count)):
-        sock.sendto(str(i).encode().ljust(64, b"."), (host, int(port)))
-        try:
-            sock.recvfrom(65536)
-            received += 1
-        except TimeoutError:
-            pass
+    sent, echoed = int(count), set()
+
+    def receive_until(seq: bytes, until: float) -> None:
+        while seq not in echoed and (left := until - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                data, _ = sock.recvfrom(65536)
+            except TimeoutError:
+                return
+            echoed.add(data.split(b".", 1)[0])
+
+    for i in range(sent):
+        seq = str(i).encode()
+        sock.sendto(seq.ljust(64, b"."), (host, int(port)))
+        receive_until(seq, time.monotonic() + REPLY_WAIT)
         time.sleep(float(interval))
-    print(json.dumps({"sent": int(count), "received": received}), flush=True)
+    for seq in (str(i).encode() for i in range(sent)):
+        receive_until(seq, time.monotonic() + 1.0)
+    print(json.dumps({"sent": sent, "received": len(echoed)}), flush=True)
+
+
+REPLY_WAIT = 10.0
 
 
 def send(iface: str, kind: str, dst_mac: str, src: str, dst: str, port: str) -> None:

@@ -1,5 +1,5 @@
-"""Kernel mode end to end: a real Linux router namespace (r1) is the slow path, the softswitch
-holds the connections its conntrack established. Assertions are on the kernel itself
+"""Kernel mode end to end: a real Linux router namespace (r1) is the slow path, the switch
+(P4FT_TARGET) holds the connections its conntrack established. Assertions are on the kernel itself
 (``conntrack -L``, the nft forward chain's counter) and on what the receiving host got."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ IDLE = 4  # the flowtable's idle budget in this lab, seconds
 
 
 @pytest.fixture(scope="module")
-def lab():
+def lab(target):
     from controller.lab import Lab
 
-    with Lab("kernel", "softswitch", grpc_port=9566,
+    with Lab("kernel", target, grpc_port=9566,
              flowtable={"tcp_timeout": IDLE, "udp_timeout": IDLE}) as lab:
         yield lab
 
@@ -45,7 +45,7 @@ def offloaded(lab, port: int):
 @pytest.mark.parametrize(("family", "port"), [(4, 5201), (6, 5211)])
 def test_tcp_handshake_in_the_kernel_data_in_hardware_with_ttl_macs_and_nat(lab, family, port):
     h2 = lab.topology.port_of("h2")
-    sniffer = Sniffer(lab, "h2", port, 6)
+    sniffer = Sniffer(lab, "h2", port)
     server = serve(lab, "h2", "tcp-server", str(port))
     before = forward_counter(lab)
     client = start(lab, "h1", "tcp-client", lab.address("h2", family), str(port), "40", "0.05")

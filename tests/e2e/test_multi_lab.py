@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import conn_to, serve, start
+from tests.e2e.conftest import conn_to, serve, start, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -14,10 +14,10 @@ PAIRS = (("h1", "h3", 5401), ("h2", "h4", 5402), ("h4", "h1", 5403))
 
 
 @pytest.fixture(scope="module")
-def lab():
+def lab(target):
     from controller.lab import Lab
 
-    with Lab("multi", "softswitch", grpc_port=9611) as lab:
+    with Lab("multi", target, grpc_port=9611) as lab:
         yield lab
 
 
@@ -30,11 +30,12 @@ def test_concurrent_flows_between_pairs_all_offloaded(lab):
             out, err = client.communicate(timeout=30)
             assert json.loads(out) == {"sent": 30, "received": 30}, err
         for src, dst, port in PAIRS:
-            conn = conn_to(lab, port)
-            assert conn["offload"] == "HW_OFFLOAD" and conn["hw_directions"] == 2
+            conn = wait_for(lambda port=port: (c := conn_to(lab, port))
+                            and c["offload"] == "HW_OFFLOAD" and c["hw_directions"] == 2 and c)
+            assert conn, conn_to(lab, port)
             assert conn["original"]["src"] == lab.address(src)
             assert conn["reply"]["src"] == lab.address(dst)
-        assert lab.stats()["hw_entries_recorded"] == 2 * len(PAIRS)
+        assert wait_for(lambda: lab.stats()["hw_entries_recorded"] == 2 * len(PAIRS)), lab.stats()
     finally:
         for echo in echoes:
             echo.kill()

@@ -10,10 +10,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def lab():
+def lab(target):
     from controller.lab import Lab
 
-    with Lab("router", "softswitch", grpc_port=9591, flowtable={"fin_mode": "teardown"}) as lab:
+    with Lab("router", target, grpc_port=9591, flowtable={"fin_mode": "teardown"}) as lab:
         yield lab
 
 
@@ -25,4 +25,4 @@ def test_fin_or_rst_in_teardown_mode_tears_the_flow_down(lab, port, end):
     assert '"received_bytes": 1000' in out
     # the FIN/RST took the classic path and the flow left the flowtable (and the hardware)
     assert wait_for(lambda: (c := conn_to(lab, port)) is None or c.get("flowtable") is None)
-    assert lab.stats()["hw_flows"] == 0
+    assert wait_for(lambda: lab.stats()["hw_flows"] == 0), lab.stats()

@@ -1,10 +1,9 @@
 """The driver's test target: the softswitch (real P4Runtime server, real interpreter) running
 flowtable.p4's compiled JSON, on in-process ports, with a clock the test drives.
 
-The JSON and P4Info are the compiler's (``p4src/build/``) when present, else the hand
-translation in ``tests/fixtures/flowtable/``. ``bmv2=True`` makes the server answer a full table
-the way BMv2 does (UNKNOWN "Error when adding match entry to target", p4-ecosystem.md §2.2)
-instead of the spec's RESOURCE_EXHAUSTED that the softswitch gives.
+The JSON and P4Info are the compiler's, from ``p4src/build/``. ``bmv2=True`` makes the server
+answer a full table the way BMv2 does (UNKNOWN "Error when adding match entry to target",
+p4-ecosystem.md §2.2) instead of the spec's RESOURCE_EXHAUSTED that the softswitch gives.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from pathlib import Path
 from finsy.proto import p4i, rpc_code
 from google.protobuf import text_format
 
+from controller.pipeline_files import DEVICE_CONFIG, P4INFO
 from ndo.api import FlowActions, FlowMatch, FlowRule
 from ndo.p4runtime.driver import P4RuntimeDriver
 from ndo.p4runtime.schema import FlowSchema, Pipeline
@@ -27,15 +27,13 @@ from softswitch.tables import Table
 from tests.softswitch.p4rt_support import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD = next(d for d in (ROOT / "p4src" / "build", ROOT / "tests" / "fixtures" / "flowtable")
-             if (d / "flowtable.json").exists())
 DEVICE_ID = 3
 PORTS = (1, 2, 3)
 BMV2_FULL = "Error when adding match entry to target"
 
 
 def p4info_text() -> str:
-    return (BUILD / "flowtable.p4info.txtpb").read_text()
+    return P4INFO.read_text()
 
 
 def p4info(size: int | None = None) -> p4i.P4Info:
@@ -48,7 +46,7 @@ def p4info(size: int | None = None) -> p4i.P4Info:
 
 
 def pipeline(size: int | None = None) -> Pipeline:
-    return Pipeline(p4info(size), (BUILD / "flowtable.json").read_bytes())
+    return Pipeline(p4info(size), DEVICE_CONFIG.read_bytes())
 
 
 def ids(name: str) -> int:

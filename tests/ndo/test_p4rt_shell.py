@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from controller.commands import shell
-from tests.ndo.p4rt_support import BUILD, DEVICE_ID, pipeline, running_target
-
-P4INFO, JSON = BUILD / "flowtable.p4info.txtpb", BUILD / "flowtable.json"
+from controller.pipeline_files import DEVICE_CONFIG, P4INFO
+from tests.ndo.p4rt_support import DEVICE_ID, pipeline, running_target
 
 
 def args(*argv: str) -> argparse.Namespace:
@@ -33,7 +32,7 @@ async def test_a_switch_without_pipeline_gets_ours_pushed(shell_venv: Path) -> N
         argv = await _command(args("--grpc-addr", target.address, "--device-id", str(DEVICE_ID)))
     assert argv[:3] == [str(shell_venv), "-m", "p4runtime_sh"]
     assert argv[3:] == ["--grpc-addr", target.address, "--device-id", str(DEVICE_ID),
-                        "--election-id", "0,2", "--config", f"{P4INFO},{JSON}"]
+                        "--election-id", "0,2", "--config", f"{P4INFO},{DEVICE_CONFIG}"]
 
 
 async def test_a_running_pipeline_is_attached_to_not_replaced(shell_venv: Path) -> None:
@@ -45,7 +44,7 @@ async def test_a_running_pipeline_is_attached_to_not_replaced(shell_venv: Path) 
         forced = await _command(args(*base, "--push"))
         await driver.close()
     assert "--config" not in attach and attach[-1] == "0,0"
-    assert forced[-2:] == ["--config", f"{P4INFO},{JSON}"]
+    assert forced[-2:] == ["--config", f"{P4INFO},{DEVICE_CONFIG}"]
 
 
 async def test_the_router_config_names_the_switch(shell_venv: Path, tmp_path: Path) -> None:
@@ -83,4 +82,4 @@ async def _command(namespace: argparse.Namespace) -> list[str]:
 
 
 def test_pipeline_files_default_to_the_trees_build() -> None:
-    assert pipeline().device_config == JSON.read_bytes()
+    assert pipeline().device_config == DEVICE_CONFIG.read_bytes()

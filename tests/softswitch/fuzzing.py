@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
-from pathlib import Path
 
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 
+from controller.pipeline_files import DEVICE_CONFIG
 from softswitch.pipeline import Pipeline
-from tests.softswitch.p4json import router_program
-
-FLOWTABLE_JSON = Path(__file__).resolve().parents[1] / "fixtures" / "flowtable" / "flowtable.json"
 
 
 def seeds() -> list[bytes]:
@@ -49,17 +46,13 @@ def frames(count: int, seed: int = 1) -> Iterator[bytes]:
 
 
 def fuzz_pipeline() -> Pipeline:
-    """flowtable.p4's JSON when it has landed, else the router test program with entries."""
-    if FLOWTABLE_JSON.is_file():
-        pipe = Pipeline.from_json(json.loads(FLOWTABLE_JSON.read_text()))
-        v4 = (2, 0x2FE, 0x202, 0xC0000201, 0x0A000202, 5, 6, 1500)
-        for proto in (6, 17):  # the seeds' flows, so mutations also run the hit path
-            key = (1, 0x0A000101, 0x0A000202, proto, 1, 2)
-            pipe.tables["FtIngress.flow_v4"].insert(key, 0, "FtIngress.forward_v4", v4)
-        v6_key = (1, 0x20010DB8 << 96 | 1, 0x20010DB8 << 96 | 2, 6, 20, 80)
-        v6 = (2, 0x2FE, 0x202, 0x20010DB8 << 96 | 9, 0x20010DB8 << 96 | 2, 21, 81, 1500)
-        pipe.tables["FtIngress.flow_v6"].insert(v6_key, 0, "FtIngress.forward_v6", v6)
-        return pipe
-    pipe = Pipeline.from_json(router_program())
-    pipe.tables["ingress.fwd"].insert((0x0A000202,), 0, "ingress.forward", (2, 1, 2))
+    """flowtable.p4's compiled JSON with the seeds' flows, so mutations also run the hit path."""
+    pipe = Pipeline.from_json(json.loads(DEVICE_CONFIG.read_text()))
+    v4 = (2, 0x2FE, 0x202, 0xC0000201, 0x0A000202, 5, 6, 1500)
+    for proto in (6, 17):
+        key = (1, 0x0A000101, 0x0A000202, proto, 1, 2)
+        pipe.tables["FtIngress.flow_v4"].insert(key, 0, "FtIngress.forward_v4", v4)
+    v6_key = (1, 0x20010DB8 << 96 | 1, 0x20010DB8 << 96 | 2, 6, 20, 80)
+    v6 = (2, 0x2FE, 0x202, 0x20010DB8 << 96 | 9, 0x20010DB8 << 96 | 2, 21, 81, 1500)
+    pipe.tables["FtIngress.flow_v6"].insert(v6_key, 0, "FtIngress.forward_v6", v6)
     return pipe

@@ -18,7 +18,7 @@ import grpc
 from finsy.proto import p4i, p4r, p4r_grpc, rpc_status
 from google.protobuf import text_format
 
-from softswitch.externs import CounterArray, RegisterArray
+from softswitch.externs import CounterArray, MeterArray, RegisterArray
 from softswitch.p4rt_device import Device
 from softswitch.p4runtime_server import P4RuntimeServer
 from softswitch.tables import DuplicateEntry, EntryNotFound, TableFull
@@ -27,7 +27,7 @@ CPU_PORT = 255
 DEVICE_ID = 1
 FLOW, ACL, ROUTE = 1, 2, 3  # table ids
 FWD, DROP, NO_ACTION = 10, 11, 12  # action ids
-FLOW_COUNTER, PORT_COUNTER, REGISTER = 100, 200, 400
+FLOW_COUNTER, PORT_COUNTER, REGISTER, POLICER = 100, 200, 400, 500
 
 P4INFO_TEXT = """
 tables { preamble { id: 1 name: "ingress.flow" }
@@ -49,6 +49,7 @@ actions { preamble { id: 10 name: "ingress.fwd" } params { id: 1 name: "port" bi
 actions { preamble { id: 11 name: "ingress.drop" } }
 actions { preamble { id: 12 name: "NoAction" } }
 counters { preamble { id: 200 name: "ingress.port_counter" } spec { unit: BOTH } size: 4 }
+meters { preamble { id: 500 name: "ingress.policer" } spec { unit: PACKETS } size: 4 }
 registers { preamble { id: 400 name: "ingress.seen" } size: 4
   type_spec { bitstring { bit { bitwidth: 12 } } } }
 direct_counters { preamble { id: 100 name: "ingress.flow_counter" } spec { unit: BOTH }
@@ -149,7 +150,8 @@ class ActionInfo:
 
 
 class Pipeline:
-    """The stand-in: three tables, a counter and a register, as the p4info above declares."""
+    """The stand-in: three tables, a counter, a meter and a register, as the p4info above
+    declares."""
 
     def __init__(self, table_size: int | None = None) -> None:
         def table(name, keys, size, default, **kw):
@@ -169,6 +171,7 @@ class Pipeline:
                                             ActionInfo("NoAction", []))}
         self.counters = {"ingress.port_counter": CounterArray("ingress.port_counter", 4)}
         self.registers = {"ingress.seen": RegisterArray("ingress.seen", 4, 12)}
+        self.meters = {"ingress.policer": MeterArray("ingress.policer", 4, "packets")}
 
     def process(self, ingress_port: int, frame: bytes, now: float) -> list[tuple[int, bytes]]:
         if ingress_port == CPU_PORT:
@@ -271,7 +274,7 @@ def flow_entry(port: int = 1, dst: int = 0x0A000001, out_port: int | None = 2,
 def update(kind: str, entity: object) -> p4r.Update:
     name = {p4r.TableEntry: "table_entry", p4r.CounterEntry: "counter_entry",
             p4r.DirectCounterEntry: "direct_counter_entry",
-            p4r.RegisterEntry: "register_entry"}[type(entity)]
+            p4r.RegisterEntry: "register_entry", p4r.MeterEntry: "meter_entry"}[type(entity)]
     return p4r.Update(type=getattr(p4r.Update, kind), entity=p4r.Entity(**{name: entity}))
 
 

@@ -157,18 +157,6 @@ def test_log_msg_assert_and_truncate() -> None:
     assert p.assert_failures == 1
 
 
-def test_meter_colors_follow_rates_over_packet_time() -> None:
-    meter = {"type": "meter_array", "value": "ingress.m"}
-    p = build([prim("execute_meter", meter, hexstr(0, 4), fld("h", "a"))],
-              meter_arrays=[{"name": "ingress.m", "id": 0, "is_direct": False, "size": 2,
-                             "rate_count": 2, "type": "packets"}])
-    assert p.process(0, h(), now=0.0)[0][1][0] == 0  # unconfigured: GREEN
-    p.meters["ingress.m"].configure(0, cir=1, cburst=1, pir=2, pburst=2)
-    colors = [p.process(0, h(), now=1.0)[0][1][0] for _ in range(3)]
-    assert colors == [0, 1, 2]  # GREEN, YELLOW, RED
-    assert p.process(0, h(), now=2.0)[0][1][0] == 0  # tokens refilled after a second
-
-
 def test_count_on_a_direct_counter_is_left_to_its_table() -> None:
     direct = {"name": "ingress.dc", "id": 1, "is_direct": True, "binding": "tbl_act"}
     p = build([prim("count", {"type": "counter_array", "value": "ingress.dc"})],

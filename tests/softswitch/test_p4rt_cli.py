@@ -15,9 +15,9 @@ import pytest
 from finsy.proto import p4r, p4r_grpc
 
 from controller import cli
+from controller.pipeline_files import DEVICE_CONFIG, P4INFO
 
 ROOT = Path(__file__).resolve().parents[2]
-FLOWTABLE = ROOT / "tests" / "fixtures" / "flowtable"
 
 
 def parse(*argv: str):
@@ -87,12 +87,9 @@ async def test_serves_p4runtime_until_sigterm() -> None:
         assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
-@pytest.mark.skipif(not (FLOWTABLE / "flowtable.json").exists(),
-                    reason="flowtable.p4's compiled JSON fixture is not in the tree")
 async def test_program_and_p4info_from_the_command_line_are_running() -> None:
     async with softswitch_process("--device-id", "1", "--p4info",
-                                  str(FLOWTABLE / "flowtable.p4info.txtpb"),
-                                  str(FLOWTABLE / "flowtable.json")) as stub:
+                                  str(P4INFO), str(DEVICE_CONFIG)) as stub:
         response = await stub.GetForwardingPipelineConfig(p4r.GetForwardingPipelineConfigRequest(
             device_id=1, response_type=p4r.GetForwardingPipelineConfigRequest.P4INFO_AND_COOKIE))
         assert "FtIngress.flow_v4" in [t.preamble.name for t in response.config.p4info.tables]

@@ -44,8 +44,9 @@ def test_controller_header_packs_and_unpacks_msb_first(port, reason, flag, paylo
                                   for i, v in ((1, port), (2, reason), (3, flag))])
     assert len(header) == 2
     assert int.from_bytes(header, "big") == (port << 7) | (reason << 4) | (flag << 3)
-    metadata = unpack_header(FIELDS, header + payload)
-    assert [(m.metadata_id, decode_value(m.value, 9, "m")) for m in metadata] == [
+    packet = p4r.PacketIn()
+    assert unpack_header(FIELDS, header + payload, packet.metadata) == 2
+    assert [(m.metadata_id, decode_value(m.value, 9, "m")) for m in packet.metadata] == [
         (1, port), (2, reason), (3, flag)]
 
 

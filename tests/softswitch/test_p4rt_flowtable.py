@@ -1,9 +1,7 @@
-"""The softswitch target with flowtable.p4 (the hand translation in tests/fixtures/flowtable):
+"""The softswitch target with flowtable.p4 (p4c's output in p4src/build):
 what the controller relies on, over P4Runtime and in-process ports."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import grpc
 import pytest
@@ -12,13 +10,10 @@ from google.protobuf import text_format
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
+from controller.pipeline_files import DEVICE_CONFIG, P4INFO
 from softswitch.ports import QueuePort
 from softswitch.switch import SoftSwitch
 from tests.softswitch.p4rt_support import FakeClock, Stream, exact, packet_out, update, wait_for
-
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "flowtable"
-pytestmark = pytest.mark.skipif(not (FIXTURE / "flowtable.json").exists(),
-                                reason="flowtable.p4's compiled JSON fixture is not in the tree")
 
 DEVICE_ID, ELECTION = 1, p4r.Uint128(low=1)
 FRAME = Ether(src="02:00:00:00:01:01", dst="02:00:00:00:01:fe") / IP(
@@ -35,7 +30,7 @@ def action_id(p4info: p4i.P4Info, name: str) -> int:
 
 @pytest.fixture
 async def target():
-    p4info = text_format.Parse((FIXTURE / "flowtable.p4info.txtpb").read_text(), p4i.P4Info())
+    p4info = text_format.Parse(P4INFO.read_text(), p4i.P4Info())
     ports = [QueuePort(1), QueuePort(2)]
     clock = FakeClock()
     softswitch = SoftSwitch(ports, device_id=DEVICE_ID, clock=clock, sweep_period=0)
@@ -48,7 +43,7 @@ async def target():
         device_id=DEVICE_ID, election_id=ELECTION,
         action=p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT,
         config=p4r.ForwardingPipelineConfig(
-            p4info=p4info, p4_device_config=(FIXTURE / "flowtable.json").read_bytes())))
+            p4info=p4info, p4_device_config=DEVICE_CONFIG.read_bytes())))
     try:
         yield softswitch, stub, stream, ports, clock, p4info
     finally:

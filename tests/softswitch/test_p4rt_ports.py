@@ -65,6 +65,19 @@ def test_queue_port_counts_what_it_cannot_carry() -> None:
     assert (port.counters.tx_frames, port.counters.tx_dropped) == (1, 1)
 
 
+def test_paused_queue_port_holds_frames_in_order_until_resumed() -> None:
+    port = QueuePort(1)
+    received = []
+    port.open(lambda port_id, frame: received.append(frame))
+    port.pause()
+    port.inject(b"a")
+    port.inject(b"b")
+    assert received == []
+    port.resume()
+    assert received == [b"a", b"b"]
+    assert port.counters.rx_frames == 2
+
+
 # The switch side runs inside the namespace (a process cannot bind AF_PACKET sockets to another
 # namespace's interfaces): ports 1@s1 and 2@s2, their peers h1 and h2 play the hosts.
 NETNS_SCRIPT = r"""

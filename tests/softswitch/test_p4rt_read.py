@@ -142,7 +142,7 @@ async def test_read_wrong_device_and_unsupported_entity(h) -> None:
             pass
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await h.read(p4r.Entity(meter_entry=p4r.MeterEntry()))
+        await h.read(p4r.Entity(direct_meter_entry=p4r.DirectMeterEntry()))
     assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 

@@ -7,6 +7,7 @@ import pytest
 from finsy.proto import p4r, p4r_grpc
 
 from softswitch.p4rt_device import Device
+from softswitch.p4runtime_server import CONGESTED
 from softswitch.ports import QueuePort
 from softswitch.switch import SoftSwitch, Switch
 from tests.softswitch.p4rt_support import (
@@ -107,3 +108,23 @@ def test_a_raising_pipeline_drops_the_frame_and_counts() -> None:
     switch = Switch(Dev(), [QueuePort(1)], cpu_port=CPU_PORT)
     switch.receive(1, FRAME)
     assert switch.counters.pipeline_errors == 1
+
+
+async def test_a_lagging_stream_holds_punted_frames_at_their_port(target) -> None:
+    """Punts beyond what the stream has sent wait at their port (not processed, not dropped),
+    while a port whose frames are hits keeps forwarding."""
+    softswitch, h, (p1, p2) = target
+    await h.write(update("INSERT", flow_entry(port=2, dst=0x0A000001, out_port=1)))
+    stream = Stream(h.stub)
+    await stream.primary(1)
+    frames = [FRAME[:4] + i.to_bytes(2, "big") + FRAME[6:] for i in range(CONGESTED + 5)]
+    for frame in frames:  # no loop turn in between: the stream sends nothing meanwhile
+        p1.inject(frame)
+    assert softswitch.switch.counters.to_cpu == CONGESTED
+    assert p1.paused and softswitch.switch.counters.cpu_pauses == 1
+    p2.inject(FRAME)
+    assert p1.drain() == [FRAME]
+    payloads = [(await stream.recv()).packet.payload for _ in frames]
+    assert payloads == frames
+    assert not p1.paused
+    assert softswitch.server.counters.packet_in_dropped == 0

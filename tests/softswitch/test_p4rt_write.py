@@ -244,8 +244,8 @@ async def test_register_write_one_cell_all_cells_and_bad_ones(h) -> None:
 
 
 async def test_other_extern_writes_are_unimplemented(h) -> None:
-    meter = p4r.Update(type=p4r.Update.MODIFY,
-                       entity=p4r.Entity(meter_entry=p4r.MeterEntry(meter_id=1)))
+    meter = p4r.Update(type=p4r.Update.MODIFY, entity=p4r.Entity(
+        direct_meter_entry=p4r.DirectMeterEntry(table_entry=flow_entry(out_port=None))))
     assert await write_codes(h, meter) == [rpc_code.UNIMPLEMENTED]
 
 

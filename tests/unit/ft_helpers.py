@@ -161,7 +161,7 @@ class Rig:
         sent = 0
         while len(self.queue):
             batch = self.queue.take_batch(100)
-            self.queue.complete(self.hw.execute_now(batch), self.now)
+            self.queue.complete(self.hw.execute_now(batch))
             sent += len(batch)
         return sent
 

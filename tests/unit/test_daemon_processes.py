@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -68,17 +67,10 @@ def controller(tmp_path):
                    "--control", str(sock), "--state-dir", str(tmp_path / "state"),
                    "--metrics", f"127.0.0.1:{metrics}", log=log)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                snap = control.request("snapshot", sock)
-                if all(s["stats"]["connected"] for s in snap.values()):
-                    break
-            except control.ControlError:
-                pass
-            assert daemon.poll() is None and time.monotonic() < deadline, (
-                (tmp_path / "controller.log").read_text())
-            time.sleep(0.2)
+        try:
+            control.wait_ready(sock, 60, alive=lambda: daemon.poll() is None)
+        except control.ControlError as exc:
+            pytest.fail(f"{exc}\n{(tmp_path / 'controller.log').read_text()}")
         yield daemon, sock, metrics
     finally:
         for proc in (daemon, *switches):

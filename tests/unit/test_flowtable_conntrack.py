@@ -100,11 +100,11 @@ def test_offload_status_flips_send_no_conntrack_update_and_refusal_sends_nothing
     assert len(ct_events) == before and not flow_events  # a refusal: no event at all
     flow = admit(ft, conn, _Pkt(), ORIGINAL, 1, resolve, 0.0)
     assert flow is not None
-    queue.complete(hw.execute_now(queue.take_batch(10)), 0.0)
+    queue.complete(hw.execute_now(queue.take_batch(10)))
     assert conn.status & Status.HW_OFFLOAD
     ft.teardown(flow, 1.0, "test")
     ft.gc_run(1.0)
-    queue.complete(hw.execute_now(queue.take_batch(10)), 1.0)
+    queue.complete(hw.execute_now(queue.take_batch(10)))
     assert not conn.status & (Status.OFFLOAD | Status.HW_OFFLOAD)
     assert len(ct_events) == before
     assert [e.type for e in flow_events] == ["OFFLOAD", "HW_OFFLOAD", "TEARDOWN", "DESTROY"]

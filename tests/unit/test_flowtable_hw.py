@@ -35,7 +35,7 @@ def test_b13_one_outstanding_command_per_flow() -> None:
     batch = rig.queue.take_batch(10)
     assert [c.cookie for c in batch] == [cookie_of(flow, ORIGINAL), cookie_of(flow, REPLY)]
     assert rig.queue.destroy(rig.ft, flow) is False  # still in flight
-    rig.queue.complete(rig.hw.execute_now(batch), rig.now)
+    rig.queue.complete(rig.hw.execute_now(batch))
     assert not flow.flags & HW_PENDING and conn.status & Status.HW_OFFLOAD
 
 
@@ -154,9 +154,7 @@ def test_b14_unknown_cookie_gives_no_stats_and_flow_ages_out() -> None:
     batch = rig.queue.take_batch(10)
     assert {c.command for c in batch} == {Command.STATS}
     deadline = flow.timeout
-    rig.queue.complete(
-        [FlowResult(c.cookie, c.command, Refusal.UNKNOWN_COOKIE) for c in batch], rig.now
-    )
+    rig.queue.complete([FlowResult(c.cookie, c.command, Refusal.UNKNOWN_COOKIE) for c in batch])
     assert flow.timeout == deadline
 
 
@@ -170,7 +168,7 @@ def test_b14_timeout_is_max_of_current_and_lastused_plus_budget() -> None:
     batch = rig.queue.take_batch(10)
     deadline = flow.timeout
     old = FlowStats(1, 100, lastused=rig.now - 25)  # older than the software refresh
-    rig.queue.complete([FlowResult(c.cookie, c.command, stats=old) for c in batch], rig.now)
+    rig.queue.complete([FlowResult(c.cookie, c.command, stats=old) for c in batch])
     assert flow.timeout == deadline
 
 

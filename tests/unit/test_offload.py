@@ -43,15 +43,15 @@ def test_completion_waits_for_every_direction() -> None:
     (flow,) = _flows(rig, 1)
     batch = rig.queue.take_batch(10)
     results = rig.hw.execute_now(batch)
-    rig.queue.complete(results[:1], rig.now)
+    rig.queue.complete(results[:1])
     assert flow.flags & HW_PENDING and not flow.conn.status & Status.HW_OFFLOAD
-    rig.queue.complete(results[1:], rig.now)
+    rig.queue.complete(results[1:])
     assert not flow.flags & HW_PENDING and flow.hw_dirs == 0b11
 
 
 def test_unexpected_results_are_counted_not_fatal() -> None:
     rig = Rig()
-    rig.queue.complete([FlowResult(999, Command.STATS)], rig.now)
+    rig.queue.complete([FlowResult(999, Command.STATS)])
     assert rig.queue.counters["unexpected_result"] == 1
 
 
@@ -79,7 +79,7 @@ class _Silent(FlowDriver):
 async def test_pump_drains_through_an_async_driver() -> None:
     rig = Rig()
     _flows(rig, 3)
-    sent = await rig.queue.pump(rig.hw, rig.clock, max_n=2)
+    sent = await rig.queue.pump(rig.hw, max_n=2)
     assert sent == 6 and len(rig.hw.rules) == 6 and rig.hw.batches == 3
     assert rig.queue.installed() == 3
 
@@ -87,7 +87,7 @@ async def test_pump_drains_through_an_async_driver() -> None:
 async def test_pump_completes_unanswered_commands_as_errors() -> None:
     rig = Rig()
     (flow,) = _flows(rig, 1)
-    await rig.queue.pump(_Silent(), rig.clock)
+    await rig.queue.pump(_Silent())
     assert not flow.flags & HW_PENDING  # the flow is not stuck waiting forever
     assert rig.queue.counters["driver_short_answer"] == 1
     assert rig.queue.counters["replace_failed"] == 1
@@ -101,10 +101,10 @@ class _Broken(FlowDriver):
 async def test_pump_survives_a_driver_that_raises() -> None:
     rig = Rig()
     (flow,) = _flows(rig, 1)
-    await rig.queue.pump(_Broken(), rig.clock)
+    await rig.queue.pump(_Broken())
     assert not flow.flags & HW_PENDING and not flow.conn.status & Status.HW_OFFLOAD
     assert rig.queue.counters["driver_error"] == 1
     rig.tick(2)
     rig.ft.refresh(flow, rig.now)  # and it is retried like any refused REPLACE
-    await rig.queue.pump(rig.hw, rig.clock)
+    await rig.queue.pump(rig.hw)
     assert flow.conn.status & Status.HW_OFFLOAD

@@ -55,7 +55,7 @@ class Bench:
     def drain(self) -> None:
         offload = self.router.offload
         while len(offload):
-            offload.complete(self.driver.execute_now(offload.take_batch(1000)), self.now)
+            offload.complete(self.driver.execute_now(offload.take_batch(1000)))
 
     def advance(self, seconds: int) -> None:
         """Whole seconds of ticks, draining the offload queue after each."""
