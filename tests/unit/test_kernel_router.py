@@ -62,12 +62,12 @@ def make(policy: OffloadPolicy | None = None) -> tuple[KernelRouter, list[dict]]
     return router, events
 
 
-def install(router: KernelRouter, now: float, stats: dict[int, FlowStats] | None = None) -> list:
+def install(router: KernelRouter, stats: dict[int, FlowStats] | None = None) -> list:
     """Hand the queued commands to a driver that accepts everything; return the commands."""
     batch = router.offload.take_batch(100)
     results = [FlowResult(c.cookie, c.command, stats=(stats or {}).get(c.cookie & 1))
                for c in batch]
-    router.offload.complete(results, now)
+    router.offload.complete(results)
     return batch
 
 
@@ -75,7 +75,7 @@ def offloaded(router: KernelRouter, now: float = 0.0) -> None:
     conn = router.on_ct(entry(), now)
     assert conn is not None
     assert router.admit(conn, PATHS, now) is not None
-    install(router, now)
+    install(router)
 
 
 def test_tcp_becomes_a_candidate_only_when_established_and_assured() -> None:
@@ -100,7 +100,7 @@ def test_offload_builds_both_directions_with_nat_macs_and_port_mtu() -> None:
     router, events = make()
     conn = router.on_ct(entry(), 0)
     assert conn is not None and router.admit(conn, PATHS, 0) is not None
-    batch = install(router, 0)
+    batch = install(router)
     assert [c.command for c in batch] == [Command.REPLACE, Command.REPLACE]
     orig, reply = (c.rule for c in batch)
     assert (orig.match.ingress_port, orig.match.src, orig.match.dst) == (1, ip(H1), ip(H2))
@@ -174,7 +174,7 @@ def test_kernel_closing_or_destroying_the_entry_removes_both_hardware_entries(ch
         router.on_ct(entry(state=TcpState.FIN_WAIT, tcp_close_init=True), 1)
     else:
         router.on_ct(entry(state=TcpState.CLOSE), 1)
-    batch = install(router, 1)
+    batch = install(router)
     assert [c.command for c in batch] == [Command.DESTROY, Command.DESTROY]
     router.tick(2)
     assert len(router.flowtable) == 0 and router.offload.installed() == 0
@@ -188,7 +188,7 @@ def test_hardware_stats_keep_the_flow_and_add_to_the_kernels_counters() -> None:
     assert conn is not None
     router.on_ct(entry(packets=(3, 2), bytes=(180, 120)), 0.5, own=True)
     router.tick(9.5)  # 90 % of the 10 s budget used: STATS
-    batch = install(router, 9.5, {0: FlowStats(100, 150000, 9.0), 1: FlowStats(50, 2600, 9.0)})
+    batch = install(router, {0: FlowStats(100, 150000, 9.0), 1: FlowStats(50, 2600, 9.0)})
     assert {c.command for c in batch} == {Command.STATS}
     assert conn.packets == [103, 52] and conn.bytes == [150180, 2720]
     router.tick(15)  # without the STATS it would have expired at 10
@@ -201,10 +201,10 @@ def test_idle_flow_expires_and_hands_the_kernel_its_timeout_back() -> None:
     router, _ = make()
     conn = router.on_ct(entry(proto=IPPROTO_UDP), 0)
     assert conn is not None and router.admit(conn, PATHS, 0) is not None
-    install(router, 0)
+    install(router)
     assert [u.timeout for u in router.conntrack.take_updates()] == [86400]
     router.tick(11)
-    assert [c.command for c in install(router, 11)] == [Command.DESTROY, Command.DESTROY]
+    assert [c.command for c in install(router)] == [Command.DESTROY, Command.DESTROY]
     router.tick(12)
     assert len(router.flowtable) == 0
     # flow_offload_fixup_ct: the stream timeout less the time the flow already idled
@@ -228,7 +228,7 @@ def test_own_events_never_offload_a_packet_of_the_connection_does() -> None:
     router, _ = make()
     offloaded(router)
     router.tick(11)
-    install(router, 11)
+    install(router)
     router.tick(12)
     assert router.on_ct(entry(), 12, own=True) is None
     orig, reply = tuples()
@@ -251,7 +251,7 @@ def test_neighbour_change_route_change_and_link_down_remove_hardware_entries() -
             router.revalidate(flow, (Path("eth1", ip("10.0.2.9"), H2_MAC), PATHS[1]), 1)
         else:
             router.link_down("eth1", 1)
-        assert [c.command for c in install(router, 1)] == [Command.DESTROY] * 2, change
+        assert [c.command for c in install(router)] == [Command.DESTROY] * 2, change
     router, _ = make()
     offloaded(router)
     router.neighbour_changed("eth1", ip(H2), H2_MAC, 1)  # unchanged: stays
@@ -277,7 +277,7 @@ def test_punted_fin_or_rst_tears_down_and_fixes_tcp_up_before_the_kernel_sees_it
     router.conntrack.take_updates()
     orig, reply = tuples()
     assert router.on_fin_rst(reply, 1)  # h2's RST, masqueraded tuple
-    assert [c.command for c in install(router, 1)] == [Command.DESTROY] * 2
+    assert [c.command for c in install(router)] == [Command.DESTROY] * 2
     assert [u.clear_maxack for u in router.conntrack.take_updates()] == [True]
     assert not router.on_fin_rst(orig, 1)  # nothing offloaded any more
     assert router.on_ct(entry(state=TcpState.CLOSE), 2) is None
