@@ -76,29 +76,28 @@ class KernelSession(SwitchSession):
         self.ct: NetlinkSocket | None = None
         self.rt: NetlinkSocket | None = None
         self.sysctls: SysctlTimeouts | None = None
-        router = KernelRouter(config, OffloadPolicy(kernel.offload, kernel.match),
-                              on_event=self._publish)
-        router.ruleset = KernelRuleset(kernel.netns)  # type: ignore[attr-defined]
-        return router
+        self.kernel = KernelRouter(config, OffloadPolicy(kernel.offload, kernel.match),
+                                   on_event=self._publish)
+        self.kernel.ruleset = KernelRuleset(kernel.netns)  # type: ignore[attr-defined]
+        return self.kernel
 
     # -- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        router: KernelRouter = self.router  # type: ignore[assignment]
         with netns.entered(self.netns):
             for port in self.config.ports:
                 self.taps[port.id] = Tap(port.name, port.mac, port.mtu)
             self.ct = ct = NetlinkSocket(NETLINK_NETFILTER, CT_GROUPS)
             self.rt = rt = NetlinkSocket(NETLINK_ROUTE, RT_GROUPS)
             self.sysctls = sysctls = SysctlTimeouts()
-        router.conntrack.timeouts = sysctls.read()
+        self.kernel.conntrack.timeouts = sysctls.read()
         self._ifnames = {tap.index: tap.name for tap in self.taps.values()}
         self._ports = {tap.name: port for port, tap in self.taps.items()}
         self._resolving: set[int] = set()
         self._revalidating = False
         self._ct_pid = ct.sock.getsockname()[0]
         self._ct_work = asyncio.Event()
-        router.conntrack.on_update = self._ct_work.set
+        self.kernel.conntrack.on_update = self._ct_work.set
         ct.start(self._ct_event)
         rt.start(self._rt_event)
         await self._configure()
@@ -112,7 +111,7 @@ class KernelSession(SwitchSession):
             self._ct_event(CT_NEW, flags, msg, own=False)  # answers carry our port id
         log.info("%s: kernel mode in netns %s, representors %s, %d connections tracked",
                  self.name, self.netns, ", ".join(t.name for t in self.taps.values()),
-                 len(router.conntrack))
+                 len(self.kernel.conntrack))
 
     async def stop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -165,20 +164,19 @@ class KernelSession(SwitchSession):
             await asyncio.sleep(0)  # the tick, offloads and netlink get their turn
 
     async def _to_kernel(self, packet: PacketIn) -> None:
-        router: KernelRouter = self.router  # type: ignore[assignment]
         tap = self.taps.get(packet.ingress_port)
         if tap is None:
             self.counters["punt_unknown_port"] += 1
             return
-        router.punts[reason_name(packet.reason)] += 1
+        self.kernel.punts[reason_name(packet.reason)] += 1
         tup = _tuple_of(packet.frame) if packet.reason in _WATCHED else None
         fin_rst = tup is not None and packet.reason == PuntReason.TCP_FIN_RST
-        if fin_rst and router.on_fin_rst(tup, self.clock()):
+        if fin_rst and self.kernel.on_fin_rst(tup, self.clock()):
             self._kick()
             await self._flush_ct_updates()  # the fix-up before the packet
         tap.write(packet.frame)
         if tup is not None and packet.reason == PuntReason.MISS:
-            conn = router.on_packet(tup, self.clock())
+            conn = self.kernel.on_packet(tup, self.clock())
             if conn is not None:
                 self._resolve_soon(conn)
 
@@ -204,25 +202,23 @@ class KernelSession(SwitchSession):
             return
         if own is None:
             own = ctnetlink.HEADER.unpack_from(msg)[4] == self._ct_pid
-        router: KernelRouter = self.router  # type: ignore[assignment]
-        conn = router.on_ct(entry, self.clock(), own=own)
+        conn = self.kernel.on_ct(entry, self.clock(), own=own)
         if conn is not None:
             self._resolve_soon(conn)
         self._kick()
 
     def _rt_event(self, msg_type: int, flags: int, msg: bytes) -> None:
-        router: KernelRouter = self.router  # type: ignore[assignment]
         now = self.clock()
         if msg_type in (RTM_NEWLINK, RTM_DELLINK):
             link = rtnetlink.decode_link(msg)
             if link is not None and link.name in self._ports and (
                     msg_type == RTM_DELLINK or not link.up):
-                router.link_down(link.name, now)
+                self.kernel.link_down(link.name, now)
         elif msg_type in (RTM_NEWNEIGH, RTM_DELNEIGH):
             neigh = rtnetlink.decode_neigh(msg, msg_type)
             if neigh is not None and neigh.ifindex in self._ifnames:
-                for conn in router.neighbour_changed(self._ifnames[neigh.ifindex],
-                                                     neigh.address, neigh.mac, now):
+                ifname = self._ifnames[neigh.ifindex]
+                for conn in self.kernel.neighbour_changed(ifname, neigh.address, neigh.mac, now):
                     self._resolve_soon(conn)
         elif msg_type in (RTM_NEWROUTE, RTM_DELROUTE) and not self._revalidating:
             self._revalidating = True
@@ -237,10 +233,9 @@ class KernelSession(SwitchSession):
             asyncio.get_running_loop().create_task(self._offload(conn))
 
     async def _offload(self, conn: Conn) -> None:
-        router: KernelRouter = self.router  # type: ignore[assignment]
         try:
             paths = await self._paths(conn)
-            router.admit(conn, paths, self.clock())
+            self.kernel.admit(conn, paths, self.clock())
         except (NetlinkError, TimeoutError, ConnectionError) as exc:
             self.counters["resolve_errors"] += 1
             log.warning("%s: cannot resolve paths of connection %d: %s", self.name, conn.id, exc)
@@ -290,14 +285,13 @@ class KernelSession(SwitchSession):
 
     async def _revalidate(self) -> None:
         """A route changed: every offloaded flow's paths are asked for again."""
-        router: KernelRouter = self.router  # type: ignore[assignment]
         self._revalidating = False
-        for flow, _ in router.offloaded():
+        for flow, _ in self.kernel.offloaded():
             try:
                 paths = await self._paths(flow.conn)
             except (TimeoutError, ConnectionError):
                 continue
-            router.revalidate(flow, paths, self.clock())
+            self.kernel.revalidate(flow, paths, self.clock())
         self._kick()
 
     async def _ct_update_loop(self) -> None:
@@ -308,8 +302,7 @@ class KernelSession(SwitchSession):
 
     async def _flush_ct_updates(self) -> None:
         """Timeouts and TCP flags the flowtable asked of the kernel's entries."""
-        router: KernelRouter = self.router  # type: ignore[assignment]
-        for update in router.conntrack.take_updates():
+        for update in self.kernel.conntrack.take_updates():
             orig = update.conn.tuples[ORIGINAL]
             try:
                 await self.ct.request(lambda s, u=update, t=orig: ctnetlink.update_request(
@@ -321,10 +314,9 @@ class KernelSession(SwitchSession):
                 self.counters["ct_update_timeout"] += 1
 
     async def _sysctl_loop(self) -> None:
-        router: KernelRouter = self.router  # type: ignore[assignment]
         while True:
             await asyncio.sleep(SYSCTL_INTERVAL)
-            router.conntrack.timeouts = self.sysctls.read()
+            self.kernel.conntrack.timeouts = self.sysctls.read()
 
     # -- control ---------------------------------------------------------------------------
 
