@@ -38,6 +38,12 @@ def hw_entries(lab) -> int:
     return lab.stats()["hw_entries"]
 
 
+def hw_dirs(lab, port: int) -> int:
+    """Directions of the connection to ``port`` the hardware holds (0 once it is gone)."""
+    conn = conn_to(lab, port)
+    return conn.get("hw_directions", 0) if conn else 0
+
+
 def offloaded(lab, port: int):
     return wait_for(lambda: (c := conn_to(lab, port)) and c["offload"] == "HW_OFFLOAD" and c)
 
@@ -147,3 +153,23 @@ def test_controller_restart_keeps_forwarding_and_offloads_the_kernels_connection
         out, _ = client.communicate(timeout=30)
         echo.kill()
     assert '"received": 100' in out, out
+
+
+@pytest.mark.parametrize(("port", "change"), [(5208, "neighbour"), (5209, "link")])
+def test_a_neighbour_change_or_a_representor_down_removes_both_hardware_entries(lab, port,
+                                                                                change):
+    echo = serve(lab, "h2", "udp-echo", str(port))
+    client = start(lab, "h1", "udp-client", lab.address("h2"), str(port), "40", "0.1")
+    try:
+        assert offloaded(lab, port) and hw_dirs(lab, port) == 2, lab.flows()
+        if change == "neighbour":  # h2 "moved": the kernel's neighbour entry gets a new MAC
+            lab.router_cmd("ip", "neigh", "replace", lab.address("h2"), "lladdr",
+                           "00:00:00:00:02:99", "dev", "eth1")
+        else:
+            lab.router_cmd("ip", "link", "set", "eth1", "down")
+        assert wait_for(lambda: hw_dirs(lab, port) == 0, timeout=5), lab.flows()
+    finally:
+        lab.router_cmd("ip", "link", "set", "eth1", "up")
+        lab.router_cmd("ip", "neigh", "del", lab.address("h2"), "dev", "eth1")
+        client.communicate(timeout=60)
+        echo.kill()
