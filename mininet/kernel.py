@@ -2,17 +2,12 @@
 its own nft ruleset (a counting forward chain with ct state rules, masquerade on eth1); the
 switch carries the connections the kernel's conntrack established."""
 
-from controller.lab import DemoConnection, LabPort, LabTopology
+from controller.lab import DemoConnection, LabTopology, load_topology
 
 TOPOLOGY = LabTopology(
     description=__doc__,
     netns="r1",
-    ports=(
-        LabPort(1, "eth0", "h1", ("10.0.1.254/24", "2001:db8:1::fe/64"),
-                ("10.0.1.1/24", "2001:db8:1::1/64")),
-        LabPort(2, "eth1", "h2", ("10.0.2.254/24", "2001:db8:2::fe/64"),
-                ("10.0.2.1/24", "2001:db8:2::1/64")),
-    ),
+    ports=load_topology("router").ports,  # the router lab's hosts and addresses
     ruleset="""\
 table inet filter {
     chain forward {
