@@ -409,6 +409,10 @@ class _Loader:
         if "ruleset" in doc:
             raise self.error("ruleset", "kernel mode filters with the namespace's own nft "
                              "ruleset (load it with nft -f there)")
+        for key in ("offload_min_packets", "offload_min_bytes"):
+            if doc.get("flowtable", {}).get(key):
+                raise self.error(f"flowtable.{key}", "kernel mode has no software fast path "
+                                 "to count a flow's packets before offload")
         netns = self.get(t, "kernel", "netns", str, required=True)
         offload = self.get(t, "kernel", "offload", list, ["tcp", "udp"])
         match = self.get(t, "kernel", "match", list, [])

@@ -57,7 +57,7 @@ class KernelRouter:
         self.on_event = on_event
         self.conntrack = KernelConntrack(timeouts, on_change=self._ct_changed)
         ftc = config.flowtable
-        self.offload = OffloadQueue(CapacityPolicy(ftc.offload_min_packets, ftc.offload_min_bytes))
+        self.offload = OffloadQueue(CapacityPolicy())  # no software fast path: no min counts
         self.flowtable = Flowtable(
             FLOWTABLE, self.conntrack, devices=tuple(p.id for p in config.ports), offload=True,
             counter=True, tcp_timeout=ftc.tcp_timeout, udp_timeout=ftc.udp_timeout,

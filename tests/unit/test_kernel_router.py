@@ -281,3 +281,19 @@ def test_punted_fin_or_rst_tears_down_and_fixes_tcp_up_before_the_kernel_sees_it
     assert [u.clear_maxack for u in router.conntrack.take_updates()] == [True]
     assert not router.on_fin_rst(orig, 1)  # nothing offloaded any more
     assert router.on_ct(entry(state=TcpState.CLOSE), 2) is None
+
+
+def test_kernel_config_refuses_what_kernel_mode_cannot_do() -> None:
+    from controller.config import ConfigError
+
+    kernel = '[kernel]\nnetns = "r1"\n'
+    assert parse_config(CONFIG + kernel).kernel.netns == "r1"
+    refused = {
+        "ruleset": CONFIG + kernel + '[ruleset]\ntext = ""\n',
+        "flowtable.offload_min_packets": CONFIG.replace(
+            "udp_timeout = 10", "udp_timeout = 10\noffload_min_packets = 3") + kernel,
+        "kernel": CONFIG + kernel + 'match = ["tcp dport x"]\n',
+    }
+    for key, text in refused.items():
+        with pytest.raises(ConfigError, match=key):
+            parse_config(text)
