@@ -14,9 +14,9 @@ import random
 import sys
 import time
 
-from controller.conntrack import Conntrack
-from controller.ct import IPPROTO_TCP, CtTuple
-from controller.nat import Manip, Nat, NatRange
+from controller.netfilter.conntrack import Conntrack
+from controller.netfilter.ct import IPPROTO_TCP, CtTuple
+from controller.netfilter.nat import Manip, Nat, NatRange
 
 WAN = bytes((192, 0, 2, 1))
 SERVER = bytes((8, 8, 8, 8))

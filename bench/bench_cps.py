@@ -41,7 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.labtraffic import RULESET, SLOW_PORT, TCP_CLIENT, TCP_SERVER, pps, script
-from controller import control
+from controller.edges import control
 from controller.lab import Lab, load_topology
 
 CPS_PORT, RATE_PORT = 7001, 7002

@@ -13,9 +13,9 @@ import sys
 import time
 import tracemalloc
 
-from controller.conntrack import Conntrack
-from controller.ct import IPPROTO_TCP, Conn, CtTuple, Status, TcpState
-from controller.flowtable import FlowRoute, Flowtable
+from controller.netfilter.conntrack import Conntrack
+from controller.netfilter.ct import IPPROTO_TCP, Conn, CtTuple, Status, TcpState
+from controller.netfilter.flowtable import FlowRoute, Flowtable
 
 ROUTES = (
     FlowRoute(1, 2, b"\x00\x00\x00\x00\x02\xfe", b"\x00\x00\x00\x00\x02\x02", 1500),

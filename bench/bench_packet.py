@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from controller.mangle import decrement_ttl, set_src_addr, set_src_port
-from controller.packet import parse
+from controller.ip.mangle import decrement_ttl, set_src_addr, set_src_port
+from controller.ip.packet import parse
 from inet.checksum import checksum, pseudo_header_sum
 
 FRAME = bytes(

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.labtraffic import RULESET, SLOW_PORT, pps
-from controller import control
+from controller.edges import control
 from controller.lab import Lab, load_topology
 
 HIT_PORT, LATENCY_PORT = 6001, 6003

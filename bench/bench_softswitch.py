@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-from controller.pipeline_files import DEVICE_CONFIG
+from controller.edges.pipeline_files import DEVICE_CONFIG
 from softswitch.pipeline import Pipeline
 from tests.softswitch.p4json import router_program
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.pipeline_files import DEVICE_CONFIG
+from controller.edges.pipeline_files import DEVICE_CONFIG
 from tests.softswitch.fuzzing import frames, fuzz_pipeline
 
 

@@ -2,7 +2,8 @@
 
 The keys are a contract with users' files, so unknown keys are refused (a typo must not silently
 mean "default"), and every error names the file and the key: ``router.toml: ports[1].mac: not a
-MAC address``. The ruleset is only located and read here; ``controller.ruleset`` parses it.
+MAC address``. The ruleset is only located and read here;
+``controller.netfilter.ruleset`` parses it.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class FlowtableConfig:
     tcp_timeout: int = 30
     udp_timeout: int = 30
     fin_mode: FinMode = "closing"
-    # Capacity policy (controller.capacity): only flows that carried this much through the
+    # Capacity policy (controller.netfilter.capacity): only flows that carried this much through the
     # software fast path are offered to the hardware; 0 offers every flow at once.
     offload_min_packets: int = 0
     offload_min_bytes: int = 0

@@ -21,20 +21,20 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from controller.capacity import CapacityPolicy
-from controller.classic import ClassicPath, FlowtableKey, Send, flowtable_key
 from controller.config import RouterConfig
-from controller.conntrack import Conntrack, CtEvent, describe
-from controller.ct import Status
-from controller.fastpath import DROP, FORWARD, FastPath
-from controller.flowtable import FlowEvent, FlowFlag, Flowtable
-from controller.icmp import RateLimiter
-from controller.nat import Nat
-from controller.neighbors import NeighborTable
-from controller.offload import OffloadQueue
-from controller.packet import Malformed, parse
-from controller.routing import RoutingTable
-from controller.ruleset import FlowtableDef, Ruleset, loads
+from controller.ip.classic import ClassicPath, FlowtableKey, Send, flowtable_key
+from controller.ip.icmp import RateLimiter
+from controller.ip.neighbors import NeighborTable
+from controller.ip.packet import Malformed, parse
+from controller.ip.routing import RoutingTable
+from controller.netfilter.capacity import CapacityPolicy
+from controller.netfilter.conntrack import Conntrack, CtEvent, describe
+from controller.netfilter.ct import Status
+from controller.netfilter.fastpath import DROP, FORWARD, FastPath
+from controller.netfilter.flowtable import FlowEvent, FlowFlag, Flowtable
+from controller.netfilter.nat import Nat
+from controller.netfilter.offload import OffloadQueue
+from controller.netfilter.ruleset import FlowtableDef, Ruleset, loads
 from ndo.api import PuntReason
 
 Event = dict[str, object]

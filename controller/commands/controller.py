@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from controller.control import DEFAULT_PATH
+from controller.edges.control import DEFAULT_PATH
 
 DEFAULT_STATE_DIR = Path("/var/lib/p4ft")
 
@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     from controller.config import ConfigError, load_config
-    from controller.daemon import run as run_daemon
-    from controller.pipeline_files import NoPipeline, load_pipeline
-    from controller.ruleset import RulesetError
+    from controller.edges.daemon import run as run_daemon
+    from controller.edges.pipeline_files import NoPipeline, load_pipeline
+    from controller.netfilter.ruleset import RulesetError
     from ndo.p4runtime.schema import SchemaError
 
     try:

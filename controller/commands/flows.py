@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from controller.control import add_client_arguments, cli_request
+from controller.edges.control import add_client_arguments, cli_request
 
 _TUPLE_KEYS = ("src", "dst", "sport", "dport", "type", "code", "id", "packets", "bytes")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from controller.control import add_client_arguments, cli_request
+from controller.edges.control import add_client_arguments, cli_request
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("p4ft lab: Mininet needs root", file=sys.stderr)
         return 1
+    from controller.edges.pipeline_files import NoPipeline, pipeline_files
     from controller.lab.demo import run_demo
     from controller.lab.lab import Lab
-    from controller.pipeline_files import NoPipeline, pipeline_files
 
     try:
         pipeline_files()  # the controller pushes it: refuse before Mininet starts

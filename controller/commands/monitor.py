@@ -14,7 +14,7 @@ import json
 import sys
 
 from controller.commands.flows import format_entry
-from controller.control import ControlError, add_client_arguments, stream
+from controller.edges.control import ControlError, add_client_arguments, stream
 
 EVENT_TYPES = ("NEW", "UPDATE", "DESTROY", "OFFLOAD", "HW_OFFLOAD", "TEARDOWN")
 

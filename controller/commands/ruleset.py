@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 def _check(args: argparse.Namespace) -> int:
     from controller.config import ConfigError, load_config
-    from controller.ruleset import RulesetError, load_file
+    from controller.netfilter.ruleset import RulesetError, load_file
 
     devices = None
     if args.config is not None:
@@ -58,7 +58,7 @@ def _register_check(actions: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from controller.control import cli_request
+    from controller.edges.control import cli_request
 
     rulesets = cli_request(args, "ruleset")
     for name, text in rulesets.items():
@@ -69,7 +69,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _register_list(actions: argparse._SubParsersAction) -> None:
-    from controller.control import add_client_arguments
+    from controller.edges.control import add_client_arguments
 
     parser = actions.add_parser("list", help="print the running controller's ruleset")
     add_client_arguments(parser)
@@ -78,7 +78,7 @@ def _register_list(actions: argparse._SubParsersAction) -> None:
 
 def _apply(args: argparse.Namespace) -> int:
     """Like ``nft -f FILE``: the file runs as one transaction on the running ruleset."""
-    from controller.control import cli_request
+    from controller.edges.control import cli_request
 
     try:
         with open(args.file, encoding="utf-8") as f:
@@ -94,7 +94,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _register_apply(actions: argparse._SubParsersAction) -> None:
-    from controller.control import add_client_arguments
+    from controller.edges.control import add_client_arguments
 
     parser = actions.add_parser(
         "apply", help="run FILE on the running controller's ruleset atomically, like 'nft -f'"
@@ -114,7 +114,7 @@ _ACTIONS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from controller.control import add_client_arguments
+    from controller.edges.control import add_client_arguments
 
     parser = sub.add_parser(
         "ruleset", help="list (the default), check or apply an nft ruleset"

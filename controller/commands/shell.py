@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 from finsy.proto import p4r, p4r_grpc
 
-from controller.pipeline_files import NoPipeline, pipeline_files
+from controller.edges.pipeline_files import NoPipeline, pipeline_files
 from ndo.p4runtime.schema import REPO, Pipeline
 
 SHELL_VENV = REPO / ".venv-shell"

@@ -16,17 +16,17 @@ from pathlib import Path
 
 def _run(args: argparse.Namespace) -> int:
     from controller.config import ConfigError, load_config
-    from controller.pcap import PcapError
-    from controller.routing import RouteError
-    from controller.ruleset import RulesetError
-    from controller.simulate import (
+    from controller.edges.pcap import PcapError
+    from controller.edges.simulate import (
         Simulation,
         SimulationError,
         load_changes,
         load_inputs,
         parse_inputs,
     )
-    from controller.simulate_hw import HardwareError
+    from controller.edges.simulate_hw import HardwareError
+    from controller.ip.routing import RouteError
+    from controller.netfilter.ruleset import RulesetError
 
     try:
         config = load_config(args.config)

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from controller.control import add_client_arguments, cli_request
+from controller.edges.control import add_client_arguments, cli_request
 
 
 def register(sub: argparse._SubParsersAction) -> None:

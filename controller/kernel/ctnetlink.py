@@ -22,7 +22,7 @@ from pyroute2.netlink.nfnetlink.nfctsocket import (
     nfct_msg,
 )
 
-from controller.ct import CtTuple, Status, TcpState
+from controller.netfilter.ct import CtTuple, Status, TcpState
 
 NLM_F_REQUEST = 0x01
 NLM_F_ACK = 0x04

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.config import RouterConfig
-from controller.ct import ORIGINAL, REPLY, Conn
-from controller.flowtable import FlowRoute
+from controller.netfilter.ct import ORIGINAL, REPLY, Conn
+from controller.netfilter.flowtable import FlowRoute
 
 
 @dataclass(frozen=True, slots=True)

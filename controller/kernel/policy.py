@@ -1,7 +1,7 @@
 """Which eligible connections kernel mode offloads: ``[kernel] offload`` and ``match``.
 
-Eligibility itself is the mirror's admission rules (:func:`controller.admission.refusal`: TCP
-ESTABLISHED+ASSURED, UDP confirmed, no helper, ...), run on the kernel's entry. On top, the
+Eligibility itself is the mirror's admission rules (:func:`~controller.netfilter.admission.refusal`:
+TCP ESTABLISHED+ASSURED, UDP confirmed, no helper, ...), run on the kernel's entry. On top, the
 config names the protocols (``offload = ["tcp", "udp"]``) and optional selectors: nft match
 expressions (``"ip daddr 10.0.2.0/24 tcp dport 5001"``, ``"iifname eth0"``) parsed and run by
 the project's nft parser and evaluator, against the connection's original tuple and the devices
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.ct import IPPROTO_TCP, IPPROTO_UDP, CtInfo, CtTuple
-from controller.ruleset import Evaluator, Hook, RulesetError, loads
+from controller.netfilter.ct import IPPROTO_TCP, IPPROTO_UDP, CtInfo, CtTuple
+from controller.netfilter.ruleset import Evaluator, Hook, RulesetError, loads
 
 PROTOCOLS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
 

@@ -3,10 +3,12 @@
 The Linux router in the namespace forwards, filters, NATs and tracks; :class:`KernelRouter`
 only watches. Per ctnetlink event it updates its mirror of the entry (:mod:`.table`) and says
 whether the connection became a *candidate*: eligible under the mirror's admission rules
-(:func:`controller.admission.refusal`), of a protocol the policy offloads, not yet offloaded.
+(:func:`~controller.netfilter.admission.refusal`), of a protocol the policy offloads, not yet
+offloaded.
 The edge then asks the kernel for both directions' route and neighbour (I/O) and calls
 :meth:`KernelRouter.admit`, which admits the connection into the same :class:`Flowtable`
-the mirror uses (timeouts, GC, STATS cadence, teardown) through :func:`controller.admission.admit`;
+the mirror uses (timeouts, GC, STATS cadence, teardown) through
+:func:`~controller.netfilter.admission.admit`;
 REPLACE / DESTROY / STATS go through the same :class:`OffloadQueue` to the same ndo driver.
 
 What takes hardware entries away: the kernel destroying the entry (expiry, ``conntrack -D``),
@@ -21,17 +23,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller.admission import admit, refusal
-from controller.capacity import CapacityPolicy
 from controller.config import RouterConfig
-from controller.conntrack import Timeouts, describe
-from controller.ct import IPPROTO_TCP, ORIGINAL, REPLY, Conn, CtTuple, Status
-from controller.flowtable import TEARDOWN, Flow, FlowEvent, Flowtable
 from controller.kernel.ctnetlink import DESTROY, CtEntry
 from controller.kernel.paths import Path, flow_routes
 from controller.kernel.policy import OffloadPolicy
 from controller.kernel.table import DEFAULT_TIMEOUTS, KernelConntrack, tcp_open
-from controller.offload import OffloadQueue
+from controller.netfilter.admission import admit, refusal
+from controller.netfilter.capacity import CapacityPolicy
+from controller.netfilter.conntrack import Timeouts, describe
+from controller.netfilter.ct import IPPROTO_TCP, ORIGINAL, REPLY, Conn, CtTuple, Status
+from controller.netfilter.flowtable import TEARDOWN, Flow, FlowEvent, Flowtable
+from controller.netfilter.offload import OffloadQueue
 
 Event = dict[str, object]
 FLOWTABLE = "ft"

@@ -1,6 +1,6 @@
 """``p4ft controller`` in kernel mode: the asyncio edge between the switch and the namespace.
 
-A :class:`KernelSession` is a :class:`controller.daemon.SwitchSession` (same P4Runtime driver,
+A :class:`KernelSession` is a :class:`controller.edges.daemon.SwitchSession` (same P4Runtime driver,
 offload worker, 1 s tick, state file, control socket) whose slow path is the Linux router in
 ``[kernel] netns``: punted frames go to the port's representor, frames the kernel transmits go
 back out as packet-out, and ctnetlink / rtnetlink events drive a :class:`KernelRouter`.
@@ -27,11 +27,10 @@ from pyroute2.netlink.rtnl import (
     RTM_NEWROUTE,
 )
 
-from controller import control
 from controller.config import RouterConfig
-from controller.conntrack import Timeouts, packet_tuple
-from controller.ct import IPPROTO_TCP, IPPROTO_UDP, ORIGINAL, REPLY, Conn, CtTuple
-from controller.daemon import PACKET_BATCH, SwitchSession
+from controller.edges import control
+from controller.edges.daemon import PACKET_BATCH, SwitchSession
+from controller.ip.packet import Malformed, parse
 from controller.kernel import ctnetlink, netns, rtnetlink
 from controller.kernel.ctnetlink import CT_DELETE, CT_NEW
 from controller.kernel.netlink import NetlinkError, NetlinkSocket
@@ -39,7 +38,8 @@ from controller.kernel.paths import Path, final_destination
 from controller.kernel.policy import OffloadPolicy
 from controller.kernel.router import KernelRouter
 from controller.kernel.tap import Tap
-from controller.packet import Malformed, parse
+from controller.netfilter.conntrack import Timeouts, packet_tuple
+from controller.netfilter.ct import IPPROTO_TCP, IPPROTO_UDP, ORIGINAL, REPLY, Conn, CtTuple
 from controller.router import reason_name
 from ndo.api import PacketIn, PuntReason
 

@@ -19,9 +19,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from controller.conntrack import Timeouts, state_timeout
-from controller.ct import REPLY, Conn, CtTuple, Status, TcpState
 from controller.kernel.ctnetlink import DESTROY, CtEntry
+from controller.netfilter.conntrack import Timeouts, state_timeout
+from controller.netfilter.ct import REPLY, Conn, CtTuple, Status, TcpState
 
 LOCAL_STATUS = Status.OFFLOAD | Status.HW_OFFLOAD
 DEFAULT_TIMEOUTS = Timeouts()

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from controller import control
 from controller.commands.monitor import format_event
+from controller.edges import control
 from controller.lab.topology import DemoConnection, LabTopology
 
 SERVER = ("import socket,sys\n"

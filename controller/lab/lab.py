@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from controller import control
+from controller.edges import control
 from controller.lab.kernel import kernel_router_down, kernel_router_up
 from controller.lab.nodes import Bmv2Switch, LabHost, SoftSwitch, bmv2_binary
 from controller.lab.topology import LabTopology, load_topology

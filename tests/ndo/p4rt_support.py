@@ -16,7 +16,7 @@ from pathlib import Path
 from finsy.proto import p4i, rpc_code
 from google.protobuf import text_format
 
-from controller.pipeline_files import DEVICE_CONFIG, P4INFO
+from controller.edges.pipeline_files import DEVICE_CONFIG, P4INFO
 from ndo.api import FlowActions, FlowMatch, FlowRule
 from ndo.p4runtime.driver import P4RuntimeDriver
 from ndo.p4runtime.schema import FlowSchema, Pipeline

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from controller.commands import shell
-from controller.pipeline_files import DEVICE_CONFIG, P4INFO
+from controller.edges.pipeline_files import DEVICE_CONFIG, P4INFO
 from tests.ndo.p4rt_support import DEVICE_ID, pipeline, running_target
 
 

@@ -10,7 +10,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 
-from controller.pipeline_files import DEVICE_CONFIG
+from controller.edges.pipeline_files import DEVICE_CONFIG
 from softswitch.pipeline import Pipeline
 
 

@@ -15,7 +15,7 @@ import pytest
 from finsy.proto import p4r, p4r_grpc
 
 from controller import cli
-from controller.pipeline_files import DEVICE_CONFIG, P4INFO
+from controller.edges.pipeline_files import DEVICE_CONFIG, P4INFO
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from google.protobuf import text_format
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-from controller.pipeline_files import DEVICE_CONFIG, P4INFO
+from controller.edges.pipeline_files import DEVICE_CONFIG, P4INFO
 from softswitch.ports import QueuePort
 from softswitch.switch import SoftSwitch
 from tests.softswitch.p4rt_support import FakeClock, Stream, exact, packet_out, update, wait_for

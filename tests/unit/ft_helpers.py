@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 
-from controller import frames
-from controller.admission import admit
-from controller.capacity import CapacityPolicy
-from controller.conntrack import Conntrack
-from controller.ct import (
+from controller.ip import frames
+from controller.ip.packet import TCP_ACK, Packet, parse
+from controller.netfilter.admission import admit
+from controller.netfilter.capacity import CapacityPolicy
+from controller.netfilter.conntrack import Conntrack
+from controller.netfilter.ct import (
     IPPROTO_TCP,
     ORIGINAL,
     REPLY,
@@ -21,10 +22,9 @@ from controller.ct import (
     Status,
     TcpState,
 )
-from controller.fastpath import FastPath
-from controller.flowtable import Flow, FlowEvent, FlowRoute, Flowtable
-from controller.offload import OffloadQueue
-from controller.packet import TCP_ACK, Packet, parse
+from controller.netfilter.fastpath import FastPath
+from controller.netfilter.flowtable import Flow, FlowEvent, FlowRoute, Flowtable
+from controller.netfilter.offload import OffloadQueue
 from ndo.memory import MemoryDriver
 
 H1_MAC = bytes.fromhex("000000000101")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.capacity import CapacityPolicy
-from controller.ct import ORIGINAL, Status
+from controller.netfilter.capacity import CapacityPolicy
+from controller.netfilter.ct import ORIGINAL, Status
 from ndo.api import Refusal
 from tests.unit.ft_helpers import Rig, make_conn, packet_for
 

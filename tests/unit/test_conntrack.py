@@ -11,7 +11,10 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import Ether
 
-from controller.conntrack import (
+from controller.ip.frames import ip_frame
+from controller.ip.icmp import time_exceeded
+from controller.ip.packet import Packet, parse
+from controller.netfilter.conntrack import (
     Conntrack,
     CtEvent,
     CtVerdict,
@@ -23,7 +26,7 @@ from controller.conntrack import (
     packet_tuple,
     reply_tuple,
 )
-from controller.ct import (
+from controller.netfilter.ct import (
     IPPROTO_GRE,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
@@ -37,9 +40,6 @@ from controller.ct import (
     Status,
     TcpState,
 )
-from controller.frames import ip_frame
-from controller.icmp import time_exceeded
-from controller.packet import Packet, parse
 
 CLIENT = ipaddress.ip_address("10.0.1.1").packed
 SERVER = ipaddress.ip_address("10.0.2.1").packed

@@ -7,7 +7,8 @@ import stat
 
 import pytest
 
-from controller import cli, control
+from controller import cli
+from controller.edges import control
 
 
 async def _server(tmp_path, handlers=None, streams=None) -> control.ControlServer:

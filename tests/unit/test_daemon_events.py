@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from controller.daemon import SwitchSession
+from controller.edges.daemon import SwitchSession
 from tests.ndo.p4rt_support import pipeline
 from tests.unit.test_daemon_flood import config
 

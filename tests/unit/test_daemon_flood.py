@@ -14,7 +14,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from controller.config import parse_config
-from controller.daemon import PACKET_BATCH, SwitchSession
+from controller.edges.daemon import PACKET_BATCH, SwitchSession
 from ndo.api import PacketIn, PuntReason
 from tests.ndo.p4rt_support import DEVICE_ID, pipeline, running_target
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from controller import control
+from controller.edges import control
 
 RULESET = """table inet filter {
     flowtable ft { hook ingress priority 0; devices = { eth0, eth1 }; flags offload; }

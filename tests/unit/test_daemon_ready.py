@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from controller import control
-from controller.daemon import Daemon
+from controller.edges import control
+from controller.edges.daemon import Daemon
 
 
 class SlowSession:

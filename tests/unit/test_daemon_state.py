@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from controller.daemon import ADOPTED_BASE, RecordingDriver, rules_from_json, rules_to_json
-from controller.metrics import render
+from controller.edges.daemon import ADOPTED_BASE, RecordingDriver, rules_from_json, rules_to_json
+from controller.edges.metrics import render
 from ndo.api import Command, FlowActions, FlowCommand, FlowMatch, FlowRule
 from ndo.memory import MemoryDriver
 

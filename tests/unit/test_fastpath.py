@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from controller import frames
-from controller.admission import admit
-from controller.ct import IPPROTO_GRE, IPPROTO_TCP, IPPROTO_UDP, ORIGINAL, REPLY
-from controller.fastpath import DROP, FORWARD
-from controller.packet import parse
+from controller.ip import frames
+from controller.ip.packet import parse
+from controller.netfilter.admission import admit
+from controller.netfilter.ct import IPPROTO_GRE, IPPROTO_TCP, IPPROTO_UDP, ORIGINAL, REPLY
+from controller.netfilter.fastpath import DROP, FORWARD
 from tests.unit.ft_helpers import (
     H1_MAC,
     R1_MAC,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from controller.admission import admit, refusal
-from controller.ct import IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_UDP, Status, TcpState
-from controller.flowtable import HW_BIDIRECTIONAL
-from controller.packet import TCP_ACK, TCP_FIN, TCP_RST
+from controller.ip.packet import TCP_ACK, TCP_FIN, TCP_RST
+from controller.netfilter.admission import admit, refusal
+from controller.netfilter.ct import IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_UDP, Status, TcpState
+from controller.netfilter.flowtable import HW_BIDIRECTIONAL
 from tests.unit.ft_helpers import ROUTER_WAN, Rig, make_conn, packet_for, resolve
 
 
@@ -102,7 +102,7 @@ def test_b04_admission_sets_offload_liberal_day_timeout() -> None:
 
 
 def test_b04_nat_flags_come_from_ct_status() -> None:
-    from controller.flowtable import DNAT, SNAT
+    from controller.netfilter.flowtable import DNAT, SNAT
 
     rig = Rig(offload=False)
     flow = rig.admit(make_conn(snat=ROUTER_WAN, dnat=ROUTER_WAN, dnat_port=8080))

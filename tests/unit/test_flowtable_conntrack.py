@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from controller.admission import admit
-from controller.conntrack import Conntrack, CtEvent
-from controller.ct import IPPROTO_TCP, IPPROTO_UDP, ORIGINAL, REPLY, CtTuple, Status, TcpState
-from controller.flowtable import FlowEvent, Flowtable
-from controller.offload import OffloadQueue
-from controller.packet import TCP_ACK, TCP_SYN
+from controller.ip.packet import TCP_ACK, TCP_SYN
+from controller.netfilter.admission import admit
+from controller.netfilter.conntrack import Conntrack, CtEvent
+from controller.netfilter.ct import (
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    ORIGINAL,
+    REPLY,
+    CtTuple,
+    Status,
+    TcpState,
+)
+from controller.netfilter.flowtable import FlowEvent, Flowtable
+from controller.netfilter.offload import OffloadQueue
 from ndo.memory import MemoryDriver
 from tests.unit.ft_helpers import H1, H2, resolve
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from controller.conntrack import Conntrack
-from controller.ct import IPPROTO_TCP, IPPROTO_UDP, ORIGINAL, REPLY, Status, TcpState
-from controller.flowtable import (
+from controller.netfilter.conntrack import Conntrack
+from controller.netfilter.ct import IPPROTO_TCP, IPPROTO_UDP, ORIGINAL, REPLY, Status, TcpState
+from controller.netfilter.flowtable import (
     CLOSING,
     HW,
     HW_DEAD,

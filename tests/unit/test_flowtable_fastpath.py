@@ -6,12 +6,12 @@ import dataclasses
 
 import pytest
 
-from controller import frames
-from controller.admission import admit
-from controller.ct import IPPROTO_UDP, ORIGINAL, REPLY, Status, TcpState
-from controller.fastpath import CLASSIC, FORWARD
-from controller.flowtable import CLOSING, HW_DYING, TEARDOWN
-from controller.packet import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, l4_checksum_ok, parse
+from controller.ip import frames
+from controller.ip.packet import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, l4_checksum_ok, parse
+from controller.netfilter.admission import admit
+from controller.netfilter.ct import IPPROTO_UDP, ORIGINAL, REPLY, Status, TcpState
+from controller.netfilter.fastpath import CLASSIC, FORWARD
+from controller.netfilter.flowtable import CLOSING, HW_DYING, TEARDOWN
 from tests.unit.ft_helpers import (
     H1,
     H1_MAC,

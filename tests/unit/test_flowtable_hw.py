@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from controller.admission import admit
-from controller.ct import IPPROTO_UDP, ORIGINAL, REPLY, Status
-from controller.flowtable import HW_BIDIRECTIONAL, HW_PENDING
-from controller.offload import build_rule, cookie_of
+from controller.netfilter.admission import admit
+from controller.netfilter.ct import IPPROTO_UDP, ORIGINAL, REPLY, Status
+from controller.netfilter.flowtable import HW_BIDIRECTIONAL, HW_PENDING
+from controller.netfilter.offload import build_rule, cookie_of
 from ndo.api import Command, FlowResult, FlowStats, Refusal
 from tests.unit.ft_helpers import (
     H1,

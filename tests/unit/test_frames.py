@@ -16,9 +16,9 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
-from controller import frames
-from controller.ct import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
-from controller.packet import TCP_ACK, TCP_SYN, parse
+from controller.ip import frames
+from controller.ip.packet import TCP_ACK, TCP_SYN, parse
+from controller.netfilter.ct import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 
 MAC_A = bytes.fromhex("020000000001")
 MAC_B = bytes.fromhex("020000000002")

@@ -18,7 +18,7 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import Ether
 
-from controller.icmp import (
+from controller.ip.icmp import (
     RateLimiter,
     Unreachable,
     dest_unreachable,
@@ -27,7 +27,7 @@ from controller.icmp import (
     packet_too_big,
     time_exceeded,
 )
-from controller.packet import parse
+from controller.ip.packet import parse
 
 ROUTER4 = ipaddress.ip_address("10.0.1.254").packed
 ROUTER6 = ipaddress.ip_address("2001:db8:1::fe").packed

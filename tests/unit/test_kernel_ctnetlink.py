@@ -8,9 +8,9 @@ from pyroute2.netlink.nfnetlink.nfctsocket import nfct_msg
 from pyroute2.netlink.rtnl import RTM_DELNEIGH, RTM_NEWNEIGH
 from pyroute2.netlink.rtnl.ndmsg import NUD_FAILED, NUD_REACHABLE, ndmsg
 
-from controller.ct import IPPROTO_TCP, CtTuple, Status, TcpState
 from controller.kernel import ctnetlink, rtnetlink
 from controller.kernel.netlink import split
+from controller.netfilter.ct import IPPROTO_TCP, CtTuple, Status, TcpState
 
 
 def _ip(a: str) -> bytes:

@@ -8,11 +8,11 @@ import ipaddress
 import pytest
 
 from controller.config import parse_config
-from controller.ct import IPPROTO_TCP, IPPROTO_UDP, CtTuple, Status, TcpState
 from controller.kernel.ctnetlink import DESTROY, NEW, UPDATE, CtEntry
 from controller.kernel.paths import Path
 from controller.kernel.policy import OffloadPolicy, PolicyError
 from controller.kernel.router import KernelRouter
+from controller.netfilter.ct import IPPROTO_TCP, IPPROTO_UDP, CtTuple, Status, TcpState
 from ndo.api import Command, FlowResult, FlowStats
 
 CONFIG = """

@@ -12,7 +12,7 @@ from scapy.layers.inet6 import ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoReq
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet as ScapyPacket
 
-from controller.mangle import (
+from controller.ip.mangle import (
     decrement_ttl,
     recompute_icmp_checksum,
     set_dst_addr,
@@ -21,7 +21,7 @@ from controller.mangle import (
     set_src_addr,
     set_src_port,
 )
-from controller.packet import l4_checksum_ok, parse, parse_inner
+from controller.ip.packet import l4_checksum_ok, parse, parse_inner
 
 ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
 

@@ -14,8 +14,11 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet as ScapyPacket
 
-from controller.conntrack import Conntrack, CtVerdict, reply_tuple
-from controller.ct import (
+from controller.ip.frames import ip_frame
+from controller.ip.icmp import time_exceeded
+from controller.ip.packet import Packet, l4_checksum_ok, parse, parse_inner
+from controller.netfilter.conntrack import Conntrack, CtVerdict, reply_tuple
+from controller.netfilter.ct import (
     IPPROTO_GRE,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
@@ -27,9 +30,7 @@ from controller.ct import (
     CtTuple,
     Status,
 )
-from controller.frames import ip_frame
-from controller.icmp import time_exceeded
-from controller.nat import (
+from controller.netfilter.nat import (
     Manip,
     Nat,
     NatRange,
@@ -40,7 +41,6 @@ from controller.nat import (
     translate,
     translate_related,
 )
-from controller.packet import Packet, l4_checksum_ok, parse, parse_inner
 from inet.checksum import ones_sum
 
 T0 = 50.0
@@ -58,7 +58,7 @@ CLIENT, SERVER, ROUTER_IN = ip("198.51.100.7"), ip("10.0.2.5"), ip("10.0.2.254")
 
 @dataclass(frozen=True)
 class Action:
-    """The shape of ``controller.ruleset``'s NatAction."""
+    """The shape of ``controller.netfilter.ruleset``'s NatAction."""
 
     kind: str
     addr: bytes | None = None

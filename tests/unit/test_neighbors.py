@@ -16,8 +16,8 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Ether
 
 from controller.config import parse_config
-from controller.neighbors import NeighborParams, NeighborTable, Nud
-from controller.packet import parse
+from controller.ip.neighbors import NeighborParams, NeighborTable, Nud
+from controller.ip.packet import parse
 
 CONFIG = """
 [[ports]]

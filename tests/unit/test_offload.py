@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from controller.ct import ORIGINAL, REPLY, Status
-from controller.flowtable import HW_DEAD, HW_PENDING
-from controller.offload import cookie_of
+from controller.netfilter.ct import ORIGINAL, REPLY, Status
+from controller.netfilter.flowtable import HW_DEAD, HW_PENDING
+from controller.netfilter.offload import cookie_of
 from ndo.api import Command, FlowCommand, FlowDriver, FlowResult
 from tests.unit.ft_helpers import Rig, make_conn
 

@@ -22,7 +22,7 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
-from controller.packet import (
+from controller.ip.packet import (
     ETH_P_ARP,
     ETH_P_IP,
     TCP_ACK,

@@ -11,7 +11,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapReader, wrpcap
 
-from controller.pcap import MAGIC_NS, MAGIC_US, PcapError, PcapWriter, read_pcap
+from controller.edges.pcap import MAGIC_NS, MAGIC_US, PcapError, PcapWriter, read_pcap
 
 FRAMES = [bytes(Ether() / IP(dst=f"10.0.0.{i}") / UDP() / bytes(i)) for i in range(1, 4)]
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from controller import cli, pipeline_files
-from controller.pipeline_files import NoPipeline, load_pipeline
+from controller import cli
+from controller.edges import pipeline_files
+from controller.edges.pipeline_files import NoPipeline, load_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,9 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 
-from controller.ct import Status
+from controller.netfilter.ct import Status
+from controller.netfilter.ruleset import RulesetError, loads
 from controller.router import Router
-from controller.ruleset import RulesetError, loads
 from ndo.memory import MemoryDriver
 from tests.unit.router_helpers import (
     FORWARD_OFFLOAD,

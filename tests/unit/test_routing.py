@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.config import parse_config
-from controller.routing import RouteError, RoutingTable
+from controller.ip.routing import RouteError, RoutingTable
 
 CONFIG = """
 [[ports]]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from controller import cli
-from controller.ruleset import loads
+from controller.netfilter.ruleset import loads
 
 
 def check(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

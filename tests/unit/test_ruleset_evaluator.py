@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from controller.ct import IPPROTO_TCP, IPPROTO_UDP, CtInfo
-from controller.ruleset import Evaluator, FlowtableDef, Hook, NatAction, Verdict, loads
+from controller.netfilter.ct import IPPROTO_TCP, IPPROTO_UDP, CtInfo
+from controller.netfilter.ruleset import Evaluator, FlowtableDef, Hook, NatAction, Verdict, loads
 
 
 @dataclass

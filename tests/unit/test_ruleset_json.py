@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.ruleset import Ruleset, RulesetError, load_file, loads
+from controller.netfilter.ruleset import Ruleset, RulesetError, load_file, loads
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "rulesets"
 

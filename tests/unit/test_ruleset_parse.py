@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.ruleset import Family, Hook, Ruleset, RulesetError, load_file, loads
-from controller.ruleset.model import (
+from controller.netfilter.ruleset import Family, Hook, Ruleset, RulesetError, load_file, loads
+from controller.netfilter.ruleset.model import (
     ChainType,
     Counter,
     Field,

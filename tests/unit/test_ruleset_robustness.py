@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.ruleset import Ruleset, RulesetError, load_file, loads
+from controller.netfilter.ruleset import Ruleset, RulesetError, load_file, loads
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "rulesets" / "router.nft"
 TEXT = EXAMPLE.read_text()

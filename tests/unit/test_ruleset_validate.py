@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.ruleset import RulesetError, loads
+from controller.netfilter.ruleset import RulesetError, loads
 
 BASE = """table inet t {
 \tflowtable f {

@@ -11,7 +11,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
 from controller import cli
-from controller.pcap import PcapWriter, read_pcap
+from controller.edges.pcap import PcapWriter, read_pcap
 from tests.unit.router_helpers import assert_checksums, tcp4, tcp4_reply
 
 ROOT = Path(__file__).resolve().parents[2]

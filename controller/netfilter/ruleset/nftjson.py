@@ -1,0 +1,455 @@
+"""``nft -j`` JSON (libnftables-json(5)) to script commands, and the model back to that JSON.
+
+Reads what ``nft -j list ruleset`` prints (bare ``table``/``flowtable``/``chain``/``rule``
+objects after a ``metainfo``) and the command form (``{"add": {...}}``, ``{"delete": ...}``,
+``{"flush": {"ruleset": null}}``). Errors name the JSON path of the offending value, e.g.
+``rules.json: $.nftables[4].rule.expr[0].match.right: invalid port 'x'``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from controller.netfilter.ruleset import values
+from controller.netfilter.ruleset.errors import Loc, RulesetError
+from controller.netfilter.ruleset.model import (
+    FIELDS_BY_WORDS,
+    BaseSpec,
+    ChainType,
+    Counter,
+    Family,
+    Field,
+    FlowAdd,
+    FlowtableDef,
+    Hook,
+    Item,
+    Match,
+    Nat,
+    NatKind,
+    Rule,
+    Table,
+    Value,
+    VerdictStatement,
+)
+from controller.netfilter.ruleset.script import (
+    AddChain,
+    AddFlowtable,
+    AddRule,
+    AddTable,
+    Command,
+    DeleteChain,
+    DeleteFlowtable,
+    DeleteTable,
+    Device,
+    FlowtableSpec,
+    FlushChain,
+    FlushRuleset,
+)
+
+_LIST_ORDER = {"table": 0, "chain": 1, "flowtable": 2, "rule": 3}
+_VERBS = ("add", "insert", "delete", "flush")
+
+
+def parse(text: str, filename: str = "<string>") -> list[Command]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RulesetError(f"invalid JSON: {e.msg}", Loc(filename, e.lineno, e.colno)) from None
+    except RecursionError:
+        raise RulesetError("invalid JSON: nested too deeply", Loc(filename)) from None
+    return _Reader(filename).document(doc)
+
+
+class _Reader:
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+
+    def error(self, message: str, path: str) -> RulesetError:
+        return RulesetError(message, Loc(self.filename, path=path))
+
+    def obj(self, value: Any, path: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.error(f"expected an object, got {json.dumps(value)}", path)
+        return value
+
+    def single(self, value: Any, path: str) -> tuple[str, Any]:
+        """The one key of ``{"kind": body}`` objects."""
+        obj = self.obj(value, path)
+        if len(obj) != 1:
+            raise self.error(f"expected an object with one key, got {sorted(obj)}", path)
+        return next(iter(obj.items()))
+
+    def get(self, obj: dict[str, Any], key: str, path: str, kind: type | tuple = str) -> Any:
+        if key not in obj:
+            raise self.error(f"missing '{key}'", path)
+        value = obj[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise self.error(f"'{key}' has the wrong type: {json.dumps(value)}", f"{path}.{key}")
+        return value
+
+    def name(self, obj: dict[str, Any], key: str, path: str) -> str:
+        """A table/chain/flowtable name under ``key``, checked as nft syntax would check it."""
+        text = self.get(obj, key, path)
+        what = "name" if key == "name" else f"{key} name"
+        return values.parse_name(text, Loc(self.filename, path=f"{path}.{key}"), what)
+
+    def family(self, obj: dict[str, Any], path: str) -> Family:
+        word = self.get(obj, "family", path)
+        return values.parse_family(word, Loc(self.filename, path=f"{path}.family"))
+
+    # -- document --------------------------------------------------------------------------------
+
+    def document(self, doc: Any) -> list[Command]:
+        root = self.obj(doc, "$")
+        items = root.get("nftables")
+        if not isinstance(items, list):
+            raise self.error('expected {"nftables": [...]}', "$")
+        listed: list[tuple[int, int, list[Command]]] = []
+        commands: list[Command] = []
+        for index, item in enumerate(items):
+            path = f"$.nftables[{index}]"
+            kind, body = self.single(item, path)
+            if kind == "metainfo":
+                continue
+            if kind in _VERBS:
+                commands.extend(self.verb(kind, body, f"{path}.{kind}"))
+            else:
+                listed.append((_LIST_ORDER.get(kind, 9), index, self.add(kind, body, path)))
+        if listed and commands:
+            raise self.error("mixes listed objects with commands; use one form", "$.nftables")
+        # Listed objects load like a table block: tables, chains, flowtables, then rules.
+        return commands or [c for _, _, cmds in sorted(listed) for c in cmds]
+
+    def verb(self, verb: str, body: Any, path: str) -> list[Command]:
+        kind, obj = self.single(body, path)
+        path = f"{path}.{kind}"
+        if verb == "flush" and kind == "ruleset":
+            family = None
+            if isinstance(obj, dict) and "family" in obj:
+                family = self.family(obj, path)
+            return [FlushRuleset(family, Loc(self.filename, path=path))]
+        if verb in ("delete", "flush") and kind in ("chain", "table"):
+            obj = self.obj(obj, path)
+            family, loc = self.family(obj, path), Loc(self.filename, path=path)
+            if kind == "table":
+                table, chain = self.name(obj, "name", path), None
+            else:
+                table, chain = self.name(obj, "table", path), self.name(obj, "name", path)
+            if verb == "flush":
+                return [FlushChain(family, table, chain, loc)]
+            if chain is None:
+                return [DeleteTable(family, table, loc)]
+            return [DeleteChain(family, table, chain, loc)]
+        if verb == "delete" and kind == "flowtable":
+            obj = self.obj(obj, path)
+            devices = self.devices(obj, path) if "dev" in obj else None
+            return [
+                DeleteFlowtable(
+                    self.family(obj, path),
+                    self.name(obj, "table", path),
+                    self.name(obj, "name", path),
+                    devices,
+                    Loc(self.filename, path=path),
+                )
+            ]
+        if verb in ("add", "insert") and kind in _LIST_ORDER:
+            if verb == "insert" and kind != "rule":
+                raise self.error(f"'{verb}' of a {kind} is not supported", path)
+            return self.add(kind, obj, path, insert=verb == "insert")
+        raise self.error(f"unsupported command '{verb} {kind}'", path)
+
+    def add(self, kind: str, body: Any, path: str, insert: bool = False) -> list[Command]:
+        path = path if path.endswith(f".{kind}") else f"{path}.{kind}"
+        obj = self.obj(body, path)
+        loc = Loc(self.filename, path=path)
+        family = self.family(obj, path)
+        if kind == "table":
+            return [AddTable(family, self.name(obj, "name", path), loc)]
+        table = self.name(obj, "table", path)
+        if kind == "chain":
+            return [self.chain(obj, family, table, path, loc)]
+        if kind == "flowtable":
+            return [
+                AddFlowtable(
+                    family, table, self.name(obj, "name", path), self.flowtable(obj, path), loc
+                )
+            ]
+        if kind == "rule":
+            exprs = self.get(obj, "expr", path, list)
+            items = [self.item(e, f"{path}.expr[{i}]") for i, e in enumerate(exprs)]
+            if not items:
+                raise self.error("a rule needs at least one expression", f"{path}.expr")
+            chain = self.name(obj, "chain", path)
+            return [AddRule(family, table, chain, Rule(items, loc), insert, loc)]
+        raise self.error(f"unsupported object '{kind}'", path)
+
+    def chain(self, obj: dict, family: Family, table: str, path: str, loc: Loc) -> AddChain:
+        name = self.name(obj, "name", path)
+        if "type" not in obj:
+            return AddChain(family, table, name, None, loc)
+        type_word = self.get(obj, "type", path)
+        hook_word = self.get(obj, "hook", path)
+        try:
+            chain_type = ChainType(type_word)
+        except ValueError:
+            raise self.error(f"unsupported chain type '{type_word}'", f"{path}.type") from None
+        try:
+            hook = Hook(hook_word)
+        except ValueError:
+            raise self.error(f"unknown chain hook '{hook_word}'", f"{path}.hook") from None
+        prio = self.priority(obj, path, values.chain_priority_names(hook))
+        policy = obj.get("policy", "accept")
+        if policy not in ("accept", "drop"):
+            raise self.error(f"invalid policy {json.dumps(policy)}", f"{path}.policy")
+        base = BaseSpec(chain_type, hook, prio, policy == "accept")
+        return AddChain(family, table, name, base, loc, Loc(self.filename, path=f"{path}.type"))
+
+    def priority(self, obj: dict, path: str, names: dict[str, int]) -> int:
+        prio = self.get(obj, "prio", path, (int, str))
+        if isinstance(prio, str):
+            if prio not in names:
+                raise self.error(f"'{prio}' is invalid priority in this context.", f"{path}.prio")
+            return names[prio]
+        return prio
+
+    def flowtable(self, obj: dict, path: str) -> FlowtableSpec:
+        spec = FlowtableSpec()
+        if "hook" in obj or "prio" in obj:
+            spec.hook = self.get(obj, "hook", path)
+            spec.hook_loc = Loc(self.filename, path=f"{path}.hook")
+            if spec.hook != "ingress":
+                raise self.error(
+                    f"flowtables only support the ingress hook, not '{spec.hook}'", f"{path}.hook"
+                )
+            spec.priority = self.priority(obj, path, values.FLOWTABLE_PRIORITIES)
+        if "dev" in obj:
+            spec.devices = self.devices(obj, path)
+        flags = obj.get("flags", [])
+        flags = [flags] if isinstance(flags, str) else flags
+        spec.flags_loc = Loc(self.filename, path=f"{path}.flags")
+        for i, flag in enumerate(flags if isinstance(flags, list) else [flags]):
+            if flag not in ("offload", "counter"):
+                raise self.error(f"unknown flowtable flag {json.dumps(flag)}", f"{path}.flags[{i}]")
+            spec.offload |= flag == "offload"
+            spec.counter |= flag == "counter"
+        return spec
+
+    def devices(self, obj: dict, path: str) -> list[Device]:
+        devs = obj["dev"]
+        names = [devs] if isinstance(devs, str) else devs
+        if not isinstance(names, list):
+            raise self.error(f"invalid flowtable dev {json.dumps(devs)}", f"{path}.dev")
+        result = []
+        for i, name in enumerate(names):
+            loc = Loc(self.filename, path=f"{path}.dev[{i}]")
+            if not isinstance(name, str):
+                raise RulesetError(f"invalid flowtable dev {json.dumps(name)}", loc)
+            result.append(Device(values.parse_ifname(name, loc), loc))
+        return result
+
+    # -- rule expressions ------------------------------------------------------------------------
+
+    def item(self, expr: Any, path: str) -> Item:
+        kind, body = self.single(expr, path)
+        path = f"{path}.{kind}"
+        loc = Loc(self.filename, path=path)
+        if kind == "match":
+            return self.match(self.obj(body, path), path, loc)
+        if kind == "counter":
+            counter = Counter(loc=loc)
+            if body is not None:
+                body = self.obj(body, path)
+                counter.packets = self.get(body, "packets", path, int)
+                counter.bytes = self.get(body, "bytes", path, int)
+            return counter
+        if kind in ("accept", "drop"):
+            return VerdictStatement(kind == "accept", loc)
+        if kind == "flow":
+            body = self.obj(body, path)
+            if body.get("op", "add") != "add":
+                raise self.error(f"unsupported flow op {json.dumps(body['op'])}", f"{path}.op")
+            ref = self.get(body, "flowtable", path)
+            name_loc = Loc(self.filename, path=f"{path}.flowtable")
+            return FlowAdd(values.parse_name(ref.removeprefix("@"), name_loc, "flowtable"), loc)
+        if kind in ("snat", "dnat", "masquerade"):
+            return self.nat(NatKind(kind), body, path, loc)
+        raise self.error(f"unsupported expression '{kind}'", path)
+
+    def match(self, body: dict, path: str, loc: Loc) -> Match:
+        op = self.get(body, "op", path)
+        if op not in ("==", "!=", "in"):
+            raise self.error(f"unsupported operator '{op}'", f"{path}.op")
+        field = self.left(body.get("left"), f"{path}.left")
+        right = body.get("right")
+        rpath = f"{path}.right"
+        if isinstance(right, dict) and "set" in right:
+            raws, rpath = right["set"], f"{rpath}.set"
+            if not isinstance(raws, list):
+                raise self.error("a set needs a list of elements", rpath)
+        elif isinstance(right, list):
+            raws = right
+        else:
+            raws = [right]
+        vals = [self.value(field, raw, f"{rpath}[{i}]") for i, raw in enumerate(raws)]
+        if not vals:
+            raise self.error("empty set", rpath)
+        return Match(field, tuple(dict.fromkeys(vals)), op == "!=", loc)
+
+    def left(self, left: Any, path: str) -> Field:
+        kind, body = self.single(left, path)
+        body = self.obj(body, f"{path}.{kind}")
+        if kind == "payload":
+            words = (body.get("protocol"), body.get("field"))
+        else:  # {"meta": {"key": "l4proto"}}, {"ct": {"key": "state"}}
+            words = (kind, body.get("key"))
+        field = FIELDS_BY_WORDS.get(words)  # type: ignore[arg-type]
+        if field is None or (kind == "payload") == (field.value[0] in ("meta", "ct")):
+            raise self.error(f"unsupported match on {json.dumps(left)}", path)
+        return field
+
+    def value(self, field: Field, raw: Any, path: str) -> Value:
+        loc = Loc(self.filename, path=path)
+        if isinstance(raw, dict) and "prefix" in raw:
+            prefix = self.obj(raw["prefix"], f"{path}.prefix")
+            raw = f"{prefix.get('addr')}/{prefix.get('len')}"
+        elif isinstance(raw, dict) and "range" in raw:
+            bounds = raw["range"]
+            if not (isinstance(bounds, list) and len(bounds) == 2):
+                raise self.error("a range needs two bounds", f"{path}.range")
+            raw = f"{bounds[0]}-{bounds[1]}"
+        if not isinstance(raw, str | int) or isinstance(raw, bool):
+            raise RulesetError(f"unsupported value {json.dumps(raw)}", loc)
+        return values.parse_value(field, raw, loc)
+
+    def nat(self, kind: NatKind, body: Any, path: str, loc: Loc) -> Nat:
+        nat = Nat(kind, loc=loc)
+        if body is None:
+            if kind is not NatKind.MASQUERADE:
+                raise self.error(f"{kind.value} needs an address", path)
+            return nat
+        body = self.obj(body, path)
+        if "family" in body:
+            nat.family = self.family(body, path)
+        if "addr" in body:
+            addr_loc = Loc(self.filename, path=f"{path}.addr")
+            nat.addr = values.parse_address(self.get(body, "addr", path), addr_loc)
+        elif kind is not NatKind.MASQUERADE:
+            raise self.error(f"{kind.value} needs an address", path)
+        if "port" in body:
+            port = body["port"]
+            port_loc = Loc(self.filename, path=f"{path}.port")
+            if isinstance(port, dict) and isinstance(port.get("range"), list):
+                port = "-".join(str(p) for p in port["range"])
+            if not isinstance(port, str | int) or isinstance(port, bool):
+                raise RulesetError(f"invalid port {json.dumps(port)}", port_loc)
+            nat.port_min, nat.port_max = values.parse_port_range(port, port_loc)
+        return nat
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+def dump(tables: Iterable[Table]) -> dict[str, Any]:
+    """The ``nft -j list ruleset`` document (without handles) for these tables."""
+    items: list[dict[str, Any]] = [{"metainfo": {"json_schema_version": 1}}]
+    for table in tables:
+        fam = table.family.value
+        items.append({"table": {"family": fam, "name": table.name}})
+        items += [{"flowtable": _dump_flowtable(ft)} for ft in table.flowtables.values()]
+        for chain in table.chains.values():
+            obj: dict[str, Any] = {"family": fam, "table": table.name, "name": chain.name}
+            if chain.base is not None:
+                obj.update(
+                    type=chain.base.type.value,
+                    hook=chain.base.hook.value,
+                    prio=chain.base.priority,
+                    policy="accept" if chain.base.policy_accept else "drop",
+                )
+            items.append({"chain": obj})
+        for chain in table.chains.values():
+            items += [
+                {
+                    "rule": {
+                        "family": fam,
+                        "table": table.name,
+                        "chain": chain.name,
+                        "expr": [_dump_item(i) for i in rule.items],
+                    }
+                }
+                for rule in chain.rules
+            ]
+    return {"nftables": items}
+
+
+def _dump_flowtable(ft: FlowtableDef) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "family": ft.family.value,
+        "name": ft.name,
+        "table": ft.table,
+        "hook": ft.hook,
+        "prio": ft.priority,
+    }
+    if ft.devices:
+        obj["dev"] = ft.devices[0] if len(ft.devices) == 1 else list(ft.devices)
+    flags = [f for f, on in (("offload", ft.offload), ("counter", ft.counter)) if on]
+    if flags:
+        obj["flags"] = flags
+    return obj
+
+
+def _dump_item(item: Item) -> dict[str, Any]:
+    if isinstance(item, Match):
+        return {"match": _dump_match(item)}
+    if isinstance(item, Counter):
+        return {"counter": {"packets": item.packets, "bytes": item.bytes}}
+    if isinstance(item, VerdictStatement):
+        return {"accept" if item.accept else "drop": None}
+    if isinstance(item, FlowAdd):
+        return {"flow": {"op": "add", "flowtable": f"@{item.flowtable}"}}
+    assert isinstance(item, Nat)
+    body: dict[str, Any] = {}
+    if item.family is not None:
+        body["family"] = item.family.value
+    if item.addr is not None:
+        body["addr"] = str(item.addr)
+    if item.port_min is not None:
+        body["port"] = _dump_port((item.port_min, item.port_max or item.port_min))
+    return {item.kind.value: body or None}
+
+
+def _dump_match(match: Match) -> dict[str, Any]:
+    field = match.field
+    if field.value[0] == "meta":
+        left: dict[str, Any] = {"meta": {"key": field.value[1]}}
+    elif field is Field.CT_STATE:
+        left = {"ct": {"key": "state"}}
+    else:
+        left = {"payload": {"protocol": field.value[0], "field": field.value[1]}}
+    vals = [_dump_value(field, v) for v in match.values]
+    if field is Field.CT_STATE:
+        right: Any = vals[0] if len(vals) == 1 else vals
+        op = "!=" if match.negate else "in"
+    else:
+        right = vals[0] if len(vals) == 1 else {"set": vals}
+        op = "!=" if match.negate else "=="
+    return {"op": op, "left": left, "right": right}
+
+
+def _dump_value(field: Field, value: Value) -> Any:
+    if field.is_protocol:
+        return values.PROTOCOL_NAMES.get(value, value)  # type: ignore[call-overload]
+    if isinstance(value, tuple):
+        return _dump_port(value)
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        if value.prefixlen == value.max_prefixlen:
+            return str(value.network_address)
+        return {"prefix": {"addr": str(value.network_address), "len": value.prefixlen}}
+    return value
+
+
+def _dump_port(ports: tuple[int, int]) -> Any:
+    lo, hi = ports
+    return lo if lo == hi else {"range": [lo, hi]}
