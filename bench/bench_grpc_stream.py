@@ -23,6 +23,10 @@ from pathlib import Path
 
 import grpc
 
+if os.environ.get("UVLOOP"):
+    import uvloop
+    uvloop.install()
+
 METHOD = "/bench.Stream/Channel"
 
 

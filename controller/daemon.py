@@ -29,7 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from controller import control
+from controller import control, eventloop
 from controller.config import RouterConfig
 from ndo.api import (
     Command,
@@ -487,5 +487,5 @@ def run(configs: Sequence[RouterConfig], pipeline: Pipeline, *, push: bool, cont
             loop.add_signal_handler(sig, stop.set)
         await Daemon(sessions, control_path, metrics).run(stop)
 
-    asyncio.run(main())
+    eventloop.run(main())
     return 0
