@@ -6,7 +6,10 @@ in the softswitch. A server process streams N messages of a punted frame's size 
 reads N from it, as the softswitch and the controller do; each side's CPU time per message is
 printed (both processes are timed, all their threads: gRPC's poller thread does the transport).
 
-    .venv/bin/python bench/bench_grpc_stream.py [-n 20000] [--size 100]
+    .venv/bin/python bench/bench_grpc_stream.py [-n 20000] [--size 100] [--loop asyncio]
+
+Both processes run on the loop the controller and the softswitch use (``--loop uvloop``, the
+default) or on asyncio's own.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from pathlib import Path
 
 import grpc
 
-if os.environ.get("UVLOOP"):
-    import uvloop
-    uvloop.install()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from controller import eventloop
 
 METHOD = "/bench.Stream/Channel"
+LOOPS = {"uvloop": eventloop.run, "asyncio": asyncio.run}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -90,20 +94,22 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--count", type=int, default=20_000)
     parser.add_argument("--size", type=int, default=100, help="bytes per message")
+    parser.add_argument("--loop", choices=sorted(LOOPS), default="uvloop")
     parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    run = LOOPS[args.loop]
     if args.serve is not None:
-        asyncio.run(serve(args.serve, args.count, args.size))
+        run(serve(args.serve, args.count, args.size))
         return 0
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "-n",
-                               str(args.count), "--size", str(args.size)],
+                               str(args.count), "--size", str(args.size), "--loop", args.loop],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "READY"
-        asyncio.run(measure(port, server.pid, args.count, args.size))
+        run(measure(port, server.pid, args.count, args.size))
     finally:
         server.terminate()
         server.wait()

@@ -2,9 +2,10 @@
 
 Every punt is two P4Runtime stream messages in each of them, and grpc.aio completes each one
 through the event loop (its poller thread wakes the loop, a future resolves, a task steps). On
-uvloop that costs about a quarter less CPU per message than on asyncio's own loop
-(``bench/bench_grpc_stream.py``: ~195 → ~140 µs per punt across both processes), as do the
-softswitch's port readers and the controller's other tasks.
+uvloop that costs 15-25 % less CPU per message than on asyncio's own loop
+(``bench/bench_grpc_stream.py --loop``, interleaved runs on a loaded 2-core machine: 175-190
+against 200-225 µs per punt across both processes), and the softswitch's port readers and the
+controller's other tasks cost less too.
 """
 
 from __future__ import annotations
