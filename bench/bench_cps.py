@@ -7,7 +7,8 @@
   bytes and staying open; connections/s until both directions of every one are in hardware
   (its HW_OFFLOAD event on the monitor stream), handshake latency p50/p99 (connect() in h1),
   punts per connection, and the share of the controller's punt-path time per stage from the
-  daemon's own counters (``p4ft stats`` → controller.punt_path).
+  daemon's own counters (``p4ft stats`` → controller.punt_path); how busy the controller
+  and the switch process were over the run (CPU time: the one near a full core is the limit).
 * latency at a modest rate: connections offered at ``--rate`` per second (default 100),
   handshake p99.
 * slow path: UDP blasted at a port the forward chain accepts before ``flow add``, so every
@@ -27,6 +28,7 @@ import argparse
 import collections
 import dataclasses
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -148,12 +150,20 @@ def stats(lab: Lab) -> dict[str, Any]:
     raw = lab.stats()
     return {"punts": sum(raw.get("punts", {}).values()),
             "packet_outs": raw.get("driver", {}).get("packet_out", 0),
+            "write_requests": raw.get("driver", {}).get("write_requests", 0),
+            "write_updates": raw.get("driver", {}).get("write_updates", 0),
             "controller_punt_path": raw.get("punt_path", {}),
             "packet_in_queue": raw.get("packet_in_queue", {}),
             "switch_drops": raw.get("punt_policing", {})}
 
 
 # -- profiling --------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Profiler:
@@ -218,7 +228,9 @@ def main() -> int:
         pids = {"controller": lab.controller.pid, "switch": lab.host("s1").process.pid}
         before = stats(lab)
         profiler = Profiler(args.profile, pids)
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         setup = connections(lab, watch, CPS_PORT, args.connections, args.parallel, 0.0)
+        cpu_after = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         profiler.stop()
         after = stats(lab)
         settle(lab)
@@ -237,6 +249,13 @@ def main() -> int:
     print(f"  handshake p50 {quantile(setup['latencies'], 50) * 1e3:.1f} ms, "
           f"p99 {quantile(setup['latencies'], 99) * 1e3:.1f} ms over {n}")
     print(f"  punts per connection: {(after['punts'] - before['punts']) / max(n, 1):.2f}")
+    requests = after["write_requests"] - before["write_requests"]
+    updates = after["write_updates"] - before["write_updates"]
+    print(f"  P4Runtime writes: {updates} updates in {requests} requests "
+          f"({updates / max(requests, 1):.1f} per request)")
+    for name, used in cpu_after.items():
+        print(f"  {name} CPU: {used:.2f} s over {setup['span']:.2f} s "
+              f"({100 * used / setup['span']:.0f}% of a core)")
     stages = stage_deltas(before, after)
     total = sum(seconds for _, seconds in stages.values())
     if total:

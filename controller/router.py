@@ -321,11 +321,12 @@ class Router:
         }
 
 
+_REASON_NAMES = {int(r): r.name.lower() for r in PuntReason}  # per punt: no enum lookup
+
+
 def reason_name(reason: int) -> str:
-    try:
-        return PuntReason(reason).name.lower()
-    except ValueError:
-        return f"reason_{reason}"
+    name = _REASON_NAMES.get(reason)
+    return f"reason_{reason}" if name is None else name
 
 
 def _flag_names(flags: int) -> list[str]:

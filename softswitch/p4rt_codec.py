@@ -8,6 +8,7 @@ values with bits outside their mask). Every check raises :class:`P4RTError` with
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -92,11 +93,13 @@ class TableSchema:
     size: int
     supports_timeout: bool
     direct_counter_id: int | None
+    # Tables with ternary, range or optional fields order entries by priority (known once: every
+    # written entry asks)
+    needs_priority: bool = dataclasses.field(init=False)
 
-    @property
-    def needs_priority(self) -> bool:
-        """Tables with ternary, range or optional fields order entries by priority."""
-        return any(f.match_type in (TERNARY, RANGE, OPTIONAL) for f in self.match_fields)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "needs_priority", any(
+            f.match_type in (TERNARY, RANGE, OPTIONAL) for f in self.match_fields))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
+from controller.edges import eventloop
+
 DEFAULT_GRPC_ADDR = "0.0.0.0:9559"
 log = logging.getLogger("p4ft.softswitch")
 
@@ -130,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"p4ft softswitch: error: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_serve(args, ports, config))
+        return eventloop.run(_serve(args, ports, config))
     except (ValueError, OSError) as exc:
         print(f"p4ft softswitch: error: {exc}", file=sys.stderr)
         return 1

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import RouterConfig
-from controller.edges import control
+from controller.edges import control, eventloop
 from ndo.api import (
     Command,
     Cookie,
@@ -500,5 +500,5 @@ def run(configs: Sequence[RouterConfig], pipeline: Pipeline, *, push: bool, cont
             loop.add_signal_handler(sig, stop.set)
         await Daemon(sessions, control_path, metrics).run(stop)
 
-    asyncio.run(main())
+    eventloop.run(main())
     return 0

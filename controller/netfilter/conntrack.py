@@ -19,7 +19,7 @@ import ipaddress
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from heapq import heappop, heappush
 from itertools import count
 from typing import NamedTuple
@@ -826,7 +826,7 @@ _PROTO_NAMES = {
     136: "udplite",
 }
 _ECHO_TYPES = {IPPROTO_ICMP: (8, 0), IPPROTO_ICMPV6: (128, 129)}
-_SHOWN_STATUS = (
+_SHOWN_STATUS = tuple((bit.name, int(bit)) for bit in (
     Status.SEEN_REPLY,
     Status.ASSURED,
     Status.CONFIRMED,
@@ -836,14 +836,20 @@ _SHOWN_STATUS = (
     Status.NAT_CLASH,
     Status.OFFLOAD,
     Status.HW_OFFLOAD,
-)
+))
+
+
+@lru_cache(maxsize=4096)
+def _address_text(address: int | bytes) -> str:
+    """An address as text; events describe the same few hosts' addresses over and over."""
+    return str(ipaddress.ip_address(address))
 
 
 def _l4_fields(conn: Conn, direction: int) -> dict[str, object]:
     tup = conn.tuples[direction]
     fields: dict[str, object] = {
-        "src": str(ipaddress.ip_address(tup.src)),
-        "dst": str(ipaddress.ip_address(tup.dst)),
+        "src": _address_text(tup.src),
+        "dst": _address_text(tup.dst),
     }
     if tup.proto in _ICMP_PROTOS:
         # Only the identifier is kept; echo is by far the usual request.
@@ -857,7 +863,8 @@ def _l4_fields(conn: Conn, direction: int) -> dict[str, object]:
 def describe(conn: Conn, now: float) -> dict[str, object]:
     """One entry as data (``p4ft flows --json``). Offloaded entries show neither timeout nor TCP
     state, as ``ctnetlink`` omits them while a flowtable owns the connection."""
-    offloaded = bool(conn.status & Status.OFFLOAD)
+    status = int(conn.status)  # int operations: IntFlag's & builds a member per call
+    offloaded = bool(status & Status.OFFLOAD.value)
     proto = conn.proto
     return {
         "id": conn.id,
@@ -868,7 +875,7 @@ def describe(conn: Conn, now: float) -> dict[str, object]:
         "state": conn.tcp_state.name if proto == IPPROTO_TCP and not offloaded else None,
         "original": _l4_fields(conn, ORIGINAL),
         "reply": _l4_fields(conn, REPLY),
-        "status": [bit.name for bit in _SHOWN_STATUS if conn.status & bit],
+        "status": [name for name, bit in _SHOWN_STATUS if status & bit],
         "mark": conn.mark,
         "zone": conn.zone,
     }

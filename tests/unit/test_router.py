@@ -12,6 +12,7 @@ from scapy.layers.l2 import ARP, Ether
 from controller.netfilter.ct import Status
 from controller.netfilter.ruleset import RulesetError, loads
 from controller.router import Router
+from ndo.api import PuntReason
 from ndo.memory import MemoryDriver
 from tests.unit.router_helpers import (
     FORWARD_OFFLOAD,
@@ -283,6 +284,14 @@ def test_snapshot_is_json_and_counts_paths() -> None:
     assert stats["punts"]["miss"] == 5 and stats["hw_entries"] == 2
     assert stats["drops"] == {"malformed_eth_truncated": 1}
     assert stats["offload"]["replace_done"] == 1
+
+
+def test_punts_counted_per_reason_name_and_unknown_reasons_by_number() -> None:
+    b = Bench()
+    b.router.receive(tcp4("S"), 1, b.now, PuntReason.TTL)
+    b.router.receive(tcp4("S"), 1, b.now, 13)  # a pipeline newer than this controller
+    b.router.receive(tcp4("S"), 1, b.now)
+    assert b.router.snapshot(b.now)["stats"]["punts"] == {"ttl": 1, "reason_13": 1, "miss": 1}
 
 
 def test_events_returned_with_the_packet_that_caused_them() -> None:
