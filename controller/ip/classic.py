@@ -51,7 +51,14 @@ from controller.netfilter.conntrack import Conntrack, CtVerdict
 from controller.netfilter.ct import IPPROTO_ICMPV6, ORIGINAL, Conn, CtInfo, Status
 from controller.netfilter.flowtable import FlowRoute, Flowtable
 from controller.netfilter.nat import Manip, Nat, mangle_postrouting, mangle_prerouting, translate
-from controller.netfilter.ruleset import Evaluator, FlowtableDef, Hook, NatAction, Ruleset
+from controller.netfilter.ruleset import (
+    Evaluator,
+    FlowtableDef,
+    Hook,
+    NatAction,
+    RuleContext,
+    Ruleset,
+)
 from inet.checksum import checksum
 
 FlowtableKey = tuple[str, str, str]  # (family, table, name) as in the ruleset
@@ -78,20 +85,9 @@ class ClassicResult:
 
 
 @dataclass(slots=True)
-class _Ctx:
-    """What rules see (``netfilter.ruleset.PacketContext``) plus what ``flow add`` needs."""
+class _Ctx(RuleContext):
+    """What rules see plus what ``flow add`` needs."""
 
-    family: int
-    proto: int
-    src: bytes
-    dst: bytes
-    sport: int
-    dport: int
-    iifname: str
-    oifname: str | None
-    ct_state: CtInfo
-    ct_new: bool
-    length: int
     pkt: Packet
     conn: Conn | None
     direction: int

@@ -10,33 +10,14 @@ it enters and leaves by. A connection is offloaded when any selector matches (or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from controller.netfilter.ct import IPPROTO_TCP, IPPROTO_UDP, CtInfo, CtTuple
-from controller.netfilter.ruleset import Evaluator, Hook, RulesetError, loads
+from controller.netfilter.ruleset import Evaluator, Hook, RuleContext, RulesetError, loads
 
 PROTOCOLS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
 
 
 class PolicyError(ValueError):
     """A selector that does not parse as an nft match."""
-
-
-@dataclass(slots=True)
-class _Candidate:
-    """The evaluator's packet context for a connection (its original direction)."""
-
-    family: int
-    proto: int
-    src: bytes
-    dst: bytes
-    sport: int
-    dport: int
-    iifname: str
-    oifname: str | None
-    ct_state: CtInfo = CtInfo.ESTABLISHED
-    ct_new: bool = False
-    length: int = 0
 
 
 class OffloadPolicy:
@@ -66,6 +47,6 @@ class OffloadPolicy:
         ``oifname`` in its original direction)?"""
         if self._evaluator is None:
             return True
-        ctx = _Candidate(orig.family, orig.proto, orig.src, orig.dst, orig.sport, orig.dport,
-                         iifname, oifname)
+        ctx = RuleContext(orig.family, orig.proto, orig.src, orig.dst, orig.sport, orig.dport,
+                          iifname, oifname, CtInfo.ESTABLISHED, False, 0)
         return self._evaluator.run(Hook.FORWARD, orig.family, ctx).accept

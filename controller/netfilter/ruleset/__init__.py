@@ -14,6 +14,7 @@ from controller.netfilter.ruleset.evaluator import (
     Evaluator,
     NatAction,
     PacketContext,
+    RuleContext,
     Verdict,
 )
 from controller.netfilter.ruleset.model import Family, FlowtableDef, Hook
@@ -29,6 +30,7 @@ __all__ = [
     "Loc",
     "NatAction",
     "PacketContext",
+    "RuleContext",
     "Ruleset",
     "RulesetError",
     "Verdict",

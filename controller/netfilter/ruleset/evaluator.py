@@ -51,6 +51,24 @@ class PacketContext(Protocol):
     length: int  # bytes, for rule counters
 
 
+@dataclass(slots=True)
+class RuleContext:
+    """A :class:`PacketContext` as plain data: the classic path extends it with its packet;
+    kernel mode's offload selectors hand it a connection's original direction."""
+
+    family: int
+    proto: int
+    src: bytes
+    dst: bytes
+    sport: int
+    dport: int
+    iifname: str
+    oifname: str | None
+    ct_state: CtInfo
+    ct_new: bool
+    length: int
+
+
 @dataclass(frozen=True, slots=True)
 class NatAction:
     """The mapping a NAT rule asks for; ``addr`` None means "the egress address" (masquerade)."""
