@@ -12,6 +12,7 @@ Mininet and talks to the controller over its control socket, never gRPC.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,10 @@ from controller.lab.nodes import Bmv2Switch, LabHost, SoftSwitch, bmv2_binary
 from controller.lab.topology import LabTopology, load_topology
 
 CONTROLLER_TIMEOUT = 30.0
+LAB_LOCK = Path("/run/lock/p4ft-lab.lock")
+"""One lab at a time per machine: Mininet's node and veth names (s1, h1, s1-eth1) and the
+switch's gRPC port are machine-wide, so a second lab (another test run, a user's ``p4ft lab``)
+waits here for the first to stop instead of tearing its links down."""
 
 
 def default_target() -> str:
@@ -58,6 +63,7 @@ class Lab:
         self._ruleset = ruleset if ruleset is not None else self.topology.ruleset
         self.net = None
         self.controller: subprocess.Popen | None = None
+        self._lock: Any = None
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -73,6 +79,7 @@ class Lab:
         from mininet.net import Mininet
 
         setLogLevel("warning")
+        self._acquire_machine()
         for port in self.topology.ports:  # veths a crashed lab left ("File exists")
             subprocess.run(["ip", "link", "del", f"s1-eth{port.id}"], capture_output=True,
                            check=False)
@@ -100,6 +107,16 @@ class Lab:
         except BaseException:
             self.stop()
             raise
+
+    def _acquire_machine(self) -> None:
+        LAB_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = LAB_LOCK.open("w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"lab: another lab is running on this machine; waiting for it ({LAB_LOCK})",
+                  file=sys.stderr)
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
 
     def _configure_host(self, port) -> None:
         host = self.net.get(port.host)
@@ -149,6 +166,9 @@ class Lab:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
 
     # -- use ---------------------------------------------------------------------------------
 
