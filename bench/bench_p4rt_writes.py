@@ -178,9 +178,10 @@ async def main(args: argparse.Namespace) -> int:
         batches = [await big_batch_seconds(address, device_id, schema, pipe, 3 * args.entries)
                    for _ in range(args.repeat)]
         batch = min(batches)
+        ratio = batch / BMV2_BIG_BATCH_S
         print(f"one WriteRequest of {BIG_BATCH} INSERTs: {batch:6.3f} s (best of {args.repeat}); "
-              f"BMv2 {BMV2_BIG_BATCH_S} s -> softswitch/BMv2 time = {batch / BMV2_BIG_BATCH_S:5.2f} "
-              f"(target <= 1) {'OK' if batch <= BMV2_BIG_BATCH_S else 'MISSED'}")
+              f"BMv2 {BMV2_BIG_BATCH_S} s -> target/BMv2 time = {ratio:5.2f} (target <= 1) "
+              f"{'OK' if ratio <= 1 else 'MISSED'}")
         if args.batch_only:
             return 0
         raws, drivers = [], []

@@ -48,13 +48,22 @@ def invalid(message: str) -> P4RTError:
 # --- values --------------------------------------------------------------------------------------
 
 
+def out_of_range(message: str) -> P4RTError:
+    return P4RTError(rpc_code.OUT_OF_RANGE, message)
+
+
 def decode_value(data: bytes, bitwidth: int, what: str) -> int:
-    """A P4Runtime byte string as an int; canonical and zero-padded forms are both accepted."""
+    """A P4Runtime byte string as an int; canonical and zero-padded forms are both accepted.
+
+    An empty string or a value wider than ``bitwidth`` is OUT_OF_RANGE, as the spec's
+    Bytestrings section (§8.3 of v1.3) says; BMv2 (PI ``bytestring_p4rt_to_pi``) answers
+    INVALID_ARGUMENT for the one and takes the other as 0 (softswitch/INTERPRETER.md).
+    """
     if not data:
-        raise invalid(f"{what}: empty byte string")
+        raise out_of_range(f"{what}: empty byte string")
     value = int.from_bytes(data, "big")
     if value >> bitwidth:
-        raise invalid(f"{what}: value 0x{data.hex()} does not fit in {bitwidth} bits")
+        raise out_of_range(f"{what}: value 0x{data.hex()} does not fit in {bitwidth} bits")
     return value
 
 
@@ -93,6 +102,8 @@ class TableSchema:
     size: int
     supports_timeout: bool
     direct_counter_id: int | None
+    direct_meter_id: int | None = None
+    is_const: bool = False  # `const entries`: only the default entry and direct resources change
     # Tables with ternary, range or optional fields order entries by priority (known once: every
     # written entry asks)
     needs_priority: bool = dataclasses.field(init=False)
@@ -126,6 +137,7 @@ class P4Schema:
         }
         self.action_names = {a.name: a for a in self.actions.values()}
         direct = {c.direct_table_id: c.preamble.id for c in p4info.direct_counters}
+        direct_meters = {m.direct_table_id: m.preamble.id for m in p4info.direct_meters}
         self.direct_counters: dict[int, int] = {c.preamble.id: c.direct_table_id
                                                 for c in p4info.direct_counters}
         self.tables: dict[int, TableSchema] = {}
@@ -144,6 +156,8 @@ class P4Schema:
                 size=t.size,
                 supports_timeout=t.idle_timeout_behavior == p4i.Table.NOTIFY_CONTROL,
                 direct_counter_id=direct.get(t.preamble.id),
+                direct_meter_id=direct_meters.get(t.preamble.id),
+                is_const=t.is_const_table,
             )
         self.counters = {c.preamble.id: ArraySchema(c.preamble.id, c.preamble.name, c.size)
                          for c in p4info.counters}
@@ -257,8 +271,10 @@ def decode_action(table: TableSchema, actions: dict[int, ActionSchema], action: 
     if scope is None or action.action_id not in actions:
         raise invalid(f"table {table.name}: action id {action.action_id} is not one of its actions")
     if scope == (p4i.ActionRef.TABLE_ONLY if default else p4i.ActionRef.DEFAULT_ONLY):
+        # The spec (TableEntry, "Action Specification") and PI: PERMISSION_DENIED.
         where = "the default entry" if default else "an entry"
-        raise invalid(f"table {table.name}: action id {action.action_id} not allowed for {where}")
+        raise P4RTError(rpc_code.PERMISSION_DENIED,
+                        f"table {table.name}: action id {action.action_id} not allowed for {where}")
     schema = actions[action.action_id]
     given: dict[int, bytes] = {}
     for p in action.params:

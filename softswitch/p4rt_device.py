@@ -13,7 +13,15 @@ the P4Runtime spec or do more, never less:
 - a read of all tables asking for ``time_since_last_hit`` fills it where a table supports idle
   timeout instead of failing the whole read;
 - ``idle_timeout_ns`` on a default entry is INVALID_ARGUMENT, as the spec says (BMv2 accepts it);
-- a refused PacketOut (not primary, bad metadata) is answered with a StreamError (PI drops it).
+- a refused PacketOut (not primary, bad metadata) is answered with a StreamError (PI drops it);
+- where the spec names a code and PI another, the spec's: COMMIT with no saved config is
+  NOT_FOUND, a write to a `const entries` table PERMISSION_DENIED, an array index past the end
+  OUT_OF_RANGE, an empty or too wide byte string OUT_OF_RANGE (softswitch/INTERPRETER.md lists
+  them with PI's answers).
+
+Where PI's answer is as good as any, we give PI's: an Entity or Update without an entity is
+UNKNOWN ("Incorrect entity type"), direct resources a table does not have INVALID_ARGUMENT. An
+empty Entity in a Read is the spec's INVALID_ARGUMENT (PI: UNKNOWN).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from softswitch.p4rt_codec import (
     encode_meter_config,
     encode_value,
     invalid,
+    out_of_range,
     pack_header,
     unpack_header,
 )
@@ -113,8 +122,10 @@ class Device:
     def set_pipeline(self, action: int, config: p4r.ForwardingPipelineConfig) -> None:
         req = p4r.SetForwardingPipelineConfigRequest
         if action == req.COMMIT:
-            if self._saved is None:
-                raise P4RTError(rpc_code.FAILED_PRECONDITION, "No saved config to commit")
+            if self._saved is None:  # the spec (SetForwardingPipelineConfig RPC): NOT_FOUND
+                raise P4RTError(rpc_code.NOT_FOUND, "No saved config to commit")
+            if config.ByteSize():
+                raise invalid("COMMIT takes no config")
             self._commit(self._saved)
             return
         if action not in (req.VERIFY, req.VERIFY_AND_SAVE, req.VERIFY_AND_COMMIT,
@@ -137,6 +148,10 @@ class Device:
     def get_pipeline(self, response_type: int) -> p4r.ForwardingPipelineConfig:
         config = self._running().config
         req = p4r.GetForwardingPipelineConfigRequest
+        if response_type not in (req.ALL, req.COOKIE_ONLY, req.P4INFO_AND_COOKIE,
+                                 req.DEVICE_CONFIG_AND_COOKIE):  # PI's pipeline_config_get
+            raise invalid(f"Invalid response_type {response_type} in "
+                          "GetForwardingPipelineConfigRequest")
         out = p4r.ForwardingPipelineConfig(cookie=config.cookie)
         if response_type in (req.ALL, req.P4INFO_AND_COOKIE):
             out.p4info.CopyFrom(config.p4info)
@@ -161,12 +176,16 @@ class Device:
         return results
 
     def _write_one(self, loaded: LoadedPipeline, update: p4r.Update, now: float) -> None:
+        kind = update.entity.WhichOneof("entity")
+        if kind is None:  # PI's write_: UNKNOWN, before the update type is looked at
+            raise P4RTError(rpc_code.UNKNOWN, "Incorrect entity type")
         if update.type == p4r.Update.UNSPECIFIED:
             raise invalid("update type UNSPECIFIED")
-        kind = update.entity.WhichOneof("entity")
         if kind == "table_entry":
             self._write_table_entry(loaded, update.type, update.entity.table_entry, now)
         elif kind == "direct_counter_entry":
+            if not update.entity.direct_counter_entry.HasField("table_entry"):
+                raise invalid("Missing table_entry field in DirectCounterEntry")
             if update.type != p4r.Update.MODIFY:
                 raise invalid("direct counter entries can only be modified")
             entry = self._find_entry(loaded, update.entity.direct_counter_entry.table_entry)
@@ -183,8 +202,6 @@ class Device:
             if update.type != p4r.Update.MODIFY:
                 raise invalid("meter entries can only be modified")
             self._write_meter(loaded, update.entity.meter_entry)
-        elif kind is None:
-            raise invalid("update without an entity")
         else:
             raise P4RTError(rpc_code.UNIMPLEMENTED, f"writing {kind} is not supported")
 
@@ -192,10 +209,16 @@ class Device:
                            now: float) -> None:
         schema = loaded.schema.table(te.table_id)
         table = loaded.pipeline.tables[schema.name]
+        if te.HasField("time_since_last_hit"):
+            raise invalid("has_time_since_last_hit must not be set in WriteRequest")
+        _check_direct_resources(schema, te)
         if te.is_default_action:
             self._write_default(loaded, schema, table, op, te)
             return
         key, priority = self._key(schema, te)
+        if schema.is_const or getattr(table, "const_entries", False):
+            self._write_const(loaded, schema, op, te, key, priority)
+            return
         if op == p4r.Update.DELETE:
             loaded.cookies.pop(table.delete(key, priority), None)
             return
@@ -211,12 +234,27 @@ class Device:
             entry = table.modify(key, priority, action, params, ttl_ns=te.idle_timeout_ns, now=now)
             if schema.supports_timeout:
                 entry.last_hit = now  # a MODIFY restarts the ageing timer (bmv2 test ModifyTTL)
-        if te.HasField("counter_data") and schema.direct_counter_id is not None:
+        if te.HasField("counter_data"):
             _set_counter(entry, te.counter_data)
         if te.controller_metadata or te.metadata:
             loaded.cookies[entry] = (te.controller_metadata, te.metadata)
         else:
             loaded.cookies.pop(entry, None)
+
+    @staticmethod
+    def _write_const(loaded: LoadedPipeline, schema: TableSchema, op: int, te: p4r.TableEntry,
+                     key: tuple, priority: int) -> None:
+        """A `const entries` table: only a MODIFY of an entry's direct resources, without an
+        action (the spec, Constant Tables, §9.1.4); anything else is PERMISSION_DENIED. PI
+        leaves it to the target, which BMv2 refuses as UNKNOWN."""
+        if op != p4r.Update.MODIFY or te.HasField("action"):
+            raise P4RTError(rpc_code.PERMISSION_DENIED,
+                            f"table {schema.name} has const entries")
+        entry = loaded.pipeline.tables[schema.name].get(key, priority)
+        if entry is None:
+            raise P4RTError(rpc_code.NOT_FOUND, f"no such entry in table {schema.name}")
+        if te.HasField("counter_data"):
+            _set_counter(entry, te.counter_data)
 
     def _write_default(self, loaded: LoadedPipeline, schema: TableSchema, table: Any, op: int,
                        te: p4r.TableEntry) -> None:
@@ -312,6 +350,8 @@ class Device:
         if kind == "table_entry":
             return self._read_table_entries(loaded, entity.table_entry, now)
         if kind == "direct_counter_entry":
+            if not entity.direct_counter_entry.HasField("table_entry"):  # as PI
+                raise invalid("Missing table_entry field in DirectCounterEntry")
             return self._read_direct_counters(loaded, entity.direct_counter_entry.table_entry)
         if kind == "counter_entry":
             return self._read_counters(loaded, entity.counter_entry)
@@ -319,6 +359,8 @@ class Device:
             return self._read_registers(loaded, entity.register_entry)
         if kind == "meter_entry":
             return self._read_meters(loaded, entity.meter_entry)
+        if kind is None:  # the spec (Read RPC, "Wildcard Reads"); PI: UNKNOWN
+            raise invalid("the entity oneof of a read Entity must be set")
         raise P4RTError(rpc_code.UNIMPLEMENTED, f"reading {kind} is not supported")
 
     def _selected(self, loaded: LoadedPipeline, te: p4r.TableEntry) -> list[
@@ -447,6 +489,15 @@ class Device:
         fields = self._running().schema.packet_in
         packet.payload = frame[unpack_header(fields, frame, packet.metadata):]
 
+    # --- digests: the error path only (DigestEntry and DigestList are another change's) -------
+
+    def check_digest_ack(self, ack: p4r.DigestListAck) -> None:
+        """A DigestListAck must name a Digest of the P4Info, else INVALID_ARGUMENT (the spec,
+        Stream Error Reporting), which the server reports as a StreamError. PI's DigestMgr
+        drops such an ack without a word."""
+        if ack.digest_id not in {d.preamble.id for d in self._running().schema.p4info.digests}:
+            raise invalid(f"unknown digest id {ack.digest_id}")
+
     # --- idle timeout ----------------------------------------------------------------------------
 
     def idle_notifications(self, now: float,
@@ -495,10 +546,22 @@ def _cells(arrays: dict[int, ArraySchema], ident: int,
     if not entry.HasField("index"):
         return [(s, range(s.size)) for s in schemas]
     i = entry.index.index
-    for s in schemas:
-        if not 0 <= i < s.size:
-            raise invalid(f"{kind} {s.name}: index {i} out of range")
+    if i < 0:  # the spec (CounterEntry §9.3.2, MeterEntry, RegisterEntry): negative is invalid,
+        raise invalid(f"{kind}: negative index {i}")
+    for s in schemas:  # past the end OUT_OF_RANGE (PI: UNKNOWN from the target)
+        if i >= s.size:
+            raise out_of_range(f"{kind} {s.name}: index {i} out of range 0..{s.size - 1}")
     return [(s, [i]) for s in schemas]
+
+
+def _check_direct_resources(schema: TableSchema, te: p4r.TableEntry) -> None:
+    """Direct resources in a TableEntry must exist on its table (PI's
+    construct_direct_resources: INVALID_ARGUMENT). Direct meters are not run by the
+    interpreter (INTERPRETER.md): a config for one is accepted and not kept."""
+    if te.HasField("meter_config") and schema.direct_meter_id is None:
+        raise invalid(f"table {schema.name}: Table has no direct meters")
+    if te.HasField("counter_data") and schema.direct_counter_id is None:
+        raise invalid(f"table {schema.name}: Table has no direct counters")
 
 
 def _set_counter(entry: Any, data: p4r.CounterData) -> None:

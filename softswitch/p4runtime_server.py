@@ -263,6 +263,8 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
                     self._arbitrate(conn, request.arbitration)
                 elif kind == "packet":
                     self._packet_out(conn, request.packet)
+                elif kind == "digest_ack":
+                    self._digest_ack(conn, request.digest_ack)
                 else:
                     conn.send(_stream_error(P4RTError(rpc_code.UNIMPLEMENTED,
                                                       f"stream message {kind} not supported")))
@@ -310,6 +312,16 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
             self.device.counters.packet_out_errors += 1
             error = _stream_error(exc)
             error.error.packet_out.packet_out.CopyFrom(packet)
+            conn.send(error)
+
+
+    def _digest_ack(self, conn: StreamConnection, ack: p4r.DigestListAck) -> None:
+        """Only the refusal of an ack for an unknown digest, as a StreamError naming it."""
+        try:
+            self.device.check_digest_ack(ack)
+        except P4RTError as exc:
+            error = _stream_error(exc)
+            error.error.digest_list_ack.digest_list_ack.CopyFrom(ack)
             conn.send(error)
 
 

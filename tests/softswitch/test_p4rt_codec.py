@@ -29,10 +29,11 @@ def test_values_round_trip_in_canonical_form(width_and_value) -> None:
 
 
 @pytest.mark.parametrize(("data", "width"), [(b"", 8), (b"\x02\x00", 9), (b"\x01\x00", 8)])
-def test_values_that_do_not_fit_are_invalid_argument(data, width) -> None:
+def test_values_that_do_not_fit_are_out_of_range(data, width) -> None:
+    """The spec's Bytestrings section: OUT_OF_RANGE (BMv2: INVALID_ARGUMENT, or 0 for empty)."""
     with pytest.raises(P4RTError) as exc:
         decode_value(data, width, "f")
-    assert exc.value.code == rpc_code.INVALID_ARGUMENT
+    assert exc.value.code == rpc_code.OUT_OF_RANGE
 
 
 FIELDS = (FieldSchema(1, "port", 9), FieldSchema(2, "reason", 3), FieldSchema(3, "flag", 1))

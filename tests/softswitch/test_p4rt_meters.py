@@ -85,6 +85,6 @@ async def test_bad_meter_writes_get_their_codes_and_change_nothing(h) -> None:
     )
     assert codes == [rpc_code.INVALID_ARGUMENT, rpc_code.INVALID_ARGUMENT,
                      rpc_code.INVALID_ARGUMENT, rpc_code.UNIMPLEMENTED,
-                     rpc_code.INVALID_ARGUMENT, rpc_code.INVALID_ARGUMENT,
+                     rpc_code.INVALID_ARGUMENT, rpc_code.OUT_OF_RANGE,
                      rpc_code.INVALID_ARGUMENT]
     assert await configs(h, entry()) == dict.fromkeys(range(4))

@@ -87,11 +87,12 @@ async def test_tutorials_p4_device_config_wrapper_is_accepted() -> None:
         assert h.device.pipeline is not None
 
 
-async def test_commit_without_saved_config_is_failed_precondition() -> None:
+async def test_commit_without_saved_config_is_not_found() -> None:
+    """The spec's SetForwardingPipelineConfig RPC: NOT_FOUND when nothing was saved."""
     async with running_server() as h:
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await h.stub.SetForwardingPipelineConfig(Set(device_id=DEVICE_ID, action=Set.COMMIT))
-        assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert exc.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 @pytest.mark.parametrize(("action", "cfg"), [

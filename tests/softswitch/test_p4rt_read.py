@@ -127,12 +127,22 @@ async def test_counter_read_all_indices_and_one(h) -> None:
 @pytest.mark.parametrize("entity", [
     table_entry(table_id=999),
     p4r.Entity(counter_entry=p4r.CounterEntry(counter_id=999)),
-    p4r.Entity(counter_entry=p4r.CounterEntry(counter_id=PORT_COUNTER, index=p4r.Index(index=9))),
+    p4r.Entity(counter_entry=p4r.CounterEntry(counter_id=PORT_COUNTER, index=p4r.Index(index=-1))),
+    p4r.Entity(direct_counter_entry=p4r.DirectCounterEntry()),
+    p4r.Entity(),
 ])
 async def test_bad_read_ids_are_invalid_argument(h, entity) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await h.read(entity)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_read_past_the_end_of_a_counter_is_out_of_range(h) -> None:
+    """The spec's CounterEntry (§9.3.2); BMv2 answers UNKNOWN."""
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await h.read(p4r.Entity(counter_entry=p4r.CounterEntry(counter_id=PORT_COUNTER,
+                                                                index=p4r.Index(index=4))))
+    assert exc.value.code() == grpc.StatusCode.OUT_OF_RANGE
 
 
 async def test_read_wrong_device_and_unsupported_entity(h) -> None:

@@ -99,32 +99,47 @@ async def test_batch_reports_one_error_per_update_with_message(h) -> None:
 
 
 def bad_entries() -> list[p4r.TableEntry]:
-    wide = flow_entry()
-    wide.match[0].exact.value = b"\x02\x00"  # 512 does not fit in 9 bits
     missing = flow_entry()
     del missing.match[1]
-    bad_param = flow_entry(out_port=600)
     unknown_action = flow_entry()
     unknown_action.action.action.action_id = 999
-    default_only = flow_entry(out_port=None)
-    default_only.action.action.action_id = NO_ACTION
     no_action = flow_entry(out_port=None)
     return [
         p4r.TableEntry(table_id=999),
-        wide,
         missing,
-        bad_param,
         unknown_action,
-        default_only,
         no_action,
         flow_entry(priority=5),
-        p4r.TableEntry(table_id=FLOW, match=[exact(1, b""), exact(2, b"\1")]),
+        flow_entry(time_since_last_hit=p4r.TableEntry.IdleTimeout()),
+        p4r.TableEntry(table_id=ACL, counter_data=p4r.CounterData(packet_count=1),
+                       priority=1, action=p4r.TableAction(action=p4r.Action(action_id=DROP))),
+        flow_entry(meter_config=p4r.MeterConfig(cir=1, cburst=1, pir=1, pburst=1)),
     ]
 
 
 @pytest.mark.parametrize("entry", bad_entries())
 async def test_malformed_entries_are_invalid_argument(h, entry) -> None:
     assert await write_codes(h, update("INSERT", entry)) == [rpc_code.INVALID_ARGUMENT]
+
+
+def out_of_range_entries() -> list[p4r.TableEntry]:
+    wide = flow_entry()
+    wide.match[0].exact.value = b"\x02\x00"  # 512 does not fit in 9 bits
+    return [wide, flow_entry(out_port=600),
+            p4r.TableEntry(table_id=FLOW, match=[exact(1, b""), exact(2, b"\1")])]
+
+
+@pytest.mark.parametrize("entry", out_of_range_entries())
+async def test_byte_strings_too_wide_or_empty_are_out_of_range(h, entry) -> None:
+    """The spec's Bytestrings (§8.3); BMv2 answers INVALID_ARGUMENT, or takes b"" as 0."""
+    assert await write_codes(h, update("INSERT", entry)) == [rpc_code.OUT_OF_RANGE]
+
+
+async def test_default_only_action_in_an_entry_is_permission_denied(h) -> None:
+    """The spec's Action Specification, as PI's validate_action."""
+    default_only = flow_entry(out_port=None)
+    default_only.action.action.action_id = NO_ACTION
+    assert await write_codes(h, update("INSERT", default_only)) == [rpc_code.PERMISSION_DENIED]
 
 
 async def test_idle_timeout_on_table_without_support_is_invalid_argument(h) -> None:
@@ -216,8 +231,10 @@ async def test_counter_write_one_index_and_out_of_range(h) -> None:
     assert h.device.pipeline.counters["ingress.port_counter"].read(2) == (3, 4)
     codes = await write_codes(
         h, update("MODIFY", p4r.CounterEntry(counter_id=PORT_COUNTER, index=p4r.Index(index=4))),
+        update("MODIFY", p4r.CounterEntry(counter_id=PORT_COUNTER, index=p4r.Index(index=-1))),
         update("MODIFY", p4r.CounterEntry(counter_id=FLOW_COUNTER)))
-    assert codes == [rpc_code.INVALID_ARGUMENT, rpc_code.INVALID_ARGUMENT]
+    # the spec's CounterEntry (§9.3.2): past the end OUT_OF_RANGE, negative INVALID_ARGUMENT
+    assert codes == [rpc_code.OUT_OF_RANGE, rpc_code.INVALID_ARGUMENT, rpc_code.INVALID_ARGUMENT]
 
 
 async def test_register_write_one_cell_all_cells_and_bad_ones(h) -> None:
@@ -239,7 +256,7 @@ async def test_register_write_one_cell_all_cells_and_bad_ones(h) -> None:
         update("INSERT", p4r.RegisterEntry(register_id=REGISTER,
                                            data=p4d.P4Data(bitstring=b"\x01"))),
         update("MODIFY", p4r.RegisterEntry(data=p4d.P4Data(bitstring=b"\x01"))))
-    assert codes == [rpc_code.INVALID_ARGUMENT] * 5
+    assert codes == [rpc_code.OUT_OF_RANGE, rpc_code.OUT_OF_RANGE] + [rpc_code.INVALID_ARGUMENT] * 3
     assert registers.read(0) == 7
 
 
@@ -249,11 +266,12 @@ async def test_other_extern_writes_are_unimplemented(h) -> None:
     assert await write_codes(h, meter) == [rpc_code.UNIMPLEMENTED]
 
 
-async def test_updates_without_type_or_entity_are_invalid_argument(h) -> None:
+async def test_update_without_type_is_invalid_argument_without_entity_unknown(h) -> None:
+    """An update with no entity is PI's UNKNOWN ("Incorrect entity type"), whatever its type."""
     untyped = update("INSERT", flow_entry())
     untyped.type = p4r.Update.UNSPECIFIED
-    empty = p4r.Update(type=p4r.Update.INSERT)
-    assert await write_codes(h, untyped, empty) == [rpc_code.INVALID_ARGUMENT] * 2
+    codes = await write_codes(h, untyped, p4r.Update(type=p4r.Update.INSERT), p4r.Update())
+    assert codes == [rpc_code.INVALID_ARGUMENT, rpc_code.UNKNOWN, rpc_code.UNKNOWN]
 
 
 async def test_modify_restarts_the_ageing_timer(h) -> None:
