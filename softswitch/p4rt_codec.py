@@ -107,10 +107,13 @@ class TableSchema:
     # Tables with ternary, range or optional fields order entries by priority (known once: every
     # written entry asks)
     needs_priority: bool = dataclasses.field(init=False)
+    all_exact: bool = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "needs_priority", any(
             f.match_type in (TERNARY, RANGE, OPTIONAL) for f in self.match_fields))
+        object.__setattr__(self, "all_exact", all(f.match_type == EXACT
+                                                  for f in self.match_fields))
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,9 @@ def decode_match(table: TableSchema, matches: Sequence[p4r.FieldMatch]) -> Match
     Omitted fields are don't-care (exact fields may not be omitted); don't-care values that are
     spelled out (mask 0, prefix 0, full range) are refused as the spec requires.
     """
+    key = _exact_in_order(table, matches)
+    if key is not None:
+        return key
     given: dict[int, p4r.FieldMatch] = {}
     for m in matches:
         if m.field_id in given:
@@ -197,6 +203,25 @@ def decode_match(table: TableSchema, matches: Sequence[p4r.FieldMatch]) -> Match
     if unknown:
         raise invalid(f"table {table.name}: unknown match field id {min(unknown)}")
     return tuple(_decode_field(table, f, given.get(f.id)) for f in table.match_fields)
+
+
+def _exact_in_order(table: TableSchema, matches: Sequence[p4r.FieldMatch]) -> MatchKey | None:
+    """The key of a batch's usual entry: every field exact, given once in P4Info order, every
+    value fitting. None for anything else, which decode_match's general path judges (and names
+    the error of), so both paths accept and refuse the same entries."""
+    fields = table.match_fields
+    if not table.all_exact or len(matches) != len(fields):
+        return None
+    key = []
+    for field, m in zip(fields, matches, strict=True):
+        data = m.exact.value  # b"" unless an exact match
+        if m.field_id != field.id or not data:
+            return None
+        value = int.from_bytes(data, "big")
+        if value >> field.bitwidth:
+            return None
+        key.append(value)
+    return tuple(key)
 
 
 def _decode_field(table: TableSchema, field: FieldSchema, m: p4r.FieldMatch | None) -> object:
@@ -276,6 +301,9 @@ def decode_action(table: TableSchema, actions: dict[int, ActionSchema], action: 
         raise P4RTError(rpc_code.PERMISSION_DENIED,
                         f"table {table.name}: action id {action.action_id} not allowed for {where}")
     schema = actions[action.action_id]
+    params = _params_in_order(schema, action.params)
+    if params is not None:
+        return schema.name, params
     given: dict[int, bytes] = {}
     for p in action.params:
         if p.param_id in given:
@@ -290,6 +318,24 @@ def decode_action(table: TableSchema, actions: dict[int, ActionSchema], action: 
     params = tuple(decode_value(given[p.id], p.bitwidth, f"{schema.name}.{p.name}")
                    for p in schema.params)
     return schema.name, params
+
+
+def _params_in_order(schema: ActionSchema, params: Sequence[p4r.Action.Param]
+                     ) -> tuple[int, ...] | None:
+    """Every parameter given once in P4Info order and fitting (a batch's usual action); None for
+    anything else, left to decode_action's general path."""
+    if len(params) != len(schema.params):
+        return None
+    values = []
+    for info, p in zip(schema.params, params, strict=True):
+        data = p.value
+        if p.param_id != info.id or not data:
+            return None
+        value = int.from_bytes(data, "big")
+        if value >> info.bitwidth:
+            return None
+        values.append(value)
+    return tuple(values)
 
 
 def encode_action(schema: ActionSchema, params: Iterable[int]) -> p4r.Action:

@@ -94,6 +94,10 @@ class Table:
         self._resolve = resolve or (lambda name: None)
         self._needs_priority = any(k.match_type in PRIORITY_TYPES for k in keys)
         self._all_exact = all(k.match_type in ("exact", "valid") for k in keys)
+        # Every key field exact: a key of in-range ints is its own canonical form (the P4Runtime
+        # write path, 10,000 entries a batch, skips _canonical's general checks).
+        self._exact_fulls = (tuple((1 << max(k.bitwidth, 1)) - 1 for k in keys)
+                             if all(k.match_type == "exact" for k in keys) else None)
         self._offsets = self._bit_offsets()
         self._by_key: dict[tuple, Entry] = {}
         self._sorted: list[Entry] = []
@@ -126,11 +130,13 @@ class Table:
         self._set_action(entry, action, params)
         entry.ttl_ns = ttl_ns
         entry.last_hit = now
-        self._compile_match(entry)
         self._by_key[ident] = entry
+        if self._all_exact:  # looked up by the key tuple: no masked value to compile
+            return entry
+        self._compile_match(entry)
         if self._lpm:
             self._index_prefix(entry, add=True)
-        elif not self._all_exact:
+        else:
             entry.rank = self._rank(entry)
             bisect.insort(self._sorted, entry, key=lambda e: e.rank)
         return entry
@@ -241,6 +247,13 @@ class Table:
     def _ident(self, key, priority) -> tuple[tuple, tuple]:
         """(canonical key, identity): the identity adds the priority where it matters, and is
         the canonical key itself for priority-less tables (so exact lookups hit the dict)."""
+        fulls = self._exact_fulls
+        if fulls is not None and type(key) is tuple and len(key) == len(fulls):
+            for v, full in zip(key, fulls, strict=True):
+                if type(v) is not int or not 0 <= v <= full:
+                    break
+            else:
+                return key, key
         if not isinstance(key, tuple) or len(key) != len(self.keys):
             raise InvalidEntry(f"{self.name}: expected {len(self.keys)} key fields, got {key!r}")
         canon = tuple(_canonical(k, v, self.name) for k, v in zip(self.keys, key, strict=True))
