@@ -159,6 +159,22 @@ CASES = [
          lambda n: n.write(insert(p4r.TableEntry(table_id=n["t_exact"], match=[exact(1, b"\x07")],
                                                  action=action(n["set_exact"], b"\x01")))),
          C.PERMISSION_DENIED, C.UNKNOWN, "the spec's Constant Tables (§9.1.4); " + PI_UNKNOWN),
+    Case("MODIFY with an action of a const entry", "tables",
+         lambda n: n.write(update("MODIFY", table_entry=p4r.TableEntry(
+             table_id=n["t_exact"], match=[exact(1, b"\x12\x34")],
+             action=action(n["set_exact"], b"\x03")))),
+         C.PERMISSION_DENIED, C.NOT_FOUND,
+         "the spec's Constant Tables (§9.1.4); PI knows only the entries it wrote"),
+    Case("MODIFY without an action of a const entry (its direct resources only)", "tables",
+         lambda n: n.write(update("MODIFY", table_entry=p4r.TableEntry(
+             table_id=n["t_exact"], match=[exact(1, b"\x12\x34")]))),
+         C.OK, C.INVALID_ARGUMENT,
+         "the spec's Constant Tables (§9.1.4) allow it; PI wants an action in a MODIFY"),
+    Case("DELETE of a const entry", "tables",
+         lambda n: n.write(update("DELETE", table_entry=p4r.TableEntry(
+             table_id=n["t_exact"], match=[exact(1, b"\x12\x34")]))),
+         C.PERMISSION_DENIED, C.NOT_FOUND,
+         "the spec's Constant Tables (§9.1.4); PI knows only the entries it wrote"),
     Case("duplicate INSERT", "flowtable", lambda n: n.write(insert(flow(n))), C.ALREADY_EXISTS,
          setup=lambda n: [insert(flow(n))]),
     Case("MODIFY of a missing entry", "flowtable",

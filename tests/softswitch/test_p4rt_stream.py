@@ -133,6 +133,17 @@ async def test_bad_packet_out_gets_a_stream_error(h) -> None:
     assert h.device.counters.packet_out_errors == 2
 
 
+async def test_ack_of_an_unknown_digest_gets_a_stream_error_naming_it(h) -> None:
+    """The spec's Stream Error Reporting: INVALID_ARGUMENT, with the ack in the details."""
+    stream = Stream(h.stub)
+    await stream.primary(1)
+    ack = p4r.DigestListAck(digest_id=77, list_id=5)
+    stream.send(digest_ack=ack)
+    reply = await stream.recv()
+    assert reply.error.canonical_code == rpc_code.INVALID_ARGUMENT
+    assert reply.error.digest_list_ack.digest_list_ack == ack
+
+
 async def test_backup_packet_out_is_permission_denied(h) -> None:
     await Stream(h.stub).primary(9)
     backup = Stream(h.stub)
