@@ -111,6 +111,38 @@ async def test_bad_pipeline_requests_are_invalid_argument(action, cfg) -> None:
         assert h.device.pipeline is None
 
 
+async def test_bad_config_keeps_the_running_pipeline() -> None:
+    async with running_server() as h:
+        await set_config(h, Set.VERIFY_AND_COMMIT, config(cookie=1))
+        running = h.device.pipeline
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await set_config(h, Set.VERIFY_AND_COMMIT, config(device_config=b"not json"))
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert h.device.pipeline is running
+        assert (await get_config(h, Get.COOKIE_ONLY)).cookie.cookie == 1
+
+
+async def test_unknown_response_type_is_invalid_argument() -> None:
+    """As PI's pipeline_config_get."""
+    async with running_server() as h:
+        await set_config(h, Set.VERIFY_AND_COMMIT)
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await get_config(h, 9)
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_commit_with_a_config_is_invalid_argument() -> None:
+    """The spec's SetForwardingPipelineConfig RPC: COMMIT takes no config."""
+    async with running_server() as h:
+        await set_config(h, Set.VERIFY_AND_SAVE, config(cookie=5))
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await set_config(h, Set.COMMIT, config(cookie=6))
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert h.device.pipeline is None
+        await h.stub.SetForwardingPipelineConfig(Set(device_id=DEVICE_ID, action=Set.COMMIT))
+        assert (await get_config(h, Get.COOKIE_ONLY)).cookie.cookie == 5
+
+
 async def test_wrong_device_id_is_not_found() -> None:
     async with running_server() as h:
         with pytest.raises(grpc.aio.AioRpcError) as exc:
