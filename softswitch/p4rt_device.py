@@ -19,9 +19,9 @@ the P4Runtime spec or do more, never less:
   OUT_OF_RANGE, an empty or too wide byte string OUT_OF_RANGE (softswitch/INTERPRETER.md lists
   them with PI's answers).
 
-Where PI's answer is as good as any, we give PI's: an Entity or Update without an entity is
-UNKNOWN ("Incorrect entity type"), direct resources a table does not have INVALID_ARGUMENT. An
-empty Entity in a Read is the spec's INVALID_ARGUMENT (PI: UNKNOWN).
+Where the spec says nothing, PI's answer: an Update without an entity is UNKNOWN ("Incorrect
+entity type"), direct resources a table does not have INVALID_ARGUMENT. An empty Entity in a
+Read is the spec's INVALID_ARGUMENT (PI: UNKNOWN).
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ class Device:
             self._write_default(loaded, schema, table, op, te)
             return
         key, priority = self._key(schema, te)
-        if schema.is_const or getattr(table, "const_entries", False):
+        if schema.is_const or table.const_entries:
             self._write_const(loaded, schema, op, te, key, priority)
             return
         if op == p4r.Update.DELETE:
@@ -246,7 +246,8 @@ class Device:
                      key: tuple, priority: int) -> None:
         """A `const entries` table: only a MODIFY of an entry's direct resources, without an
         action (the spec, Constant Tables, §9.1.4); anything else is PERMISSION_DENIED. PI
-        leaves it to the target, which BMv2 refuses as UNKNOWN."""
+        leaves it to the target (BMv2: UNKNOWN for an INSERT, NOT_FOUND for an entry it did not
+        write itself)."""
         if op != p4r.Update.MODIFY or te.HasField("action"):
             raise P4RTError(rpc_code.PERMISSION_DENIED,
                             f"table {schema.name} has const entries")

@@ -101,6 +101,7 @@ class Table:
     support_timeout: bool = False
     direct_counter: str | None = None
     const_default: bool = False
+    const_entries: bool = False
     _entries: dict = field(default_factory=dict)
 
     def insert(self, key, priority, action, params, ttl_ns=0, now=0.0) -> Entry:
