@@ -197,6 +197,28 @@ CASES = [
          lambda n: n.write(update("INSERT", direct_counter_entry=p4r.DirectCounterEntry(
              table_entry=flow(n)))),
          C.INVALID_ARGUMENT, setup=lambda n: [insert(flow(n))]),
+    Case("Write to an unknown device_id", "flowtable",
+         lambda n: n.write(insert(flow(n)), device_id=7),
+         C.NOT_FOUND, C.PERMISSION_DENIED,
+         "the spec's Write RPC; PI checks the election id against a device with no streams"),
+    Case("Write with an election id that is not the primary's", "flowtable",
+         lambda n: p4r.WriteRequest(device_id=DEVICE_ID, updates=[insert(flow(n))],
+                                    election_id=p4r.Uint128(low=n.election_id + 100)),
+         C.PERMISSION_DENIED),
+    Case("Write with ROLLBACK_ON_ERROR", "flowtable",
+         lambda n: p4r.WriteRequest(device_id=DEVICE_ID, updates=[insert(flow(n))],
+                                    election_id=p4r.Uint128(low=n.election_id),
+                                    atomicity=p4r.WriteRequest.ROLLBACK_ON_ERROR),
+         C.UNIMPLEMENTED),
+    Case("meter config with CIR above PIR", "flowtable",
+         lambda n: n.write(update("MODIFY", meter_entry=p4r.MeterEntry(
+             meter_id=n["punt_meter"], index=index(0),
+             config=p4r.MeterConfig(cir=9, cburst=1, pir=8, pburst=1)))),
+         C.INVALID_ARGUMENT, C.UNKNOWN, "bm_sim's Meter::set_rate refuses it; PI says UNKNOWN"),
+    Case("counter write without an index (every cell)", "stateful",
+         lambda n: n.write(update("MODIFY", counter_entry=p4r.CounterEntry(
+             counter_id=n["port_counter"], data=p4r.CounterData()))),
+         C.OK, C.UNIMPLEMENTED, "the spec writes every cell; PI has no wildcard counter write"),
     # byte strings (the spec's Bytestrings, §8.3: OUT_OF_RANGE)
     Case("empty byte string in a match", "flowtable",
          lambda n: n.write(insert(flow(n, port=b""))),
@@ -234,6 +256,13 @@ CASES = [
          lambda n: n.read(p4r.Entity(counter_entry=p4r.CounterEntry(
              counter_id=n["port_counter"], index=index(8)))),
          C.OUT_OF_RANGE, C.UNKNOWN, "the spec's CounterEntry (§9.3.2); " + PI_UNKNOWN),
+    Case("register read", "stateful",
+         lambda n: n.read(p4r.Entity(register_entry=p4r.RegisterEntry(register_id=n["per_port"]))),
+         C.OK, C.UNIMPLEMENTED, "PI has no RegisterEntry; the softswitch reads them"),
+    Case("DirectCounterEntry read of all tables", "flowtable",
+         lambda n: n.read(p4r.Entity(direct_counter_entry=p4r.DirectCounterEntry(
+             table_entry=p4r.TableEntry()))),
+         C.OK, C.UNIMPLEMENTED, "PI reads direct counters one table at a time; the softswitch all"),
     Case("read of an unknown table id", "flowtable",
          lambda n: n.read(p4r.Entity(table_entry=p4r.TableEntry(table_id=12345))),
          C.INVALID_ARGUMENT),
