@@ -222,16 +222,17 @@ class Device:
         if op == p4r.Update.DELETE:
             loaded.cookies.pop(table.delete(key, priority), None)
             return
-        if te.idle_timeout_ns < 0:
+        ttl = te.idle_timeout_ns
+        if ttl < 0:
             raise invalid("idle_timeout_ns must not be negative")
-        if te.idle_timeout_ns and not schema.supports_timeout:
+        if ttl and not schema.supports_timeout:
             raise invalid("idle_timeout_ns must be set to 0 for tables which do not support "
                           "idle timeout")
         action, params = self._action(loaded, schema, te, default=False)
         if op == p4r.Update.INSERT:
-            entry = table.insert(key, priority, action, params, ttl_ns=te.idle_timeout_ns, now=now)
+            entry = table.insert(key, priority, action, params, ttl_ns=ttl, now=now)
         else:
-            entry = table.modify(key, priority, action, params, ttl_ns=te.idle_timeout_ns, now=now)
+            entry = table.modify(key, priority, action, params, ttl_ns=ttl, now=now)
             if schema.supports_timeout:
                 entry.last_hit = now  # a MODIFY restarts the ageing timer (bmv2 test ModifyTTL)
         if te.HasField("counter_data"):
@@ -283,12 +284,13 @@ class Device:
     @staticmethod
     def _action(loaded: LoadedPipeline, schema: TableSchema, te: p4r.TableEntry, *,
                 default: bool) -> tuple[str, tuple[int, ...]]:
-        kind = te.action.WhichOneof("type")
+        table_action = te.action
+        kind = table_action.WhichOneof("type")
         if kind != "action":
             if kind is None:
                 raise invalid(f"table {schema.name}: entry without an action")
             raise P4RTError(rpc_code.UNIMPLEMENTED, f"{kind} is not supported")
-        return decode_action(schema, loaded.schema.actions, te.action.action, default=default)
+        return decode_action(schema, loaded.schema.actions, table_action.action, default=default)
 
     def _find_entry(self, loaded: LoadedPipeline, te: p4r.TableEntry) -> Any:
         schema = loaded.schema.table(te.table_id)
