@@ -9,8 +9,12 @@ from hypothesis import strategies as st
 
 from softswitch.p4rt_arbitration import Arbitration
 from softswitch.p4rt_codec import (
+    ActionSchema,
     FieldSchema,
     P4RTError,
+    TableSchema,
+    decode_action,
+    decode_match,
     decode_value,
     encode_value,
     pack_header,
@@ -37,6 +41,35 @@ def test_values_that_do_not_fit_are_out_of_range(data, width) -> None:
 
 
 FIELDS = (FieldSchema(1, "port", 9), FieldSchema(2, "reason", 3), FieldSchema(3, "flag", 1))
+EXACT = TableSchema(1, "t", FIELDS, {7: 0}, 0, 8, False, None)
+ACTIONS = {7: ActionSchema(7, "a", FIELDS)}
+
+
+def outcome(decode, *args, **kwargs):  # type: ignore[no-untyped-def]
+    try:
+        return decode(*args, **kwargs)
+    except P4RTError as exc:
+        return exc.code
+
+
+values = st.lists(st.binary(max_size=3), min_size=3, max_size=3)
+
+
+@given(values)
+def test_match_fast_path_and_general_path_agree(data) -> None:
+    """Fields in P4Info order take the batch fast path; reversed, the general one."""
+    matches = [p4r.FieldMatch(field_id=f.id, exact=p4r.FieldMatch.Exact(value=v))
+               for f, v in zip(FIELDS, data, strict=True)]
+    assert outcome(decode_match, EXACT, matches) == outcome(decode_match, EXACT, matches[::-1])
+
+
+@given(values)
+def test_action_fast_path_and_general_path_agree(data) -> None:
+    params = [p4r.Action.Param(param_id=f.id, value=v) for f, v in zip(FIELDS, data, strict=True)]
+    in_order = p4r.Action(action_id=7, params=params)
+    reversed_ = p4r.Action(action_id=7, params=params[::-1])
+    assert (outcome(decode_action, EXACT, ACTIONS, in_order, default=False)
+            == outcome(decode_action, EXACT, ACTIONS, reversed_, default=False))
 
 
 @given(st.integers(0, 511), st.integers(0, 7), st.integers(0, 1), st.binary(max_size=8))
