@@ -18,7 +18,7 @@ the P4Runtime spec or do more, never less:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,9 @@ from softswitch.p4rt_config import (
     load_pipeline,
     reconcile,
 )
+from softswitch.p4rt_digests import DigestEngine
 from softswitch.p4rt_idle import IdleSchedule
+from softswitch.p4rt_pre import read_pre, write_pre
 from softswitch.tables import DuplicateEntry, EntryNotFound, InvalidEntry, TableFull
 
 # The interpreter's table errors and their canonical codes. TableFull is the one place we follow
@@ -93,6 +95,8 @@ class Device:
         self._saved: LoadedPipeline | None = None
         self.idle = IdleSchedule()
         self.counters = DeviceCounters()
+        # delivers a DigestList to the primary stream; False when nobody takes it
+        self.on_digest: Callable[[p4r.DigestList], bool] | None = None
 
     @property
     def pipeline(self) -> Any:
@@ -121,6 +125,7 @@ class Device:
                           req.RECONCILE_AND_COMMIT):
             raise invalid(f"unsupported SetForwardingPipelineConfig action {action}")
         loaded = load_pipeline(config, self._factory, self.table_size)
+        self._attach_digests(loaded)
         if action == req.VERIFY_AND_SAVE:
             self._saved = loaded
         elif action == req.VERIFY_AND_COMMIT:
@@ -128,6 +133,7 @@ class Device:
         elif action == req.RECONCILE_AND_COMMIT:
             if self.loaded is not None:
                 reconcile(self.loaded, loaded)
+                _carry_pre(self.loaded, loaded)
             self.loaded = loaded  # forwarding state carried over: the idle schedule stays too
 
     def _commit(self, loaded: LoadedPipeline) -> None:
@@ -183,6 +189,10 @@ class Device:
             if update.type != p4r.Update.MODIFY:
                 raise invalid("meter entries can only be modified")
             self._write_meter(loaded, update.entity.meter_entry)
+        elif kind == "packet_replication_engine_entry":
+            write_pre(_pre(loaded), update.type, update.entity.packet_replication_engine_entry)
+        elif kind == "digest_entry":
+            loaded.digests.write(update.type, update.entity.digest_entry)
         elif kind is None:
             raise invalid("update without an entity")
         else:
@@ -319,6 +329,10 @@ class Device:
             return self._read_registers(loaded, entity.register_entry)
         if kind == "meter_entry":
             return self._read_meters(loaded, entity.meter_entry)
+        if kind == "packet_replication_engine_entry":
+            return iter(read_pre(_pre(loaded), entity.packet_replication_engine_entry))
+        if kind == "digest_entry":
+            return iter(loaded.digests.read(entity.digest_entry))
         raise P4RTError(rpc_code.UNIMPLEMENTED, f"reading {kind} is not supported")
 
     def _selected(self, loaded: LoadedPipeline, te: p4r.TableEntry) -> list[
@@ -447,6 +461,27 @@ class Device:
         fields = self._running().schema.packet_in
         packet.payload = frame[unpack_header(fields, frame, packet.metadata):]
 
+    # --- digests ---------------------------------------------------------------------------------
+
+    def _attach_digests(self, loaded: LoadedPipeline) -> None:
+        """The pipeline's digests go to a DigestEngine of its P4Info (PI DigestMgr::p4_change:
+        a P4Info whose digests cannot be packed fails the config)."""
+        loaded.digests = DigestEngine(loaded.config.p4info, self._send_digest)
+        if hasattr(loaded.pipeline, "learn_sink"):
+            loaded.pipeline.learn_sink = loaded.digests.learn
+
+    def _send_digest(self, message: p4r.DigestList) -> bool:
+        return self.on_digest(message) if self.on_digest is not None else False
+
+    def digest_ack(self, ack: p4r.DigestListAck) -> None:
+        """A DigestListAck from the stream (P4RTError: answer with a StreamError)."""
+        self._running().digests.ack(ack)
+
+    def digest_sweep(self, now: float) -> None:
+        """Send digest lists whose max_timeout_ns is up; expire unacked ones."""
+        if self.loaded is not None:
+            self.loaded.digests.sweep(now)
+
     # --- idle timeout ----------------------------------------------------------------------------
 
     def idle_notifications(self, now: float,
@@ -471,6 +506,19 @@ class Device:
                     table_id=schema.id, priority=entry.priority, idle_timeout_ns=entry.ttl_ns))
             notifications.append(note)
         return notifications
+
+
+def _pre(loaded: LoadedPipeline) -> Any:
+    pre = getattr(loaded.pipeline, "pre", None)
+    if pre is None:
+        raise P4RTError(rpc_code.UNIMPLEMENTED, "this pipeline has no packet replication engine")
+    return pre
+
+
+def _carry_pre(old: LoadedPipeline, new: LoadedPipeline) -> None:
+    """RECONCILE_AND_COMMIT keeps the multicast groups and clone sessions."""
+    if getattr(old.pipeline, "pre", None) is not None and hasattr(new.pipeline, "pre"):
+        new.pipeline.pre = old.pipeline.pre
 
 
 def _action_by_name(loaded: LoadedPipeline, name: str) -> ActionSchema:

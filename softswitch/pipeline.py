@@ -47,8 +47,8 @@ class Pipeline:
         self.meters: dict[str, MeterArray] = {}
         self.value_sets: dict[str, ValueSet] = {}
         self.pre = Pre()
-        # called with (learn list name, field values) for each digest at the end of ingress
-        self.learn_sink: Callable[[str, tuple[int, ...]], None] | None = None
+        # called with (learn list name, field values, now) for each digest at the end of ingress
+        self.learn_sink: Callable[[str, tuple[int, ...], float], None] | None = None
         self.drops: dict[str, int] = {"egress_spec": 0, "internal_error": 0, "loop": 0}
 
     # ---- construction --------------------------------------------------------------------
@@ -180,7 +180,7 @@ class Pipeline:
         if s.learn > 0 and self.learn_sink is not None:
             fields = self._learn_lists.get(s.learn)
             if fields is not None:
-                self.learn_sink(fields[0], tuple(f[slot] for slot in fields[1]))
+                self.learn_sink(fields[0], tuple(f[slot] for slot in fields[1]), s.now)
         if s.resubmit >= 0:
             again = self._fresh(s.data, s.now)
             self._copy_type(s, again, RESUBMIT, s.resubmit)

@@ -174,7 +174,7 @@ def test_digest_is_sampled_at_the_end_of_ingress() -> None:
                assign(fld("h", "k"), hexstr(0x1234, 2)),
                assign(fld(SM, "egress_spec"), hexstr(1, 2))], [],
               learn_lists=[(1, "digest_t", [("h", "k"), (SM, "ingress_port")])])
-    p.learn_sink = lambda name, values: learned.append((name, values))
+    p.learn_sink = lambda name, values, now: learned.append((name, values))
     p.process(6, b"\x00\x00\x00\x00")
     assert learned == [("digest_t", (0x1234, 6))]
 
