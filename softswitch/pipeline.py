@@ -133,6 +133,16 @@ class Pipeline:
         """bm_sim's ``get_ts()``: microseconds, cut to the field's width."""
         return int(now * 1e6) & self._masks[slot]
 
+    def _queue_slots(self) -> tuple[int, int, int, int, int, int] | None:
+        """(enq_timestamp, enq_qdepth, its mask, deq_timedelta, deq_qdepth, its mask), when
+        the program has all four (simple_switch ``check_queueing_metadata``)."""
+        std = self._std
+        slots = (std.enq_timestamp, std.enq_qdepth, std.deq_timedelta, std.deq_qdepth)
+        if None in slots:
+            return None
+        enq, eqd, delta, dqd = slots
+        return (enq, eqd, self._masks[eqd], delta, dqd, self._masks[dqd])
+
     def _parse_into(self, s: PacketState, set_errors: bool) -> None:
         std, f = self._std, s.f
         try:
@@ -226,11 +236,11 @@ class Pipeline:
     def _enqueue(self, s: PacketState, port: int, jobs: deque, queued: dict[int, int]) -> None:
         """simple_switch ``enqueue``: enq_timestamp and enq_qdepth (packets already waiting
         for that port), then the egress queue."""
-        std, f = self._std, s.f
         depth = queued.get(port, 0)
-        if self._queueing:
-            f[std.enq_timestamp] = self._stamp(std.enq_timestamp, s.now)
-            f[std.enq_qdepth] = depth & self._masks[std.enq_qdepth]
+        q = self._queueing
+        if q is not None:
+            s.f[q[0]] = self._stamp(q[0], s.now)
+            s.f[q[1]] = depth & q[2]
         queued[port] = depth + 1
         jobs.append(("egress", (s, port)))
 
@@ -242,11 +252,11 @@ class Pipeline:
         std, f = self._std, s.f
         if std.egress_global_timestamp is not None:
             f[std.egress_global_timestamp] = self._stamp(std.egress_global_timestamp, s.now)
-        if self._queueing:
-            enq = f[std.enq_timestamp]
-            f[std.deq_timedelta] = (self._stamp(std.enq_timestamp, s.now) - enq) & self._masks[
-                std.deq_timedelta]
-            f[std.deq_qdepth] = queued.get(port, 0) & self._masks[std.deq_qdepth]
+        q = self._queueing
+        if q is not None:
+            # run to completion: a packet leaves the queue at the time it entered it
+            f[q[3]] = 0
+            f[q[4]] = queued.get(port, 0) & q[5]
         if std.egress_port is not None:
             f[std.egress_port] = port
         if std.egress_spec is not None:
@@ -296,7 +306,7 @@ class Pipeline:
     _recycled: list[int]
     _meta_spans: list[tuple[int, int]]
     _masks: dict[int, int]
-    _queueing: bool
+    _queueing: tuple[int, int, int, int, int, int] | None
     _init_valid: list[bool]
     _n_stacks: int
     _std: StdSlots
@@ -375,9 +385,7 @@ class _Builder:
         p._meta_spans = [(h.base, h.base + len(h.fields)) for h in layout.headers if h.metadata]
         p._masks = {fi.slot: (1 << fi.width) - 1 for h in layout.headers for fi in h.fields
                     if fi.width}
-        # simple_switch check_queueing_metadata: all four fields, or none is written
-        p._queueing = None not in (std.enq_timestamp, std.enq_qdepth, std.deq_timedelta,
-                                   std.deq_qdepth)
+        p._queueing = p._queue_slots()
         p._init_valid = [h.metadata for h in layout.headers]
         p._n_stacks = layout.n_cursors
         pipes = get(doc, "pipelines", "$", list)
