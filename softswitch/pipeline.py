@@ -49,7 +49,8 @@ class Pipeline:
         self.pre = Pre()
         # called with (learn list name, field values, now) for each digest at the end of ingress
         self.learn_sink: Callable[[str, tuple[int, ...], float], None] | None = None
-        self.drops: dict[str, int] = {"egress_spec": 0, "internal_error": 0, "loop": 0}
+        self.drops: dict[str, int] = {"egress_spec": 0, "internal_error": 0, "loop": 0,
+                                      "mcast_grp": 0}
 
     # ---- construction --------------------------------------------------------------------
     @classmethod
@@ -217,7 +218,10 @@ class Pipeline:
     def _multicast(self, s: PacketState, group: int, jobs: deque, queued: dict[int, int]) -> None:
         """simple_switch ``multicast``: one copy per replica, egress_rid set."""
         rid_slot = self._std.egress_rid
-        for eport, rid in self.pre.replicate(group):
+        replicas = self.pre.replicate(group)
+        if not replicas:
+            self.drops["mcast_grp"] += 1  # a group with no replicas (or none at all)
+        for eport, rid in replicas:
             if rid_slot is not None:
                 s.f[rid_slot] = rid
             self._enqueue(s.copy(), eport, jobs, queued)

@@ -14,6 +14,7 @@ non-zero one, so it never reaches the data plane).
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 MAX_MIRROR_SESSION_ID = (1 << 15) - 1  # simple_switch RegisterAccess::MAX_MIRROR_SESSION_ID
@@ -43,6 +44,7 @@ class Pre:
         self.groups: dict[int, list[int]] = {}  # mgid -> node handles, association order
         self.nodes: dict[int, McNode] = {}
         self.sessions: dict[int, MirrorSession] = {}
+        self._free: list[int] = []  # destroyed handles, reused lowest first
 
     # ---- bm_sim McSimplePre ------------------------------------------------------------
     def mgrp_create(self, mgid: int) -> None:
@@ -57,7 +59,7 @@ class Pre:
 
     def node_create(self, rid: int, ports: list[int]) -> int:
         """A new L1 node; its handle is the lowest free one (bm_sim's handle manager)."""
-        handle = next(h for h in range(len(self.nodes) + 1) if h not in self.nodes)
+        handle = heapq.heappop(self._free) if self._free else len(self.nodes)
         self.nodes[handle] = McNode(rid, set(ports))
         return handle
 
@@ -69,6 +71,7 @@ class Pre:
         if node.group is not None:
             self.groups[node.group].remove(handle)
         del self.nodes[handle]
+        heapq.heappush(self._free, handle)
 
     def node_associate(self, mgid: int, handle: int) -> None:
         members, node = self._group(mgid), self._node(handle)

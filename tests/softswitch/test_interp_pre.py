@@ -203,3 +203,13 @@ expect 6 0000 01 17
     result = StfRunner(p).run(doc_stf.splitlines())
     assert result.ok, result.report()
     assert result.packets_out == 4
+
+
+def test_multicast_to_a_group_without_replicas_is_a_counted_drop() -> None:
+    p = build([assign(fld(SM, "mcast_grp"), hexstr(3, 2))], [])
+    assert p.process(0, b"\x00\x00\x00\x00") == []
+    p.pre.mgrp_create(3)
+    assert p.process(0, b"\x00\x00\x00\x00") == []
+    assert p.drops["mcast_grp"] == 2
+    p.pre.node_associate(3, p.pre.node_create(0, [4]))
+    assert p.process(0, b"\x00\x00\x00\x00") == [(4, b"\x00\x00\x00\x00")]
