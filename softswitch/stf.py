@@ -138,7 +138,11 @@ class StfRunner:
         elif cmd == "register_reset":
             self._by_suffix(self.pipe.registers, rest.split()[0], "register").reset()
         elif cmd in _PRE_COMMANDS:
-            self._pre(cmd, [parse_number(w) for w in rest.split() if w != "|"])
+            # "PORTS... | LAGS...": this PRE has no LAGs, so a lag list is refused
+            ports, _, lags = rest.partition("|")
+            if lags.strip():
+                raise ValueError(f"{cmd}: LAGs are not supported")
+            self._pre(cmd, [parse_number(w) for w in ports.split()])
         elif cmd == "remove" and rest.lower() == "all":
             for t in self.pipe.tables.values():
                 if not t.const_entries:
