@@ -11,6 +11,8 @@ import pytest
 from finsy.proto import p4d, p4i, p4r, p4r_grpc, rpc_code
 from google.protobuf import text_format
 
+from softswitch.p4rt_codec import P4RTError
+from softswitch.p4rt_digests import DigestEngine
 from softswitch.ports import QueuePort
 from softswitch.switch import SoftSwitch
 from tests.softswitch.p4json import (
@@ -243,3 +245,62 @@ async def test_digests_config_lists_suppression_and_acks(switch) -> None:
         3, [(b"\x01", b"\x01")])
     assert await codes(stub, ("DELETE", digest_entry()), ("DELETE", digest_entry()),
                        election=1) == [rpc_code.OK, rpc_code.NOT_FOUND]
+
+
+# ---- the digest engine on its own (sans-IO) --------------------------------------------------
+
+def engine(sent: list) -> DigestEngine:
+    out = DigestEngine(text_format.Parse(P4INFO, p4i.P4Info()), send=lambda m: sent.append(m)
+                       or True)
+    out.write(p4r.Update.INSERT, digest_entry().digest_entry)
+    return out
+
+
+def test_unacked_samples_expire_after_ack_timeout() -> None:
+    sent: list = []
+    e = engine(sent)
+    e.write(p4r.Update.MODIFY, digest_entry(max_list_size=1, ack_timeout_ns=10**9,
+                                            max_timeout_ns=10**9).digest_entry)
+    e.learn("learn_t", (1, 2), 0.0)
+    e.learn("learn_t", (1, 2), 0.5)  # unacked: suppressed
+    assert [m.list_id for m in sent] == [1] and e.counters.suppressed == 1
+    e.sweep(1.0)  # ack_timeout_ns passed without an ack: the sample may go out again
+    e.learn("learn_t", (1, 2), 1.1)
+    assert [m.list_id for m in sent] == [1, 2]
+
+
+def test_without_ack_timeout_only_the_timeout_sends_a_list() -> None:
+    """PI counts max_list_size in cache entries, and there is no cache without an ack
+    timeout."""
+    sent: list = []
+    e = engine(sent)
+    e.write(p4r.Update.MODIFY, digest_entry(max_list_size=1, max_timeout_ns=10**8).digest_entry)
+    e.learn("learn_t", (1, 2), 0.0)
+    e.learn("learn_t", (1, 2), 0.01)
+    e.sweep(0.05)
+    assert sent == []
+    e.sweep(0.1)
+    assert [len(m.data) for m in sent] == [2]
+
+
+def test_a_digest_that_cannot_be_packed_fails_the_config() -> None:
+    bad = text_format.Parse("""
+digests { preamble { id: 1 name: "d" } type_spec { header { name: "h" } } }
+""", p4i.P4Info())
+    with pytest.raises(P4RTError) as info:
+        DigestEngine(bad)
+    assert info.value.code == rpc_code.UNIMPLEMENTED
+
+
+async def test_reconcile_keeps_groups_and_sessions(switch) -> None:
+    _, stub, ports, _ = switch
+    assert await codes(stub, ("INSERT", group(3, (2, 0))), ("INSERT", session(5, (4, 0)))) == [
+        rpc_code.OK, rpc_code.OK]
+    await stub.SetForwardingPipelineConfig(p4r.SetForwardingPipelineConfigRequest(
+        device_id=1, action=p4r.SetForwardingPipelineConfigRequest.RECONCILE_AND_COMMIT,
+        config=p4r.ForwardingPipelineConfig(
+            p4info=text_format.Parse(P4INFO, p4i.P4Info()),
+            p4_device_config=json.dumps(pre_program()).encode())))
+    ports[1].inject(b"\x00\x01\x03\x00")
+    assert sorted(outputs(ports)) == [2, 4]
+    assert len(await read(stub, group(0))) == 1
