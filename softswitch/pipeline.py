@@ -126,23 +126,25 @@ class Pipeline:
         std, f = self._std, s.f
         if std.ingress_port is not None:
             f[std.ingress_port] = port
-        if std.ingress_global_timestamp is not None:
-            f[std.ingress_global_timestamp] = self._stamp(std.ingress_global_timestamp, now)
+        if self._igt is not None:
+            f[self._igt[0]] = int(now * 1e6) & self._igt[1]
         return s
 
-    def _stamp(self, slot: int, now: float) -> int:
-        """bm_sim's ``get_ts()``: microseconds, cut to the field's width."""
-        return int(now * 1e6) & self._masks[slot]
+    def _stamp_slot(self, slot: int | None) -> tuple[int, int] | None:
+        """(slot, mask) of a timestamp field: bm_sim's ``get_ts()`` is in microseconds, cut to
+        the field's width."""
+        return None if slot is None else (slot, self._masks[slot])
 
-    def _queue_slots(self) -> tuple[int, int, int, int, int, int] | None:
-        """(enq_timestamp, enq_qdepth, its mask, deq_timedelta, deq_qdepth, its mask), when
-        the program has all four (simple_switch ``check_queueing_metadata``)."""
+    def _queue_slots(self) -> tuple[int, int, int, int, int, int, int] | None:
+        """(enq_timestamp, its mask, enq_qdepth, its mask, deq_timedelta, deq_qdepth, its
+        mask), when the program has all four (simple_switch ``check_queueing_metadata``)."""
         std = self._std
         slots = (std.enq_timestamp, std.enq_qdepth, std.deq_timedelta, std.deq_qdepth)
         if None in slots:
             return None
         enq, eqd, delta, dqd = slots
-        return (enq, eqd, self._masks[eqd], delta, dqd, self._masks[dqd])
+        m = self._masks
+        return (enq, m[enq], eqd, m[eqd], delta, dqd, m[dqd])
 
     def _parse_into(self, s: PacketState, set_errors: bool) -> None:
         std, f = self._std, s.f
@@ -243,8 +245,8 @@ class Pipeline:
         depth = queued.get(port, 0)
         q = self._queueing
         if q is not None:
-            s.f[q[0]] = self._stamp(q[0], s.now)
-            s.f[q[1]] = depth & q[2]
+            s.f[q[0]] = int(s.now * 1e6) & q[1]
+            s.f[q[2]] = depth & q[3]
         queued[port] = depth + 1
         jobs.append(("egress", (s, port)))
 
@@ -254,17 +256,18 @@ class Pipeline:
         egress_port, egress_spec (drop port + 1), packet_length, egress, egress clone, drop,
         deparse, recirculate or transmit."""
         std, f = self._std, s.f
-        if std.egress_global_timestamp is not None:
-            f[std.egress_global_timestamp] = self._stamp(std.egress_global_timestamp, s.now)
+        egt = self._egt
+        if egt is not None:
+            f[egt[0]] = int(s.now * 1e6) & egt[1]
         q = self._queueing
         if q is not None:
             # run to completion: a packet leaves the queue at the time it entered it
-            f[q[3]] = 0
-            f[q[4]] = queued.get(port, 0) & q[5]
+            f[q[4]] = 0
+            f[q[5]] = queued.get(port, 0) & q[6]
         if std.egress_port is not None:
             f[std.egress_port] = port
         if std.egress_spec is not None:
-            f[std.egress_spec] = (DROP_PORT + 1) & self._masks[std.egress_spec]
+            f[std.egress_spec] = self._spec_init
         if std.packet_length is not None:
             f[std.packet_length] = s.length
         s.exit = False
@@ -310,7 +313,10 @@ class Pipeline:
     _recycled: list[int]
     _meta_spans: list[tuple[int, int]]
     _masks: dict[int, int]
-    _queueing: tuple[int, int, int, int, int, int] | None
+    _queueing: tuple[int, int, int, int, int, int, int] | None
+    _igt: tuple[int, int] | None
+    _egt: tuple[int, int] | None
+    _spec_init: int
     _init_valid: list[bool]
     _n_stacks: int
     _std: StdSlots
@@ -390,6 +396,11 @@ class _Builder:
         p._masks = {fi.slot: (1 << fi.width) - 1 for h in layout.headers for fi in h.fields
                     if fi.width}
         p._queueing = p._queue_slots()
+        p._igt = p._stamp_slot(std.ingress_global_timestamp)
+        p._egt = p._stamp_slot(std.egress_global_timestamp)
+        # simple_switch's egress starts egress_spec at drop port + 1, cut to the field
+        p._spec_init = ((DROP_PORT + 1) & p._masks[std.egress_spec]
+                        if std.egress_spec is not None else 0)
         p._init_valid = [h.metadata for h in layout.headers]
         p._n_stacks = layout.n_cursors
         pipes = get(doc, "pipelines", "$", list)
