@@ -14,7 +14,8 @@ is what simple_switch_grpc answers with:
   (PI hands it to the target as a ``uint16_t``);
 - INSERT of an existing id is ALREADY_EXISTS, MODIFY/DELETE/read of a missing one NOT_FOUND;
   a read of id 0 is every group (below the reserved range) or every session.
-- ``Replica.port`` (the string-port form) is UNIMPLEMENTED: this target numbers its ports.
+- ``Replica.port`` (P4Runtime 1.4's bytes form) is read as a big-endian port number (reads
+  answer with ``egress_port``, as for a 1.3 server); ``backup_replicas`` are UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -100,13 +101,17 @@ def _nodes(replicas: Iterable[p4r.Replica]) -> dict[int, list[int]]:
     """PreMcMgr::make_new_group: the ports of each rid, in the order they were given."""
     nodes: dict[int, list[int]] = {}
     for replica in replicas:
-        if replica.WhichOneof("port_kind") == "port":
-            raise P4RTError(rpc_code.UNIMPLEMENTED,
-                            "Replica.port (string ports) is not supported; use egress_port")
+        if replica.backup_replicas:
+            raise P4RTError(rpc_code.UNIMPLEMENTED, "backup replicas are not supported")
+        port = replica.egress_port
+        if replica.WhichOneof("port_kind") == "port":  # P4Runtime 1.4: the port as bytes
+            if not replica.port or len(replica.port) > 4:
+                raise invalid("Replica.port must be 1 to 4 bytes (a port number)")
+            port = int.from_bytes(replica.port, "big")
         ports = nodes.setdefault(replica.instance, [])
-        if replica.egress_port in ports:
+        if port in ports:
             raise invalid("Duplicate replica in multicast group")
-        ports.append(replica.egress_port)
+        ports.append(port)
     return nodes
 
 

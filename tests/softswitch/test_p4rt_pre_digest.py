@@ -148,7 +148,10 @@ async def test_multicast_group_entries_replicate_and_read_back(switch) -> None:
     [by_id] = await read(stub, group(7))
     [every] = await read(stub, group(0))
     assert replicas(by_id) == replicas(every) == {(2, 1), (3, 1), (2, 4)}
-    assert await codes(stub, ("MODIFY", group(7, (4, 9)))) == [rpc_code.OK]
+    by_bytes = group(7)
+    by_bytes.packet_replication_engine_entry.multicast_group_entry.replicas.add(
+        port=b"\x00\x00\x00\x04", instance=9)
+    assert await codes(stub, ("MODIFY", by_bytes)) == [rpc_code.OK]
     ports[1].inject(b"\x00\x01\x07\x00")
     assert outputs(ports) == {4: [b"\x00\x01\x07\x09"]}
     assert await codes(
