@@ -1,6 +1,13 @@
 """P4Runtime digests: ``DigestEntry`` config, ``DigestList`` messages, ``DigestListAck``.
 
-Follows PI's ``DigestMgr`` (proto/frontend/src/digest_mgr.cpp), what simple_switch_grpc runs:
+Follows what simple_switch_grpc runs: bm_sim's ``LearnList`` (src/bm_sim/learning.cpp) buffers
+samples, configured by PI's bmv2 ``_pi_learn_config_set`` (PI/src/pi_learn_imp.cpp: up to
+``max_list_size`` samples, 1024 when 0, or ``max_timeout_ns`` in whole milliseconds after the first,
+no timeout when that is 0), then hands them to PI's ``DigestMgr``
+(proto/frontend/src/digest_mgr.cpp). So with ``max_list_size`` 0 and ``max_timeout_ns`` under
+1 ms a sample waits for 1023 more, as on BMv2: configure ``max_list_size`` 1 for one list per
+sample. bm_sim's own duplicate filter (cleared by target acks) is not modelled; PI's cache is.
+In PI's ``DigestMgr``:
 
 - a digest is known when the P4Info declares it (else NOT_FOUND "is not a valid digest id");
   INSERT of a configured digest is ALREADY_EXISTS, MODIFY/DELETE of an unconfigured one
@@ -17,9 +24,9 @@ Follows PI's ``DigestMgr`` (proto/frontend/src/digest_mgr.cpp), what simple_swit
 - the packed type is a struct or tuple of bit<W>/int<W> members, or one bitstring; each member
   goes out as its canonical byte string.
 
-An ack for a digest the P4Info does not declare is a StreamError INVALID_ARGUMENT (P4Runtime
-spec §16.2: the server validates stream messages; PI ignores it silently); an unknown list_id
-is ignored, as PI does.
+An ack for a digest the P4Info does not declare is a StreamError INVALID_ARGUMENT (the P4Runtime
+spec answers an invalid stream message with a StreamError; PI ignores it silently); an unknown
+list_id is ignored, as PI does.
 """
 
 from __future__ import annotations
@@ -54,6 +61,11 @@ class _Digest:
     current: _List = field(default_factory=_List)
     unacked: dict[int, tuple[_List, float]] = field(default_factory=dict)  # list_id -> sent at
     next_list_id: int = 1
+    # bm_sim's LearnList in front of PI: samples wait for max_samples or the timeout
+    bm_buffer: list[Sample] = field(default_factory=list)
+    bm_started: float = 0.0
+    bm_max_samples: int = 1  # LearnEngine::list_create's defaults until a config arrives
+    bm_timeout: float = 1.0  # seconds; 0: no timeout
 
 
 @dataclass
@@ -86,15 +98,26 @@ class DigestEngine:
                                 f"Digest {entry.digest_id} already configured")
             digest.config = p4r.DigestEntry()
             digest.config.CopyFrom(entry)
+            self._bm_config(digest, entry.config)
         elif op in (p4r.Update.MODIFY, p4r.Update.DELETE):
             if digest.config is None:
                 raise P4RTError(rpc_code.NOT_FOUND, f"Digest {entry.digest_id} not configured")
             if op == p4r.Update.MODIFY:
                 digest.config.CopyFrom(entry)
+                self._bm_config(digest, entry.config)
             else:
-                _reset(digest)
+                _reset(digest)  # the target's learn list keeps its settings, as with PI
         else:
             raise invalid("Invalid update type for DigestEntry")
+
+    def _bm_config(self, digest: _Digest, config: p4r.DigestEntry.Config) -> None:
+        """PI's bmv2 ``_pi_learn_config_set``: max_samples = max_list_size (0: 1024),
+        timeout = max_timeout_ns in whole milliseconds (0: none); a buffer already at the new
+        size goes out (LearnList::set_max_samples)."""
+        digest.bm_max_samples = config.max_list_size or 1024
+        digest.bm_timeout = int(config.max_timeout_ns / 1e6) / 1e3
+        if digest.bm_buffer and len(digest.bm_buffer) >= digest.bm_max_samples:
+            self._bm_flush(digest, digest.bm_started)
 
     def read(self, entry: p4r.DigestEntry) -> list[p4r.Entity]:
         if entry.digest_id == 0:
@@ -113,25 +136,44 @@ class DigestEngine:
 
     # ---- data plane ------------------------------------------------------------------------
     def learn(self, name: str, values: Sample, now: float) -> None:
-        """One sample of the learn list ``name`` (DigestData::learn)."""
+        """One sample of the learn list ``name``: into bm_sim's buffer
+        (LearnList::add_sample), which hands it on when full."""
         self.counters.samples += 1
         digest = self._by_name.get(name) or self._by_suffix(name)
-        if digest is None or digest.config is None or self.send is None:
+        if digest is None:
             self.counters.dropped += 1
+            return
+        digest.bm_buffer.append(values)
+        if len(digest.bm_buffer) == 1:
+            digest.bm_started = now
+        if len(digest.bm_buffer) >= digest.bm_max_samples:
+            self._bm_flush(digest, now)
+
+    def _bm_flush(self, digest: _Digest, now: float) -> None:
+        samples, digest.bm_buffer = digest.bm_buffer, []
+        self._pi_learn(digest, samples, now)
+
+    def _pi_learn(self, digest: _Digest, samples: list[Sample], now: float) -> None:
+        """One message of samples from the target (DigestData::learn)."""
+        if digest.config is None or self.send is None:
+            self.counters.dropped += len(samples)
             return
         config = digest.config.config
         current = digest.current
-        if config.ack_timeout_ns > 0:  # no cache without an ack timeout
-            if values in digest.cache:
-                self.counters.suppressed += 1
-                return
-            digest.cache.add(values)
-            current.cached.append(values)
-        if not current.samples:
-            current.started = now
-        current.samples.append(values)
-        if ((config.max_list_size and len(current.cached) >= config.max_list_size)
-                or config.max_timeout_ns == 0):
+        added = False
+        for values in samples:
+            if config.ack_timeout_ns > 0:  # no cache without an ack timeout
+                if values in digest.cache:
+                    self.counters.suppressed += 1
+                    continue
+                digest.cache.add(values)
+                current.cached.append(values)
+            if not current.samples:
+                current.started = now
+            current.samples.append(values)
+            added = True
+        if added and ((config.max_list_size and len(current.cached) >= config.max_list_size)
+                      or config.max_timeout_ns == 0):
             self._send(digest, now)
 
     def _by_suffix(self, name: str) -> _Digest | None:
@@ -150,6 +192,9 @@ class DigestEngine:
         """Send lists whose ``max_timeout_ns`` is up; forget samples unacked for
         ``ack_timeout_ns``."""
         for digest in self._digests.values():
+            if (digest.bm_buffer and digest.bm_timeout
+                    and now - digest.bm_started >= digest.bm_timeout):
+                self._bm_flush(digest, now)
             if digest.config is None:
                 continue
             config = digest.config.config

@@ -4,6 +4,7 @@ DigestList on the stream, suppression until acked, DigestListAck."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import grpc
@@ -201,6 +202,15 @@ async def test_clone_session_entries_clone_truncate_and_read_back(switch) -> Non
     assert await read_code(stub, session(5)) == rpc_code.NOT_FOUND
 
 
+async def until(condition, timeout: float = 5.0) -> None:
+    """Wait for a condition the server's tasks make true."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
 def sample(entity: p4d.P4Data) -> tuple[bytes, ...]:
     return tuple(m.bitstring for m in entity.struct.members)
 
@@ -212,14 +222,14 @@ async def test_digests_config_lists_suppression_and_acks(switch) -> None:
     # no config yet: the sample is dropped
     ports[3].inject(b"\x12\x34\x00\x00")
     assert softswitch.device.loaded.digests.counters.dropped == 1
-    assert await codes(stub, ("INSERT", digest_entry(max_timeout_ns=0)), election=1) == [
+    assert await codes(stub, ("INSERT", digest_entry(max_list_size=1)), election=1) == [
         rpc_code.OK]
     ports[3].inject(b"\x12\x34\x00\x00")
     message = await stream.recv()
     assert message.digest.digest_id == DIGEST_ID and message.digest.list_id == 1
     assert [sample(d) for d in message.digest.data] == [(b"\x12\x34", b"\x03")]
     [config] = await read(stub, p4r.Entity(digest_entry=p4r.DigestEntry(digest_id=DIGEST_ID)))
-    assert config.digest_entry.config.max_timeout_ns == 0
+    assert config.digest_entry.config.max_list_size == 1
     assert await codes(
         stub,
         ("INSERT", digest_entry()),
@@ -229,23 +239,39 @@ async def test_digests_config_lists_suppression_and_acks(switch) -> None:
     ) == [rpc_code.ALREADY_EXISTS, rpc_code.NOT_FOUND, rpc_code.OK]
     assert await read_code(stub, p4r.Entity(digest_entry=p4r.DigestEntry())) == \
         rpc_code.UNIMPLEMENTED
-    # two new samples fill a list; the repeat is suppressed until the list is acked
-    for frame in (b"\x00\x01\x00\x00", b"\x00\x01\x00\x00", b"\x00\x02\x00\x00"):
+    # two new samples fill a list
+    for frame in (b"\x00\x01\x00\x00", b"\x00\x02\x00\x00"):
         ports[1].inject(frame)
     message = await stream.recv()
     assert message.digest.list_id == 2
     assert [sample(d) for d in message.digest.data] == [(b"\x01", b"\x01"), (b"\x02", b"\x01")]
+    # until list 2 is acked its samples are suppressed
+    for frame in (b"\x00\x01\x00\x00", b"\x00\x02\x00\x00"):
+        ports[1].inject(frame)
+    engine = softswitch.device.loaded.digests
+    assert engine.counters.suppressed == 2
     stream.send(digest_ack=p4r.DigestListAck(digest_id=DIGEST_ID, list_id=2))
     stream.send(digest_ack=p4r.DigestListAck(digest_id=99, list_id=2))
     error = await stream.recv()  # the unknown digest; the good ack is answered by nothing
     assert error.error.canonical_code == rpc_code.INVALID_ARGUMENT
     assert error.error.digest_list_ack.digest_list_ack.digest_id == 99
-    # acked: the same sample goes out again, alone, once max_timeout_ns is up
-    ports[1].inject(b"\x00\x01\x00\x00")
-    clock.now += 1.0
+    # acked: the sample goes out again, with a new one
+    for frame in (b"\x00\x01\x00\x00", b"\x00\x03\x00\x00"):
+        ports[1].inject(frame)
     message = await stream.recv()
     assert (message.digest.list_id, [sample(d) for d in message.digest.data]) == (
-        3, [(b"\x01", b"\x01")])
+        3, [(b"\x01", b"\x01"), (b"\x03", b"\x01")])
+    # timeouts, driven by the server's digest sweeper: bm_sim's buffer (1 s after its first
+    # sample), then PI's list (max_timeout_ns after it got the sample)
+    assert await codes(stub, ("MODIFY", digest_entry(max_timeout_ns=10**9, max_list_size=5)),
+                       election=1) == [rpc_code.OK]
+    ports[1].inject(b"\x00\x07\x00\x00")
+    clock.now += 1.0
+    [digest] = engine._digests.values()
+    await until(lambda: digest.current.samples)
+    clock.now += 1.0
+    message = await stream.recv()
+    assert [sample(d) for d in message.digest.data] == [(b"\x07", b"\x01")]
     assert await codes(stub, ("DELETE", digest_entry()), ("DELETE", digest_entry()),
                        election=1) == [rpc_code.OK, rpc_code.NOT_FOUND]
 
@@ -284,6 +310,18 @@ def test_without_ack_timeout_only_the_timeout_sends_a_list() -> None:
     assert sent == []
     e.sweep(0.1)
     assert [len(m.data) for m in sent] == [2]
+
+
+def test_bmv2_buffers_up_to_1024_samples_without_list_size_or_timeout() -> None:
+    """PI's bmv2 target sets the learn list to 1024 samples when max_list_size is 0 and to no
+    timeout when max_timeout_ns is under 1 ms: the sample waits."""
+    sent: list = []
+    e = engine(sent)  # max_list_size 0, max_timeout_ns 0
+    e.learn("learn_t", (1, 2), 0.0)
+    e.sweep(100.0)
+    assert sent == []
+    e.write(p4r.Update.MODIFY, digest_entry(max_list_size=1).digest_entry)
+    assert [(m.list_id, len(m.data)) for m in sent] == [(1, 1)]
 
 
 def test_a_digest_that_cannot_be_packed_fails_the_config() -> None:
