@@ -342,7 +342,6 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
             error.error.packet_out.packet_out.CopyFrom(packet)
             conn.send(error)
 
-
     def _digest_ack(self, conn: StreamConnection, ack: p4r.DigestListAck) -> None:
         try:
             if conn is not self.arbitration.primary:
