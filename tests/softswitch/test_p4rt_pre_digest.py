@@ -345,3 +345,25 @@ async def test_reconcile_keeps_groups_and_sessions(switch) -> None:
     ports[1].inject(b"\x00\x01\x03\x00")
     assert sorted(outputs(ports)) == [2, 4]
     assert len(await read(stub, group(0))) == 1
+
+
+def test_simple_switch_grpc_digest_tests() -> None:
+    """behavioral-model targets/simple_switch_grpc/tests/test_digest.cpp: OneSample, Ack,
+    DeleteDigest."""
+    sent: list = []
+    e = DigestEngine(text_format.Parse(P4INFO, p4i.P4Info()), send=lambda m: sent.append(m)
+                     or True)
+    smac = (0x112233445566, 1)
+    e.write(p4r.Update.INSERT, digest_entry(max_list_size=1).digest_entry)  # OneSample
+    e.learn("learn_t", smac, 0.0)
+    assert len(sent) == 1
+    e.write(p4r.Update.MODIFY, digest_entry(max_list_size=1, ack_timeout_ns=10**9).digest_entry)
+    e.learn("learn_t", smac, 0.1)  # Ack
+    e.learn("learn_t", smac, 0.2)
+    assert len(sent) == 2
+    e.ack(p4r.DigestListAck(digest_id=DIGEST_ID, list_id=sent[-1].list_id))
+    e.learn("learn_t", smac, 0.3)
+    assert len(sent) == 3
+    e.write(p4r.Update.DELETE, digest_entry().digest_entry)  # DeleteDigest
+    e.learn("learn_t", smac, 0.4)
+    assert len(sent) == 3
