@@ -8,6 +8,7 @@ never raises (an internal error is a counted drop).
 
 from __future__ import annotations
 
+import json
 import logging
 import operator
 from collections import deque
@@ -91,7 +92,8 @@ class Pipeline:
                 break
             kind, job = jobs.popleft()
             if kind == "egress":
-                queued[job[1]] -= 1
+                if self._queueing is not None:
+                    queued[job[1]] -= 1
                 self._egress(*job, jobs, queued, out)
                 continue
             passes += 1
@@ -112,6 +114,7 @@ class Pipeline:
         s = PacketState(f, self._init_valid[:], self._n_stacks)
         s.data = frame
         s.now = now
+        s.us = int(now * 1e6)
         s.length = len(frame)
         return s
 
@@ -126,8 +129,9 @@ class Pipeline:
         std, f = self._std, s.f
         if std.ingress_port is not None:
             f[std.ingress_port] = port
-        if self._igt is not None:
-            f[self._igt[0]] = int(now * 1e6) & self._igt[1]
+        igt = self._igt
+        if igt is not None:
+            f[igt[0]] = s.us & igt[1]
         return s
 
     def _stamp_slot(self, slot: int | None) -> tuple[int, int] | None:
@@ -242,12 +246,12 @@ class Pipeline:
     def _enqueue(self, s: PacketState, port: int, jobs: deque, queued: dict[int, int]) -> None:
         """simple_switch ``enqueue``: enq_timestamp and enq_qdepth (packets already waiting
         for that port), then the egress queue."""
-        depth = queued.get(port, 0)
         q = self._queueing
         if q is not None:
-            s.f[q[0]] = int(s.now * 1e6) & q[1]
+            depth = queued.get(port, 0)
+            s.f[q[0]] = s.us & q[1]
             s.f[q[2]] = depth & q[3]
-        queued[port] = depth + 1
+            queued[port] = depth + 1
         jobs.append(("egress", (s, port)))
 
     def _egress(self, s: PacketState, port: int, jobs: deque, queued: dict[int, int],
@@ -258,7 +262,7 @@ class Pipeline:
         std, f = self._std, s.f
         egt = self._egt
         if egt is not None:
-            f[egt[0]] = int(s.now * 1e6) & egt[1]
+            f[egt[0]] = s.us & egt[1]
         q = self._queueing
         if q is not None:
             # run to completion: a packet leaves the queue at the time it entered it
@@ -294,9 +298,11 @@ class Pipeline:
             jobs.append(("ingress", again))
             self._release(s)
             return
-        limit = min((n for n in (s.truncate, s.max_len) if n), default=0)
+        limit = s.truncate
+        if s.max_len and (not limit or s.max_len < limit):
+            limit = s.max_len
         out.append((port, frame[:limit] if limit else frame))
-        self._release(s)
+        self._recycled = f  # _release, inline on the hot path
 
     @staticmethod
     def _run(start: Node | None, s: PacketState) -> None:
@@ -395,9 +401,13 @@ class _Builder:
         p._meta_spans = [(h.base, h.base + len(h.fields)) for h in layout.headers if h.metadata]
         p._masks = {fi.slot: (1 << fi.width) - 1 for h in layout.headers for fi in h.fields
                     if fi.width}
-        p._queueing = p._queue_slots()
-        p._igt = p._stamp_slot(std.ingress_global_timestamp)
-        p._egt = p._stamp_slot(std.egress_global_timestamp)
+        # Fields the program never reads need not be written: nothing else sees metadata.
+        read = _fields_read(doc)
+        p._queueing = p._queue_slots() if read & _QUEUEING else None
+        p._igt = p._stamp_slot(std.ingress_global_timestamp if
+                               "ingress_global_timestamp" in read else None)
+        p._egt = p._stamp_slot(std.egress_global_timestamp if
+                               "egress_global_timestamp" in read else None)
         # simple_switch's egress starts egress_spec at drop port + 1, cut to the field
         p._spec_init = ((DROP_PORT + 1) & p._masks[std.egress_spec]
                         if std.egress_spec is not None else 0)
@@ -592,6 +602,19 @@ class _Builder:
         params = tuple(parse_hexstr(v, path) for v in ae.get("action_data") or [])
         prio = BIG_PRIORITY - int(e.get("priority", 0))
         table.insert(tuple(key), prio, self.action_infos[aid].name, params)
+
+
+_QUEUEING = frozenset({"enq_timestamp", "enq_qdepth", "deq_timedelta", "deq_qdepth"})
+_PROGRAM_PARTS = ("parsers", "deparsers", "actions", "pipelines", "calculations", "checksums",
+                  "field_lists", "learn_lists", "extern_instances", "parse_vsets")
+
+
+def _fields_read(doc: dict) -> set[str]:
+    """Names of the timestamp and queueing fields the program refers to anywhere (by their
+    standard_metadata or their aliased name), so the traffic manager writes only those."""
+    names = _QUEUEING | {"ingress_global_timestamp", "egress_global_timestamp"}
+    text = json.dumps([doc.get(k) for k in _PROGRAM_PARTS])
+    return {n for n in names if f'"{n}"' in text or f".{n}" in text}
 
 
 def _noop(s: PacketState, p: tuple) -> None:
