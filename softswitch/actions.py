@@ -38,6 +38,11 @@ class StdSlots:
     checksum_error: int | None
     parser_error: int | None
     ingress_global_timestamp: int | None
+    egress_global_timestamp: int | None
+    enq_timestamp: int | None
+    enq_qdepth: int | None
+    deq_timedelta: int | None
+    deq_qdepth: int | None
 
     @classmethod
     def from_layout(cls, layout: Layout, aliases: list | None = None) -> StdSlots:
@@ -47,7 +52,8 @@ class StdSlots:
 
         def slot(name: str) -> int | None:
             refs = [["standard_metadata", name], alias.get(f"standard_metadata.{name}"),
-                    alias.get(f"intrinsic_metadata.{name}"), ["intrinsic_metadata", name]]
+                    alias.get(f"intrinsic_metadata.{name}"), ["intrinsic_metadata", name],
+                    alias.get(f"queueing_metadata.{name}"), ["queueing_metadata", name]]
             for ref in refs:
                 hdr = layout.header_by_name.get(ref[0]) if isinstance(ref, list) else None
                 if hdr is not None and ref[1] in hdr.by_name:
@@ -407,7 +413,15 @@ class ActionCompiler:
         return truncate
 
     def _p_generate_digest(self, params: list, path: str) -> Prim:
-        return lambda s, p: None  # digests/learning are not offered by this target
+        """simple_switch ``generate_digest(receiver, learn_list)``: only records the learn list
+        (RegisterAccess lf_field_list); the sample is taken from the fields as they are at the
+        end of ingress, and the last call wins."""
+        learn_list = self._expr(params[1], f"{path}[1]")
+
+        def generate_digest(s: PacketState, p: Params) -> None:
+            s.learn = int(learn_list(s, p))
+
+        return generate_digest
 
 
 def _assign_to_slot(slot: int, width: int, src: dict, value: Expr, layout: Layout) -> Prim:

@@ -39,6 +39,7 @@ class LoadedPipeline:
     # The controller's opaque data per entry, returned on reads as the spec requires; the
     # interpreter's entries have no room for it. Keyed by the entry object itself.
     cookies: dict[Any, tuple[int, bytes]] = field(default_factory=dict)
+    digests: Any = None  # the DigestEngine of its P4Info (softswitch/p4rt_digests.py)
 
 
 def load_pipeline(config: p4r.ForwardingPipelineConfig, factory: PipelineFactory,

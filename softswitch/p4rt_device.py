@@ -26,7 +26,7 @@ Read is the spec's INVALID_ARGUMENT (PI: UNKNOWN).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,9 @@ from softswitch.p4rt_config import (
     load_pipeline,
     reconcile,
 )
+from softswitch.p4rt_digests import DigestEngine
 from softswitch.p4rt_idle import IdleSchedule
+from softswitch.p4rt_pre import read_pre, write_pre
 from softswitch.tables import DuplicateEntry, EntryNotFound, InvalidEntry, TableFull
 
 # The interpreter's table errors and their canonical codes. TableFull is the one place we follow
@@ -102,6 +104,8 @@ class Device:
         self._saved: LoadedPipeline | None = None
         self.idle = IdleSchedule()
         self.counters = DeviceCounters()
+        # delivers a DigestList to the primary stream; False when nobody takes it
+        self.on_digest: Callable[[p4r.DigestList], bool] | None = None
 
     @property
     def pipeline(self) -> Any:
@@ -132,6 +136,7 @@ class Device:
                           req.RECONCILE_AND_COMMIT):
             raise invalid(f"unsupported SetForwardingPipelineConfig action {action}")
         loaded = load_pipeline(config, self._factory, self.table_size)
+        self._attach_digests(loaded)
         if action == req.VERIFY_AND_SAVE:
             self._saved = loaded
         elif action == req.VERIFY_AND_COMMIT:
@@ -139,6 +144,7 @@ class Device:
         elif action == req.RECONCILE_AND_COMMIT:
             if self.loaded is not None:
                 reconcile(self.loaded, loaded)
+                _carry_pre(self.loaded, loaded)
             self.loaded = loaded  # forwarding state carried over: the idle schedule stays too
 
     def _commit(self, loaded: LoadedPipeline) -> None:
@@ -202,6 +208,10 @@ class Device:
             if update.type != p4r.Update.MODIFY:
                 raise invalid("meter entries can only be modified")
             self._write_meter(loaded, update.entity.meter_entry)
+        elif kind == "packet_replication_engine_entry":
+            write_pre(_pre(loaded), update.type, update.entity.packet_replication_engine_entry)
+        elif kind == "digest_entry":
+            loaded.digests.write(update.type, update.entity.digest_entry)
         else:
             raise P4RTError(rpc_code.UNIMPLEMENTED, f"writing {kind} is not supported")
 
@@ -364,6 +374,10 @@ class Device:
             return self._read_meters(loaded, entity.meter_entry)
         if kind is None:  # the spec (Read RPC, "Wildcard Reads"); PI: UNKNOWN
             raise invalid("the entity oneof of a read Entity must be set")
+        if kind == "packet_replication_engine_entry":
+            return iter(read_pre(_pre(loaded), entity.packet_replication_engine_entry))
+        if kind == "digest_entry":
+            return iter(loaded.digests.read(entity.digest_entry))
         raise P4RTError(rpc_code.UNIMPLEMENTED, f"reading {kind} is not supported")
 
     def _selected(self, loaded: LoadedPipeline, te: p4r.TableEntry) -> list[
@@ -492,14 +506,26 @@ class Device:
         fields = self._running().schema.packet_in
         packet.payload = frame[unpack_header(fields, frame, packet.metadata):]
 
-    # --- digests: the error path only (DigestEntry and DigestList are another change's) -------
+    # --- digests ---------------------------------------------------------------------------------
 
-    def check_digest_ack(self, ack: p4r.DigestListAck) -> None:
-        """A DigestListAck must name a Digest of the P4Info, else INVALID_ARGUMENT (the spec,
-        Stream Error Reporting), which the server reports as a StreamError. PI's DigestMgr
-        drops such an ack without a word."""
-        if ack.digest_id not in {d.preamble.id for d in self._running().schema.p4info.digests}:
-            raise invalid(f"unknown digest id {ack.digest_id}")
+    def _attach_digests(self, loaded: LoadedPipeline) -> None:
+        """The pipeline's digests go to a DigestEngine of its P4Info (PI DigestMgr::p4_change:
+        a P4Info whose digests cannot be packed fails the config)."""
+        loaded.digests = DigestEngine(loaded.config.p4info, self._send_digest)
+        if hasattr(loaded.pipeline, "learn_sink"):
+            loaded.pipeline.learn_sink = loaded.digests.learn
+
+    def _send_digest(self, message: p4r.DigestList) -> bool:
+        return self.on_digest(message) if self.on_digest is not None else False
+
+    def digest_ack(self, ack: p4r.DigestListAck) -> None:
+        """A DigestListAck from the stream (P4RTError: answer with a StreamError)."""
+        self._running().digests.ack(ack)
+
+    def digest_sweep(self, now: float) -> None:
+        """Send digest lists whose max_timeout_ns is up; expire unacked ones."""
+        if self.loaded is not None:
+            self.loaded.digests.sweep(now)
 
     # --- idle timeout ----------------------------------------------------------------------------
 
@@ -525,6 +551,19 @@ class Device:
                     table_id=schema.id, priority=entry.priority, idle_timeout_ns=entry.ttl_ns))
             notifications.append(note)
         return notifications
+
+
+def _pre(loaded: LoadedPipeline) -> Any:
+    pre = getattr(loaded.pipeline, "pre", None)
+    if pre is None:
+        raise P4RTError(rpc_code.UNIMPLEMENTED, "this pipeline has no packet replication engine")
+    return pre
+
+
+def _carry_pre(old: LoadedPipeline, new: LoadedPipeline) -> None:
+    """RECONCILE_AND_COMMIT keeps the multicast groups and clone sessions."""
+    if getattr(old.pipeline, "pre", None) is not None and hasattr(new.pipeline, "pre"):
+        new.pipeline.pre = old.pipeline.pre
 
 
 def _action_by_name(loaded: LoadedPipeline, name: str) -> ActionSchema:

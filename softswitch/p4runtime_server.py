@@ -32,6 +32,7 @@ STREAM_QUEUE_LIMIT = 1024  # packet-ins queued per connection before they are dr
 # Packet-ins queued at the primary from which the stream counts as congested (the switch pauses
 # punting ports), and down to which it must drain before they resume.
 CONGESTED, DRAINED = 32, 8
+DIGEST_PERIOD = 0.1  # digest timeouts are checked this often (PI: every max_timeout, >= 100 ms)
 _GRPC_CODE = {c.value[0]: c for c in grpc.StatusCode}
 
 Inject = Callable[[bytes], None]
@@ -55,6 +56,8 @@ class ServerCounters:
     packet_in_dropped: int = 0  # no primary, or its queue was full
     idle_notifications_sent: int = 0
     idle_notifications_dropped: int = 0  # no primary connected (BMv2 loses them too)
+    digest_lists_sent: int = 0
+    digest_lists_dropped: int = 0  # no primary, or its queue was full
 
 
 def _election_id(u: p4r.Uint128) -> int:
@@ -71,16 +74,20 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
     """
 
     def __init__(self, device: Device, *, inject: Inject | None = None,
-                 clock: Callable[[], float] = time.monotonic, sweep_period: float = 1.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, sweep_period: float = 1.0,
+                 digest_period: float = DIGEST_PERIOD) -> None:
         self.device = device
+        device.on_digest = self.send_digest
         self.inject = inject
         self.clock = clock
         self.sweep_period = sweep_period
+        self.digest_period = digest_period
         self.arbitration = Arbitration()
         self.counters = ServerCounters()
         self.on_drained: Callable[[], None] = _nothing
         self._server: grpc.aio.Server | None = None
         self._sweeper: asyncio.Task | None = None
+        self._digest_sweeper: asyncio.Task | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -97,14 +104,17 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
         await self._server.start()
         if self.sweep_period > 0:
             self._sweeper = asyncio.create_task(self._sweep_forever())
+        if self.digest_period > 0:
+            self._digest_sweeper = asyncio.create_task(self._digest_sweep_forever())
         return port
 
     async def stop(self, grace: float | None = 0.5) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        for task in (self._sweeper, self._digest_sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sweeper = self._digest_sweeper = None
         for conn in self.arbitration.connections():
             conn.send(None)
         if self._server is not None:
@@ -144,6 +154,24 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
         for notification in notifications:
             primary.send(p4r.StreamMessageResponse(idle_timeout_notification=notification))
         self.counters.idle_notifications_sent += len(notifications)
+
+    def send_digest(self, message: p4r.DigestList) -> bool:
+        """Deliver a DigestList to the primary; False (counted) when there is none to take it."""
+        primary = self.arbitration.primary
+        if primary is None or primary.queue.qsize() >= STREAM_QUEUE_LIMIT:
+            self.counters.digest_lists_dropped += 1
+            return False
+        primary.send(p4r.StreamMessageResponse(digest=message))
+        self.counters.digest_lists_sent += 1
+        return True
+
+    async def _digest_sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.digest_period)
+            try:
+                self.device.digest_sweep(self.clock())
+            except Exception:  # a sweep must never kill the sweeper
+                log.exception("digest sweep failed")
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -314,15 +342,16 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
             error.error.packet_out.packet_out.CopyFrom(packet)
             conn.send(error)
 
-
     def _digest_ack(self, conn: StreamConnection, ack: p4r.DigestListAck) -> None:
-        """Only the refusal of an ack for an unknown digest, as a StreamError naming it."""
         try:
-            self.device.check_digest_ack(ack)
+            if conn is not self.arbitration.primary:
+                raise P4RTError(rpc_code.PERMISSION_DENIED, "Not primary")
+            self.device.digest_ack(ack)
         except P4RTError as exc:
             error = _stream_error(exc)
             error.error.digest_list_ack.digest_list_ack.CopyFrom(ack)
             conn.send(error)
+
 
 
 def _nothing() -> None:

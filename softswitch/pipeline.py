@@ -8,6 +8,7 @@ never raises (an internal error is a counted drop).
 
 from __future__ import annotations
 
+import json
 import logging
 import operator
 from collections import deque
@@ -21,6 +22,7 @@ from softswitch.expressions import ExprCompiler
 from softswitch.externs import CounterArray, MeterArray, RegisterArray
 from softswitch.json_model import Layout, PipelineError, build_layout, fail, get, parse_hexstr
 from softswitch.parser import ParserCompiler, ValueSet
+from softswitch.pre import MAX_MIRROR_SESSION_ID, Pre
 from softswitch.state import PacketState, ParserError
 from softswitch.tables import ActionInfo, MatchKey, Table
 
@@ -30,7 +32,8 @@ log = logging.getLogger(__name__)
 
 # simple_switch's PKT_INSTANCE_TYPE_* values.
 NORMAL, INGRESS_CLONE, EGRESS_CLONE, RECIRC, REPLICATION, RESUBMIT = 0, 1, 2, 4, 5, 6
-MAX_PASSES = 16  # bound on resubmit/recirculate/clone work per input frame
+MAX_PASSES = 16  # bound on resubmit/recirculate passes per input frame
+MAX_JOBS = 4096  # bound on all traffic-manager work per input frame (egress clones of clones)
 BIG_PRIORITY = (1 << 31) - 1  # BMv2 priority p (lower wins) ↔ P4Runtime BIG_PRIORITY - p
 
 Node = Callable[[PacketState], Any]
@@ -44,9 +47,11 @@ class Pipeline:
         self.registers: dict[str, RegisterArray] = {}
         self.meters: dict[str, MeterArray] = {}
         self.value_sets: dict[str, ValueSet] = {}
-        self.mirror_sessions: dict[int, int] = {}  # clone session id -> egress port
-        self.multicast_groups: dict[int, list[tuple[int, int]]] = {}  # group -> [(port, rid)]
-        self.drops: dict[str, int] = {"egress_spec": 0, "internal_error": 0, "loop": 0}
+        self.pre = Pre()
+        # called with (learn list name, field values, now) for each digest at the end of ingress
+        self.learn_sink: Callable[[str, tuple[int, ...], float], None] | None = None
+        self.drops: dict[str, int] = {"egress_spec": 0, "internal_error": 0, "loop": 0,
+                                      "mcast_grp": 0}
 
     # ---- construction --------------------------------------------------------------------
     @classmethod
@@ -76,111 +81,228 @@ class Pipeline:
     def _process(self, in_port: int, frame: bytes, now: float) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
         jobs: deque[tuple[str, Any]] = deque()
-        self._ingress(in_port, frame, NORMAL, (), now, jobs)
-        passes = 1
+        queued: dict[int, int] = {}
+        s = self._received(in_port, frame, now)
+        self._ingress(s, jobs, queued)
+        passes = work = 1
         while jobs:
+            work += 1
+            if work > MAX_JOBS:
+                self.drops["loop"] += 1
+                break
+            kind, job = jobs.popleft()
+            if kind == "egress":
+                if self._queueing is not None:
+                    queued[job[1]] -= 1
+                self._egress(*job, jobs, queued, out)
+                continue
             passes += 1
             if passes > MAX_PASSES:
                 self.drops["loop"] += 1
                 break
-            kind, job = jobs.popleft()
-            if kind == "ingress":
-                self._ingress(*job, now, jobs)
-            else:
-                self._egress(*job, in_port, jobs, out)
+            self._ingress(job, jobs, queued)
         return out
 
-    def _preserved(self, s: PacketState, field_list: int) -> tuple[tuple[int, int], ...]:
-        """The (slot, value) pairs of a v1model field list, carried to the next pass."""
-        return tuple((slot, s.f[slot]) for slot in self._field_lists.get(field_list, ()))
-
-    def _new_state(
-        self, port: int, frame: bytes, itype: int, now: float, keep: tuple = ()
-    ) -> PacketState:
-        s = PacketState(self._zero_fields[:], self._init_valid[:], self._n_stacks)
+    def _fresh(self, frame: bytes, now: float) -> PacketState:
+        """A packet with a PHV from bm_sim's pool: every header invalid, header fields holding
+        what the last finished packet left in them (PHV::reset only marks headers invalid),
+        metadata zeroed (PHV::reset_metadata)."""
+        f = self._recycled[:]
+        zero = self._zero_fields
+        for b, e in self._meta_spans:
+            f[b:e] = zero[b:e]
+        s = PacketState(f, self._init_valid[:], self._n_stacks)
         s.data = frame
         s.now = now
-        std = self._std
-        f = s.f
+        s.us = int(now * 1e6)
+        s.length = len(frame)
+        return s
+
+    def _release(self, s: PacketState) -> None:
+        """The packet is gone: its fields are what the next packet's invalid headers read."""
+        self._recycled = s.f
+
+    def _received(self, port: int, frame: bytes, now: float) -> PacketState:
+        """simple_switch ``receive_``: a frame from a port (the only place ingress_port and
+        ingress_global_timestamp are written)."""
+        s = self._fresh(frame, now)
+        std, f = self._std, s.f
         if std.ingress_port is not None:
             f[std.ingress_port] = port
-        if std.packet_length is not None:
-            f[std.packet_length] = len(frame)
-        if std.instance_type is not None:
-            f[std.instance_type] = itype
-        if std.ingress_global_timestamp is not None:
-            f[std.ingress_global_timestamp] = int(now * 1e6) & 0xFFFF_FFFF_FFFF  # µs, 48 bits
+        igt = self._igt
+        if igt is not None:
+            f[igt[0]] = s.us & igt[1]
+        return s
+
+    def _stamp_slot(self, slot: int | None) -> tuple[int, int] | None:
+        """(slot, mask) of a timestamp field: bm_sim's ``get_ts()`` is in microseconds, cut to
+        the field's width."""
+        return None if slot is None else (slot, self._masks[slot])
+
+    def _queue_slots(self) -> tuple[int, int, int, int, int, int, int] | None:
+        """(enq_timestamp, its mask, enq_qdepth, its mask, deq_timedelta, deq_qdepth, its
+        mask), when the program has all four (simple_switch ``check_queueing_metadata``)."""
+        std = self._std
+        slots = (std.enq_timestamp, std.enq_qdepth, std.deq_timedelta, std.deq_qdepth)
+        if None in slots:
+            return None
+        enq, eqd, delta, dqd = slots
+        m = self._masks
+        return (enq, m[enq], eqd, m[eqd], delta, dqd, m[dqd])
+
+    def _parse_into(self, s: PacketState, set_errors: bool) -> None:
+        std, f = self._std, s.f
         try:
             self._parse(s)
         except ParserError as err:
-            if std.parser_error is not None:
+            if set_errors and std.parser_error is not None:
                 f[std.parser_error] = err.code
-        s.payload = frame[s.pos :]
-        for slot, value in keep:
-            f[slot] = value
-        for ck in self._verify:
-            if ck.applies(s) and not ck.matches(s) and std.checksum_error is not None:
-                f[std.checksum_error] = 1
-        return s
+        s.payload = s.data[s.pos :]
+        if set_errors and std.checksum_error is not None:
+            for ck in self._verify:
+                if ck.applies(s) and not ck.matches(s):
+                    f[std.checksum_error] = 1
 
-    def _ingress(
-        self, port: int, frame: bytes, itype: int, keep: tuple, now: float, jobs: deque
-    ) -> None:
-        s = self._new_state(port, frame, itype, now, keep)
-        self._run(self._ingress_start, s)
+    def _copy_type(self, src: PacketState, dst: PacketState, itype: int, field_list: int) -> None:
+        """simple_switch ``copy_field_list_and_set_type``: metadata zeroed, the field list
+        copied from ``src``, instance_type set."""
+        zero, f = self._zero_fields, dst.f
+        for b, e in self._meta_spans:
+            f[b:e] = zero[b:e]
+        for slot in self._field_lists.get(field_list, ()):
+            f[slot] = src.f[slot]
+        if self._std.instance_type is not None:
+            f[self._std.instance_type] = itype
+
+    def _ingress(self, s: PacketState, jobs: deque, queued: dict[int, int]) -> None:
+        """simple_switch ``ingress_thread`` for one packet, in its order: parse, ingress,
+        ingress clone, learning, resubmit, multicast, unicast or drop."""
         std = self._std
-        if s.clone_session >= 0 and s.clone_session in self.mirror_sessions:
-            # simple_switch clones the packet as received, re-parsed, plus the field list.
-            clone = self._new_state(port, frame, INGRESS_CLONE, now,
-                                    self._preserved(s, s.clone_field_list))
-            jobs.append(("egress", (clone, self.mirror_sessions[s.clone_session], INGRESS_CLONE)))
+        if std.packet_length is not None:
+            s.f[std.packet_length] = s.length
+        self._parse_into(s, True)
+        self._run(self._ingress_start, s)
+        f = s.f
+        if s.clone_session >= 0:
+            targets = self.pre.clone_targets(s.clone_session)
+            if targets is not None:
+                # re-parsed from the frame as received, with the ingress port it came in on
+                clone = self._fresh(s.data, s.now)
+                if std.ingress_port is not None:
+                    clone.f[std.ingress_port] = f[std.ingress_port]
+                self._parse_into(clone, False)
+                self._copy_type(s, clone, INGRESS_CLONE, s.clone_field_list)
+                clone.length = s.length
+                self._clone_out(clone, targets, s.clone_session, jobs, queued)
+        if s.learn > 0 and self.learn_sink is not None:
+            fields = self._learn_lists.get(s.learn)
+            if fields is not None:
+                self.learn_sink(fields[0], tuple(f[slot] for slot in fields[1]), s.now)
         if s.resubmit >= 0:
-            jobs.append(("ingress", (port, frame, RESUBMIT, self._preserved(s, s.resubmit))))
+            again = self._fresh(s.data, s.now)
+            self._copy_type(s, again, RESUBMIT, s.resubmit)
+            again.length = s.length
+            jobs.append(("ingress", again))
+            self._release(s)
             return
-        group = s.f[std.mcast_grp] if std.mcast_grp is not None else 0
+        group = f[std.mcast_grp] if std.mcast_grp is not None else 0
         if group:
-            for eport, rid in self.multicast_groups.get(group, []):
-                copy = s.copy()
-                if std.egress_rid is not None:
-                    copy.f[std.egress_rid] = rid
-                jobs.append(("egress", (copy, eport, REPLICATION)))
+            if std.instance_type is not None:
+                f[std.instance_type] = REPLICATION
+            self._multicast(s, group, jobs, queued)
+            self._release(s)
             return
-        eport = s.f[std.egress_spec] if std.egress_spec is not None else DROP_PORT
+        eport = f[std.egress_spec] if std.egress_spec is not None else DROP_PORT
         if eport == DROP_PORT:
             self.drops["egress_spec"] += 1
+            self._release(s)
             return
-        jobs.append(("egress", (s, eport, None)))
+        if std.instance_type is not None:
+            f[std.instance_type] = NORMAL
+        self._enqueue(s, eport, jobs, queued)
 
-    def _egress(
-        self, s: PacketState, port: int, itype: int | None, in_port: int, jobs: deque, out: list
-    ) -> None:
-        std = self._std
-        f = s.f
+    def _multicast(self, s: PacketState, group: int, jobs: deque, queued: dict[int, int]) -> None:
+        """simple_switch ``multicast``: one copy per replica, egress_rid set."""
+        rid_slot = self._std.egress_rid
+        replicas = self.pre.replicate(group)
+        if not replicas:
+            self.drops["mcast_grp"] += 1  # a group with no replicas (or none at all)
+        for eport, rid in replicas:
+            if rid_slot is not None:
+                s.f[rid_slot] = rid
+            self._enqueue(s.copy(), eport, jobs, queued)
+
+    def _clone_out(self, clone: PacketState, targets: list[tuple[int, int | None]], session: int,
+                   jobs: deque, queued: dict[int, int]) -> None:
+        clone.max_len = self.pre.sessions[session & MAX_MIRROR_SESSION_ID].truncate
+        rid_slot = self._std.egress_rid
+        for eport, rid in targets:
+            copy = clone.copy()
+            copy.max_len = clone.max_len
+            if rid is not None and rid_slot is not None:
+                copy.f[rid_slot] = rid
+            self._enqueue(copy, eport, jobs, queued)
+
+    def _enqueue(self, s: PacketState, port: int, jobs: deque, queued: dict[int, int]) -> None:
+        """simple_switch ``enqueue``: enq_timestamp and enq_qdepth (packets already waiting
+        for that port), then the egress queue."""
+        q = self._queueing
+        if q is not None:
+            depth = queued.get(port, 0)
+            s.f[q[0]] = s.us & q[1]
+            s.f[q[2]] = depth & q[3]
+            queued[port] = depth + 1
+        jobs.append(("egress", (s, port)))
+
+    def _egress(self, s: PacketState, port: int, jobs: deque, queued: dict[int, int],
+                out: list) -> None:
+        """simple_switch ``egress_thread`` for one packet: timestamps and queueing metadata,
+        egress_port, egress_spec (drop port + 1), packet_length, egress, egress clone, drop,
+        deparse, recirculate or transmit."""
+        std, f = self._std, s.f
+        egt = self._egt
+        if egt is not None:
+            f[egt[0]] = s.us & egt[1]
+        q = self._queueing
+        if q is not None:
+            # run to completion: a packet leaves the queue at the time it entered it
+            f[q[4]] = 0
+            f[q[5]] = queued.get(port, 0) & q[6]
         if std.egress_port is not None:
             f[std.egress_port] = port
         if std.egress_spec is not None:
-            f[std.egress_spec] = 0
-        if itype is not None and std.instance_type is not None:
-            f[std.instance_type] = itype
+            f[std.egress_spec] = self._spec_init
+        if std.packet_length is not None:
+            f[std.packet_length] = s.length
         s.exit = False
         s.clone_session = -1
         s.recirculate = -1
         self._run(self._egress_start, s)
-        if s.clone_session >= 0 and s.clone_session in self.mirror_sessions:
-            jobs.append(("egress", (s.copy(), self.mirror_sessions[s.clone_session], EGRESS_CLONE)))
+        if s.clone_session >= 0:
+            targets = self.pre.clone_targets(s.clone_session)
+            if targets is not None:
+                clone = s.copy()  # clone_with_phv_reset_metadata: headers as egress left them
+                self._copy_type(s, clone, EGRESS_CLONE, s.clone_field_list)
+                self._clone_out(clone, targets, s.clone_session, jobs, queued)
         if std.egress_spec is not None and f[std.egress_spec] == DROP_PORT:
             self.drops["egress_spec"] += 1
+            self._release(s)
             return
         for ck in self._update:
             if ck.applies(s):
                 ck.store(s)
         frame = self._deparse(s)
         if s.recirculate >= 0:
-            jobs.append(("ingress", (in_port, frame, RECIRC, self._preserved(s, s.recirculate))))
+            again = self._fresh(frame, s.now)
+            self._copy_type(s, again, RECIRC, s.recirculate)
+            jobs.append(("ingress", again))
+            self._release(s)
             return
-        if s.truncate:
-            frame = frame[: s.truncate]
-        out.append((port, frame))
+        limit = s.truncate
+        if s.max_len and (not limit or s.max_len < limit):
+            limit = s.max_len
+        out.append((port, frame[:limit] if limit else frame))
+        self._recycled = f  # _release, inline on the hot path
 
     @staticmethod
     def _run(start: Node | None, s: PacketState) -> None:
@@ -192,7 +314,15 @@ class Pipeline:
     # set by _Builder
     _action_compiler: ActionCompiler
     _field_lists: dict[int, list[int]]
+    _learn_lists: dict[int, tuple[str, list[int]]]
     _zero_fields: list[int]
+    _recycled: list[int]
+    _meta_spans: list[tuple[int, int]]
+    _masks: dict[int, int]
+    _queueing: tuple[int, int, int, int, int, int, int] | None
+    _igt: tuple[int, int] | None
+    _egt: tuple[int, int] | None
+    _spec_init: int
     _init_valid: list[bool]
     _n_stacks: int
     _std: StdSlots
@@ -262,8 +392,25 @@ class _Builder:
         p._verify = [c for c in checksums if c.verify]
         p._update = [c for c in checksums if c.update]
         p._std = std
-        p._field_lists = self._field_lists(layout)
+        p._field_lists = self._field_lists(layout, "field_lists")
+        names = {ll.get("id"): str(ll.get("name")) for ll in doc.get("learn_lists") or []}
+        p._learn_lists = {i: (names[i], slots)
+                          for i, slots in self._field_lists(layout, "learn_lists").items()}
         p._zero_fields = [0] * layout.n_slots
+        p._recycled = [0] * layout.n_slots
+        p._meta_spans = [(h.base, h.base + len(h.fields)) for h in layout.headers if h.metadata]
+        p._masks = {fi.slot: (1 << fi.width) - 1 for h in layout.headers for fi in h.fields
+                    if fi.width}
+        # Fields the program never reads need not be written: nothing else sees metadata.
+        read = _fields_read(doc)
+        p._queueing = p._queue_slots() if read & _QUEUEING else None
+        p._igt = p._stamp_slot(std.ingress_global_timestamp if
+                               "ingress_global_timestamp" in read else None)
+        p._egt = p._stamp_slot(std.egress_global_timestamp if
+                               "egress_global_timestamp" in read else None)
+        # simple_switch's egress starts egress_spec at drop port + 1, cut to the field
+        p._spec_init = ((DROP_PORT + 1) & p._masks[std.egress_spec]
+                        if std.egress_spec is not None else 0)
         p._init_valid = [h.metadata for h in layout.headers]
         p._n_stacks = layout.n_cursors
         pipes = get(doc, "pipelines", "$", list)
@@ -278,11 +425,12 @@ class _Builder:
         p._ingress_start, p._egress_start = starts
         return p
 
-    def _field_lists(self, layout: Layout) -> dict[int, list[int]]:
-        """v1model field lists (``@field_list`` metadata preserved by resubmit and friends)."""
+    def _field_lists(self, layout: Layout, key: str) -> dict[int, list[int]]:
+        """v1model field lists (``@field_list`` metadata preserved by resubmit and friends) or
+        learn lists (the fields a ``digest`` samples), by id."""
         lists: dict[int, list[int]] = {}
-        for i, fl in enumerate(self.doc.get("field_lists") or []):
-            path = f"$.field_lists[{i}]"
+        for i, fl in enumerate(self.doc.get(key) or []):
+            path = f"$.{key}[{i}]"
             slots = []
             for j, el in enumerate(fl.get("elements") or []):
                 if el.get("type") == "field":
@@ -454,6 +602,19 @@ class _Builder:
         params = tuple(parse_hexstr(v, path) for v in ae.get("action_data") or [])
         prio = BIG_PRIORITY - int(e.get("priority", 0))
         table.insert(tuple(key), prio, self.action_infos[aid].name, params)
+
+
+_QUEUEING = frozenset({"enq_timestamp", "enq_qdepth", "deq_timedelta", "deq_qdepth"})
+_PROGRAM_PARTS = ("parsers", "deparsers", "actions", "pipelines", "calculations", "checksums",
+                  "field_lists", "learn_lists", "extern_instances", "parse_vsets")
+
+
+def _fields_read(doc: dict) -> set[str]:
+    """Names of the timestamp and queueing fields the program refers to anywhere (by their
+    standard_metadata or their aliased name), so the traffic manager writes only those."""
+    names = _QUEUEING | {"ingress_global_timestamp", "egress_global_timestamp"}
+    text = json.dumps([doc.get(k) for k in _PROGRAM_PARTS])
+    return {n for n in names if f'"{n}"' in text or f".{n}" in text}
 
 
 def _noop(s: PacketState, p: tuple) -> None:

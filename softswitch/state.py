@@ -22,6 +22,9 @@ class PacketState:
         "data",
         "exit",
         "f",
+        "learn",
+        "length",
+        "max_len",
         "now",
         "payload",
         "pos",
@@ -29,6 +32,7 @@ class PacketState:
         "resubmit",
         "stack_next",
         "truncate",
+        "us",
         "valid",
         "vlen",
     )
@@ -48,7 +52,11 @@ class PacketState:
         self.resubmit = -1
         self.recirculate = -1
         self.truncate = 0
+        self.max_len = 0  # a clone session's packet_length_bytes (0: no limit)
+        self.learn = 0  # learn list of the last generate_digest (bm_sim lf_field_list)
+        self.length = 0  # bm_sim's PACKET_LENGTH register: egress packet_length
         self.now = 0.0
+        self.us = 0  # now in microseconds: bm_sim's get_ts() for the timestamps
 
     def copy(self) -> PacketState:
         """An independent copy for replication and cloning."""
@@ -59,4 +67,6 @@ class PacketState:
         other.pos = self.pos
         other.payload = self.payload
         other.now = self.now
+        other.us = self.us
+        other.length = self.length
         return other

@@ -13,8 +13,11 @@ The grammar and the conventions are those of p4c's ``backends/bmv2/bmv2stf.py``:
 * ``setdefault TABLE ACTION(ARGS)``, ``packet PORT HEX``, ``expect PORT [HEX[$]]`` (``*`` digits
   match anything; the received frame may be longer unless the line ends in ``$``; no data means
   any packets on that port), ``check_counter NAME(INDEX|ID) [packets|bytes OP VALUE]``,
-  ``register_write``/``register_reset``, ``mirroring_add SESSION PORT``, ``mc_mgrp_create``,
-  ``mc_node_create RID PORT...``, ``mc_node_associate GROUP NODE``, ``remove all``, ``wait``.
+  ``register_write``/``register_reset``, ``mirroring_add SESSION PORT``,
+  ``mirroring_add_mc SESSION GROUP``, ``mirroring_delete``, ``mc_mgrp_create``/``_destroy``,
+  ``mc_node_create RID PORT...`` (handles from 0, as bm_sim hands them out), ``mc_node_update``,
+  ``mc_node_destroy``, ``mc_node_associate GROUP NODE``, ``mc_node_dissociate``, ``remove all``,
+  ``wait``.
 
 Packets are processed as they are read; expectations are compared per port, in order, at the end.
 """
@@ -27,8 +30,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from softswitch.pipeline import Pipeline
+from softswitch.pre import MirrorSession, PreError
 from softswitch.tables import Entry, InvalidEntry, Table, TableFull
 
+_PRE_COMMANDS = frozenset({
+    "mirroring_add", "mirroring_add_mc", "mirroring_delete", "mc_mgrp_create", "mc_mgrp_destroy",
+    "mc_node_create", "mc_node_update", "mc_node_destroy", "mc_node_associate",
+    "mc_node_dissociate",
+})
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
         ">": operator.gt, ">=": operator.ge}
 
@@ -74,7 +83,6 @@ class StfRunner:
         self.any_ports: set[int] = set()
         self.failures: list[str] = []
         self.entries: dict[str, tuple[Table, Entry]] = {}
-        self.mc_nodes: list[list[tuple[int, int]]] = []
         self.packets_in = 0
         self.now = 0.0
 
@@ -88,7 +96,7 @@ class StfRunner:
                 self._command(line, lineno)
             except StfError:
                 raise
-            except (ValueError, KeyError, IndexError, InvalidEntry, TableFull) as exc:
+            except (ValueError, KeyError, IndexError, InvalidEntry, TableFull, PreError) as exc:
                 raise StfError(f"{self.name}:{lineno}: {exc}") from exc
         self._compare()
         out = sum(len(v) for v in self.received.values())
@@ -129,18 +137,12 @@ class StfRunner:
                 parse_number(index), parse_number(value))
         elif cmd == "register_reset":
             self._by_suffix(self.pipe.registers, rest.split()[0], "register").reset()
-        elif cmd == "mirroring_add":
-            session, port = rest.split()[:2]
-            self.pipe.mirror_sessions[parse_number(session)] = parse_number(port)
-        elif cmd == "mc_mgrp_create":
-            self.pipe.multicast_groups.setdefault(parse_number(rest.split()[0]), [])
-        elif cmd == "mc_node_create":
-            rid, *ports = rest.split()
-            self.mc_nodes.append([(parse_number(p), parse_number(rid)) for p in ports])
-        elif cmd == "mc_node_associate":
-            group, node = rest.split()[:2]
-            self.pipe.multicast_groups.setdefault(parse_number(group), []).extend(
-                self.mc_nodes[parse_number(node)])
+        elif cmd in _PRE_COMMANDS:
+            # "PORTS... | LAGS...": this PRE has no LAGs, so a lag list is refused
+            ports, _, lags = rest.partition("|")
+            if lags.strip():
+                raise ValueError(f"{cmd}: LAGs are not supported")
+            self._pre(cmd, [parse_number(w) for w in ports.split()])
         elif cmd == "remove" and rest.lower() == "all":
             for t in self.pipe.tables.values():
                 if not t.const_entries:
@@ -149,6 +151,30 @@ class StfRunner:
             pass
         else:
             raise StfError(f"{self.name}:{lineno}: unsupported STF command {cmd!r}")
+
+    def _pre(self, cmd: str, args: list[int]) -> None:
+        """simple_switch_CLI's PRE and mirroring commands, as bmv2stf.py passes them on."""
+        pre = self.pipe.pre
+        if cmd == "mirroring_add":
+            pre.mirroring_add(args[0], MirrorSession(egress_port=args[1]))
+        elif cmd == "mirroring_add_mc":
+            pre.mirroring_add(args[0], MirrorSession(mgid=args[1]))
+        elif cmd == "mirroring_delete":
+            pre.mirroring_delete(args[0])
+        elif cmd == "mc_mgrp_create":
+            pre.mgrp_create(args[0])
+        elif cmd == "mc_mgrp_destroy":
+            pre.mgrp_destroy(args[0])
+        elif cmd == "mc_node_create":
+            pre.node_create(args[0], args[1:])
+        elif cmd == "mc_node_update":
+            pre.node_update(args[0], args[1:])
+        elif cmd == "mc_node_destroy":
+            pre.node_destroy(args[0])
+        elif cmd == "mc_node_associate":
+            pre.node_associate(args[0], args[1])
+        elif cmd == "mc_node_dissociate":
+            pre.node_dissociate(args[0], args[1])
 
     # ---- tables --------------------------------------------------------------------------
     def _add(self, rest: str) -> None:
