@@ -128,6 +128,9 @@ class PuntReason(enum.IntEnum):
     MTU = 6
     NON_IP = 7
     NOT_TCP_UDP = 8
+    PPPOE_DISCOVERY = 9  # EtherType 0x8863
+    PPP_NOT_IP = 10  # a PPPoE session frame with LCP, IPCP, ...
+    ENCAP_UNSUPPORTED = 11  # more than two encapsulations, or an inner 802.1ad tag
 
 
 @dataclass(frozen=True, slots=True)
