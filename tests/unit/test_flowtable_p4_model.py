@@ -55,10 +55,10 @@ def run_stf_on_model(text: str) -> list[str]:
         want = expected.get(port, [])
         for i in range(max(len(got), len(want))):
             if i >= len(got) or i >= len(want) or got[i] != want[i][1]:
-                line = want[i][0] if i < len(want) else "-"
+                line, pattern = want[i] if i < len(want) else ("-", None)
+                frame = got[i] if i < len(got) else None
                 failures.append(
-                    f"port {port} #{i + 1} (line {line}): expected "
-                    f"{want[i][1] if i < len(want) else None}\n  got {got[i] if i < len(got) else None}"
+                    f"port {port} #{i + 1} (line {line}): expected {pattern}\n  got {frame}"
                 )
     return failures
 
