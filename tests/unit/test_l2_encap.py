@@ -4,7 +4,7 @@ encapsulated flows: the same frames as flowtable.stf's encapsulation cases, buil
 from __future__ import annotations
 
 import pytest
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.layers.ppp import PPP, PPPoE, PPPoED
 
