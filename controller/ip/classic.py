@@ -110,7 +110,7 @@ class ClassicPath:
         flowtables: Mapping[FlowtableKey, Flowtable] | None = None,
         icmp_limiter: icmp.RateLimiter | None = None,
     ) -> None:
-        self.ports = {p.id: p for p in config.ports}
+        self.ports = {p.id: p for p in config.devices}
         self.routing = routing
         self.neighbors = neighbors
         self.conntrack = conntrack

@@ -11,6 +11,7 @@ from controller.ip.packet import parse
 from controller.netfilter.admission import admit
 from controller.netfilter.ct import IPPROTO_GRE, IPPROTO_TCP, IPPROTO_UDP, ORIGINAL, REPLY
 from controller.netfilter.fastpath import DROP, FORWARD
+from inet.encap import Encap
 from tests.unit.ft_helpers import (
     H1_MAC,
     R1_MAC,
@@ -51,7 +52,7 @@ def test_software_and_hardware_forward_identically(proto: int, family: int, nat:
 def test_vlan_tagged_flow_is_keyed_by_tag_and_popped() -> None:
     rig = Rig(offload=False)
     conn = make_conn()
-    tagged = (dataclasses.replace(ROUTES[0], in_vlan=10), ROUTES[1])
+    tagged = (dataclasses.replace(ROUTES[0], in_encap=(Encap(10, 0x8100),)), ROUTES[1])
     t = conn.tuples[ORIGINAL]
     datagram = frames.ip(t.src, t.dst, 6, frames.tcp(t.src, t.dst, t.sport, t.dport, flags=0x10))
     raw = frames.ip_frame(R1_MAC, H1_MAC, datagram, vlan=10)
@@ -62,7 +63,7 @@ def test_vlan_tagged_flow_is_keyed_by_tag_and_popped() -> None:
     out = rig.fast.forward(parse(raw), 1, rig.now)
     assert out.verdict == FORWARD
     p = parse(out.frame)  # type: ignore[arg-type]
-    assert p.vlan is None and p.ttl == 63 and len(out.frame) == len(raw) - 4  # type: ignore[arg-type]
+    assert p.encap == () and p.ttl == 63 and len(out.frame) == len(raw) - 4  # type: ignore[arg-type]
 
 
 def test_rewrite_error_is_a_counted_drop() -> None:
