@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from controller.kernel.policy import OffloadPolicy, PolicyError
+from controller.netfilter.flowtable import SUBDEVICE_BASE
 from inet import encap
 from inet.encap import Encap
 from ndo.api import PuntReason
@@ -42,10 +43,6 @@ class SwitchConfig:
     election_id: int = 1
     cpu_port: int = 255
 
-
-SUBDEVICE_BASE = 1 << 32
-"""Ids of VLAN / PPPoE devices start here: above every switch port id, so a device id says
-whether the hardware has such a port (like an ifindex that no NIC owns)."""
 
 PPPOE_MTU = 1492  # RFC 2516 §7: 1500 minus the 8 bytes of PPPoE and PPP headers
 

@@ -35,6 +35,10 @@ from inet.encap import Encaps
 FinMode = Literal["closing", "teardown"]
 FlowKey = tuple[bytes, bytes, int, int, int, int, int, Encaps]
 
+SUBDEVICE_BASE = 1 << 32
+"""Ids of VLAN / PPPoE devices (``controller.config``) start here, above every switch port id:
+a route in or out of such a device is one the switch has no port for (software only)."""
+
 NF_FLOW_TIMEOUT = 30.0  # seconds; also the default of both per-protocol sysctls
 REFRESH_GRANULARITY = 1.0  # HZ: a flow's deadline is rewritten at most once a second
 GC_INTERVAL = 1.0
