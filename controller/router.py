@@ -332,7 +332,7 @@ class Router:
                     sw_packets=flow.sw_packets,
                     sw_bytes=flow.sw_bytes,
                     hw_directions=bin(flow.hw_dirs).count("1"),
-                    encap=[" ".join(map(str, r.in_encap)) for r in flow.routes],
+                    encap=["+".join(map(str, r.in_encap)) for r in flow.routes],
                     expires_in=max(0.0, round(flow.timeout - now, 3)),
                 )
             else:
