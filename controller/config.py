@@ -286,6 +286,13 @@ class _Loader:
             self.neighbor(n, f"neighbors[{i}]", names)
             for i, n in enumerate(self.array(doc, "neighbors"))
         )
+        kernel = self.kernel(doc)
+        if kernel is not None and subdevices:
+            # the kernel mode's router is a real namespace: VLAN and PPPoE devices would need
+            # the 8021Q and PPP modules, which the lab kernels lack (README "Kernel mode")
+            raise self.error("vlans" if doc.get("vlans") else "pppoe",
+                             "VLAN/PPPoE devices need 8021Q/PPP in the kernel; kernel mode "
+                             "cannot create them (the mirror can: drop [kernel])")
         return RouterConfig(
             switch=switch,
             ports=ports,
@@ -296,7 +303,7 @@ class _Loader:
             conntrack=self.conntrack(doc),
             punt=self.punt(doc),
             path=path,
-            kernel=self.kernel(doc),
+            kernel=kernel,
             subdevices=subdevices,
         )
 
