@@ -146,10 +146,17 @@ class MemoryDriver(FlowDriver):
     def process(self, frame: bytes | bytearray, in_port: int) -> tuple[int, bytearray] | None:
         """Forward ``frame`` if it hits a rule: (egress port, rewritten frame); None = punt."""
         buf = bytearray(frame)
-        found = encap.walk(buf)
-        if found is None or found.ethertype not in (0x0800, 0x86DD) or found.unsupported:
+        if len(buf) < 14:
             return None
-        l3 = found.offset
+        ethertype = _H.unpack_from(buf, 12)[0]
+        if ethertype in (0x0800, 0x86DD):  # untagged: no walk
+            encaps: encap.Encaps = ()
+            l3 = 14
+        else:
+            found = encap.walk(buf)
+            if found is None or found.ethertype not in (0x0800, 0x86DD) or found.unsupported:
+                return None
+            encaps, l3, ethertype = found.encaps, found.offset, found.ethertype
         if buf[l3] >> 4 == 4:
             if len(buf) < l3 + 20 or buf[l3] & 0x0F != 5:
                 return None
@@ -173,7 +180,7 @@ class MemoryDriver(FlowDriver):
         if proto == _TCP and buf[l4 + 13] & _FIN_RST:
             return None
         sport, dport = _PORTS.unpack_from(buf, l4)
-        match = FlowMatch(in_port, family, src, dst, proto, sport, dport, found.encaps)
+        match = FlowMatch(in_port, family, src, dst, proto, sport, dport, encaps)
         cookie = self._by_match.get(match)
         if cookie is None:
             return None
@@ -186,7 +193,8 @@ class MemoryDriver(FlowDriver):
         entry.lastused = self.clock()
         self._rewrite(buf, family, proto, l3, l4, act)
         # nf_flow_encap_pop, then push: everything between the MACs and L3 is replaced
-        buf[12:l3] = encap.header(act.push, found.ethertype, ip_len)
+        if encaps or act.push:
+            buf[12:l3] = encap.header(act.push, ethertype, ip_len)
         return act.egress_port, buf
 
     @staticmethod
