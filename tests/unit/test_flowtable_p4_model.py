@@ -9,9 +9,19 @@ well as the new ones — so a mistake in either the model or the new cases shows
 from __future__ import annotations
 
 import re
+import socket
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
 
+from inet import encap
+from inet.encap import Encap
+from ndo.api import Command, FlowActions, FlowCommand, FlowMatch, FlowRule
+from ndo.memory import MemoryDriver
+from ndo.p4runtime.codec import action_values, encap_ints
 from tests.p4build import REPO
 from tests.unit import flowtable_p4_model as model
 
@@ -94,3 +104,48 @@ def test_encapsulation_punts(frame: str, reason: int) -> None:
     assert port == model.CPU_PORT
     assert out[:3] == bytes([0, 1, reason])
     assert out[3:] == data
+
+
+# -- the model of flowtable.p4 and the memory driver agree on encapsulated flows -------------
+
+ENCAP_LISTS = [
+    (), (Encap(10, 0x8100),), (Encap(100, 0x88A8), Encap(10, 0x8100)),
+    (Encap(7, 0x8100), Encap(0x1234, 0x8864)), (Encap(0x42, 0x8864),),
+    (Encap(5, 0x8100), Encap(6, 0x8100)),
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(ENCAP_LISTS), st.sampled_from(ENCAP_LISTS), st.sampled_from([4, 6]),
+       st.sampled_from([6, 17]), st.integers(0, 300), st.booleans())
+def test_model_and_memory_driver_forward_alike(encap_in, push, family, proto, size, nat) -> None:
+    """Same rule, same frame: the P4 model and the memory driver send the same bytes (or
+    both punt), whatever the encapsulations in and out."""
+    addr = (lambda n: bytes([10, 0, 0, n])) if family == 4 else (
+        lambda n: bytes.fromhex("20010db8" + "00" * 11) + bytes([n]))
+    match = FlowMatch(1, family, addr(1), addr(2), proto, 40000, 443, encap_in)
+    actions = FlowActions(2, bytes.fromhex("0200000002fe"), bytes.fromhex("020000000201"), 200,
+                          nat_src=addr(9) if nat else None, nat_sport=50000 if nat else None,
+                          push=push)
+    hw = MemoryDriver()
+    assert hw.execute_now([FlowCommand(Command.REPLACE, 1, FlowRule(match, actions))])[0].ok
+    l3 = (IP(src=socket.inet_ntop(socket.AF_INET, addr(1)),
+             dst=socket.inet_ntop(socket.AF_INET, addr(2)), ttl=9) if family == 4 else
+          IPv6(src=socket.inet_ntop(socket.AF_INET6, addr(1)),
+               dst=socket.inet_ntop(socket.AF_INET6, addr(2)), hlim=9))
+    l4 = TCP(sport=40000, dport=443, flags="A") if proto == 6 else UDP(sport=40000, dport=443)
+    inner = l3 / l4 / bytes(size)
+    frame = bytes.fromhex("0200000001fe020000000101") + encap.header(
+        encap_in, 0x0800 if family == 4 else 0x86DD, len(inner)) + bytes(inner)
+    key = (1, int.from_bytes(addr(1), "big"), int.from_bytes(addr(2), "big"), proto, 40000, 443,
+           *encap_ints(encap_in))
+    params = dict(zip(model.PARAMS, (*action_values(FlowRule(match, actions), True),),
+                      strict=True))
+    tables: model.Tables = {"flow_v4": {}, "flow_v6": {}}
+    tables[f"flow_v{family}"][key] = params
+    modelled = model.process(frame, 1, tables)
+    driven = hw.process(frame, 1)
+    if driven is None:
+        assert modelled is not None and modelled[0] == model.CPU_PORT  # both punt (MTU)
+    else:
+        assert modelled == (driven[0], bytes(driven[1]))
