@@ -214,3 +214,17 @@ def test_oversize_for_pppoe_gets_frag_needed_back_in_the_vlan() -> None:
     fits = vlan10("A", bytes(1492 - 40), df=True)
     ((port, frame),) = b.router.receive(fits, 1, b.now).sends
     assert port == 2 and len(frame) == 14 + 8 + 1492
+
+
+def test_ndp_is_answered_in_the_vlan() -> None:
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
+
+    b = Bench()
+    ns = bytes(Ether(src=H10_MAC, dst="33:33:ff:00:00:fe") / Dot1Q(vlan=10)
+               / IPv6(src="2001:db8:10::2", dst="ff02::1:ff00:fe", hlim=255)
+               / ICMPv6ND_NS(tgt="2001:db8:10::fe") / ICMPv6NDOptSrcLLAddr(lladdr=H10_MAC))
+    outcome = b.router.receive(ns, 1, b.now)
+    ((port, frame),) = outcome.sends
+    got = Ether(frame)
+    assert (outcome.path, port) == ("to_router", 1) and got[Dot1Q].vlan == 10
+    assert got[ICMPv6ND_NA].tgt == "2001:db8:10::fe" and got.src == LAN_MAC
