@@ -228,3 +228,17 @@ def test_ndp_is_answered_in_the_vlan() -> None:
     got = Ether(frame)
     assert (outcome.path, port) == ("to_router", 1) and got[Dot1Q].vlan == 10
     assert got[ICMPv6ND_NA].tgt == "2001:db8:10::fe" and got.src == LAN_MAC
+
+
+def test_arp_probes_for_a_vlan_host_leave_tagged() -> None:
+    b = Bench()
+    b.router.neighbors.entries.clear()  # no static neighbour for the VLAN hosts
+    b.router.neighbors.add_static(NeighborConfig(ipaddress.ip_address("192.0.2.1"),
+                                                 bytes.fromhex("020000000301"), "eth2"))
+    frame = bytes(Ether(src=UP_GW_MAC, dst=UP_MAC) / IP(src=UP_SERVER, dst=H10)
+                  / UDP(sport=53, dport=5000) / b"a")
+    outcome = b.router.receive(frame, 3, b.now)
+    ((port, probe),) = outcome.sends
+    got = Ether(probe)
+    assert port == 1 and got[Dot1Q].vlan == 10 and got[ARP].pdst == H10
+    assert got[ARP].psrc == "10.0.10.254"
