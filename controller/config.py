@@ -12,11 +12,14 @@ import ipaddress
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from controller.kernel.policy import OffloadPolicy, PolicyError
+from controller.netfilter.flowtable import SUBDEVICE_BASE
+from inet import encap
+from inet.encap import Encap
 from ndo.api import PuntReason
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -41,13 +44,25 @@ class SwitchConfig:
     cpu_port: int = 255
 
 
+PPPOE_MTU = 1492  # RFC 2516 §7: 1500 minus the 8 bytes of PPPoE and PPP headers
+
+
 @dataclass(frozen=True, slots=True)
 class PortConfig:
+    """A device of the router: a switch port, or (``link`` set) a VLAN or PPPoE device on
+    another device, whose frames carry ``encap`` on ``link`` (``vlan_dev_priv`` /
+    ``pppoe_fill_forward_path``). A PPPoE device is point to point: no ARP/NDP, every frame
+    goes to ``peer_mac`` (the access concentrator)."""
+
     id: int
     name: str  # the device name nft rules and flowtables use
     mac: bytes
     addresses: tuple[IPInterface, ...] = ()
     mtu: int = 1500
+    link: str | None = None
+    encap: Encap | None = None
+    peer_mac: bytes | None = None
+    peer: IPAddress | None = None  # PPP peer address (IPCP), reachable without ARP
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +153,18 @@ class RouterConfig:
     punt: PuntConfig | None = None  # None: no policing configured
     path: Path | None = None
     kernel: KernelConfig | None = None
+    subdevices: tuple[PortConfig, ...] = ()  # [[vlans]] and [[pppoe]], in link order
+
+    @property
+    def devices(self) -> tuple[PortConfig, ...]:
+        """Every device the router has: switch ports, then VLAN / PPPoE devices."""
+        return self.ports + self.subdevices
 
     def port_by_name(self, name: str) -> PortConfig | None:
-        return next((p for p in self.ports if p.name == name), None)
+        return next((p for p in self.devices if p.name == name), None)
 
     def port_by_id(self, port_id: int) -> PortConfig | None:
-        return next((p for p in self.ports if p.id == port_id), None)
+        return next((p for p in self.devices if p.id == port_id), None)
 
 
 def load_config(path: str | Path) -> RouterConfig:
@@ -249,19 +270,29 @@ class _Loader:
         self.only(
             doc, "",
             {"switch", "ports", "routes", "neighbors", "ruleset", "flowtable", "conntrack", "punt",
-             "kernel"},
+             "kernel", "vlans", "pppoe"},
         )
         switch = self.switch(doc)
         ports = tuple(self.port(p, f"ports[{i}]") for i, p in enumerate(self.array(doc, "ports")))
         self.check_ports(ports, switch)
-        names = {p.name for p in ports}
+        subdevices = self.subdevices(doc, ports)
+        devices = ports + subdevices
+        names = {p.name for p in devices}
         routes = tuple(
-            self.route(r, f"routes[{i}]", ports) for i, r in enumerate(self.array(doc, "routes"))
+            self.route(r, f"routes[{i}]", devices)
+            for i, r in enumerate(self.array(doc, "routes"))
         )
         neighbors = tuple(
             self.neighbor(n, f"neighbors[{i}]", names)
             for i, n in enumerate(self.array(doc, "neighbors"))
         )
+        kernel = self.kernel(doc)
+        if kernel is not None and subdevices:
+            # the kernel mode's router is a real namespace: VLAN and PPPoE devices would need
+            # the 8021Q and PPP modules, which the lab kernels lack (README "Kernel mode")
+            raise self.error("vlans" if doc.get("vlans") else "pppoe",
+                             "VLAN/PPPoE devices need 8021Q/PPP in the kernel; kernel mode "
+                             "cannot create them (the mirror can: drop [kernel])")
         return RouterConfig(
             switch=switch,
             ports=ports,
@@ -272,7 +303,8 @@ class _Loader:
             conntrack=self.conntrack(doc),
             punt=self.punt(doc),
             path=path,
-            kernel=self.kernel(doc),
+            kernel=kernel,
+            subdevices=subdevices,
         )
 
     def switch(self, doc: dict[str, Any]) -> SwitchConfig:
@@ -325,6 +357,94 @@ class _Loader:
             seen_ids.add(port.id)
             seen_names.add(port.name)
 
+    def subdevices(
+        self, doc: dict[str, Any], ports: tuple[PortConfig, ...]
+    ) -> tuple[PortConfig, ...]:
+        """``[[vlans]]`` then ``[[pppoe]]``: each on a ``link`` defined before it, with its
+        encapsulation chain down to a switch port one the kernel flowtable can carry (at most
+        two headers, an inner tag 802.1Q, PPPoE innermost), unique per link."""
+        devices = {p.name: p for p in ports}
+        chains: dict[str, tuple[Encap, ...]] = {p.name: () for p in ports}
+        seen: set[tuple[str, Encap]] = set()
+        out: list[PortConfig] = []
+        for kind in ("vlans", "pppoe"):
+            for i, t in enumerate(self.array(doc, kind)):
+                where = f"{kind}[{i}]"
+                dev = (self.vlan(t, where, devices) if kind == "vlans"
+                       else self.pppoe(t, where, devices))
+                dev = replace(dev, id=SUBDEVICE_BASE + len(out))
+                assert dev.link is not None and dev.encap is not None
+                if dev.name in devices:
+                    raise self.error(f"{where}.name", f"duplicate device name {dev.name!r}")
+                if (dev.link, dev.encap) in seen:
+                    raise self.error(where, f"{dev.link} already has {dev.encap}")
+                chain = (dev.encap, *chains[dev.link])  # outermost last on the way down
+                bad = encap.problem(tuple(reversed(chain)))
+                if bad:
+                    raise self.error(where, f"{dev.name} over {dev.link}: {bad}")
+                for iface in dev.addresses:
+                    if any(iface.ip == a.ip for d in devices.values() for a in d.addresses):
+                        raise self.error(f"{where}.addresses", f"duplicate address {iface.ip}")
+                seen.add((dev.link, dev.encap))
+                devices[dev.name] = dev
+                chains[dev.name] = chain
+                out.append(dev)
+        return tuple(out)
+
+    def link(self, t: dict[str, Any], where: str, devices: dict[str, PortConfig]) -> PortConfig:
+        name = self.get(t, where, "link", str, required=True)
+        if name not in devices:
+            raise self.error(f"{where}.link", f"no device {name!r} defined before it")
+        return devices[name]
+
+    def subdevice_name(self, t: dict[str, Any], where: str) -> str:
+        name = self.get(t, where, "name", str, required=True)
+        if not name or len(name) > 15 or any(c.isspace() or c == "/" for c in name):
+            raise self.error(f"{where}.name", f"not a device name: {name!r}")
+        return name
+
+    def vlan(self, t: dict[str, Any], where: str, devices: dict[str, PortConfig]) -> PortConfig:
+        """``ip link add link LINK name NAME type vlan id ID [protocol 802.1ad]``."""
+        self.only(t, where, {"name", "link", "id", "protocol", "mac", "addresses", "mtu"})
+        name = self.subdevice_name(t, where)
+        link = self.link(t, where, devices)
+        vid = self.int_range(t, where, "id", None, 1, 4094, required=True)
+        protocol = self.get(t, where, "protocol", str, "802.1q").lower()
+        tpid = {"802.1q": encap.ETH_P_8021Q, "802.1ad": encap.ETH_P_8021AD}.get(protocol)
+        if tpid is None:
+            raise self.error(f"{where}.protocol", f"802.1q or 802.1ad, not {protocol!r}")
+        mac = self.mac(self.get(t, where, "mac", str), f"{where}.mac") if "mac" in t else link.mac
+        addresses = self.get(t, where, "addresses", list, [])
+        interfaces = tuple(
+            self.interface(a, f"{where}.addresses[{i}]") for i, a in enumerate(addresses)
+        )
+        mtu = self.int_range(t, where, "mtu", link.mtu, IPV4_MIN_MTU, link.mtu)
+        return PortConfig(0, name, mac, interfaces, mtu, link.name, Encap(vid, tpid))
+
+    def pppoe(self, t: dict[str, Any], where: str, devices: dict[str, PortConfig]) -> PortConfig:
+        """An up PPPoE session as pppd leaves it (discovery, LCP and IPCP are pppd's job):
+        the session id, the access concentrator's MAC, the negotiated addresses."""
+        self.only(t, where, {"name", "link", "session", "peer_mac", "local", "peer",
+                             "addresses", "mtu"})
+        name = self.subdevice_name(t, where)
+        link = self.link(t, where, devices)
+        session = self.int_range(t, where, "session", None, 1, 0xFFFE, required=True)
+        peer_mac = self.mac(self.get(t, where, "peer_mac", str, required=True),
+                            f"{where}.peer_mac")
+        local = self.address(self.get(t, where, "local", str, required=True), f"{where}.local")
+        peer = self.address(self.get(t, where, "peer", str, required=True), f"{where}.peer")
+        if local.version != 4 or peer.version != 4:
+            raise self.error(where, "local and peer are the IPCP (IPv4) addresses")
+        extra = self.get(t, where, "addresses", list, [])
+        interfaces = (
+            ipaddress.ip_interface(f"{local}/32"),
+            *(self.interface(a, f"{where}.addresses[{i}]") for i, a in enumerate(extra)),
+        )
+        mtu = self.int_range(t, where, "mtu", min(PPPOE_MTU, link.mtu - 8), IPV4_MIN_MTU,
+                             link.mtu - 8)
+        return PortConfig(0, name, link.mac, interfaces, mtu, link.name,
+                          Encap(session, encap.ETH_P_PPP_SES), peer_mac, peer)
+
     def route(self, t: dict[str, Any], where: str, ports: tuple[PortConfig, ...]) -> RouteConfig:
         self.only(t, where, {"prefix", "via", "port"})
         prefix = self.convert(
@@ -345,7 +465,9 @@ class _Loader:
             raise self.error(where, "needs 'via' (a next hop) or 'port'")
         if via is not None:
             onlink = [p for p in ports if port in (None, p.name)]
-            if not any(via in iface.network for p in onlink for iface in p.addresses):
+            if not any(via in iface.network for p in onlink for iface in p.addresses) and not any(
+                via == p.peer for p in onlink
+            ):
                 raise self.error(f"{where}.via", f"{via} is not on a connected network")
         return RouteConfig(prefix, via, port)
 

@@ -25,7 +25,7 @@ from controller.config import RouterConfig
 from controller.ip.classic import ClassicPath, FlowtableKey, Send, flowtable_key
 from controller.ip.icmp import RateLimiter
 from controller.ip.neighbors import NeighborTable
-from controller.ip.packet import Malformed, parse
+from controller.ip.packet import ETH_HLEN, Malformed, Packet, parse
 from controller.ip.routing import RoutingTable
 from controller.netfilter.capacity import CapacityPolicy
 from controller.netfilter.conntrack import Conntrack, CtEvent, describe
@@ -35,6 +35,7 @@ from controller.netfilter.flowtable import FlowEvent, FlowFlag, Flowtable
 from controller.netfilter.nat import Nat
 from controller.netfilter.offload import OffloadQueue
 from controller.netfilter.ruleset import FlowtableDef, Ruleset, loads
+from inet import encap
 from ndo.api import PuntReason
 
 Event = dict[str, object]
@@ -92,7 +93,11 @@ class Router:
         self.punts: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
         self._events: list[Event] | None = None
-        self.devices = frozenset(p.name for p in config.ports)  # what a flowtable may hook
+        self.devices = frozenset(p.name for p in config.devices)  # what a flowtable may hook
+        self._devices = {p.id: p for p in config.devices}
+        self._by_name = {p.name: p for p in config.devices}
+        self._uppers = {(self._by_name[p.link].id, p.encap): p for p in config.subdevices
+                        if p.link is not None and p.encap is not None}
         if ruleset is None and config.ruleset is not None:
             source = config.ruleset.source or "<ruleset>"
             ruleset = loads(config.ruleset.text, source, self.devices)
@@ -115,26 +120,82 @@ class Router:
         return outcome
 
     def _receive(self, frame: bytes, in_port: int, now: float) -> Outcome:
+        """The ingress of ``in_port``, then of each VLAN / PPPoE device the frame's
+        encapsulations lead to (``__netif_receive_skb`` again after ``vlan_do_receive`` /
+        ``pppoe_rcv``): a flowtable hooked on a device sees the frame there, with the
+        encapsulations below that device already removed."""
         try:
             pkt = parse(frame)
         except Malformed as exc:
-            self.drops[f"malformed_{exc.reason}"] += 1
-            return Outcome("drop", reason=f"malformed_{exc.reason}")
-        if pkt.family:
-            for fast in self.fastpaths.values():
-                result = fast.forward(pkt, in_port, now)
-                if result.verdict == FORWARD:
-                    assert result.frame is not None
-                    if result.sends is not None:  # NEIGH xmit
-                        return Outcome("sw_fastpath", result.sends)
-                    return Outcome("sw_fastpath", [(result.port, bytes(result.frame))])
-                if result.verdict == DROP:
-                    self.drops["sw_fastpath_rewrite_error"] += 1
-                    return Outcome("drop", reason=result.reason)
-        result = self.classic.process(pkt, in_port, now)
+            return self._drop(f"malformed_{exc.reason}")
+        dev = in_port
+        while True:
+            if pkt.family:
+                for fast in self.fastpaths.values():
+                    result = fast.forward(pkt, dev, now)
+                    if result.verdict == FORWARD:
+                        assert result.frame is not None
+                        if result.sends is not None:  # NEIGH xmit
+                            return Outcome("sw_fastpath", self.xmit(result.sends))
+                        return Outcome("sw_fastpath", [(result.port, bytes(result.frame))])
+                    if result.verdict == DROP:
+                        self.drops["sw_fastpath_rewrite_error"] += 1
+                        return Outcome("drop", reason=result.reason)
+            if not pkt.encap:
+                break
+            upper = self._upper_device(pkt, dev)
+            if isinstance(upper, str):
+                return self._drop(upper)
+            dev = upper
+            # the outer header goes; the rest is rebuilt as it was (PCP of inner tags aside)
+            pkt.frame[ETH_HLEN - 2 : pkt.l3] = encap.header(pkt.encap[1:], pkt.ethertype,
+                                                             pkt.ip_len)
+            pkt = parse(pkt.frame)
+        if pkt.ethertype in (encap.ETH_P_PPP_SES, encap.ETH_P_PPP_DISC):
+            return self._drop("pppoe_not_ip")  # discovery, LCP, IPCP: pppd's, not modelled
+        result = self.classic.process(pkt, dev, now)
         if result.path == "drop":
             self.drops[result.reason] += 1
-        return Outcome(result.path, result.sends, reason=result.reason)
+        return Outcome(result.path, self.xmit(result.sends), reason=result.reason)
+
+    def _upper_device(self, pkt: Packet, dev: int) -> int | str:
+        """The VLAN / PPPoE device on ``dev`` for the frame's outer encapsulation, or why the
+        frame is dropped: a tag no VLAN device takes (``vlan_do_receive`` finds none and the
+        frame is PACKET_OTHERHOST), a session pppoe_rcv does not know (the id and the peer's
+        MAC name it), a PPP protocol or a depth the router does not handle."""
+        outer = pkt.encap[0]
+        upper = self._uppers.get((dev, outer))
+        if upper is None:
+            return "pppoe_unknown_session" if outer.proto == encap.ETH_P_PPP_SES else "unknown_vlan"
+        if upper.peer_mac is not None and pkt.eth_src != upper.peer_mac:
+            return "pppoe_unknown_session"
+        if pkt.ethertype == 0:
+            return "encap_unsupported"  # a third header, or an inner 802.1ad tag
+        if outer.proto == encap.ETH_P_PPP_SES and pkt.ethertype == encap.ETH_P_PPP_SES:
+            return "pppoe_not_ip"
+        return upper.id
+
+    def _drop(self, reason: str) -> Outcome:
+        self.drops[reason] += 1
+        return Outcome("drop", reason=reason)
+
+    def xmit(self, sends: list[Send]) -> list[Send]:
+        """Frames the router sends out of a device, as they leave the switch port under it:
+        each VLAN device on the way down pushes its tag, a PPPoE device its session header and
+        the peer's MAC (``vlan_dev_hard_start_xmit``, ``pppoe_xmit``)."""
+        if not self._uppers:
+            return sends
+        out = []
+        for dev, frame in sends:
+            port = self._devices.get(dev)
+            while port is not None and port.link is not None and port.encap is not None:
+                ethertype = int.from_bytes(frame[12:14], "big")
+                dst = port.peer_mac if port.peer_mac is not None else frame[0:6]
+                head = encap.header((port.encap,), ethertype, len(frame) - ETH_HLEN)
+                frame = dst + frame[6:12] + head + frame[ETH_HLEN:]
+                port = self._by_name[port.link]
+            out.append((port.id if port is not None else dev, frame))
+        return out
 
     def tick(self, now: float) -> list[Send]:
         """The 1 s timers: flowtable GC, conntrack expiry, neighbour retries and failures."""
@@ -145,7 +206,7 @@ class Router:
             if not len(ft):
                 self._retired.remove(ft)
         self.conntrack.gc(now)
-        return self.classic.neighbor_timers(now)
+        return self.xmit(self.classic.neighbor_timers(now))
 
     # -- configuration ----------------------------------------------------------------------------
 
@@ -271,6 +332,7 @@ class Router:
                     sw_packets=flow.sw_packets,
                     sw_bytes=flow.sw_bytes,
                     hw_directions=bin(flow.hw_dirs).count("1"),
+                    encap=["+".join(map(str, r.in_encap)) for r in flow.routes],
                     expires_in=max(0.0, round(flow.timeout - now, 3)),
                 )
             else:
@@ -309,7 +371,7 @@ class Router:
         }
 
     def _describe_flowtable(self, ft: Flowtable) -> dict[str, object]:
-        names = {p.id: p.name for p in self.config.ports}
+        names = {p.id: p.name for p in self.config.devices}
         return {
             "family": ft.family,
             "table": ft.table,

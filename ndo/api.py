@@ -12,6 +12,9 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from inet.encap import Encap as Encap  # re-exported: part of the driver API
+from inet.encap import Encaps
+
 Cookie = int
 """Stable per flow direction (the kernel uses the address of ``tuplehash[dir].tuple``)."""
 
@@ -43,6 +46,7 @@ class FlowMatch:
     proto: int  # 6 (TCP) or 17 (UDP)
     sport: int
     dport: int
+    encap: Encaps = ()  # the tuple's encap[]: tags / PPPoE session as received, outermost first
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,9 @@ class FlowActions:
     nat_sport: int | None = None
     nat_dport: int | None = None
     decrement_ttl: bool = True
+    # Popping ``match.encap`` is implied; this is what the frame leaves with, outermost first:
+    # the other direction's encap (nf_flow_rule_route_common: VLAN_POP, then PPPOE/VLAN_PUSH).
+    push: Encaps = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +135,9 @@ class PuntReason(enum.IntEnum):
     MTU = 6
     NON_IP = 7
     NOT_TCP_UDP = 8
+    PPPOE_DISCOVERY = 9  # EtherType 0x8863
+    PPP_NOT_IP = 10  # a PPPoE session frame with LCP, IPCP, ...
+    ENCAP_UNSUPPORTED = 11  # more than two encapsulations, or an inner 802.1ad tag
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,14 @@
 """The memory driver: generic flow hardware in a dictionary.
 
 It stores rules by cookie, forwards frames that hit them with the P4 program's rewrite (MACs,
-NAT, TTL - 1, checksums; FIN/RST, TTL <= 1, oversize, fragments, options and extension headers
-never hit), counts packets and bytes per rule, reports STATS as deltas with ``lastused`` on a
-supplied clock, and can be given a capacity, a latency and injected failures. Like flowtable.p4
-(``flow_v4``, ``flow_v6``) it has one table per address family; a capacity bounds each. It is
-what tests and ``p4ft simulate --hw memory`` use as "the switch". Like every ``ndo`` module it
-knows nothing of the controller, so it carries its own few lines of header parsing and checksum
-arithmetic.
+NAT, TTL - 1, checksums, the ingress VLAN/PPPoE encapsulation popped and the rule's pushed;
+FIN/RST, TTL <= 1, oversize, fragments, options and extension headers never hit), counts
+packets and bytes per rule, reports STATS as deltas with ``lastused`` on a supplied clock,
+and can be given a capacity, a latency and injected failures. Like flowtable.p4 (``flow_v4``,
+``flow_v6``) it has one table per address family; a capacity bounds each. It is what tests
+and ``p4ft simulate --hw memory`` use as "the switch". Like every ``ndo`` module it knows
+nothing of the controller, so it carries its own few lines of header parsing and checksum
+arithmetic (the L2 encapsulations' are shared, in ``inet.encap``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from inet import encap
 from inet.checksum import update_bytes
 from ndo.api import (
     Command,
@@ -120,6 +122,9 @@ class MemoryDriver(FlowDriver):
             return FlowResult(cmd.cookie, cmd.command, Refusal.ERROR, "REPLACE without a rule")
         if rule.match.proto not in (_TCP, _UDP) or rule.match.family not in (4, 6):
             return FlowResult(cmd.cookie, cmd.command, Refusal.UNSUPPORTED, "not TCP/UDP over IP")
+        bad = encap.problem(rule.match.encap) or encap.problem(rule.actions.push)
+        if bad:
+            return FlowResult(cmd.cookie, cmd.command, Refusal.UNSUPPORTED, bad)
         owner = self._by_match.get(rule.match)
         if owner is not None and owner != cmd.cookie:
             return FlowResult(cmd.cookie, cmd.command, Refusal.ERROR, "match has another cookie")
@@ -141,9 +146,17 @@ class MemoryDriver(FlowDriver):
     def process(self, frame: bytes | bytearray, in_port: int) -> tuple[int, bytearray] | None:
         """Forward ``frame`` if it hits a rule: (egress port, rewritten frame); None = punt."""
         buf = bytearray(frame)
-        if len(buf) < 14 or _H.unpack_from(buf, 12)[0] not in (0x0800, 0x86DD):
+        if len(buf) < 14:
             return None
-        l3 = 14
+        ethertype = _H.unpack_from(buf, 12)[0]
+        if ethertype in (0x0800, 0x86DD):  # untagged: no walk
+            encaps: encap.Encaps = ()
+            l3 = 14
+        else:
+            found = encap.walk(buf)
+            if found is None or found.ethertype not in (0x0800, 0x86DD) or found.unsupported:
+                return None
+            encaps, l3, ethertype = found.encaps, found.offset, found.ethertype
         if buf[l3] >> 4 == 4:
             if len(buf) < l3 + 20 or buf[l3] & 0x0F != 5:
                 return None
@@ -167,7 +180,8 @@ class MemoryDriver(FlowDriver):
         if proto == _TCP and buf[l4 + 13] & _FIN_RST:
             return None
         sport, dport = _PORTS.unpack_from(buf, l4)
-        cookie = self._by_match.get(FlowMatch(in_port, family, src, dst, proto, sport, dport))
+        match = FlowMatch(in_port, family, src, dst, proto, sport, dport, encaps)
+        cookie = self._by_match.get(match)
         if cookie is None:
             return None
         entry = self.rules[cookie]
@@ -178,6 +192,9 @@ class MemoryDriver(FlowDriver):
         entry.bytes += len(buf)
         entry.lastused = self.clock()
         self._rewrite(buf, family, proto, l3, l4, act)
+        # nf_flow_encap_pop, then push: everything between the MACs and L3 is replaced
+        if encaps or act.push:
+            buf[12:l3] = encap.header(act.push, ethertype, ip_len)
         return act.egress_port, buf
 
     @staticmethod

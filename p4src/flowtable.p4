@@ -2,8 +2,10 @@
  * flowtable.p4: the "hardware" of the Linux netfilter flowtable (P4_16, v1model, BMv2).
  *
  * Offloaded flows live in two exact-match tables, flow_v4 and flow_v6, keyed like the kernel's
- * hardware rule (ingress port, addresses, L4 protocol, L4 ports). A hit rewrites MACs, applies
- * NAT (the controller always passes post-NAT values), decrements TTL / hop limit and forwards;
+ * flow tuple (ingress port, addresses, L4 protocol, L4 ports, and up to two L2 encapsulations:
+ * 802.1Q/802.1ad tags, a PPPoE session). A hit pops the ingress encapsulation, pushes the egress
+ * one, rewrites MACs, applies NAT (the controller always passes post-NAT values), decrements
+ * TTL / hop limit and forwards;
  * TCP/UDP checksums are updated incrementally as the kernel's NAT does (RFC 1624), the IPv4
  * header checksum is recomputed in FtComputeChecksum. Everything else goes to the controller as
  * a packet_in with the ingress port and a reason, never rewritten, through a per-reason meter
@@ -27,6 +29,13 @@ const bit<16> MAX_DATA_PORT = 510;
 
 const bit<16> ETHERTYPE_IPV4 = 0x0800;
 const bit<16> ETHERTYPE_IPV6 = 0x86dd;
+const bit<16> ETHERTYPE_VLAN = 0x8100;            /* 802.1Q C-tag */
+const bit<16> ETHERTYPE_QINQ = 0x88a8;            /* 802.1ad S-tag */
+const bit<16> ETHERTYPE_PPPOE_DISCOVERY = 0x8863;
+const bit<16> ETHERTYPE_PPPOE_SESSION = 0x8864;
+const bit<16> PPP_IPV4 = 0x0021;
+const bit<16> PPP_IPV6 = 0x0057;
+const bit<16> PPP_PROTOCOL_BYTES = 2;             /* the PPP protocol field, counted in PPPoE length */
 const bit<8>  IP_PROTO_TCP = 6;
 const bit<8>  IP_PROTO_UDP = 17;
 const bit<8>  TCP_FLAG_FIN = 0x01;
@@ -43,6 +52,9 @@ const bit<8> PUNT_IPV6_EXT_HEADER = 5;
 const bit<8> PUNT_MTU = 6;
 const bit<8> PUNT_NON_IP = 7;
 const bit<8> PUNT_NOT_TCP_UDP = 8;
+const bit<8> PUNT_PPPOE_DISCOVERY = 9;      /* EtherType 0x8863: pppd's business */
+const bit<8> PUNT_PPP_NOT_IP = 10;          /* a PPPoE session frame carrying LCP, IPCP, ... */
+const bit<8> PUNT_ENCAP_UNSUPPORTED = 11;   /* more than two encapsulations, or an inner S-tag */
 /* Meter cells and drop counters, one per punt reason (index = reason; 0 unused). */
 const bit<32> PUNT_REASONS = 16;
 /* execute_meter's color for "over the rate" (V1MODEL_METER_COLOR_RED in v1model.p4). */
@@ -99,6 +111,25 @@ header ethernet_t {
     bit<16> etherType;
 }
 
+/* One 802.1Q/802.1ad tag; its TPID is the EtherType field before it. */
+header vlan_t {
+    bit<3>  pcp;
+    bit<1>  dei;
+    bit<12> vid;
+    bit<16> etherType;
+}
+
+/* PPPoE session header (RFC 2516) with the PPP protocol field that follows it: the kernel's
+ * PPPOE_SES_HLEN (8 bytes). length counts the PPP payload including the protocol field. */
+header pppoe_t {
+    bit<4>  version;
+    bit<4>  pppoeType;
+    bit<8>  code;
+    bit<16> sessionId;
+    bit<16> length;
+    bit<16> protocol;
+}
+
 header ipv4_t {
     bit<4>  version;
     bit<4>  ihl;
@@ -150,6 +181,9 @@ struct headers_t {
     packet_in_t  packet_in;
     packet_out_t packet_out;
     ethernet_t   ethernet;
+    vlan_t       vlan0;          /* outer tag */
+    vlan_t       vlan1;          /* inner tag */
+    pppoe_t      pppoe;
     ipv4_t       ipv4;
     ipv6_t       ipv6;
     tcp_t        tcp;
@@ -166,6 +200,14 @@ struct metadata_t {
     bit<8>   punt_reason;     /* PUNT_*; PUNT_NONE while the frame may still be forwarded */
     bit<2>   punt_color;      /* punt_meter's verdict for a frame on its way to the CPU */
     bit<1>   rewritten;       /* 1 only for forwarded hits: gates the IPv4 checksum update */
+    /* The ingress encapsulation, the kernel tuple's encap[2] ({id, proto}; zero when absent),
+     * outermost first: a VLAN id with its TPID, or a PPPoE session id with 0x8864. */
+    bit<16>  encap0_id;
+    bit<16>  encap0_proto;
+    bit<16>  encap1_id;
+    bit<16>  encap1_proto;
+    bit<8>   encap_punt;      /* PUNT_* for an encapsulation the fast path does not take */
+    bit<16>  ppp_proto;       /* PPP protocol of the L3 header, for a pushed PPPoE header */
     /* The hit entry's action parameters, applied only after the MTU and FIN/RST checks pass. */
     bit<9>   out_port;
     bit<48>  out_smac;
@@ -177,6 +219,10 @@ struct metadata_t {
     bit<16>  out_sport;
     bit<16>  out_dport;
     bit<16>  out_mtu;
+    bit<16>  out_encap0_id;   /* the encapsulation to push, outermost first (proto 0: none) */
+    bit<16>  out_encap0_proto;
+    bit<16>  out_encap1_id;
+    bit<16>  out_encap1_proto;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -201,15 +247,99 @@ parser FtParser(packet_in packet,
         transition accept;
     }
 
-    /* 802.1Q frames are not parsed: the lab has no VLANs, and a tagged frame is punted as
-     * NON_IP so the controller's classic path sees it untouched. */
+    /* Up to two encapsulations, as the kernel fast path takes them (nf_flow_tuple_encap,
+     * nf_flow_skb_encap_protocol): an outer tag of either TPID (the one the NIC or
+     * skb_vlan_untag strips into the hardware-accelerated tag), then an in-band 802.1Q tag or
+     * a PPPoE session; or a PPPoE session alone. Anything else under a tag (ARP, ...) stops
+     * there and is punted as NON_IP. */
     state parse_ethernet {
         packet.extract(hdr.ethernet);
+        meta.encap0_id = 0;
+        meta.encap0_proto = 0;
+        meta.encap1_id = 0;
+        meta.encap1_proto = 0;
+        meta.encap_punt = PUNT_NONE;
         transition select(hdr.ethernet.etherType) {
             ETHERTYPE_IPV4: parse_ipv4;
             ETHERTYPE_IPV6: parse_ipv6;
+            ETHERTYPE_VLAN: parse_vlan0;
+            ETHERTYPE_QINQ: parse_vlan0;
+            ETHERTYPE_PPPOE_SESSION: parse_pppoe0;
+            ETHERTYPE_PPPOE_DISCOVERY: pppoe_discovery;
             default: accept;
         }
+    }
+
+    /* The flow key holds the VLAN id (the hardware rule's vlan_id, mask 0xfff): the priority
+     * bits do not split a flow. */
+    state parse_vlan0 {
+        packet.extract(hdr.vlan0);
+        meta.encap0_id = (bit<16>) hdr.vlan0.vid;
+        meta.encap0_proto = hdr.ethernet.etherType;
+        transition select(hdr.vlan0.etherType) {
+            ETHERTYPE_IPV4: parse_ipv4;
+            ETHERTYPE_IPV6: parse_ipv6;
+            ETHERTYPE_VLAN: parse_vlan1;
+            ETHERTYPE_QINQ: encap_unsupported;
+            ETHERTYPE_PPPOE_SESSION: parse_pppoe1;
+            ETHERTYPE_PPPOE_DISCOVERY: pppoe_discovery;
+            default: accept;
+        }
+    }
+
+    state parse_vlan1 {
+        packet.extract(hdr.vlan1);
+        meta.encap1_id = (bit<16>) hdr.vlan1.vid;
+        meta.encap1_proto = hdr.vlan0.etherType;
+        transition select(hdr.vlan1.etherType) {
+            ETHERTYPE_IPV4: parse_ipv4;
+            ETHERTYPE_IPV6: parse_ipv6;
+            ETHERTYPE_VLAN: encap_unsupported;
+            ETHERTYPE_QINQ: encap_unsupported;
+            ETHERTYPE_PPPOE_SESSION: encap_unsupported;
+            ETHERTYPE_PPPOE_DISCOVERY: pppoe_discovery;
+            default: accept;
+        }
+    }
+
+    state parse_pppoe0 {
+        packet.extract(hdr.pppoe);
+        meta.encap0_id = hdr.pppoe.sessionId;
+        meta.encap0_proto = ETHERTYPE_PPPOE_SESSION;
+        transition parse_ppp;
+    }
+
+    state parse_pppoe1 {
+        packet.extract(hdr.pppoe);
+        meta.encap1_id = hdr.pppoe.sessionId;
+        meta.encap1_proto = ETHERTYPE_PPPOE_SESSION;
+        transition parse_ppp;
+    }
+
+    /* Only the PPP protocol decides, as __nf_flow_pppoe_proto: IPv4 or IPv6, else not IP. */
+    state parse_ppp {
+        transition select(hdr.pppoe.protocol) {
+            PPP_IPV4: parse_ipv4;
+            PPP_IPV6: parse_ipv6;
+            default: ppp_not_ip;
+        }
+    }
+
+    state ppp_not_ip {
+        meta.encap_punt = PUNT_PPP_NOT_IP;
+        transition accept;
+    }
+
+    state pppoe_discovery {
+        meta.encap_punt = PUNT_PPPOE_DISCOVERY;
+        transition accept;
+    }
+
+    /* A third encapsulation, or an in-band 802.1ad tag under the outer one
+     * (NF_FLOW_TABLE_ENCAP_MAX is 2, and the kernel takes only 802.1Q in band). */
+    state encap_unsupported {
+        meta.encap_punt = PUNT_ENCAP_UNSUPPORTED;
+        transition accept;
     }
 
     /* L4 is parsed only where it is really there: no options (ihl 5), not a fragment (MF clear,
@@ -294,8 +424,13 @@ control FtIngress(inout headers_t hdr,
 
     /* Hit actions only remember the entry's parameters: the frame may still be punted for MTU
      * or FIN/RST, and a punted frame must reach the controller exactly as it arrived. */
+    /* push0/push1: the encapsulation the frame leaves with, outermost first (the other
+     * direction's tuple encap, as nf_flow_encap_push and nf_flow_rule_route_common take it);
+     * proto 0 pushes nothing. mtu is the egress device's L3 MTU (PPPoE: 1492). */
     action forward_v4(bit<9> port, bit<48> smac, bit<48> dmac, bit<32> src_addr,
-                      bit<32> dst_addr, bit<16> sport, bit<16> dport, bit<16> mtu) {
+                      bit<32> dst_addr, bit<16> sport, bit<16> dport, bit<16> mtu,
+                      bit<16> push0_id, bit<16> push0_proto,
+                      bit<16> push1_id, bit<16> push1_proto) {
         meta.out_port = port;
         meta.out_smac = smac;
         meta.out_dmac = dmac;
@@ -304,10 +439,16 @@ control FtIngress(inout headers_t hdr,
         meta.out_sport = sport;
         meta.out_dport = dport;
         meta.out_mtu = mtu;
+        meta.out_encap0_id = push0_id;
+        meta.out_encap0_proto = push0_proto;
+        meta.out_encap1_id = push1_id;
+        meta.out_encap1_proto = push1_proto;
     }
 
     action forward_v6(bit<9> port, bit<48> smac, bit<48> dmac, bit<128> src_addr,
-                      bit<128> dst_addr, bit<16> sport, bit<16> dport, bit<16> mtu) {
+                      bit<128> dst_addr, bit<16> sport, bit<16> dport, bit<16> mtu,
+                      bit<16> push0_id, bit<16> push0_proto,
+                      bit<16> push1_id, bit<16> push1_proto) {
         meta.out_port = port;
         meta.out_smac = smac;
         meta.out_dmac = dmac;
@@ -316,6 +457,10 @@ control FtIngress(inout headers_t hdr,
         meta.out_sport = sport;
         meta.out_dport = dport;
         meta.out_mtu = mtu;
+        meta.out_encap0_id = push0_id;
+        meta.out_encap0_proto = push0_proto;
+        meta.out_encap1_id = push1_id;
+        meta.out_encap1_proto = push1_proto;
     }
 
     /* Sizes: every offloaded connection takes one entry per direction, so 65536 IPv4 entries
@@ -330,6 +475,10 @@ control FtIngress(inout headers_t hdr,
             hdr.ipv4.protocol              : exact @name("protocol");
             meta.l4_sport                  : exact @name("sport");
             meta.l4_dport                  : exact @name("dport");
+            meta.encap0_id                 : exact @name("encap0_id");
+            meta.encap0_proto              : exact @name("encap0_proto");
+            meta.encap1_id                 : exact @name("encap1_id");
+            meta.encap1_proto              : exact @name("encap1_proto");
         }
         actions = {
             forward_v4;
@@ -349,6 +498,10 @@ control FtIngress(inout headers_t hdr,
             hdr.ipv6.nextHdr               : exact @name("protocol");
             meta.l4_sport                  : exact @name("sport");
             meta.l4_dport                  : exact @name("dport");
+            meta.encap0_id                 : exact @name("encap0_id");
+            meta.encap0_proto              : exact @name("encap0_proto");
+            meta.encap1_id                 : exact @name("encap1_id");
+            meta.encap1_proto              : exact @name("encap1_proto");
         }
         actions = {
             forward_v6;
@@ -369,6 +522,8 @@ control FtIngress(inout headers_t hdr,
                       + replace16(meta.l4_dport, meta.out_dport);
         hdr.ethernet.srcAddr = meta.out_smac;
         hdr.ethernet.dstAddr = meta.out_dmac;
+        hdr.ethernet.etherType = ETHERTYPE_IPV4;
+        meta.ppp_proto = PPP_IPV4;
         hdr.ipv4.srcAddr = meta.out_src_v4;
         hdr.ipv4.dstAddr = meta.out_dst_v4;
         hdr.ipv4.ttl = hdr.ipv4.ttl - 1;
@@ -383,11 +538,68 @@ control FtIngress(inout headers_t hdr,
                       + replace16(meta.l4_dport, meta.out_dport);
         hdr.ethernet.srcAddr = meta.out_smac;
         hdr.ethernet.dstAddr = meta.out_dmac;
+        hdr.ethernet.etherType = ETHERTYPE_IPV6;
+        meta.ppp_proto = PPP_IPV6;
         hdr.ipv6.srcAddr = meta.out_src_v6;
         hdr.ipv6.dstAddr = meta.out_dst_v6;
         hdr.ipv6.hopLimit = hdr.ipv6.hopLimit - 1;
         standard_metadata.egress_spec = meta.out_port;
         meta.rewritten = 1;
+    }
+
+    /* nf_flow_encap_pop: the ingress tags and PPPoE header go (rewrite_v4/v6 already set the
+     * EtherType to the L3 protocol's). */
+    action pop_encap() {
+        hdr.vlan0.setInvalid();
+        hdr.vlan1.setInvalid();
+        hdr.pppoe.setInvalid();
+    }
+
+    /* nf_flow_encap_push, innermost first: each push takes the EtherType in front of it as its
+     * next protocol and puts its own there. The deparser emits vlan0, vlan1, pppoe in that
+     * order, so the inner slot of the entry's encap list goes to vlan1 or pppoe and the outer
+     * to vlan0 or pppoe: every combination the kernel builds (tag, tag + tag, tag + PPPoE,
+     * PPPoE) comes out in wire order. PCP and DEI are pushed as 0, as skb_vlan_push(id). */
+    action push_inner_vlan() {
+        hdr.vlan1.setValid();
+        hdr.vlan1.pcp = 0;
+        hdr.vlan1.dei = 0;
+        hdr.vlan1.vid = meta.out_encap1_id[11:0];
+        hdr.vlan1.etherType = hdr.ethernet.etherType;
+        hdr.ethernet.etherType = meta.out_encap1_proto;
+    }
+
+    action push_outer_vlan() {
+        hdr.vlan0.setValid();
+        hdr.vlan0.pcp = 0;
+        hdr.vlan0.dei = 0;
+        hdr.vlan0.vid = meta.out_encap0_id[11:0];
+        hdr.vlan0.etherType = hdr.ethernet.etherType;
+        hdr.ethernet.etherType = meta.out_encap0_proto;
+    }
+
+    /* nf_flow_pppoe_push: version 1, type 1, code 0 (session data), length = the PPP payload
+     * (protocol field + IP packet). */
+    action push_inner_pppoe() {
+        hdr.pppoe.setValid();
+        hdr.pppoe.version = 1;
+        hdr.pppoe.pppoeType = 1;
+        hdr.pppoe.code = 0;
+        hdr.pppoe.sessionId = meta.out_encap1_id;
+        hdr.pppoe.length = meta.ip_len + PPP_PROTOCOL_BYTES;
+        hdr.pppoe.protocol = meta.ppp_proto;
+        hdr.ethernet.etherType = ETHERTYPE_PPPOE_SESSION;
+    }
+
+    action push_outer_pppoe() {
+        hdr.pppoe.setValid();
+        hdr.pppoe.version = 1;
+        hdr.pppoe.pppoeType = 1;
+        hdr.pppoe.code = 0;
+        hdr.pppoe.sessionId = meta.out_encap0_id;
+        hdr.pppoe.length = meta.ip_len + PPP_PROTOCOL_BYTES;
+        hdr.pppoe.protocol = meta.ppp_proto;
+        hdr.ethernet.etherType = ETHERTYPE_PPPOE_SESSION;
     }
 
     /* nf_flow_nat_port_tcp + the address updates of nf_flow_nat_ip{,v6}: the TCP checksum
@@ -453,9 +665,15 @@ control FtIngress(inout headers_t hdr,
         } else {
             meta.punt_reason = PUNT_NONE;
             meta.rewritten = 0;
-            /* Checks in the kernel fast path's order (nf_flow_offload_ip_hook): non-IP,
-             * fragment/options or extension header, not TCP/UDP, TTL, lookup, MTU, FIN/RST. */
-            if (hdr.ipv4.isValid() && hdr.ipv4.version == 4) {
+            /* Checks in the kernel fast path's order (nf_flow_offload_ip_hook): encapsulation
+             * and non-IP, fragment/options or extension header, not TCP/UDP, TTL, lookup, MTU,
+             * FIN/RST. The MTU check compares the L3 length with the egress device's MTU, as
+             * nf_flow_exceeds_mtu compares skb->len (L3 + the ingress encapsulation's in-band
+             * bytes) with mtu + that same offset; the pushed encapsulation is the egress
+             * device's own (a 1492-byte pppoe-wan over a 1500-byte Ethernet port). */
+            if (meta.encap_punt != PUNT_NONE) {
+                meta.punt_reason = meta.encap_punt;
+            } else if (hdr.ipv4.isValid() && hdr.ipv4.version == 4) {
                 meta.ip_len = hdr.ipv4.totalLen;
                 if (hdr.ipv4.ihl != 5 || (hdr.ipv4.flags & 3w1) != 0 || hdr.ipv4.fragOffset != 0) {
                     meta.punt_reason = PUNT_IPV4_FRAG_OR_OPTIONS;
@@ -494,6 +712,19 @@ control FtIngress(inout headers_t hdr,
             }
 
             if (meta.rewritten == 1) {
+                pop_encap();
+                if (meta.out_encap1_proto == ETHERTYPE_PPPOE_SESSION) {
+                    push_inner_pppoe();
+                } else if (meta.out_encap1_proto == ETHERTYPE_VLAN
+                           || meta.out_encap1_proto == ETHERTYPE_QINQ) {
+                    push_inner_vlan();
+                }
+                if (meta.out_encap0_proto == ETHERTYPE_PPPOE_SESSION) {
+                    push_outer_pppoe();
+                } else if (meta.out_encap0_proto == ETHERTYPE_VLAN
+                           || meta.out_encap0_proto == ETHERTYPE_QINQ) {
+                    push_outer_vlan();
+                }
                 if (hdr.tcp.isValid()) {
                     rewrite_tcp();
                 } else {
@@ -548,6 +779,9 @@ control FtDeparser(packet_out packet, in headers_t hdr) {
     apply {
         packet.emit(hdr.packet_in);
         packet.emit(hdr.ethernet);
+        packet.emit(hdr.vlan0);
+        packet.emit(hdr.vlan1);
+        packet.emit(hdr.pppoe);
         packet.emit(hdr.ipv4);
         packet.emit(hdr.ipv6);
         packet.emit(hdr.tcp);

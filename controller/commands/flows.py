@@ -3,8 +3,9 @@
 One line per connection: protocol, seconds to expiry, TCP state, the original tuple with its
 packets/bytes (software + hardware: the kernel's accounting adds hardware STATS), UNREPLIED,
 the reply tuple, then ``[HW_OFFLOAD]`` / ``[OFFLOAD]`` / ``[ASSURED]``, and for offloaded
-connections the flowtable, the software fast path's share (``sw=PACKETS/BYTES``) and how many
-directions the hardware holds.
+connections the flowtable, the software fast path's share (``sw=PACKETS/BYTES``), how many
+directions the hardware holds and, where a direction arrives encapsulated, its tags / PPPoE
+session as the flow key holds them (``encap=vlan:10,pppoe:0x1234``: original, reply).
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def format_entry(info: Mapping[str, Any]) -> str:
         words.append(f"flowtable={info['flowtable']}")
         words.append(f"sw={info.get('sw_packets', 0)}/{info.get('sw_bytes', 0)}")
         words.append(f"hw_dirs={info.get('hw_directions', 0)}")
+        encap = info.get("encap") or []
+        if any(encap):
+            words.append("encap=" + ",".join(e or "-" for e in encap))
     if "mark" in info:
         words.append(f"mark={info['mark']}")
     return " ".join(words)

@@ -24,7 +24,7 @@ def _check(args: argparse.Namespace) -> int:
     devices = None
     if args.config is not None:
         try:
-            devices = {p.name for p in load_config(args.config).ports}
+            devices = {p.name for p in load_config(args.config).devices}
         except ConfigError as e:
             print(e, file=sys.stderr)
             return 1

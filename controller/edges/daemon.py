@@ -34,6 +34,7 @@ from controller.edges import control, eventloop
 from ndo.api import (
     Command,
     Cookie,
+    Encap,
     FlowActions,
     FlowCommand,
     FlowDriver,
@@ -120,8 +121,12 @@ def _hexed(fields: dict[str, Any]) -> dict[str, Any]:
 _BYTES_FIELDS = {"src", "dst", "eth_src", "eth_dst", "nat_src", "nat_dst"}
 
 
+_ENCAP_FIELDS = {"encap", "push"}  # lists of [id, proto] in JSON
+
+
 def _unhexed(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: bytes.fromhex(v) if k in _BYTES_FIELDS and v is not None else v
+    return {k: bytes.fromhex(v) if k in _BYTES_FIELDS and v is not None
+            else tuple(Encap(*e) for e in v) if k in _ENCAP_FIELDS else v
             for k, v in fields.items()}
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from controller.config import RouterConfig
 from controller.ip import frames, icmp, mangle
@@ -60,6 +60,7 @@ from controller.netfilter.ruleset import (
     Ruleset,
 )
 from inet.checksum import checksum
+from inet.encap import Encaps
 
 FlowtableKey = tuple[str, str, str]  # (family, table, name) as in the ruleset
 Send = tuple[int, bytes]
@@ -110,7 +111,8 @@ class ClassicPath:
         flowtables: Mapping[FlowtableKey, Flowtable] | None = None,
         icmp_limiter: icmp.RateLimiter | None = None,
     ) -> None:
-        self.ports = {p.id: p for p in config.ports}
+        self.ports = {p.id: p for p in config.devices}
+        self._by_name = {p.name: p for p in config.devices}
         self.routing = routing
         self.neighbors = neighbors
         self.conntrack = conntrack
@@ -265,39 +267,67 @@ class ClassicPath:
     def resolve_routes(
         self, conn: Conn, direction: int, in_port: int, ft: Flowtable
     ) -> tuple[FlowRoute, FlowRoute] | None:
-        """Both directions' ingress port, egress port, xmit and MTU (``nft_flow_route``).
+        """Both directions' ingress, egress, xmit and MTU (``nft_flow_route``).
 
-        The other direction comes in where this one goes out. None when either destination has
-        no route. Each direction's xmit is NEIGH (next hop resolved per packet, so an unresolved
-        neighbour does not stop the flow) unless the flowtable has ``flags offload``, the
-        neighbour is resolved and the egress port is a flowtable device: then DIRECT with the
-        MACs cached (``nft_dev_forward_path`` / ``nft_dev_path_info``).
+        By default (``nft_default_forward_path``) the other direction comes in on the device
+        this one leaves by, and each direction's xmit is NEIGH (next hop resolved per packet,
+        through the route's device: a VLAN or PPPoE device adds its own header). Then, per
+        direction, ``nft_dev_forward_path``: the path below the egress device is walked down to
+        its switch port (``dev_fill_forward_path``, which needs a valid neighbour on an
+        Ethernet device; a PPPoE device gives its peer's MAC), collecting the encapsulations;
+        only if that real port is one of the flowtable's devices (``nft_flowtable_find_dev``)
+        does the other direction's ingress become (real port, encapsulations), and with
+        ``flags offload`` this direction's xmit DIRECT out of the real port with the MACs
+        cached. So a flowtable listing only ``eth0.10`` keeps both directions on the VLAN
+        device: its hook sees them untagged there, as in the kernel, and the switch, which has
+        no such port, cannot hold them. None when either destination has no route.
         """
-        this = self._egress(conn, direction, in_port, ft)
-        if this is None:
+        other = 1 - direction
+        hops = {direction: self._route(translate(conn, direction).dst),
+                other: self._route(translate(conn, other).dst)}
+        this_hop, other_hop = hops[direction], hops[other]
+        if this_hop is None or other_hop is None:
             return None
-        other = self._egress(conn, 1 - direction, this.out_port, ft)
-        if other is None:
-            return None
-        return (this, other) if direction == ORIGINAL else (other, this)
+        routes = {direction: self._neigh_route(this_hop, in_port),
+                  other: self._neigh_route(other_hop, this_hop.port)}
+        for d in (direction, other):
+            hop = hops[d]
+            assert hop is not None
+            path = self._forward_path(hop, ft)
+            if path is None:
+                continue
+            real, encaps, mac = path
+            routes[1 - d] = replace(routes[1 - d], in_port=real, in_encap=encaps)
+            if ft.offload:
+                routes[d] = replace(routes[d], out_port=real, eth_dst=mac, direct=True)
+        return routes[ORIGINAL], routes[1]
 
-    def _egress(self, conn: Conn, direction: int, in_port: int, ft: Flowtable) -> FlowRoute | None:
-        hop = self._route(translate(conn, direction).dst)
-        if hop is None:
-            return None
-        mac = None
-        if ft.offload and hop.port in ft.devices:
-            mac = self.neighbors.lookup(hop.next_hop, hop.port)
+    def _neigh_route(self, hop: NextHop, in_port: int) -> FlowRoute:
         out = self.ports[hop.port]
-        return FlowRoute(
-            in_port,
-            hop.port,
-            out.mac,
-            mac or b"",
-            out.mtu,
-            next_hop=hop.next_hop,
-            direct=mac is not None,
-        )
+        return FlowRoute(in_port, hop.port, out.mac, b"", out.mtu, next_hop=hop.next_hop,
+                         direct=False)
+
+    def _forward_path(self, hop: NextHop, ft: Flowtable) -> tuple[int, Encaps, bytes] | None:
+        """(real port, encapsulations outermost first, next hop MAC) below ``hop``'s device
+        when the walk succeeds and the flowtable lists the real port, else None."""
+        mac = self.neighbors.lookup(hop.next_hop, hop.port)
+        if mac is None:
+            return None
+        real, encaps = self.lower_path(hop.port)
+        if real not in ft.devices:
+            return None
+        return real, encaps, mac
+
+    def lower_path(self, dev: int) -> tuple[int, Encaps]:
+        """The switch port under ``dev`` and the encapsulations its frames carry there,
+        outermost first (``dev_fill_forward_path`` through ``vlan_dev_fill_forward_path`` and
+        ``pppoe_fill_forward_path``)."""
+        inner_first = []
+        port = self.ports[dev]
+        while port.link is not None and port.encap is not None:
+            inner_first.append(port.encap)
+            port = self._by_name[port.link]
+        return port.id, tuple(reversed(inner_first))
 
     # -- output ---------------------------------------------------------------------------------
 

@@ -117,7 +117,7 @@ class NeighborTable:
     def from_config(
         cls, config: RouterConfig, params: NeighborParams | None = None
     ) -> NeighborTable:
-        table = cls(config.ports, params)
+        table = cls(config.devices, params)
         for static in config.neighbors:
             table.add_static(static)
         return table
@@ -132,7 +132,11 @@ class NeighborTable:
         )
 
     def lookup(self, addr: bytes, port: int) -> bytes | None:
-        """The MAC of a neighbour in a valid state (what the flowtable needs to offload)."""
+        """The MAC of a neighbour in a valid state (what the flowtable needs to offload); on a
+        point-to-point (PPPoE) device, the peer's for every address."""
+        dev = self.ports.get(port)
+        if dev is not None and dev.peer_mac is not None:
+            return dev.peer_mac
         entry = self.entries.get((port, addr))
         return entry.mac if entry is not None and entry.state in _VALID else None
 
@@ -154,6 +158,10 @@ class NeighborTable:
         on overflow, as the kernel does) while ARP / NS probes go out.
         """
         out = NeighborOutput()
+        dev = self.ports.get(port)
+        if dev is not None and dev.peer_mac is not None:  # IFF_NOARP: no neighbour to resolve
+            out.send.append(Tx(port, self._with_macs(frame, port, dev.peer_mac)))
+            return out
         entry = self.entries.get((port, next_hop))
         if entry is not None and entry.state in _VALID:
             entry.used = now

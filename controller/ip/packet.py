@@ -12,7 +12,9 @@ import struct
 from dataclasses import dataclass
 
 from controller.netfilter.ct import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
+from inet import encap
 from inet.checksum import ones_sum, pseudo_header_sum
+from inet.encap import Encaps
 
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
@@ -67,6 +69,7 @@ IP_MF = 0x2000
 IP_OFFSET = 0x1FFF
 
 _ETH = struct.Struct("!6s6sH")
+_ENCAP_TYPES = frozenset({*encap.VLAN_PROTOS, encap.ETH_P_PPP_SES, encap.ETH_P_PPP_DISC})
 _H = struct.Struct("!H")
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
@@ -91,8 +94,8 @@ class Packet:
     frame: bytearray
     eth_dst: bytes
     eth_src: bytes
-    ethertype: int  # after an optional VLAN tag
-    vlan: int | None = None
+    ethertype: int  # after the encapsulations (a PPPoE session's IP mapped to 0x0800/0x86DD)
+    encap: Encaps = ()  # 802.1Q/802.1ad tags and PPPoE session, outermost first (inet.encap)
     l3: int = ETH_HLEN
     family: int = 0  # 0 (not IP), 4, 6
     proto: int = 0  # L4 protocol; IPv6: the first next-header
@@ -159,12 +162,12 @@ def _parse(buf: bytearray) -> Packet:
         raise Malformed("eth_truncated")
     eth_dst, eth_src, ethertype = _ETH.unpack_from(buf, 0)
     pkt = Packet(buf, eth_dst, eth_src, ethertype)
-    if ethertype == ETH_P_8021Q:
-        if size < ETH_HLEN + VLAN_HLEN:
-            raise Malformed("vlan_truncated")
-        pkt.vlan = _H.unpack_from(buf, 14)[0] & 0x0FFF
-        pkt.ethertype = ethertype = _H.unpack_from(buf, 16)[0]
-        pkt.l3 = ETH_HLEN + VLAN_HLEN
+    if ethertype in _ENCAP_TYPES:
+        found = encap.walk(buf)
+        if found is None:
+            raise Malformed("encap_truncated")
+        pkt.encap, pkt.l3 = found.encaps, found.offset
+        pkt.ethertype = ethertype = found.ethertype if not found.unsupported else 0
     if ethertype == ETH_P_IP:
         _parse_ipv4(pkt, buf)
     elif ethertype == ETH_P_IPV6:
@@ -326,7 +329,7 @@ def parse_inner(pkt: Packet) -> Packet:
         raise Malformed("not_icmp_error")
     buf, l3 = pkt.frame, pkt.l4 + ICMP_HLEN
     end = min(pkt.end, len(buf))
-    inner = Packet(buf, pkt.eth_dst, pkt.eth_src, pkt.ethertype, pkt.vlan, l3)
+    inner = Packet(buf, pkt.eth_dst, pkt.eth_src, pkt.ethertype, pkt.encap, l3)
     avail = end - l3
     if pkt.family == 4:
         if avail < IPV4_HLEN or buf[l3] >> 4 != 4 or (buf[l3] & 0x0F) < 5:

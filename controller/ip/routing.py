@@ -95,11 +95,14 @@ class RoutingTable:
 
     @classmethod
     def from_config(cls, config: RouterConfig) -> RoutingTable:
-        """Connected routes of every port first, then the static routes in file order."""
+        """Connected routes of every device first (a PPPoE device's peer as a /32, as pppd's
+        point-to-point address), then the static routes in file order."""
         table = cls()
-        for port in config.ports:
+        for port in config.devices:
             for iface in port.addresses:
                 table.add_connected(port.id, iface)
+            if port.peer is not None:
+                table.add_peer(port.id, port.peer)
         for index, route in enumerate(config.routes):
             port_id = None
             if route.port is not None:
@@ -117,6 +120,14 @@ class RoutingTable:
         self._port_addrs.setdefault(port, []).append(iface)
         route = Route(iface.network, port, None, iface.ip.packed, connected=True)
         self._fibs[iface.version].add(route)
+        return route
+
+    def add_peer(self, port: int, peer: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Route:
+        """The peer of a point-to-point device (``ip addr add LOCAL peer PEER``): a connected
+        host route, so routes may go ``via`` it."""
+        net = ipaddress.ip_network(f"{peer}/{peer.max_prefixlen}")
+        route = Route(net, port, None, self._source(port, net.version, net), connected=True)
+        self._fibs[net.version].add(route)
         return route
 
     def add_static(

@@ -64,6 +64,7 @@ class Lab:
         self.net = None
         self.controller: subprocess.Popen | None = None
         self._lock: Any = None
+        self._shims: list[subprocess.Popen] = []
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -122,13 +123,37 @@ class Lab:
         host = self.net.get(port.host)
         intf = host.defaultIntf().name
         host.cmd(f"ip addr flush dev {intf}")
+        if port.encap:
+            intf = self._start_shim(host, intf, port)
         for address in port.addresses:
             host.cmd(f"ip addr add {address} dev {intf}" + (" nodad" if ":" in address else ""))
-        host.cmd(f"ip link set {intf} mtu {port.mtu} up")
+        pppoe = bool(port.encap) and port.encap[-1].startswith("pppoe")
+        host.cmd(f"ip link set {intf} mtu {port.mtu - 8 if pppoe else port.mtu} up")
+        if pppoe:
+            peer = port.router[0].split("/")[0]  # pppd's "ip addr add LOCAL peer PEER"
+            host.cmd(f"ip addr flush dev {intf}")
+            host.cmd(f"ip addr add {port.addresses[0].split('/')[0]} peer {peer} dev {intf}")
+            host.cmd(f"ip route add default dev {intf}")
+            return
         for family in (4, 6):
             gateway = port.gateway(family)
             if gateway is not None:
                 host.cmd(f"ip -{family} route add default via {gateway} dev {intf}")
+
+    def _start_shim(self, host, lower: str, port) -> str:
+        """The host's tagged / PPPoE link (controller.lab.shim) on a TAP device; the veth
+        below carries the bigger frames (its MTU is raised by the tags' room)."""
+        tap = f"{port.host}-tap"
+        host.cmd(f"ip link set {lower} mtu {port.mtu + 64} up")
+        cmd = [sys.executable, "-m", "controller.lab.shim", "--lower", lower, "--tap", tap,
+               "--encap", ",".join(port.encap), "--tap-mac", port.host_mac,
+               "--peer-mac", port.mac]
+        shim = host.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._shims.append(shim)
+        ready = shim.stdout.readline().strip()
+        if ready != "READY":
+            raise RuntimeError(f"shim of {port.host} did not start: {shim.stderr.read()}")
+        return tap
 
     def start_controller(self) -> None:
         """(Re)start ``p4ft controller`` and wait until it reports itself ready."""
@@ -157,6 +182,10 @@ class Lab:
 
     def stop(self) -> None:
         self.stop_controller()
+        for shim in self._shims:
+            shim.kill()
+            shim.wait()
+        self._shims.clear()
         if self.topology.netns is not None:
             kernel_router_down(self.topology.netns)
         if self.net is not None:

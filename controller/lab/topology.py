@@ -27,6 +27,42 @@ class LabPort:
     router: tuple[str, ...]  # the router's addresses on this port, "10.0.1.254/24"
     addresses: tuple[str, ...]  # the host's addresses, same prefixes
     mtu: int = 1500
+    # A tagged or PPPoE link (``controller.lab.shim`` syntax, outermost first: "vlan:10",
+    # "802.1ad:100", "pppoe:4660"): the router's addresses go on the VLAN devices NAME.ID[.ID]
+    # or the PPPoE device pppoe-NAME, and the host talks through a userspace shim.
+    encap: tuple[str, ...] = ()
+
+    @property
+    def device(self) -> str:
+        """The router device that holds this link's addresses."""
+        name = self.name
+        for item in self.encap:
+            kind, _, ident = item.partition(":")
+            name = f"pppoe-{self.name}" if kind == "pppoe" else f"{name}.{int(ident, 0)}"
+        return name
+
+    def subdevices_toml(self) -> list[str]:
+        """The [[vlans]] / [[pppoe]] entries of this link, lowest first."""
+        lines: list[str] = []
+        link = self.name
+        addresses = ", ".join(f'"{a}"' for a in self.router)
+        for i, item in enumerate(self.encap):
+            kind, _, ident = item.partition(":")
+            last = i == len(self.encap) - 1
+            if kind == "pppoe":
+                local = ipaddress.ip_interface(self.router[0]).ip
+                peer = ipaddress.ip_interface(self.addresses[0]).ip
+                lines += ["[[pppoe]]", f'name = "pppoe-{self.name}"', f'link = "{link}"',
+                          f"session = {int(ident, 0)}", f'peer_mac = "{self.host_mac}"',
+                          f'local = "{local}"', f'peer = "{peer}"', ""]
+                continue
+            name = f"{link}.{int(ident, 0)}"
+            lines += ["[[vlans]]", f'name = "{name}"', f'link = "{link}"',
+                      f"id = {int(ident, 0)}",
+                      f'protocol = "{"802.1ad" if kind == "802.1ad" else "802.1q"}"']
+            lines += [f"addresses = [{addresses}]", ""] if last else [""]
+            link = name
+        return lines
 
     @property
     def mac(self) -> str:
@@ -91,9 +127,11 @@ class LabTopology:
         lines = ["[switch]", f'address = "{address}"', f"device_id = {device_id}",
                  "election_id = 1", "cpu_port = 255", ""]
         for port in self.ports:
-            addresses = ", ".join(f'"{a}"' for a in port.router)
+            addresses = "" if port.encap else ", ".join(f'"{a}"' for a in port.router)
             lines += ["[[ports]]", f"id = {port.id}", f'name = "{port.name}"',
                       f'mac = "{port.mac}"', f"addresses = [{addresses}]", f"mtu = {port.mtu}", ""]
+        for port in self.ports:
+            lines += port.subdevices_toml()
         if self.netns is not None:
             lines += ["[kernel]", f'netns = "{self.netns}"']
             lines += [f"{k} = {_toml(v)}" for k, v in self.kernel.items()]

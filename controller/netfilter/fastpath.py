@@ -28,6 +28,7 @@ from controller.netfilter.flowtable import (
     make_key,
     nat_targets,
 )
+from inet import encap
 
 FORWARD, CLASSIC, DROP = "forward", "classic", "drop"
 _FIN_RST = TCP_FIN | TCP_RST
@@ -114,9 +115,7 @@ class FastPath:
             return self._classic("ttl")
         if proto == IPPROTO_GRE and not _gre_v0(pkt):
             return self._classic("gre_version")
-        key = make_key(
-            family, proto, pkt.src, pkt.dst, pkt.sport, pkt.dport, in_port, pkt.vlan or 0
-        )
+        key = make_key(family, proto, pkt.src, pkt.dst, pkt.sport, pkt.dport, in_port, pkt.encap)
         hit = ft.lookup(key)
         if hit is None:
             return self._classic("miss")
@@ -157,7 +156,9 @@ class FastPath:
 
     @staticmethod
     def _rewrite(pkt: Packet, flow: Flow, direction: int) -> bytearray:
-        """NAT (SNAT port, SNAT address, DNAT port, DNAT address), TTL, cached L2 header."""
+        """NAT (SNAT port, SNAT address, DNAT port, DNAT address), TTL, the encapsulations
+        (``nf_flow_encap_pop``; DIRECT xmit then pushes the other direction's, NEIGH xmit leaves
+        it to the egress device), cached L2 header."""
         if flow.flags & (SNAT | DNAT):
             src, dst, sport, dport = nat_targets(flow, direction)
             if sport is not None:
@@ -170,12 +171,14 @@ class FastPath:
                 mangle.set_dst_addr(pkt, dst)
         mangle.decrement_ttl(pkt)
         route = flow.routes[direction]
-        if pkt.vlan is not None:  # nf_flow_encap_pop: the egress side is untagged
-            frame = pkt.frame
-            del frame[ETH_HLEN - 2 : pkt.l3 - 2]
-            pkt.l3 = ETH_HLEN
-            pkt.l4 -= 4
-            pkt.vlan = None
+        push = flow.routes[1 - direction].in_encap if route.direct else ()
+        if pkt.encap or push:
+            head = encap.header(push, pkt.ethertype, pkt.ip_len)
+            pkt.frame[ETH_HLEN - 2 : pkt.l3] = head
+            shift = ETH_HLEN - 2 + len(head) - pkt.l3
+            pkt.l3 += shift
+            pkt.l4 += shift
+            pkt.encap = push
         if route.direct:
             mangle.set_macs(pkt, route.eth_src, route.eth_dst)
         return pkt.frame

@@ -8,7 +8,8 @@ walks hardware flows through DESTROY before freeing them. Hardware commands go t
 :class:`OffloadSink` (``controller.netfilter.offload.OffloadQueue``), never to a driver directly.
 
 Keys are plain tuples for speed: ``(src, dst, sport, dport, in_port, family, proto, encap)`` with
-the kernel's zero-filling (ports 0 for non-TCP/UDP, ``encap`` 0 when untagged), see §1.2.
+the kernel's zero-filling (ports 0 for non-TCP/UDP, ``encap`` () when untagged), see §1.2;
+``encap`` is the tuple's ``encap[]`` as ``inet.encap.Encap`` pairs, outermost first.
 """
 
 from __future__ import annotations
@@ -29,16 +30,20 @@ from controller.netfilter.ct import (
     Status,
     TcpState,
 )
+from inet.encap import Encaps
 
 FinMode = Literal["closing", "teardown"]
-FlowKey = tuple[bytes, bytes, int, int, int, int, int, int]
+FlowKey = tuple[bytes, bytes, int, int, int, int, int, Encaps]
+
+SUBDEVICE_BASE = 1 << 32
+"""Ids of VLAN / PPPoE devices (``controller.config``) start here, above every switch port id:
+a route in or out of such a device is one the switch has no port for (software only)."""
 
 NF_FLOW_TIMEOUT = 30.0  # seconds; also the default of both per-protocol sysctls
 REFRESH_GRANULARITY = 1.0  # HZ: a flow's deadline is rewritten at most once a second
 GC_INTERVAL = 1.0
 NF_CT_DAY = 86400.0
 CT_EXTEND_THRESHOLD = 300.0  # nf_flow_table_extend_ct_timeout acts when < 5 min remain
-ETH_P_8021Q = 0x8100
 
 _DYING = int(Status.DYING)
 _flow_ids = itertools.count(1)  # global: cookies (id * 2 + dir) must be unique per driver
@@ -76,8 +81,10 @@ class FlowRoute:
 
     ``direct``: xmit type DIRECT, the L2 header cached at admission (``eth_src``, ``eth_dst``);
     else NEIGH: ``next_hop`` is resolved per packet through the neighbour cache
-    (``nf_flow_queue_xmit`` / ``neigh_xmit``) and ``eth_dst`` is unused. ``in_vlan`` is the
-    802.1Q id this direction arrives with (0: untagged): part of the key.
+    (``nf_flow_queue_xmit`` / ``neigh_xmit``) and ``eth_dst`` is unused. ``in_encap`` is the
+    encapsulation this direction arrives with on ``in_port`` (the tuple's ``encap[]``, part of
+    the key); a DIRECT direction pushes the other direction's (``nf_flow_encap_push``), a NEIGH
+    one leaves through ``out_port``, a VLAN / PPPoE device that adds its own.
     """
 
     in_port: int
@@ -85,7 +92,7 @@ class FlowRoute:
     eth_src: bytes
     eth_dst: bytes
     mtu: int
-    in_vlan: int = 0
+    in_encap: Encaps = ()
     next_hop: bytes = b""
     direct: bool = True
 
@@ -144,11 +151,6 @@ class OffloadSink(Protocol):
     def stats(self, ft: Flowtable, flow: Flow, now: float) -> bool: ...
 
 
-def encap_of(vlan: int) -> int:
-    """The key's encap field for an 802.1Q id (0 = untagged, zero-filled as the kernel's)."""
-    return (vlan << 16) | ETH_P_8021Q if vlan else 0
-
-
 def make_key(
     family: int,
     proto: int,
@@ -157,12 +159,12 @@ def make_key(
     sport: int,
     dport: int,
     in_port: int,
-    vlan: int = 0,
+    encap: Encaps = (),
 ) -> FlowKey:
     """Lookup key of one direction; ports are zero unless TCP/UDP (§1.2)."""
     if proto != IPPROTO_TCP and proto != IPPROTO_UDP:
         sport = dport = 0
-    return (src, dst, sport, dport, in_port, family, proto, encap_of(vlan) if vlan else 0)
+    return (src, dst, sport, dport, in_port, family, proto, encap)
 
 
 class Flow:
@@ -189,7 +191,7 @@ class Flow:
             t = conn.tuples[d]
             r = routes[d]
             keys.append(
-                make_key(t.family, t.proto, t.src, t.dst, t.sport, t.dport, r.in_port, r.in_vlan)
+                make_key(t.family, t.proto, t.src, t.dst, t.sport, t.dport, r.in_port, r.in_encap)
             )
         self.keys: tuple[FlowKey, FlowKey] = (keys[0], keys[1])
         status = conn.status

@@ -26,6 +26,7 @@ from controller.netfilter.flowtable import (
     HW_DEAD,
     HW_DYING,
     HW_PENDING,
+    SUBDEVICE_BASE,
     Flow,
     Flowtable,
     nat_targets,
@@ -66,9 +67,12 @@ def build_rule(
     flow: Flow, direction: int, neighbor: NeighborLookup | None = None
 ) -> FlowRule | None:
     """``nf_flow_offload_rule_alloc`` for one direction; None when hardware cannot hold it
-    (not TCP/UDP, neighbour unresolved, no egress port). The destination MAC is the cached one
-    for DIRECT xmit, the neighbour's current one for NEIGH (``flow_offload_eth_dst``:
-    ``dst_neigh_lookup``, -ENOENT unless NUD_VALID)."""
+    (not TCP/UDP, neighbour unresolved, no egress port, or an ingress / egress that is a VLAN or
+    PPPoE device rather than a switch port: a driver has no such port, -EOPNOTSUPP). The
+    destination MAC is the cached one for DIRECT xmit, the neighbour's current one for NEIGH
+    (``flow_offload_eth_dst``: ``dst_neigh_lookup``, -ENOENT unless NUD_VALID). The match
+    carries the tuple's encap; a DIRECT direction pushes the other direction's
+    (``nf_flow_rule_route_common``: VLAN_POP per ingress tag, then PPPOE/VLAN_PUSH)."""
     t = flow.conn.tuples[direction]
     route = flow.routes[direction]
     eth_dst: bytes | None = route.eth_dst
@@ -76,11 +80,12 @@ def build_rule(
         eth_dst = neighbor(route.next_hop, route.out_port) if neighbor is not None else None
     if t.proto not in (IPPROTO_TCP, IPPROTO_UDP) or eth_dst is None or len(eth_dst) != 6:
         return None
-    if route.out_port <= 0:
+    if not 0 < route.out_port < SUBDEVICE_BASE or route.in_port >= SUBDEVICE_BASE:
         return None
     src, dst, sport, dport = nat_targets(flow, direction)
     return FlowRule(
-        FlowMatch(route.in_port, t.family, t.src, t.dst, t.proto, t.sport, t.dport),
+        FlowMatch(route.in_port, t.family, t.src, t.dst, t.proto, t.sport, t.dport,
+                  route.in_encap),
         FlowActions(
             egress_port=route.out_port,
             eth_src=route.eth_src,
@@ -90,6 +95,7 @@ def build_rule(
             nat_dst=dst,
             nat_sport=sport,
             nat_dport=dport,
+            push=flow.routes[1 - direction].in_encap if route.direct else (),
         ),
     )
 

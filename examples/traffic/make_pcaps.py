@@ -23,6 +23,12 @@ Kernel behaviours (examples/kernel, issue 10), each against the memory driver as
   an IPv4 flow still gets the IPv4 table, a second IPv4 flow waits in software and is installed
   by its refresh once the first one has left the hardware.
 
+encap_lan.pcap / encap_wan.pcap / encap_up.pcap (examples/encap, issue 17): a host in VLAN 10
+(eth0.10) talks TCP to a server behind the PPPoE WAN (masquerade); a QinQ host (S-tag 100,
+C-tag 10: eth0.100.10) talks UDP to the untagged uplink; then a frame of VLAN 11 (no such
+device: dropped), a PPPoE discovery frame (pppd's: dropped) and a 1500-byte DF packet that does
+not fit the 1492-byte session (frag needed, back in VLAN 10).
+
 Timestamps are fixed, so the files are reproducible byte for byte.
 """
 
@@ -33,7 +39,8 @@ from pathlib import Path
 
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
-from scapy.layers.l2 import ARP, Ether
+from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+from scapy.layers.ppp import PPP, PPPoE, PPPoED
 from scapy.packet import Packet
 from scapy.utils import wrpcap
 from scapy.utils6 import in6_getnsma, in6_getnsmac
@@ -261,9 +268,56 @@ def tables_example() -> None:
     h2.write("tables_h2.pcap")
 
 
+def encap_example() -> None:
+    lan, wan, up = Capture(), Capture(), Capture()
+    lan_mac, wan_mac, up_mac = "02:00:00:00:01:fe", "02:00:00:00:02:fe", "02:00:00:00:03:fe"
+    h10, h100, ac, gw = ("02:00:00:00:10:02", "02:00:00:00:30:02", "02:00:00:00:02:01",
+                         "02:00:00:00:03:01")
+    lan.add(0.0, Ether(src=h10, dst="ff:ff:ff:ff:ff:ff") / Dot1Q(vlan=10)
+            / ARP(hwsrc=h10, psrc="10.0.10.2", pdst="10.0.10.254"))
+    lan.add(0.05, Ether(src=h100, dst="ff:ff:ff:ff:ff:ff") / Dot1AD(vlan=100) / Dot1Q(vlan=10)
+            / ARP(hwsrc=h100, psrc="10.0.100.2", pdst="10.0.100.254"))
+    tcp = Tcp(
+        Ether(dst=lan_mac, src=h10) / Dot1Q(vlan=10) / IP(src="10.0.10.2", dst="93.184.216.34"),
+        Ether(dst=wan_mac, src=ac) / PPPoE(sessionid=0x1234) / PPP(proto=0x0021)
+        / IP(src="93.184.216.34", dst="203.0.113.5"),
+        40000,
+        443,
+    )
+    lan.add(1.000, tcp.c("S"))  # classic: out through pppoe-wan, masqueraded
+    wan.add(1.010, tcp.s("SA"))
+    lan.add(1.020, tcp.c("A"))  # OFFLOAD: tag 10 on eth0, session 0x1234 on eth1
+    lan.add(1.022, tcp.c("PA", b"GET / HTTP/1.0\r\n\r\n"))  # sw_fastpath
+    wan.add(1.040, tcp.s("PA", b"HTTP/1.0 200 OK\r\n\r\nhello"))  # hw: session popped, tag pushed
+    lan.add(1.050, tcp.c("A"))  # hw
+    for i, t in enumerate((2.0, 2.01, 2.1)):
+        if i % 2 == 0:
+            lan.add(t, Ether(dst=lan_mac, src=h100) / Dot1AD(vlan=100) / Dot1Q(vlan=10)
+                    / IP(src="10.0.100.2", dst="198.51.100.7") / UDP(sport=5000, dport=53)
+                    / b"query")
+        else:
+            up.add(t, Ether(dst=up_mac, src=gw) / IP(src="198.51.100.7", dst="10.0.100.2")
+                   / UDP(sport=53, dport=5000) / b"answer")
+    lan.add(3.0, Ether(dst=lan_mac, src=h10) / Dot1Q(vlan=11)
+            / IP(src="10.0.11.2", dst="93.184.216.34") / UDP(sport=1, dport=2))  # no eth0.11
+    wan.add(3.1, Ether(dst=wan_mac, src=ac) / PPPoED(code=0xA7, sessionid=0x1234))  # PADT
+    big = Tcp(tcp.client, tcp.server, 40001, 443)
+    lan.add(3.2, big.c("S"))
+    wan.add(3.21, big.s("SA"))
+    lan.add(3.22, big.c("A"))
+    lan.add(3.3, Ether(dst=lan_mac, src=h10) / Dot1Q(vlan=10)
+            / IP(src="10.0.10.2", dst="93.184.216.34", flags="DF")
+            / TCP(sport=40001, dport=443, flags="PA", seq=big.cseq, ack=big.sseq)
+            / bytes(1460))  # 1500 > 1492: frag needed, never offloaded
+    lan.write("encap_lan.pcap")
+    wan.write("encap_wan.pcap")
+    up.write("encap_up.pcap")
+
+
 if __name__ == "__main__":
     router_example()
     nat_example()
     neigh_example()
     closing_example()
     tables_example()
+    encap_example()

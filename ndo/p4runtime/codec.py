@@ -13,7 +13,8 @@ from typing import Any
 
 from finsy.proto import p4r
 
-from ndo.api import FlowMatch, FlowRule
+from inet import encap as l2
+from ndo.api import Encap, Encaps, FlowMatch, FlowRule
 from ndo.p4runtime import wire
 from ndo.p4runtime.schema import FlowSchema, FlowTable
 
@@ -75,6 +76,9 @@ class FlowCodec:
         action = b"".join((tw.action_head, p0[len(v0)], v0, p1[len(v1)], v1, p2[len(v2)], v2,
                            p3[len(v3)], v3, p4[len(v4)], v4, p5[len(v5)], v5, p6[len(v6)], v6,
                            p7[len(v7)], v7))
+        if tw.encap:
+            action += b"".join(prefix[len(v)] + v for prefix, v in zip(
+                tw.push_params, map(canonical_int, encap_ints(act.push)), strict=True))
         table_action = tw.table_action_tag + wire.varint(len(action)) + action
         entry = b"".join((tw.match_bytes(match), tw.action_tag, wire.varint(len(table_action)),
                           table_action, tw.idle))
@@ -91,9 +95,18 @@ class FlowCodec:
         _set_match(entry.match, match)
 
     def check(self, rule: FlowRule) -> None:
-        """Raise CodecError if the tables cannot hold ``rule``: a value too wide, or no TTL step."""
+        """Raise CodecError if the tables cannot hold ``rule``: a value too wide, no TTL step,
+        or an L2 encapsulation the program has no keys for (one compiled before issue 17)."""
         match, act = rule.match, rule.actions
         table = self.table_of(match)
+        if match.encap or act.push:
+            if not table.encap:
+                raise CodecError("the pipeline's flow tables have no L2 encapsulation keys "
+                                 "(flowtable.p4 compiled before VLAN/PPPoE support): "
+                                 f"{_show(match.encap)} -> {_show(act.push)} stays in software")
+            bad = l2.problem(match.encap) or l2.problem(act.push)
+            if bad:
+                raise CodecError(bad)
         n, mb, pb = ADDR_LEN[match.family], table.match_bits, table.param_bits
         if (act.decrement_ttl and len(match.src) == n and len(match.dst) == n
                 and (act.nat_src is None or len(act.nat_src) == n)
@@ -136,6 +149,10 @@ class FlowCodec:
         addr_len = ADDR_LEN[table.family]
         if len(raw[1]) > addr_len or len(raw[2]) > addr_len:
             return None
+        encaps: Encaps = ()
+        if table.encap:
+            i0, p0, i1, p1 = (int.from_bytes(v, "big") for v in raw[6:10])
+            encaps = tuple(Encap(i, p) for i, p in ((i0, p0), (i1, p1)) if p)
         return FlowMatch(
             ingress_port=int.from_bytes(raw[0], "big"),
             family=table.family,
@@ -144,6 +161,7 @@ class FlowCodec:
             proto=int.from_bytes(raw[3], "big"),
             sport=int.from_bytes(raw[4], "big"),
             dport=int.from_bytes(raw[5], "big"),
+            encap=encaps,
         )
 
     def has_actions_of(self, entry: p4r.TableEntry, rule: FlowRule) -> bool:
@@ -153,7 +171,7 @@ class FlowCodec:
         if not entry.action.HasField("action") or action.action_id != table.action_id:
             return False
         by_id = {p.param_id: int.from_bytes(p.value, "big") for p in action.params}
-        return [by_id.get(i) for i in table.param_ids] == list(action_values(rule))
+        return [by_id.get(i) for i in table.param_ids] == list(action_values(rule, table.encap))
 
 
 def _set_match(fields: Any, match: FlowMatch) -> None:
@@ -163,11 +181,26 @@ def _set_match(fields: Any, match: FlowMatch) -> None:
     fields[3].exact.value = canonical_int(match.proto)
     fields[4].exact.value = canonical_int(match.sport)
     fields[5].exact.value = canonical_int(match.dport)
+    if len(fields) > 6:
+        for i, value in enumerate(encap_ints(match.encap), 6):
+            fields[i].exact.value = canonical_int(value)
 
 
-def action_values(rule: FlowRule) -> tuple[int, ...]:
-    """forward_v4/v6 parameter values of ``rule`` in ACTION_PARAMS order, NAT defaults resolved."""
+def encap_ints(encaps: Encaps) -> tuple[int, int, int, int]:
+    """encap0_id, encap0_proto, encap1_id, encap1_proto (or push*): zero where absent."""
+    (i0, p0), (i1, p1) = (*encaps, (0, 0), (0, 0))[:2]
+    return i0, p0, i1, p1
+
+
+def _show(encaps: Encaps) -> str:
+    return "+".join(map(str, encaps)) or "untagged"
+
+
+def action_values(rule: FlowRule, encap: bool = False) -> tuple[int, ...]:
+    """forward_v4/v6 parameter values of ``rule`` in ACTION_PARAMS (+ PUSH_PARAMS when the
+    program has ``encap``) order, NAT defaults resolved."""
     match, act = rule.match, rule.actions
+    pushed = encap_ints(act.push) if encap else ()
     return (
         act.egress_port,
         int.from_bytes(act.eth_src, "big"),
@@ -177,6 +210,7 @@ def action_values(rule: FlowRule) -> tuple[int, ...]:
         act.nat_sport if act.nat_sport is not None else match.sport,
         act.nat_dport if act.nat_dport is not None else match.dport,
         act.mtu,
+        *pushed,
     )
 
 
@@ -194,8 +228,10 @@ class _TableWire:
     def __init__(self, table: FlowTable, idle_timeout_ns: int) -> None:
         self.matches = [_field_prefixes(p4r.FieldMatch, "field_id", field_id, bits, exact=True)
                         for field_id, bits in zip(table.match_ids, table.match_bits, strict=True)]
-        self.params = [_field_prefixes(p4r.Action.Param, "param_id", param_id, bits)
-                       for param_id, bits in zip(table.param_ids, table.param_bits, strict=True)]
+        params = [_field_prefixes(p4r.Action.Param, "param_id", param_id, bits)
+                  for param_id, bits in zip(table.param_ids, table.param_bits, strict=True)]
+        self.params, self.push_params = params[:8], params[8:]
+        self.encap = table.encap
         self.table_id = wire.key(p4r.TableEntry, "table_id", wire.VARINT) + wire.varint(
             table.table_id)
         self.action_head = wire.key(p4r.Action, "action_id", wire.VARINT) + wire.varint(
@@ -212,15 +248,19 @@ class _TableWire:
                       for kind in (INSERT, MODIFY, DELETE)}
 
     def match_bytes(self, match: FlowMatch) -> bytes:
-        m0, m1, m2, m3, m4, m5 = self.matches
+        m0, m1, m2, m3, m4, m5 = self.matches[:6]
         v0 = canonical_int(match.ingress_port)
         v1 = canonical_bytes(match.src)
         v2 = canonical_bytes(match.dst)
         v3 = canonical_int(match.proto)
         v4 = canonical_int(match.sport)
         v5 = canonical_int(match.dport)
-        return b"".join((self.table_id, m0[len(v0)], v0, m1[len(v1)], v1, m2[len(v2)], v2,
-                         m3[len(v3)], v3, m4[len(v4)], v4, m5[len(v5)], v5))
+        out = b"".join((self.table_id, m0[len(v0)], v0, m1[len(v1)], v1, m2[len(v2)], v2,
+                        m3[len(v3)], v3, m4[len(v4)], v4, m5[len(v5)], v5))
+        if self.encap:
+            out += b"".join(prefix[len(v)] + v for prefix, v in zip(
+                self.matches[6:], map(canonical_int, encap_ints(match.encap)), strict=True))
+        return out
 
     def update(self, kind: int, entry: bytes) -> bytes:
         varint = wire.varint

@@ -18,6 +18,10 @@ from google.protobuf.message import DecodeError
 
 MATCH_FIELDS = ("ingress_port", "src_addr", "dst_addr", "protocol", "sport", "dport")
 ACTION_PARAMS = ("port", "smac", "dmac", "src_addr", "dst_addr", "sport", "dport", "mtu")
+# L2 encapsulation (flowtable.p4 since issue 17): appended keys and parameters. A program
+# compiled before has none; the driver then refuses encapsulated flows (they stay in software).
+ENCAP_MATCH_FIELDS = ("encap0_id", "encap0_proto", "encap1_id", "encap1_proto")
+PUSH_PARAMS = ("push0_id", "push0_proto", "push1_id", "push1_proto")
 TABLES = {4: "FtIngress.flow_v4", 6: "FtIngress.flow_v6"}
 ACTIONS = {4: "FtIngress.forward_v4", 6: "FtIngress.forward_v6"}
 COUNTERS = {4: "FtIngress.flow_v4_counter", 6: "FtIngress.flow_v6_counter"}
@@ -39,12 +43,13 @@ class FlowTable:
     table_id: int
     size: int
     supports_timeout: bool
-    match_ids: tuple[int, ...]  # in MATCH_FIELDS order
+    match_ids: tuple[int, ...]  # in MATCH_FIELDS (+ ENCAP_MATCH_FIELDS) order
     match_bits: tuple[int, ...]
     action_id: int
-    param_ids: tuple[int, ...]  # in ACTION_PARAMS order
+    param_ids: tuple[int, ...]  # in ACTION_PARAMS (+ PUSH_PARAMS) order
     param_bits: tuple[int, ...]
     counter_id: int | None
+    encap: bool = False  # the table keys on, and its action pushes, L2 encapsulations
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +107,10 @@ class FlowSchema:
             missing += [n for n in ACTION_PARAMS if n not in params]
             if missing:
                 raise SchemaError(f"{table_name}/{ACTIONS[family]} lack {', '.join(missing)}")
-            inexact = [n for n in MATCH_FIELDS if fields[n].match_type != p4i.MatchField.EXACT]
+            encap = _has_encap(table_name, fields, params)
+            match_names = MATCH_FIELDS + (ENCAP_MATCH_FIELDS if encap else ())
+            param_names = ACTION_PARAMS + (PUSH_PARAMS if encap else ())
+            inexact = [n for n in match_names if fields[n].match_type != p4i.MatchField.EXACT]
             if inexact:
                 raise SchemaError(f"{table_name}: {', '.join(inexact)} must be exact matches")
             counter = counters.get(COUNTERS[family])
@@ -111,12 +119,13 @@ class FlowSchema:
                 table_id=table.preamble.id,
                 size=table.size or 1024,  # p4c-bm2-ss's default size
                 supports_timeout=table.idle_timeout_behavior == p4i.Table.NOTIFY_CONTROL,
-                match_ids=tuple(fields[n].id for n in MATCH_FIELDS),
-                match_bits=tuple(fields[n].bitwidth for n in MATCH_FIELDS),
+                match_ids=tuple(fields[n].id for n in match_names),
+                match_bits=tuple(fields[n].bitwidth for n in match_names),
                 action_id=action.preamble.id,
-                param_ids=tuple(params[n].id for n in ACTION_PARAMS),
-                param_bits=tuple(params[n].bitwidth for n in ACTION_PARAMS),
+                param_ids=tuple(params[n].id for n in param_names),
+                param_bits=tuple(params[n].bitwidth for n in param_names),
                 counter_id=counter.preamble.id if counter else None,
+                encap=encap,
             )
         meters = {name: m for m in info.meters for name in _names(m.preamble)}
         indirect = {name: c for c in info.counters for name in _names(c.preamble)}
@@ -176,6 +185,20 @@ def _lookup(by_name: dict[str, T], name: str, kind: str) -> T:
         return by_name[name]
     except KeyError:
         raise SchemaError(f"P4Info has no {kind} named {name!r}") from None
+
+
+def _has_encap(table_name: str, fields: dict[str, object], params: dict[str, object]) -> bool:
+    """Whether the program keys on encapsulations, from its match fields and parameters (not
+    from a version number): all of them present, or none; anything between is a SchemaError."""
+    present = [n for n in ENCAP_MATCH_FIELDS if n in fields]
+    present += [n for n in PUSH_PARAMS if n in params]
+    if not present:
+        return False
+    missing = [n for n in ENCAP_MATCH_FIELDS if n not in fields]
+    missing += [n for n in PUSH_PARAMS if n not in params]
+    if missing:
+        raise SchemaError(f"{table_name}: L2 encapsulation half there, lacks {', '.join(missing)}")
+    return True
 
 
 def _metadata(header: p4i.ControllerPacketMetadata) -> PacketMetadata:

@@ -19,11 +19,16 @@ def sniff(iface: str, port: str) -> None:
     when stdin closes, drain what the kernel already queued (every frame that crossed the
     interface before then) and stop."""
     import select
+    from pathlib import Path
 
     from scapy.all import Ether
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from softswitch.ports import AUXDATA_SPACE, PACKET_AUXDATA, SOL_PACKET, with_vlan_tag
+
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)  # tags as on the wire (the kernel strips one)
     sock.bind((iface, ETH_P_ALL))
     print("READY", flush=True)
     stopping = False
@@ -33,7 +38,8 @@ def sniff(iface: str, port: str) -> None:
         if sys.stdin in readable and not sys.stdin.buffer.read1(4096):
             stopping = True  # stdin closed: drain the socket without waiting
         if sock in readable:
-            info = _describe(Ether(sock.recv(65536)), int(port))
+            frame, ancillary, _, _ = sock.recvmsg(65536, AUXDATA_SPACE)
+            info = _describe(Ether(with_vlan_tag(frame, ancillary)), int(port))
             if info is not None:
                 print(json.dumps(info), flush=True)
         elif stopping:
@@ -55,7 +61,7 @@ def _describe(pkt, port: int) -> dict | None:
         return None
     l3 = pkt[IP] if IP in pkt else pkt[IPv6]
     info = {"src_mac": pkt.src, "dst_mac": pkt.dst, "src": l3.src, "dst": l3.dst,
-            "ttl": l3.ttl if IP in pkt else l3.hlim, "len": len(pkt)}
+            "ttl": l3.ttl if IP in pkt else l3.hlim, "len": len(pkt), "encap": _encap(pkt)}
     if IP in pkt:
         info["ip_csum_ok"] = _checksum_ok(pkt[IP])
         info["frag"] = fragment
@@ -69,6 +75,20 @@ def _describe(pkt, port: int) -> dict | None:
             if l4 is TCP:
                 info["flags"] = str(pkt[TCP].flags)
     return info
+
+
+def _encap(pkt) -> list[str]:
+    """The frame's tags and PPPoE session, outermost first: "802.1ad:100", "vlan:10",
+    "pppoe:4660" (the shim's syntax)."""
+    out = []
+    layer = pkt.payload
+    while layer is not None and layer.name in ("802.1Q", "802_1AD", "PPP over Ethernet"):
+        if layer.name == "PPP over Ethernet":
+            out.append(f"pppoe:{layer.sessionid}")
+        else:
+            out.append(f"{'vlan' if layer.name == '802.1Q' else '802.1ad'}:{layer.vlan}")
+        layer = layer.payload
+    return out
 
 
 def _checksum_ok(l3, l4=None) -> bool:

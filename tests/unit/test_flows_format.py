@@ -29,3 +29,9 @@ def test_unreplied_unoffloaded_entry():
     line = format_entry(entry)
     assert "SYN_SENT" in line and "[UNREPLIED]" in line
     assert "OFFLOAD" not in line and "flowtable=" not in line
+
+
+def test_encapsulated_directions_are_shown_untagged_ones_as_a_dash():
+    assert "encap=" not in format_entry({**ENTRY, "encap": ["", ""]})
+    line = format_entry({**ENTRY, "encap": ["vlan:100/802.1ad+vlan:10", ""]})
+    assert line.endswith("hw_dirs=2 encap=vlan:100/802.1ad+vlan:10,- mark=0")

@@ -16,6 +16,7 @@ from controller.netfilter.flowtable import (
     FlowtableError,
     make_key,
 )
+from inet.encap import Encap
 from tests.unit.ft_helpers import H1, H2, ROUTER_WAN, Rig, make_conn
 
 
@@ -31,13 +32,14 @@ def test_b01_key_has_two_directions() -> None:
     assert rig.ft.lookup(reply_key) == (flow, REPLY)
     # every key field counts: another ingress port, or a VLAN tag, is another key
     assert rig.ft.lookup(make_key(4, IPPROTO_TCP, H1, H2, 40000, 80, 2)) is None
-    assert rig.ft.lookup(make_key(4, IPPROTO_TCP, H1, H2, 40000, 80, 1, vlan=5)) is None
+    tagged = (Encap(5, 0x8100),)
+    assert rig.ft.lookup(make_key(4, IPPROTO_TCP, H1, H2, 40000, 80, 1, tagged)) is None
 
 
 def test_b01_unused_fields_are_zero_filled() -> None:
-    assert make_key(4, 47, H1, H2, 1234, 5678, 1) == (H1, H2, 0, 0, 1, 4, 47, 0)
-    assert make_key(4, IPPROTO_UDP, H1, H2, 1, 2, 3)[7] == 0
-    assert make_key(4, IPPROTO_UDP, H1, H2, 1, 2, 3, vlan=10)[7] == (10 << 16) | 0x8100
+    assert make_key(4, 47, H1, H2, 1234, 5678, 1) == (H1, H2, 0, 0, 1, 4, 47, ())
+    assert make_key(4, IPPROTO_UDP, H1, H2, 1, 2, 3)[7] == ()
+    assert make_key(4, IPPROTO_UDP, H1, H2, 1, 2, 3, (Encap(10, 0x8100),))[7] == ((10, 0x8100),)
 
 
 def test_b02_teardown_or_dying_lookup_misses() -> None:

@@ -83,6 +83,10 @@ def test_state_current_stale_and_broken(tmp_path: Path) -> None:
 
 KEY_NAMES = ["ingress_port", "src_addr", "dst_addr", "protocol", "sport", "dport"]
 PARAM_NAMES = ["port", "smac", "dmac", "src_addr", "dst_addr", "sport", "dport", "mtu"]
+# L2 encapsulation (issue 17): keys and parameters appended, all 16 bits; compiled programs
+# before it have none of them (the driver detects which from the p4info).
+ENCAP_KEY_NAMES = ["encap0_id", "encap0_proto", "encap1_id", "encap1_proto"]
+PUSH_PARAM_NAMES = ["push0_id", "push0_proto", "push1_id", "push1_proto"]
 TABLES = {
     # table: (address width, size, hit action, direct counter)
     "FtIngress.flow_v4": (32, 65536, "FtIngress.forward_v4", "FtIngress.flow_v4_counter"),
@@ -98,15 +102,19 @@ def check_flowtable_contract(info: p4i.P4Info) -> None:
     for name, (width, size, hit, counter_name) in TABLES.items():
         table = tables[name]
         assert table.preamble.id >> 24 == prefix.TABLE
-        assert [f.name for f in table.match_fields] == KEY_NAMES
-        assert [f.bitwidth for f in table.match_fields] == [9, width, width, 8, 16, 16]
+        names = [f.name for f in table.match_fields]
+        encap = names[len(KEY_NAMES):] == ENCAP_KEY_NAMES
+        assert names == KEY_NAMES + (ENCAP_KEY_NAMES if encap else [])
+        widths = [9, width, width, 8, 16, 16] + ([16] * 4 if encap else [])
+        assert [f.bitwidth for f in table.match_fields] == widths
         assert {f.match_type for f in table.match_fields} == {p4i.MatchField.EXACT}
         assert table.size == size
         assert table.idle_timeout_behavior == p4i.Table.NOTIFY_CONTROL
         action = actions[hit]
         assert action.preamble.id >> 24 == prefix.ACTION
-        assert [p.name for p in action.params] == PARAM_NAMES
-        assert [p.bitwidth for p in action.params] == [9, 48, 48, width, width, 16, 16, 16]
+        assert [p.name for p in action.params] == PARAM_NAMES + (PUSH_PARAM_NAMES if encap else [])
+        params = [9, 48, 48, width, width, 16, 16, 16] + ([16] * 4 if encap else [])
+        assert [p.bitwidth for p in action.params] == params
         miss = actions["FtIngress.punt_miss"]
         assert {r.id for r in table.action_refs} == {action.preamble.id, miss.preamble.id}
         assert table.const_default_action_id == miss.preamble.id
@@ -348,3 +356,14 @@ def test_compiled_p4info_has_the_punt_meter_and_its_drop_counter() -> None:
     assert meter.spec.unit == p4i.MeterSpec.PACKETS
     assert drops.spec.unit == p4i.CounterSpec.BOTH
     assert meter.size == drops.size == 16
+
+
+def test_compiled_p4info_carries_the_l2_encapsulation() -> None:
+    """Issue 17: the flow key ends with the ingress encapsulation, the hit actions with the
+    one to push (p4src/README.md)."""
+    info = load_p4info(require_current(FLOWTABLE).p4info)
+    for table in info.tables:
+        assert [f.name for f in table.match_fields][len(KEY_NAMES):] == ENCAP_KEY_NAMES
+    for action in info.actions:
+        if action.preamble.name.startswith("FtIngress.forward_"):
+            assert [p.name for p in action.params][len(PARAM_NAMES):] == PUSH_PARAM_NAMES

@@ -97,7 +97,7 @@ def test_fragments() -> None:
 
 def test_vlan_tag_tolerated() -> None:
     pkt = parse(frame("vlan_udp4"))
-    assert pkt.vlan == 42 and pkt.l3 == 18 and pkt.family == 4 and pkt.proto == 17
+    assert pkt.encap == ((42, 0x8100),) and pkt.l3 == 18 and pkt.family == 4 and pkt.proto == 17
 
 
 def test_ethernet_padding_tolerated() -> None:
