@@ -114,14 +114,15 @@ class ControlServer:
                     await _write(writer, {"ok": False, "error": "bad request: longer than "
                                           f"{MAX_LINE} bytes"})
                     break
-                if not line or not await self._answer(line, writer):
+                if not line or not await self._answer(line, reader, writer):
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away
         finally:
             writer.close()
 
-    async def _answer(self, line: bytes, writer: asyncio.StreamWriter) -> bool:
+    async def _answer(self, line: bytes, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> bool:
         """Answer one request; False when the connection is done (after a stream)."""
         try:
             request = requests.decode(line)
@@ -137,12 +138,7 @@ class ControlServer:
             except ControlError as exc:
                 await _write(writer, {"ok": False, "error": str(exc)})
                 return True
-            try:
-                await _write(writer, {"ok": True})
-                async for event in events:
-                    await _write(writer, event)
-            finally:
-                await events.aclose()
+            await self._stream(events, reader, writer)
             return False
         handler = self.handlers.get(op)
         if handler is None:
@@ -162,6 +158,35 @@ class ControlServer:
         else:
             await _write(writer, {"ok": True, "result": result})
         return True
+
+
+    @staticmethod
+    async def _stream(events: EventStream, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        """"ok", then the events until they end or the client hangs up. A client sends nothing
+        after its request, so anything on its side (EOF, above all) ends the stream at once;
+        without watching, a quiet stream would notice only at its next event's write."""
+        task = asyncio.current_task()
+        assert task is not None
+        streaming = True
+
+        def hung_up(_: asyncio.Future[bytes]) -> None:
+            if streaming:
+                task.cancel()
+
+        watch = asyncio.ensure_future(reader.read(1))
+        watch.add_done_callback(hung_up)
+        try:
+            await _write(writer, {"ok": True})
+            async for event in events:
+                await _write(writer, event)
+        except asyncio.CancelledError:
+            if not (watch.done() and not watch.cancelled()) or task.uncancel() > 0:
+                raise  # not (only) the hang-up: the server is stopping
+        finally:
+            streaming = False
+            watch.cancel()
+            await events.aclose()
 
 
 async def _write(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:

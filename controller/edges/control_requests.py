@@ -88,15 +88,23 @@ def check(request: dict[str, Any], known_op: bool = True) -> None:
                 raise BadRequest(f"{op}: missing '{name}'")
             continue
         value = request[name]
-        if not _is(value, arg.kind) or (
-                arg.items is not None and not all(_is(v, arg.items) for v in value)):
-            what = _NAMES[arg.kind] + (f" of {_NAMES[arg.items]}s" if arg.items else "")
-            raise BadRequest(f"{op}: '{name}' must be {what}, not {_json_type(value)}")
+        if not _is(value, arg.kind):
+            raise BadRequest(f"{op}: '{name}' must be {_NAMES[arg.kind]}"
+                             f"{_of(arg)}, not {_json_type(value)}")
+        bad = next((i for i, v in enumerate(value) if not _is(v, arg.items)), None) \
+            if arg.items is not None else None
+        if bad is not None:
+            raise BadRequest(f"{op}: '{name}' must be {_NAMES[arg.kind]}{_of(arg)}; item "
+                             f"{bad} is {_json_type(value[bad])}")
     if shape is not None:
         unknown = sorted(set(request) - set(shape) - {"op"})
         if unknown:
             takes = ", ".join(shape) or "no arguments"
             raise BadRequest(f"{op}: unknown argument {unknown[0]!r} (takes: {takes})")
+
+
+def _of(arg: Arg) -> str:
+    return f" of {_NAMES[arg.items][2:]}s" if arg.items is not None else ""
 
 
 def _is(value: Any, kind: type) -> bool:
