@@ -179,3 +179,14 @@ def test_any_file_content_loads_or_is_one_config_error(tmp_path, data):
         load_config(path)
     except ConfigError as error:
         assert str(error).startswith(f"{path}: ") and "\n" not in str(error).strip()
+
+
+def test_an_unresolvable_switch_host_fails_start_up_at_once_naming_it(tmp_path, capsys):
+    config = tmp_path / "r1.toml"
+    config.write_text('[switch]\naddress = "no-such-switch.invalid:9559"\n' + PORT)
+    code = cli.main(["controller", "--config", str(config), "--control",
+                     str(tmp_path / "c.sock"), "--state-dir", str(tmp_path / "state")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert ("p4ft controller: r1: switch address no-such-switch.invalid:9559: cannot resolve "
+            "'no-such-switch.invalid'") in err
