@@ -78,7 +78,7 @@ def too_deep(line: bytes) -> bool:
     return bool(brackets)
 
 
-def check(request: dict[str, Any], known_op: bool = True) -> None:
+def check(request: dict[str, Any]) -> None:
     """BadRequest unless every argument of ``request`` has the type its op takes."""
     op = request["op"]
     shape = SHAPES.get(op)
