@@ -172,3 +172,29 @@ async def test_a_line_over_the_limit_is_answered_before_the_connection_closes(tm
         assert answers == [{"ok": False, "error": "bad request: longer than 1000 bytes"}]
     finally:
         await server.close()
+
+
+async def test_a_monitor_client_that_hangs_up_is_unsubscribed_without_an_event(tmp_path,
+                                                                               caplog):
+    """A quiet stream notices its client left at once (before, only at the next event's
+    write; meanwhile its task was garbage-collected pending, an ERROR in the log)."""
+    session = Session("r1")
+    queues: set = set()
+    session.subscribe = lambda queue, types=None: queues.add(queue)
+    session.unsubscribe = queues.discard
+    daemon, task, stop = await _daemon(tmp_path, [session])
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(daemon.control.path))
+        writer.write(b'{"op":"monitor"}\n')
+        assert json.loads(await reader.readline()) == {"ok": True}
+        assert len(queues) == 1
+        writer.close()
+        for _ in range(500):
+            if not queues:
+                break
+            await asyncio.sleep(0.01)
+        assert not queues
+    finally:
+        stop.set()
+        await task
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
