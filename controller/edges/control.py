@@ -251,10 +251,11 @@ def _connect(path: Path, timeout: float | None) -> socket.socket:
 
 def request(op: str, path: Path = DEFAULT_PATH, timeout: float = 30.0, **args: Any) -> Any:
     """Send one request and return its result; ControlError with the controller's message."""
+    line = _request_line(op, args)
     with _connect(path, timeout) as sock:
-        sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
-        lines = _lines(sock)
         try:
+            sock.sendall(line)
+            lines = _lines(sock)
             answer = json.loads(next(lines))
             if not answer.get("ok"):
                 raise ControlError(answer.get("error", "unknown error"))
@@ -268,7 +269,19 @@ def request(op: str, path: Path = DEFAULT_PATH, timeout: float = 30.0, **args: A
         except StopIteration:
             raise ControlError("the controller closed the connection without answering "
                                "in full") from None
+        except OSError as exc:  # reset, timed out
+            raise ControlError(f"talking to the controller at {path}: {exc}") from None
     return result
+
+
+def _request_line(op: str, args: dict[str, Any]) -> bytes:
+    """The request as one line; ControlError (before anything is sent) when the controller
+    would refuse it as too long."""
+    line = json.dumps({"op": op, **args}).encode() + b"\n"
+    if len(line) > MAX_LINE:
+        raise ControlError(f"{op}: the request is {len(line)} bytes, over the control "
+                           f"socket's limit of {MAX_LINE}")
+    return line
 
 
 def wait_ready(path: Path, timeout: float, alive: Callable[[], bool]) -> None:
@@ -290,13 +303,17 @@ def wait_ready(path: Path, timeout: float, alive: Callable[[], bool]) -> None:
 def stream(op: str, path: Path = DEFAULT_PATH, **args: Any) -> Iterator[dict[str, Any]]:
     """Send a streaming request; returns once the controller accepted it (``monitor``:
     subscribed, so no later event is missed), then yields its messages until it hangs up."""
+    line = _request_line(op, args)
     sock = _connect(path, 10.0)
     try:
-        sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+        sock.sendall(line)
         lines = _lines(sock)
         first = json.loads(next(lines, b'{"ok": false, "error": "no answer"}'))
         if not first.get("ok"):
             raise ControlError(first.get("error", "unknown error"))
+    except OSError as exc:
+        sock.close()
+        raise ControlError(f"talking to the controller at {path}: {exc}") from None
     except BaseException:
         sock.close()
         raise
@@ -306,8 +323,11 @@ def stream(op: str, path: Path = DEFAULT_PATH, **args: Any) -> Iterator[dict[str
 
 def _messages(sock: socket.socket, lines: Iterator[bytes]) -> Iterator[dict[str, Any]]:
     with sock:
-        for line in lines:
-            yield json.loads(line)
+        try:
+            for line in lines:
+                yield json.loads(line)
+        except OSError as exc:  # the controller's end was reset
+            raise ControlError(f"the controller closed the stream: {exc}") from None
 
 
 def _lines(sock: socket.socket) -> Iterator[bytes]:

@@ -198,3 +198,30 @@ async def test_a_monitor_client_that_hangs_up_is_unsubscribed_without_an_event(t
         stop.set()
         await task
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def test_a_request_over_the_limit_is_refused_by_the_client_before_sending(tmp_path,
+                                                                          monkeypatch, capsys):
+    from controller import cli
+
+    monkeypatch.setattr(control, "MAX_LINE", 1000)
+    ruleset = tmp_path / "big.nft"
+    ruleset.write_text("# " + "x" * 2000 + "\n")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["ruleset", "apply", str(ruleset), "--control", str(tmp_path / "none")])
+    assert exit_.value.code == 1
+    assert "over the control socket's limit of 1000" in capsys.readouterr().err
+
+
+async def test_a_controller_that_resets_mid_answer_is_a_control_error(tmp_path):
+    async def reset(reader, writer):
+        await reader.readline()
+        writer.transport.abort()
+
+    path = tmp_path / "c.sock"
+    server = await asyncio.start_unix_server(reset, str(path))
+    try:
+        with pytest.raises(control.ControlError, match=r"without answering|talking to"):
+            await asyncio.to_thread(control.request, "snapshot", path)
+    finally:
+        server.close()
