@@ -25,7 +25,7 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -412,8 +412,8 @@ class Daemon:
         ready means every switch connected and reconciled and the metrics endpoint listening."""
         await self.control.start()
         try:
-            for session in self.sessions.values():
-                await session.start()
+            if not await _unless_stopped(self._start_sessions(), stop):
+                return  # SIGINT/SIGTERM while a switch was still being waited for
             if self.metrics is not None:
                 self._metrics_server = await asyncio.start_server(self._serve_metrics,
                                                                   *self.metrics)
@@ -428,6 +428,10 @@ class Daemon:
             for session in self.sessions.values():
                 await session.stop()
             await self.control.close()
+
+    async def _start_sessions(self) -> None:
+        for session in self.sessions.values():
+            await session.start()
 
     def _pick(self, request: control.Request) -> list[SwitchSession]:
         name = request.get("switch")
@@ -476,6 +480,22 @@ class Daemon:
             pass
         finally:
             writer.close()
+
+
+async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Run ``work`` unless ``stop`` is set first (then cancel it): False if stopped. Start-up
+    may wait 30 s for a switch; a Ctrl-C meanwhile must not wait with it."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+    task.result()
+    return True
 
 
 async def resolve_switch(name: str, address: str) -> None:
