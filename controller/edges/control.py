@@ -1,7 +1,7 @@
 """The control socket between a running controller and the CLI: newline-delimited JSON.
 
-A request is one line ``{"op": NAME, ...arguments}`` (checked by ``requests``: its depth, and
-the arguments its op takes); the answer is one line ``{"ok": true, "result": ...}`` or
+A request is one line ``{"op": NAME, ...arguments}`` (checked by ``control_requests``: its depth,
+and the arguments its op takes); the answer is one line ``{"ok": true, "result": ...}`` or
 ``{"ok": false, "error": "..."}``. A result with long lists (a snapshot's connections) comes
 as a :class:`Paged` answer: its first line holds everything but those lists and says how many
 ``{"path": [...], "items": [...]}`` lines of at most PAGE items follow, so no line grows with
@@ -158,7 +158,6 @@ class ControlServer:
         else:
             await _write(writer, {"ok": True, "result": result})
         return True
-
 
     @staticmethod
     async def _stream(events: EventStream, reader: asyncio.StreamReader,
