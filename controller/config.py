@@ -36,12 +36,18 @@ class ConfigError(ValueError):
     """A bad router configuration; the message is ``FILE: KEY: what is wrong``."""
 
 
+DEFAULT_SWITCH_ADDRESS = "127.0.0.1:9559"
+"""Without ``[switch] address``: simple_switch_grpc's own default, P4Runtime's IANA port on the
+loopback (a switch beside its controller). The controller logs that it used it."""
+
+
 @dataclass(frozen=True, slots=True)
 class SwitchConfig:
-    address: str = "127.0.0.1:9559"
+    address: str = DEFAULT_SWITCH_ADDRESS
     device_id: int = 1
     election_id: int = 1
     cpu_port: int = 255
+    address_defaulted: bool = False  # no ``[switch] address`` in the file: the default is used
 
 
 PPPOE_MTU = 1492  # RFC 2516 §7: 1500 minus the 8 bytes of PPPoE and PPP headers
@@ -174,6 +180,9 @@ def load_config(path: str | Path) -> RouterConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (toml.io, "Spec")
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                          f"offset {exc.start}): a TOML file is UTF-8") from None
     return parse_config(text, name=str(path), base_dir=path.parent, path=path)
 
 
@@ -185,6 +194,9 @@ def parse_config(
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{name}: {exc}") from exc
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(f"{name}: arrays or inline tables nested too deeply (a router "
+                          "config nests a few levels at most)") from None
     return _Loader(name, base_dir or Path(".")).router(doc, path)
 
 
@@ -309,7 +321,7 @@ class _Loader:
 
     def switch(self, doc: dict[str, Any]) -> SwitchConfig:
         t = self.table(doc, "switch", {"address", "device_id", "election_id", "cpu_port"})
-        address = self.get(t, "switch", "address", str, "127.0.0.1:9559")
+        address = self.get(t, "switch", "address", str, DEFAULT_SWITCH_ADDRESS)
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise self.error("switch.address", f"must be HOST:PORT, not {address!r}")
@@ -318,6 +330,7 @@ class _Loader:
             device_id=self.int_range(t, "switch", "device_id", 1, 0, 2**64 - 1),
             election_id=self.int_range(t, "switch", "election_id", 1, 1, 2**128 - 1),
             cpu_port=self.int_range(t, "switch", "cpu_port", 255, 0, 2**32 - 1),
+            address_defaulted="address" not in t,
         )
 
     def port(self, t: dict[str, Any], where: str) -> PortConfig:
@@ -496,7 +509,7 @@ class _Loader:
         file = self.base_dir / self.get(t, "ruleset", "file", str)
         try:
             text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # ValueError: not UTF-8, a NUL in the name
             raise self.error("ruleset.file", f"cannot read {file}: {exc}") from exc
         return RulesetConfig(text, file=file, source=str(file))
 
@@ -606,12 +619,40 @@ class _Loader:
             raise self.error(key, f"not an address with prefix length: {value!r}") from None
         if iface.ip.is_multicast or iface.ip.is_unspecified:
             raise self.error(key, f"not a unicast address: {value!r}")
+        reserved = _subnet_reserved(iface)
+        if reserved:
+            raise self.error(key, f"{iface.ip} is {reserved} of {iface.network}, not a host "
+                             "address")
         return iface
 
     def port_name(self, value: str, key: str, names: set[str]) -> str:
         if value not in names:
             raise self.error(key, f"no port named {value!r}")
         return value
+
+
+def _subnet_reserved(iface: IPInterface) -> str | None:
+    """What ``iface``'s address is if its subnet reserves it, else None.
+
+    Linux accepts these (``ip addr add 10.0.1.0/24`` works on 6.x, which since the IPv4
+    unicast-extensions change no longer installs a broadcast route for the network address),
+    but as a router's gateway they break its hosts: many stacks (older Linux, BSDs, Windows)
+    still treat the IPv4 network address as a broadcast, the IPv4 broadcast address is the
+    directed broadcast (RTN_BROADCAST, which the router's own ``is_directed_broadcast``
+    drops), and the IPv6 address with an all-zero interface id is the Subnet-Router anycast
+    address (RFC 4291 §2.6.1) that Linux joins itself on a forwarding interface
+    (``addrconf_join_anycast``). Point-to-point prefixes (/31, RFC 3021; /127, RFC 6164) and
+    single addresses have no reserved addresses.
+    """
+    net = iface.network
+    if iface.version == 4 and net.prefixlen < 31:
+        if iface.ip == net.network_address:
+            return "the network address"
+        if iface.ip == net.broadcast_address:
+            return "the broadcast address"
+    if iface.version == 6 and net.prefixlen < 127 and iface.ip == net.network_address:
+        return "the Subnet-Router anycast address (RFC 4291 §2.6.1)"
+    return None
 
 
 _KIND_NAMES = {int: "an integer", str: "a string", list: "an array", dict: "a table"}

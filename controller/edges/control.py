@@ -1,9 +1,14 @@
 """The control socket between a running controller and the CLI: newline-delimited JSON.
 
-A request is one line ``{"op": NAME, ...arguments}``; the answer is one line ``{"ok": true,
-"result": ...}`` or ``{"ok": false, "error": "..."}``. A streaming op (``monitor``) answers
-``{"ok": true}`` and then one event per line until the client hangs up. The socket is a unix
-socket with mode 0600: whoever may talk to it may change the ruleset.
+A request is one line ``{"op": NAME, ...arguments}`` (checked by ``control_requests``: its depth,
+and the arguments its op takes); the answer is one line ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error": "..."}``. A result with long lists (a snapshot's connections) comes
+as a :class:`Paged` answer: its first line holds everything but those lists and says how many
+``{"path": [...], "items": [...]}`` lines of at most PAGE items follow, so no line grows with
+the table and the event loop gets its turn between pages; ``request()`` puts it back together.
+A streaming op (``monitor``) answers ``{"ok": true}`` and then one event per line until the
+client hangs up. The socket is a unix socket with mode 0600: whoever may talk to it may change
+the ruleset.
 """
 
 from __future__ import annotations
@@ -15,14 +20,22 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from controller.edges import control_requests as requests
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = Path(os.environ.get("P4FT_CONTROL", "/run/p4ft/control.sock"))
-MAX_LINE = 16 * 1024 * 1024  # a ruleset or a flow list of a full table fits
+MAX_LINE = 16 * 1024 * 1024  # the longest request line (a ruleset to apply)
+PAGE = 1000  # list items per line of a Paged answer (a page of connections is ~350 KB)
+BACKLOG = socket.SOMAXCONN
+"""Connections waiting to be accepted: asyncio's default of 100 refuses (EAGAIN) a burst of CLI
+calls past it, while the loop is busy; SOMAXCONN asks for the most, and the kernel caps it at
+net.core.somaxconn (4096 by default), so the administrator's setting decides."""
 
 Request = dict[str, Any]
 Handler = Callable[[Request], Awaitable[Any]]
@@ -42,6 +55,15 @@ Streamer = Callable[[Request], EventStream]
 
 class ControlError(Exception):
     """The controller answered with an error (the message is its text)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Paged:
+    """A handler's result whose lists at ``paths`` (keys from the top) go out PAGE items per
+    line after the rest; the client sees the whole ``result``."""
+
+    result: dict[str, Any]
+    paths: Sequence[tuple[str, ...]]
 
 
 class NoController(ControlError):
@@ -69,7 +91,8 @@ class ControlServer:
             self.path.unlink()
         old_mask = os.umask(0o177)  # created 0600 from the start, no window with a wider mode
         try:
-            self._server = await asyncio.start_unix_server(self._serve, self.path, limit=MAX_LINE)
+            self._server = await asyncio.start_unix_server(self._serve, self.path, limit=MAX_LINE,
+                                                           backlog=BACKLOG)
         finally:
             os.umask(old_mask)
         os.chmod(self.path, 0o600)
@@ -84,55 +107,118 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while line := await reader.readline():
-                if not await self._answer(line, writer):
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:  # asyncio's LimitOverrunError, as readline raises it
+                    await _write(writer, {"ok": False, "error": "bad request: longer than "
+                                          f"{MAX_LINE} bytes"})
                     break
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
-            pass  # the client went away or sent a line longer than MAX_LINE
+                if not line or not await self._answer(line, reader, writer):
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away
         finally:
             writer.close()
 
-    async def _answer(self, line: bytes, writer: asyncio.StreamWriter) -> bool:
+    async def _answer(self, line: bytes, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> bool:
         """Answer one request; False when the connection is done (after a stream)."""
         try:
-            request = json.loads(line)
-            if not isinstance(request, dict) or not isinstance(request.get("op"), str):
-                raise ValueError("a request is a JSON object with a string 'op'")
-        except ValueError as exc:
+            request = requests.decode(line)
+            op = request["op"]
+            if op in self.streams or op in self.handlers:
+                requests.check(request)
+        except requests.BadRequest as exc:
             await _write(writer, {"ok": False, "error": f"bad request: {exc}"})
             return True
-        op = request["op"]
         if op in self.streams:
             try:
                 events = self.streams[op](request)  # subscribed from here on
             except ControlError as exc:
                 await _write(writer, {"ok": False, "error": str(exc)})
                 return True
-            try:
-                await _write(writer, {"ok": True})
-                async for event in events:
-                    await _write(writer, event)
-            finally:
-                await events.aclose()
+            await self._stream(events, reader, writer)
             return False
         handler = self.handlers.get(op)
         if handler is None:
             await _write(writer, {"ok": False, "error": f"unknown op {op!r}"})
             return True
         try:
-            answer = {"ok": True, "result": await handler(request)}
+            result = await handler(request)
         except ControlError as exc:
-            answer = {"ok": False, "error": str(exc)}
+            await _write(writer, {"ok": False, "error": str(exc)})
+            return True
         except Exception as exc:  # a bug in one request must not take the controller down
             log.exception("control op %s failed", op)
-            answer = {"ok": False, "error": f"{op}: internal error: {exc}"}
-        await _write(writer, answer)
+            await _write(writer, {"ok": False, "error": f"{op}: internal error: {exc}"})
+            return True
+        if isinstance(result, Paged):
+            await _write_paged(writer, result)
+        else:
+            await _write(writer, {"ok": True, "result": result})
         return True
+
+    @staticmethod
+    async def _stream(events: EventStream, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        """"ok", then the events until they end or the client hangs up. A client sends nothing
+        after its request, so anything on its side (EOF, above all) ends the stream at once;
+        without watching, a quiet stream would notice only at its next event's write."""
+        task = asyncio.current_task()
+        assert task is not None
+        streaming = True
+
+        def hung_up(_: asyncio.Future[bytes]) -> None:
+            if streaming:
+                task.cancel()
+
+        watch = asyncio.ensure_future(reader.read(1))
+        watch.add_done_callback(hung_up)
+        try:
+            await _write(writer, {"ok": True})
+            async for event in events:
+                await _write(writer, event)
+        except asyncio.CancelledError:
+            if not (watch.done() and not watch.cancelled()) or task.uncancel() > 0:
+                raise  # not (only) the hang-up: the server is stopping
+        finally:
+            streaming = False
+            watch.cancel()
+            await events.aclose()
 
 
 async def _write(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
     writer.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
     await writer.drain()
+
+
+async def _write_paged(writer: asyncio.StreamWriter, paged: Paged) -> None:
+    """The result without its long lists, then each list PAGE items per line."""
+    head = paged.result
+    pages: list[tuple[tuple[str, ...], list[Any]]] = []
+    for path in paged.paths:
+        head, items = _detached(head, path)
+        pages += [(path, items[i:i + PAGE]) for i in range(0, len(items), PAGE)]
+    await _write(writer, {"ok": True, "result": head, "pages": len(pages)})
+    for path, items in pages:
+        await _write(writer, {"path": list(path), "items": items})
+
+
+def _detached(tree: dict[str, Any], path: tuple[str, ...]) -> tuple[dict[str, Any], list[Any]]:
+    """``tree`` with the list at ``path`` emptied (the dicts on the way copied: the handler's
+    own objects stay as they are), and that list; no list there: ``tree`` and []."""
+    top = node = dict(tree)
+    for name in path[:-1]:
+        child = node.get(name)
+        if not isinstance(child, dict):
+            return tree, []
+        node[name] = node = dict(child)
+    items = node.get(path[-1])
+    if not isinstance(items, list):
+        return tree, []
+    node[path[-1]] = []
+    return top, items
 
 
 def _listening(path: Path) -> bool:
@@ -164,16 +250,37 @@ def _connect(path: Path, timeout: float | None) -> socket.socket:
 
 def request(op: str, path: Path = DEFAULT_PATH, timeout: float = 30.0, **args: Any) -> Any:
     """Send one request and return its result; ControlError with the controller's message."""
+    line = _request_line(op, args)
     with _connect(path, timeout) as sock:
-        sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
-        lines = _lines(sock)
         try:
+            sock.sendall(line)
+            lines = _lines(sock)
             answer = json.loads(next(lines))
+            if not answer.get("ok"):
+                raise ControlError(answer.get("error", "unknown error"))
+            result = answer.get("result")
+            for _ in range(answer.get("pages", 0)):
+                page = json.loads(next(lines))
+                holder = result
+                for name in page["path"][:-1]:
+                    holder = holder[name]
+                holder[page["path"][-1]].extend(page["items"])
         except StopIteration:
-            raise ControlError("the controller closed the connection without answering") from None
-    if not answer.get("ok"):
-        raise ControlError(answer.get("error", "unknown error"))
-    return answer.get("result")
+            raise ControlError("the controller closed the connection without answering "
+                               "in full") from None
+        except OSError as exc:  # reset, timed out
+            raise ControlError(f"talking to the controller at {path}: {exc}") from None
+    return result
+
+
+def _request_line(op: str, args: dict[str, Any]) -> bytes:
+    """The request as one line; ControlError (before anything is sent) when the controller
+    would refuse it as too long."""
+    line = json.dumps({"op": op, **args}).encode() + b"\n"
+    if len(line) > MAX_LINE:
+        raise ControlError(f"{op}: the request is {len(line)} bytes, over the control "
+                           f"socket's limit of {MAX_LINE}")
+    return line
 
 
 def wait_ready(path: Path, timeout: float, alive: Callable[[], bool]) -> None:
@@ -195,13 +302,17 @@ def wait_ready(path: Path, timeout: float, alive: Callable[[], bool]) -> None:
 def stream(op: str, path: Path = DEFAULT_PATH, **args: Any) -> Iterator[dict[str, Any]]:
     """Send a streaming request; returns once the controller accepted it (``monitor``:
     subscribed, so no later event is missed), then yields its messages until it hangs up."""
+    line = _request_line(op, args)
     sock = _connect(path, 10.0)
     try:
-        sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+        sock.sendall(line)
         lines = _lines(sock)
         first = json.loads(next(lines, b'{"ok": false, "error": "no answer"}'))
         if not first.get("ok"):
             raise ControlError(first.get("error", "unknown error"))
+    except OSError as exc:
+        sock.close()
+        raise ControlError(f"talking to the controller at {path}: {exc}") from None
     except BaseException:
         sock.close()
         raise
@@ -211,8 +322,11 @@ def stream(op: str, path: Path = DEFAULT_PATH, **args: Any) -> Iterator[dict[str
 
 def _messages(sock: socket.socket, lines: Iterator[bytes]) -> Iterator[dict[str, Any]]:
     with sock:
-        for line in lines:
-            yield json.loads(line)
+        try:
+            for line in lines:
+                yield json.loads(line)
+        except OSError as exc:  # the controller's end was reset
+            raise ControlError(f"the controller closed the stream: {exc}") from None
 
 
 def _lines(sock: socket.socket) -> Iterator[bytes]:

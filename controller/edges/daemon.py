@@ -22,9 +22,10 @@ import contextlib
 import json
 import logging
 import signal
+import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -193,15 +194,27 @@ class SwitchSession:
             self._tasks.append(asyncio.create_task(loop(), name=f"{self.name}:{loop.__name__}"))
 
     async def _connect(self, intent: dict[Cookie, FlowRule]) -> ReconcileReport:
-        """The switch may still be starting (a lab launches both at once): retry a while."""
+        """The switch may still be starting (a lab launches both at once): retry a while,
+        saying so once. A host name that does not resolve is a configuration error, not a
+        switch still starting: start-up fails at once."""
+        sw = self.config.switch
+        if sw.address_defaulted:
+            log.info("%s: no [switch] address in %s: using the default %s", self.name,
+                     self.config.path or "the config", sw.address)
+        await resolve_switch(self.name, sw.address)
         deadline = self.clock() + CONNECT_TIMEOUT
+        warned = False
         while True:
             try:
                 return await self.p4rt.start(intent)
             except (ConnectionError, P4RuntimeError) as exc:
                 if self.clock() > deadline:
                     raise ConnectionError(f"{self.name}: cannot reach the switch at "
-                                          f"{self.config.switch.address}: {exc}") from None
+                                          f"{sw.address}: {exc}") from None
+                if not warned:
+                    log.warning("%s: the switch at %s does not answer yet (%s); retrying for "
+                                "up to %.0f s", self.name, sw.address, exc, CONNECT_TIMEOUT)
+                    warned = True
                 await asyncio.sleep(0.5)
 
     async def stop(self) -> None:
@@ -404,8 +417,8 @@ class Daemon:
         ready means every switch connected and reconciled and the metrics endpoint listening."""
         await self.control.start()
         try:
-            for session in self.sessions.values():
-                await session.start()
+            if not await _unless_stopped(self._start_sessions(), stop):
+                return  # SIGINT/SIGTERM while a switch was still being waited for
             if self.metrics is not None:
                 self._metrics_server = await asyncio.start_server(self._serve_metrics,
                                                                   *self.metrics)
@@ -421,6 +434,10 @@ class Daemon:
                 await session.stop()
             await self.control.close()
 
+    async def _start_sessions(self) -> None:
+        for session in self.sessions.values():
+            await session.start()
+
     def _pick(self, request: control.Request) -> list[SwitchSession]:
         name = request.get("switch")
         if name is None:
@@ -433,8 +450,11 @@ class Daemon:
     async def _ping(self, request: control.Request) -> dict[str, Any]:
         return {"switches": list(self.sessions), "ready": self.ready}
 
-    async def _snapshot(self, request: control.Request) -> dict[str, Any]:
-        return {s.name: s.snapshot() for s in self._pick(request)}
+    async def _snapshot(self, request: control.Request) -> control.Paged:
+        """Per switch; the connections go out a page per line (a full table is ~15 MB)."""
+        sessions = self._pick(request)
+        return control.Paged({s.name: s.snapshot() for s in sessions},
+                             [(s.name, "conns") for s in sessions])
 
     async def _ruleset(self, request: control.Request) -> dict[str, str]:
         return {s.name: s.router.ruleset.format() for s in self._pick(request)}
@@ -444,16 +464,11 @@ class Daemon:
         if len(sessions) != 1:
             raise control.ControlError("this controller drives several switches: name one "
                                        "with --switch")
-        text, filename = request.get("text"), request.get("filename", "<control>")
-        if not isinstance(text, str):
-            raise control.ControlError("ruleset_apply needs 'text'")
+        text, filename = request["text"], request.get("filename", "<control>")
         return {sessions[0].name: sessions[0].apply_ruleset(text, filename)}
 
     def _monitor(self, request: control.Request) -> Subscription:
-        types = request.get("types")
-        if types is not None and (not isinstance(types, list)
-                                  or not all(isinstance(t, str) for t in types)):
-            raise control.ControlError("monitor: 'types' must be a list of event types")
+        types = request.get("types")  # (control_requests.SHAPES: a list of strings)
         return Subscription(self._pick(request), frozenset(types) if types is not None else None)
 
     async def _serve_metrics(self, reader: asyncio.StreamReader,
@@ -470,6 +485,35 @@ class Daemon:
             pass
         finally:
             writer.close()
+
+
+async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Run ``work`` unless ``stop`` is set first (then cancel it): False if stopped. Start-up
+    may wait 30 s for a switch; a Ctrl-C meanwhile must not wait with it."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+    task.result()
+    return True
+
+
+async def resolve_switch(name: str, address: str) -> None:
+    """ConnectionError naming the switch when the host of ``address`` (HOST:PORT, the config
+    checked its shape) does not resolve: gRPC would retry it forever without a word."""
+    host, _, port = address.rpartition(":")
+    try:
+        await asyncio.get_running_loop().getaddrinfo(host.strip("[]"), int(port),
+                                                     type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise ConnectionError(f"{name}: switch address {address}: cannot resolve "
+                              f"{host!r}: {reason}") from None
 
 
 def session_names(configs: Sequence[RouterConfig]) -> list[str]:

@@ -180,6 +180,11 @@ class Lab:
                 self.controller.wait()
         self.controller = None
 
+    def restart_switch(self) -> None:
+        """Kill the P4 switch and start it again, empty, while the controller runs: the
+        controller reconnects, pushes the pipeline and writes its flows again."""
+        self.net.get("s1").restart()
+
     def stop(self) -> None:
         self.stop_controller()
         for shim in self._shims:

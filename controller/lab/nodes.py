@@ -67,7 +67,11 @@ class P4Switch(Switch):
             self.cmd(f"ethtool -K {intf.name} rx off tx off sg off tso off gso off gro off"
                      " >/dev/null 2>&1")
             self.cmd(f"ip link set {intf.name} mtu {SWITCH_PORT_MTU} up")
-        log = self.log_path.open("wb")
+        self._launch("wb")
+
+    def _launch(self, log_mode: str) -> None:
+        """Start the target and wait until its gRPC port listens."""
+        log = self.log_path.open(log_mode)
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
@@ -76,6 +80,14 @@ class P4Switch(Switch):
                 raise RuntimeError(f"P4 switch {self.name} did not start: see {self.log_path}\n"
                                    + self.log_path.read_text(errors="replace")[-2000:])
             time.sleep(0.1)
+
+    def restart(self) -> None:
+        """Kill the target (SIGKILL, as a crash: nothing is saved) and start a fresh one on the
+        same ports; it comes back without a pipeline and with empty tables."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._launch("ab")
 
     def stop(self, deleteIntfs: bool = True) -> None:
         if self.process is not None and self.process.poll() is None:

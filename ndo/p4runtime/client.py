@@ -276,10 +276,12 @@ class P4RuntimeClient:
             raise
         finally:
             self.is_primary = False
-            if self._arbitrated is not None and not self._arbitrated.done():
+            attempt = self._arbitrated is not None and not self._arbitrated.done()
+            if attempt:  # open() raises it; whoever retries says so once, not per attempt
                 self._arbitrated.set_exception(reason)
             self.closed.set()
-            log.info("P4Runtime stream to %s closed: %s", self.address, reason)
+            (log.debug if attempt else log.info)("P4Runtime stream to %s closed: %s",
+                                                 self.address, reason)
 
     def _on_arbitration(self, update: p4r.MasterArbitrationUpdate) -> None:
         was_primary, self.is_primary = self.is_primary, update.status.code == rpc_code.OK

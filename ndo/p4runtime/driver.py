@@ -209,21 +209,34 @@ class P4RuntimeDriver(FlowDriver):
             log.warning("reconcile after becoming primary again failed: %s", exc)
 
     async def _supervise(self) -> None:
-        """Reconnect with backoff whenever the stream drops, then reconcile our record."""
+        """Reconnect with backoff whenever the stream drops, then reconcile our record: a
+        switch that restarted gets the pipeline pushed (its cookie is gone) and every entry
+        we had installed written again. Retrying is the design (the switch comes back on its
+        own), so the loss is one WARNING saying so; each failed attempt is DEBUG."""
         while not self._closing:
             await self._client.closed.wait()
+            self.counters["disconnects"] += 1
+            log.warning("%s: lost the P4Runtime session (%d entries installed); reconnecting, "
+                        "retrying every %g-%g s until the switch answers", self._client.address,
+                        len(self._installed), self._backoff.initial, self._backoff.maximum)
             for delay in self._backoff.delays():
                 await asyncio.sleep(delay)
                 try:
                     await self._connect()
                     break
                 except (ConnectionError, P4RuntimeError) as exc:
-                    log.info("reconnect to %s failed: %s", self._client.address, exc)
+                    log.debug("reconnect to %s failed: %s", self._client.address, exc)
             self.counters["reconnects"] += 1
             try:
-                await self.reconcile({c: i.rule for c, i in self._installed.items()})
+                report = await self.reconcile({c: i.rule for c, i in self._installed.items()})
             except (ConnectionError, P4RuntimeError) as exc:
                 log.warning("reconcile after reconnect failed: %s", exc)
+                continue
+            self.counters["reinstalled"] += len(report.installed)
+            self.counters["reinstall_failed"] += len(report.failed)
+            log.info("%s: reconnected; %d entries found in place, %d written again, %d failed, "
+                     "%d orphans deleted", self._client.address, len(report.adopted),
+                     len(report.installed), len(report.failed), len(report.deleted))
 
     # -- commands --------------------------------------------------------------------------
 

@@ -3,11 +3,13 @@
 Modes: ``sniff IFACE PORT`` (prints READY once capturing, then one JSON line per frame seen, with
 TTL, MACs and whether the checksums are valid, until its stdin closes), ``tcp-server PORT``,
 ``tcp-client HOST PORT COUNT INTERVAL``, ``udp-echo PORT``, ``udp-client HOST PORT COUNT
-INTERVAL`` (sent/received counts), ``send IFACE HEX...`` (raw frames).
+INTERVAL`` (sent/received counts), ``udp-flows HOST PORT COUNT`` (COUNT flows at once, a
+round per line on stdin), ``send IFACE HEX...`` (raw frames).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -182,6 +184,60 @@ def udp_client(host: str, port: str, count: str, interval: str) -> None:
 REPLY_WAIT = 10.0
 
 
+def udp_flows(host: str, port: str, count: str) -> None:
+    """COUNT UDP flows to an ``udp-echo`` at HOST:PORT, one socket (source port) each. A round
+    (the first at once, then one per line on stdin, until it closes) sends a datagram on every
+    flow and resends to those not echoed yet (new flows take the controller's path first),
+    for up to ROUND_WAIT s; prints {"round", "flows", "echoed", "sends"}."""
+    import resource
+    import selectors
+
+    flows = int(count)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(hard, flows + 64), max(hard, flows + 64)))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    selector = selectors.DefaultSelector()
+    socks = []
+    for i in range(flows):
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.connect((host, int(port)))
+        selector.register(sock, selectors.EVENT_READ, i)
+        socks.append(sock)
+    number = 0
+    while True:
+        number += 1
+        tag = f"{number}.".encode()
+        echoed: set[int] = set()
+
+        def drain(timeout: float, tag: bytes = tag, echoed: set[int] = echoed) -> None:
+            for key, _ in selector.select(timeout):
+                with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
+                    while True:
+                        if key.fileobj.recv(128).startswith(tag):
+                            echoed.add(key.data)
+
+        deadline, sends, wait = time.monotonic() + ROUND_WAIT, 0, 0.5
+        while len(echoed) < flows and time.monotonic() < deadline:
+            for k, i in enumerate([i for i in range(flows) if i not in echoed]):
+                with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
+                    socks[i].send(tag + str(i).encode().ljust(60, b"."))
+                    sends += 1
+                if k % 50 == 49:
+                    drain(0.01)  # a burst's echoes are read while the next goes out
+            until = min(deadline, time.monotonic() + wait)
+            while len(echoed) < flows and (left := until - time.monotonic()) > 0:
+                drain(left)
+            wait *= 2
+        print(json.dumps({"round": number, "flows": flows, "echoed": len(echoed),
+                          "sends": sends}), flush=True)
+        if not sys.stdin.readline():
+            return
+
+
+ROUND_WAIT = 60.0
+
+
 def send(iface: str, kind: str, dst_mac: str, src: str, dst: str, port: str) -> None:
     """One crafted packet to ``dst`` through the router: ``frags``, ``options``, ``big``."""
     from scapy.all import IP, UDP, Ether, IPOption_RR, fragment, sendp
@@ -201,7 +257,8 @@ def send(iface: str, kind: str, dst_mac: str, src: str, dst: str, port: str) -> 
 
 
 MODES = {"sniff": sniff, "tcp-server": tcp_server, "tcp-client": tcp_client,
-         "udp-echo": udp_echo, "udp-client": udp_client, "send": send}
+         "udp-echo": udp_echo, "udp-client": udp_client, "udp-flows": udp_flows,
+         "send": send}
 
 if __name__ == "__main__":
     MODES[sys.argv[1]](*sys.argv[2:])

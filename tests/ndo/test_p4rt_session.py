@@ -185,6 +185,7 @@ async def test_reconnect_restores_pipeline_and_flows_on_a_restarted_switch() -> 
         await until(lambda: driver.counters["reconciles"] == 2)
         assert driver.connected and driver.counters["reconnects"] == 1
         assert driver.counters["pipeline_pushes"] == 2
+        assert driver.counters["reinstalled"] == 1 and driver.counters["disconnects"] == 1
         assert len(restarted.table(4)) == 1 and len(restarted.table(6)) == 0
         assert restarted.table(4).get(*key_of(v4_rule(1))) is not None
         await driver.close()
