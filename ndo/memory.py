@@ -72,7 +72,7 @@ class MemoryDriver(FlowDriver):
         self.fail = fail
         self.rules: dict[Cookie, _Entry] = {}
         self._by_match: dict[FlowMatch, Cookie] = {}
-        self._in_table: dict[int, int] = {4: 0, 6: 0}  # rules per family table
+        self.in_table: dict[int, int] = {4: 0, 6: 0}  # rules per family table
         self._idle_callback: IdleCallback | None = None
         self.batches = 0
 
@@ -104,7 +104,7 @@ class MemoryDriver(FlowDriver):
         if cmd.command is Command.DESTROY:
             del self.rules[cmd.cookie]
             del self._by_match[entry.rule.match]
-            self._in_table[entry.rule.match.family] -= 1
+            self.in_table[entry.rule.match.family] -= 1
             return FlowResult(cmd.cookie, cmd.command)
         stats = FlowStats(
             entry.packets - entry.reported_packets,
@@ -126,10 +126,10 @@ class MemoryDriver(FlowDriver):
         entry = self.rules.get(cmd.cookie)
         if entry is None:
             family = rule.match.family
-            if self.capacity is not None and self._in_table[family] >= self.capacity:
+            if self.capacity is not None and self.in_table[family] >= self.capacity:
                 return FlowResult(cmd.cookie, cmd.command, Refusal.NO_SPACE, "table full")
             self.rules[cmd.cookie] = _Entry(rule, lastused=self.clock())
-            self._in_table[family] += 1
+            self.in_table[family] += 1
         else:  # a repeated REPLACE (same flow, same family) updates the rule, keeps counters
             del self._by_match[entry.rule.match]
             entry.rule = rule
