@@ -22,8 +22,9 @@ from inet.checksum import checksum, pseudo_header_sum
 T0 = 1_700_000_000.0
 CLIENTS = 50  # client hosts 10.0.1.1 .. 10.0.1.50
 DATA = 44  # data segments per connection: 3 + 44 + 3 = 50 frames
-START_RATE = 200.0  # connections started per virtual second
-GAP = 0.1  # seconds between data segments: a connection lasts ~4.5 s, ~900 open at once
+START_RATE = 20.0  # connections started per virtual second
+GAP = 1.0  # seconds between data segments: a connection lasts ~45 s, ~900 open at once
+ARP_EVERY = 10.0  # every host answers the router's neighbour probes (a unicast ARP reply)
 R1_MAC, R2_MAC = bytes.fromhex("0000000001fe"), bytes.fromhex("0000000002fe")
 SERVER_MAC, SERVER_IP = bytes.fromhex("000000000202"), bytes((10, 0, 2, 2))
 SYN, ACK, FIN, PSH = 0x02, 0x10, 0x01, 0x08
@@ -36,9 +37,24 @@ def client(i: int) -> tuple[bytes, bytes]:
     return bytes((0, 0, 0, 0, 1, host)), bytes((10, 0, 1, host))
 
 
-def arp_request(mac: bytes, ip: bytes, target: bytes) -> bytes:
-    eth = b"\xff" * 6 + mac + b"\x08\x06"
-    return eth + struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, ip, b"\0" * 6, target)
+def arp(op: int, mac: bytes, ip: bytes, target: bytes, target_mac: bytes) -> bytes:
+    eth = (b"\xff" * 6 if op == 1 else target_mac) + mac + b"\x08\x06"
+    return eth + struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, mac, ip, target_mac, target)
+
+
+def neighbours(connections: int, until: float) -> Iterator[Event]:
+    """Every host's ARP request for its gateway, then its ARP replies every ARP_EVERY s:
+    a replay cannot answer the router's probes, so the capture carries the answers."""
+    hosts = [(1, *client(k), bytes((10, 0, 1, 254)), R1_MAC) for k in range(min(CLIENTS,
+                                                                                connections))]
+    hosts.append((2, SERVER_MAC, SERVER_IP, bytes((10, 0, 2, 254)), R2_MAC))
+    for k, (port, mac, ip, gw, _) in enumerate(hosts):
+        yield T0 + k * 0.001, port, arp(1, mac, ip, gw, b"\0" * 6)
+    t = T0 + ARP_EVERY
+    while t < until:
+        for k, (port, mac, ip, gw, gw_mac) in enumerate(hosts):
+            yield t + k * 0.001, port, arp(2, mac, ip, gw, gw_mac)
+        t += ARP_EVERY
 
 
 def tcp_frame(
@@ -92,14 +108,11 @@ def connection(i: int) -> Iterator[Event]:
 
 def events(connections: int) -> Iterator[Event]:
     """Every frame of the trace in time order (a heap as large as the open connections)."""
-    arps = [
-        (T0 + k * 0.001, 1, arp_request(*client(k), bytes((10, 0, 1, 254))))
-        for k in range(min(CLIENTS, connections))
-    ]
-    arps.append((T0 + 0.5, 2, arp_request(SERVER_MAC, SERVER_IP, bytes((10, 0, 2, 254)))))
-    yield from sorted(arps)
-
+    end = T0 + 1.0 + connections / START_RATE + DATA * GAP + 1.0
     heap: list[tuple[float, int, int, bytes, Iterator[Event]]] = []
+    arps = neighbours(connections, end)
+    when, port, frame = next(arps)
+    heap.append((when, -1, port, frame, arps))
     order = started = 0
     while heap or started < connections:
         while started < connections and (

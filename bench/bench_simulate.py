@@ -1,0 +1,99 @@
+"""``p4ft simulate`` at scale (not a test): packets/s and peak memory on a generated capture.
+
+    .venv/bin/python bench/bench_simulate.py [--connections 20000] [--dir /tmp/p4ft-bench-sim]
+
+Writes two reproducible traces with bench/simtrace.py (examples/router): a small one of a tenth
+of the connections (~100k frames) and the large one (~1M frames / 20k connections), with the
+same number of connections open at once. Each is replayed in a fresh process (memory driver,
+the summary as the only observer: no per-packet records, no output pcaps), which reports its
+rate and its peak RSS. Ratios, all from this run:
+
+- simulate rate / the in-process core's established-packet rate (bench_conntrack's hot loop);
+- peak memory of the large replay / peak memory of the small one (flat in the packet count).
+
+``--child DIR`` is the replay of one trace (used by the parent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(HERE), str(ROOT)]
+
+import bench_conntrack  # noqa: E402
+import simtrace  # noqa: E402
+
+CONFIG = ROOT / "examples" / "router" / "router.toml"
+
+
+def child(trace: Path) -> None:
+    from controller.config import load_config
+    from controller.edges.capture import open_captures
+    from controller.edges.simulate import Simulation
+    from controller.edges.simulate_summary import Summary
+
+    config = load_config(CONFIG)
+    captures = open_captures([trace / "h1.pcap", trace / "h2.pcap"])
+    summary = Summary(config)
+    sim = Simulation(config, observers=[summary])
+    start = time.perf_counter()
+    result = sim.run([(1, captures[0]), (2, captures[1])])
+    seconds = time.perf_counter() - start
+    data = summary.finish(sim.router, run={}, capacity=None)
+    print(json.dumps({
+        "packets": result.packets,
+        "seconds": seconds,
+        "rate": result.packets / seconds,
+        "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "hw_share": data["hw_share"]["packets"],
+        "peak_entries": data["tables"]["peak"],
+    }))
+
+
+def replay(trace: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(trace)], check=True, capture_output=True,
+        text=True, cwd=ROOT,
+    )
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=20000)
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/p4ft-bench-sim"))
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    small_n, large_n = args.connections // 10, args.connections
+    small = simtrace.write_trace(args.dir / f"c{small_n}", small_n)
+    large = simtrace.write_trace(args.dir / f"c{large_n}", large_n)
+    ct, flows, replies, _ = bench_conntrack.setup(20000)
+    core = bench_conntrack.established_rate(ct, flows, replies)
+    runs = {}
+    for name, (h1, _h2, frames) in (("small", small), ("large", large)):
+        runs[name] = replay(h1.parent)
+        core = max(core, bench_conntrack.established_rate(ct, flows, replies))  # interleaved
+        r = runs[name]
+        print(f"{name:5} {frames:>9,} frames  {r['seconds']:7.1f} s  {r['rate']:9,.0f} pkts/s  "
+              f"peak RSS {r['peak_rss_kb'] / 1024:6.1f} MiB  hw share {100 * r['hw_share']:.1f}%  "
+              f"peak entries {r['peak_entries']}")
+    print(f"core (conntrack established)   {core:9,.0f} pkts/s")
+    rate_ratio = runs["large"]["rate"] / core
+    mem_ratio = runs["large"]["peak_rss_kb"] / runs["small"]["peak_rss_kb"]
+    print(f"simulate / core rate           {rate_ratio:9.2f}x  (target >= 0.5)")
+    print(f"peak memory large / small      {mem_ratio:9.2f}x  (target <= 1.2)")
+
+
+if __name__ == "__main__":
+    main()
