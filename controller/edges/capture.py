@@ -6,7 +6,8 @@ before a replay starts), then yields ``(time, frame)`` as it reads; :attr:`Captu
 says how far it got (progress and ETA). Captures are written by several queues and are often
 slightly out of time order: :func:`time_ordered` restores the order within a window of
 :data:`REORDER_WINDOW` frames and counts the frames that came later than that (they are replayed
-where they are, at the current virtual time).
+where they are, at the current virtual time). A broken record ends a capture after the frames
+before it.
 """
 
 from __future__ import annotations
@@ -83,16 +84,20 @@ class Reorder:
         last = float("-inf")
         window = self.window
         pushpop = heapq.heappushpop
-        for seq, (when, frame) in enumerate(self.frames):
-            if len(heap) < window:
-                heapq.heappush(heap, (when, seq, frame))
-                continue
-            item = pushpop(heap, (when, seq, frame))
-            if item[0] < last:
-                self.late += 1
-            else:
-                last = item[0]
-            yield item
+        error: PcapError | None = None
+        try:
+            for seq, (when, frame) in enumerate(self.frames):
+                if len(heap) < window:
+                    heapq.heappush(heap, (when, seq, frame))
+                    continue
+                item = pushpop(heap, (when, seq, frame))
+                if item[0] < last:
+                    self.late += 1
+                else:
+                    last = item[0]
+                yield item
+        except PcapError as exc:  # a broken record: replay what came before it, then fail
+            error = exc
         while heap:
             item = heapq.heappop(heap)
             if item[0] < last:
@@ -100,3 +105,5 @@ class Reorder:
             else:
                 last = item[0]
             yield item
+        if error is not None:
+            raise error

@@ -165,26 +165,28 @@ class Simulation:
         next_tick = math.inf
         in_flight = self._in_flight
         packet = self._packet
-        for when, _index, _seq, port, frame in merged:
-            if result.start is None:
-                self.now = start = result.start = when
-                next_tick = math.floor(when) + 1.0
-            while pending and start + pending[0].offset <= when:
-                change = pending.pop(0)
-                next_tick = await self._ticks(start + change.offset, next_tick)
-                self._apply(change)
-            if next_tick <= when:
-                next_tick = await self._ticks(when, next_tick)
-            if in_flight and in_flight[0][0] <= when:
-                await self._advance(when)
-            if when > self.now:
-                self.now = when
-            packet(port, frame)
-            if self._stop:
-                result.interrupted = True
-                break
-        result.end = self.now if result.start is not None else None
-        result.late_frames = sum(o.late for _, o in ordered)
+        try:
+            for when, _index, _seq, port, frame in merged:
+                if result.start is None:
+                    self.now = start = result.start = when
+                    next_tick = math.floor(when) + 1.0
+                while pending and start + pending[0].offset <= when:
+                    change = pending.pop(0)
+                    next_tick = await self._ticks(start + change.offset, next_tick)
+                    self._apply(change)
+                if next_tick <= when:
+                    next_tick = await self._ticks(when, next_tick)
+                if in_flight and in_flight[0][0] <= when:
+                    await self._advance(when)
+                if when > self.now:
+                    self.now = when
+                packet(port, frame)
+                if self._stop:
+                    result.interrupted = True
+                    break
+        finally:  # a broken capture ends the run: the counts so far stand
+            result.end = self.now if result.start is not None else None
+            result.late_frames = sum(o.late for _, o in ordered)
         if not result.interrupted:
             for change in pending:
                 self._apply(change)
