@@ -23,7 +23,7 @@ T0 = 1_700_000_000.0
 CLIENTS = 50  # client hosts 10.0.1.1 .. 10.0.1.50
 DATA = 44  # data segments per connection: 3 + 44 + 3 = 50 frames
 START_RATE = 20.0  # connections started per virtual second
-GAP = 1.0  # seconds between data segments: a connection lasts ~45 s, ~900 open at once
+GAP = 0.25  # seconds between data segments: a connection lasts ~11 s, ~220 open at once
 ARP_EVERY = 10.0  # every host answers the router's neighbour probes (a unicast ARP reply)
 R1_MAC, R2_MAC = bytes.fromhex("0000000001fe"), bytes.fromhex("0000000002fe")
 SERVER_MAC, SERVER_IP = bytes.fromhex("000000000202"), bytes((10, 0, 2, 2))

@@ -18,11 +18,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from inet.checksum import update_bytes
+from inet.checksum import apply_delta, replace_delta
 from ndo.api import (
     Command,
     Cookie,
-    FlowActions,
     FlowCommand,
     FlowDriver,
     FlowMatch,
@@ -43,9 +42,53 @@ FailureHook = Callable[[FlowCommand], Refusal | None]
 """Injected failure: return a refusal to make the driver refuse this command."""
 
 
+_TTL_DELTA = replace_delta(b"\x01\x00", b"\x00\x00")  # TTL - 1 in its 16-bit word, any TTL
+
+
+@dataclass(frozen=True, slots=True)
+class _Rewrite:
+    """A rule's rewrite, worked out once at REPLACE: the header bytes it writes and the sums
+    it adds to the checksums (RFC 1624: the old values are the match's, so the change to every
+    checksum is the same for all the flow's packets)."""
+
+    macs: bytes  # eth dst + eth src
+    addrs: bytes | None  # new src + dst addresses, None when NAT leaves both
+    ports: bytes | None  # new sport + dport, None when NAT leaves both
+    ip_delta: int  # IPv4 header checksum: addresses and TTL
+    l4_delta: int  # TCP/UDP checksum: addresses (pseudo-header) and ports
+    decrement_ttl: bool
+
+    @classmethod
+    def of(cls, rule: FlowRule) -> _Rewrite:
+        m, act = rule.match, rule.actions
+        old_addrs = m.src + m.dst
+        new_addrs = (act.nat_src or m.src) + (act.nat_dst or m.dst)
+        old_ports = _PORTS.pack(m.sport, m.dport)
+        new_ports = _PORTS.pack(
+            m.sport if act.nat_sport is None else act.nat_sport,
+            m.dport if act.nat_dport is None else act.nat_dport,
+        )
+        addr_delta = replace_delta(old_addrs, new_addrs)
+        return cls(
+            macs=act.eth_dst + act.eth_src,
+            addrs=None if new_addrs == old_addrs else new_addrs,
+            ports=None if new_ports == old_ports else new_ports,
+            ip_delta=addr_delta + (_TTL_DELTA if act.decrement_ttl else 0),
+            l4_delta=addr_delta + replace_delta(old_ports, new_ports),
+            decrement_ttl=act.decrement_ttl,
+        )
+
+
+def _key(match: FlowMatch) -> tuple:
+    """The lookup key of a match: a plain tuple hashes in C, a dataclass in Python."""
+    return (match.ingress_port, match.family, match.src, match.dst, match.proto, match.sport,
+            match.dport)
+
+
 @dataclass(eq=False, slots=True)
 class _Entry:
     rule: FlowRule
+    rewrite: _Rewrite
     packets: int = 0
     bytes: int = 0
     reported_packets: int = 0
@@ -71,7 +114,7 @@ class MemoryDriver(FlowDriver):
         self.clock = clock
         self.fail = fail
         self.rules: dict[Cookie, _Entry] = {}
-        self._by_match: dict[FlowMatch, Cookie] = {}
+        self._by_match: dict[tuple, Cookie] = {}  # _key(match) -> cookie
         self.in_table: dict[int, int] = {4: 0, 6: 0}  # rules per family table
         self._idle_callback: IdleCallback | None = None
         self.batches = 0
@@ -103,7 +146,7 @@ class MemoryDriver(FlowDriver):
             return FlowResult(cmd.cookie, cmd.command, Refusal.UNKNOWN_COOKIE, "no such rule")
         if cmd.command is Command.DESTROY:
             del self.rules[cmd.cookie]
-            del self._by_match[entry.rule.match]
+            del self._by_match[_key(entry.rule.match)]
             self.in_table[entry.rule.match.family] -= 1
             return FlowResult(cmd.cookie, cmd.command)
         stats = FlowStats(
@@ -120,7 +163,8 @@ class MemoryDriver(FlowDriver):
             return FlowResult(cmd.cookie, cmd.command, Refusal.ERROR, "REPLACE without a rule")
         if rule.match.proto not in (_TCP, _UDP) or rule.match.family not in (4, 6):
             return FlowResult(cmd.cookie, cmd.command, Refusal.UNSUPPORTED, "not TCP/UDP over IP")
-        owner = self._by_match.get(rule.match)
+        key = _key(rule.match)
+        owner = self._by_match.get(key)
         if owner is not None and owner != cmd.cookie:
             return FlowResult(cmd.cookie, cmd.command, Refusal.ERROR, "match has another cookie")
         entry = self.rules.get(cmd.cookie)
@@ -128,12 +172,13 @@ class MemoryDriver(FlowDriver):
             family = rule.match.family
             if self.capacity is not None and self.in_table[family] >= self.capacity:
                 return FlowResult(cmd.cookie, cmd.command, Refusal.NO_SPACE, "table full")
-            self.rules[cmd.cookie] = _Entry(rule, lastused=self.clock())
+            self.rules[cmd.cookie] = _Entry(rule, _Rewrite.of(rule), lastused=self.clock())
             self.in_table[family] += 1
         else:  # a repeated REPLACE (same flow, same family) updates the rule, keeps counters
-            del self._by_match[entry.rule.match]
+            del self._by_match[_key(entry.rule.match)]
             entry.rule = rule
-        self._by_match[rule.match] = cmd.cookie
+            entry.rewrite = _Rewrite.of(rule)
+        self._by_match[key] = cmd.cookie
         return FlowResult(cmd.cookie, cmd.command)
 
     # -- the data plane ---------------------------------------------------------------------------
@@ -167,7 +212,7 @@ class MemoryDriver(FlowDriver):
         if proto == _TCP and buf[l4 + 13] & _FIN_RST:
             return None
         sport, dport = _PORTS.unpack_from(buf, l4)
-        cookie = self._by_match.get(FlowMatch(in_port, family, src, dst, proto, sport, dport))
+        cookie = self._by_match.get((in_port, family, src, dst, proto, sport, dport))
         if cookie is None:
             return None
         entry = self.rules[cookie]
@@ -177,45 +222,8 @@ class MemoryDriver(FlowDriver):
         entry.packets += 1
         entry.bytes += len(buf)
         entry.lastused = self.clock()
-        self._rewrite(buf, family, proto, l3, l4, act)
+        _rewrite(buf, family, proto, l3, l4, entry.rewrite)
         return act.egress_port, buf
-
-    @staticmethod
-    def _rewrite(
-        buf: bytearray, family: int, proto: int, l3: int, l4: int, act: FlowActions
-    ) -> None:
-        l4_check = l4 + _L4_CHECK[proto]
-        udp_none = proto == _UDP and buf[l4_check : l4_check + 2] == b"\0\0"
-
-        def put(offset: int, new: bytes, in_ip_header: bool) -> None:
-            old = bytes(buf[offset : offset + len(new)])
-            buf[offset : offset + len(new)] = new
-            if family == 4 and in_ip_header:
-                ip_check = update_bytes(_H.unpack_from(buf, l3 + 10)[0], old, new)
-                _H.pack_into(buf, l3 + 10, ip_check)
-            if not udp_none:
-                check = update_bytes(_H.unpack_from(buf, l4_check)[0], old, new)
-                _H.pack_into(buf, l4_check, (check or 0xFFFF) if proto == _UDP else check)
-
-        addr_at = (l3 + 12, l3 + 16) if family == 4 else (l3 + 8, l3 + 24)
-        if act.nat_sport is not None:
-            put(l4, _H.pack(act.nat_sport), False)
-        if act.nat_src is not None:
-            put(addr_at[0], act.nat_src, True)
-        if act.nat_dport is not None:
-            put(l4 + 2, _H.pack(act.nat_dport), False)
-        if act.nat_dst is not None:
-            put(addr_at[1], act.nat_dst, True)
-        if act.decrement_ttl:
-            if family == 4:
-                old = bytes(buf[l3 + 8 : l3 + 10])
-                buf[l3 + 8] -= 1
-                new = bytes(buf[l3 + 8 : l3 + 10])
-                _H.pack_into(buf, l3 + 10, update_bytes(_H.unpack_from(buf, l3 + 10)[0], old, new))
-            else:
-                buf[l3 + 7] -= 1
-        buf[0:6] = act.eth_dst
-        buf[6:12] = act.eth_src
 
     # -- idle reports -----------------------------------------------------------------------------
 
@@ -226,3 +234,23 @@ class MemoryDriver(FlowDriver):
         if idle and self._idle_callback is not None:
             self._idle_callback(idle)
         return idle
+
+
+def _rewrite(buf: bytearray, family: int, proto: int, l3: int, l4: int, rw: _Rewrite) -> None:
+    """The P4 program's rewrite: NAT, TTL - 1 and MACs, checksums updated incrementally (a UDP
+    checksum of 0, "none", stays 0; a computed 0 is sent as 0xffff)."""
+    if rw.addrs is not None:
+        at = l3 + 12 if family == 4 else l3 + 8
+        buf[at : at + len(rw.addrs)] = rw.addrs
+    if rw.ports is not None:
+        buf[l4 : l4 + 4] = rw.ports
+    if rw.decrement_ttl:
+        buf[l3 + 8 if family == 4 else l3 + 7] -= 1
+    if family == 4 and rw.ip_delta:
+        _H.pack_into(buf, l3 + 10, apply_delta(_H.unpack_from(buf, l3 + 10)[0], rw.ip_delta))
+    l4_check = l4 + _L4_CHECK[proto]
+    old = _H.unpack_from(buf, l4_check)[0]
+    if rw.l4_delta and not (proto == _UDP and old == 0):
+        check = apply_delta(old, rw.l4_delta)
+        _H.pack_into(buf, l4_check, (check or 0xFFFF) if proto == _UDP else check)
+    buf[0:12] = rw.macs
