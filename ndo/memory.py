@@ -185,7 +185,7 @@ class MemoryDriver(FlowDriver):
 
     def process(self, frame: bytes | bytearray, in_port: int) -> tuple[int, bytearray] | None:
         """Forward ``frame`` if it hits a rule: (egress port, rewritten frame); None = punt."""
-        buf = bytearray(frame)
+        buf = frame if isinstance(frame, bytes) else bytes(frame)  # slices are the keys: bytes
         if len(buf) < 14 or _H.unpack_from(buf, 12)[0] not in (0x0800, 0x86DD):
             return None
         l3 = 14
@@ -196,12 +196,12 @@ class MemoryDriver(FlowDriver):
                 return None
             family, l4, ttl_at = 4, l3 + 20, l3 + 8
             proto = buf[l3 + 9]
-            src, dst = bytes(buf[l3 + 12 : l3 + 16]), bytes(buf[l3 + 16 : l3 + 20])
+            src, dst = buf[l3 + 12 : l3 + 16], buf[l3 + 16 : l3 + 20]
             ip_len = _H.unpack_from(buf, l3 + 2)[0]
         elif buf[l3] >> 4 == 6 and len(buf) >= l3 + 40:
             family, l4, ttl_at = 6, l3 + 40, l3 + 7
             proto = buf[l3 + 6]
-            src, dst = bytes(buf[l3 + 8 : l3 + 24]), bytes(buf[l3 + 24 : l3 + 40])
+            src, dst = buf[l3 + 8 : l3 + 24], buf[l3 + 24 : l3 + 40]
             ip_len = 40 + _H.unpack_from(buf, l3 + 4)[0]
         else:
             return None
@@ -222,8 +222,9 @@ class MemoryDriver(FlowDriver):
         entry.packets += 1
         entry.bytes += len(buf)
         entry.lastused = self.clock()
-        _rewrite(buf, family, proto, l3, l4, entry.rewrite)
-        return act.egress_port, buf
+        out = bytearray(buf)  # copied only for a hit
+        _rewrite(out, family, proto, l3, l4, entry.rewrite)
+        return act.egress_port, out
 
     # -- idle reports -----------------------------------------------------------------------------
 

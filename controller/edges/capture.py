@@ -72,21 +72,25 @@ def open_captures(paths: Iterable[str | Path]) -> list[Capture]:
 class Reorder:
     """Time order within a window of frames; :attr:`late` counts frames beyond the window."""
 
-    def __init__(self, frames: Iterable[Frame], window: int = REORDER_WINDOW) -> None:
+    def __init__(
+        self, frames: Iterable[Frame], window: int = REORDER_WINDOW, *, first_seq: int = 0
+    ) -> None:
         self.frames = frames
         self.window = window
+        self.first_seq = first_seq
         self.late = 0
 
     def __iter__(self) -> Iterator[tuple[float, int, bytes]]:
-        """``(time, sequence in the file, frame)``: the sequence keeps equal times in file
-        order, and makes the tuples comparable without comparing frames."""
+        """``(time, sequence, frame)``: the sequence (from ``first_seq`` on, in file order)
+        keeps equal times in file order, and makes the tuples comparable without comparing
+        frames; inputs numbered from far apart first sequences merge in input order on ties."""
         heap: list[tuple[float, int, bytes]] = []
         last = float("-inf")
         window = self.window
         pushpop = heapq.heappushpop
         error: PcapError | None = None
         try:
-            for seq, (when, frame) in enumerate(self.frames):
+            for seq, (when, frame) in enumerate(self.frames, self.first_seq):
                 if len(heap) < window:
                     heapq.heappush(heap, (when, seq, frame))
                     continue

@@ -11,8 +11,9 @@ whose size does not depend on the number of packets:
   at HW_OFFLOAD), of the time from OFFLOAD to HW_OFFLOAD and from the first packet to
   HW_OFFLOAD. Live connections are tracked by id until their DESTROY;
 - flow directions (ingress port + addresses, protocol, ports as seen on the wire): packets and
-  bytes, how many in hardware. A direction idle for longer than any timeout is retired into
-  the top :data:`TOP_FLOWS` by bytes, so the table holds only recent directions.
+  bytes per path. A direction idle for longer than any timeout is retired: added to the
+  per-protocol table and offered to the top :data:`TOP_FLOWS` by bytes, so the table holds
+  only recent directions.
 
 :meth:`Summary.finish` adds the router's counters (punts, offload work and refusals, drops) and
 returns plain JSON data (``summary.json``); :func:`format_summary` prints it as tables.
@@ -70,6 +71,19 @@ class _Bin:
             self.occupancy[table] = max(n, self.occupancy.get(table, 0))
 
 
+@dataclass(slots=True)
+class _Flow:
+    """One flow direction: packets and bytes per path (the per-protocol table is summed from
+    these when the direction is retired, so a packet costs one lookup)."""
+
+    proto: str
+    last: float
+    paths: dict[str, list[int]] = field(default_factory=dict)
+
+    def total(self, index: int) -> int:
+        return sum(c[index] for c in self.paths.values())
+
+
 class Reservoir:
     """A uniform sample of at most ``size`` values of a stream (Algorithm R), reproducible."""
 
@@ -121,9 +135,8 @@ class Summary:
         self.bins: dict[int, _Bin] = {}
         self._bin_index = -1
         self._bin = _Bin()
-        # (in_port, key) -> [proto, packets, bytes, hw packets, hw bytes, last seen]
-        self.flows: dict[tuple[int, bytes], list] = {}
-        self._retired: list[tuple[int, int, tuple[int, bytes], list]] = []  # min-heap by bytes
+        self.flows: dict[tuple[int, bytes], _Flow] = {}  # by (in_port, key)
+        self._retired: list[tuple[int, int, tuple[int, bytes], _Flow]] = []  # min-heap by bytes
         self._retired_seq = 0
         self._next_sweep = 0.0
         self.events: Counter[str] = Counter()
@@ -152,23 +165,23 @@ class Summary:
         if reason:
             b.punts[reason] += 1
         proto, key = classify(frame)
-        cls = (proto, port, path)
-        counts = self.by_class.get(cls)
+        if key is None:
+            counts = self.by_class.get((proto, port, path))
+            if counts is None:
+                counts = self.by_class[(proto, port, path)] = [0, 0]
+            counts[0] += 1
+            counts[1] += size
+            return
+        fkey = (port, key)
+        flow = self.flows.get(fkey)
+        if flow is None:
+            flow = self.flows[fkey] = _Flow(proto, when)
+        flow.last = when
+        counts = flow.paths.get(path)
         if counts is None:
-            counts = self.by_class[cls] = [0, 0]
+            counts = flow.paths[path] = [0, 0]
         counts[0] += 1
         counts[1] += size
-        if key is not None:
-            fkey = (port, key)
-            flow = self.flows.get(fkey)
-            if flow is None:
-                flow = self.flows[fkey] = [proto, 0, 0, 0, 0, when]
-            flow[1] += 1
-            flow[2] += size
-            if path == "hw":
-                flow[3] += 1
-                flow[4] += size
-            flow[5] = when
 
     def tick(self, now: float, occupancy: dict[str, int]) -> None:
         if self.start is not None:
@@ -238,12 +251,19 @@ class Summary:
 
     def _retire(self, before: float) -> None:
         """Move flow directions idle since ``before`` into the top-N heap."""
-        old = [k for k, f in self.flows.items() if f[5] < before]
+        old = [k for k, f in self.flows.items() if f.last < before]
         for key in old:
             self._keep(key, self.flows.pop(key))
 
-    def _keep(self, key: tuple[int, bytes], flow: list) -> None:
-        item = (flow[2], self._retired_seq, key, flow)
+    def _keep(self, key: tuple[int, bytes], flow: _Flow) -> None:
+        port = key[0]
+        for path, (pkts, nbytes) in flow.paths.items():
+            counts = self.by_class.get((flow.proto, port, path))
+            if counts is None:
+                counts = self.by_class[(flow.proto, port, path)] = [0, 0]
+            counts[0] += pkts
+            counts[1] += nbytes
+        item = (flow.total(1), self._retired_seq, key, flow)
         self._retired_seq += 1
         if len(self._retired) < self.top:
             heapq.heappush(self._retired, item)
@@ -308,7 +328,8 @@ class Summary:
     def _top_flows(self) -> list[dict[str, object]]:
         out = []
         for nbytes, _seq, (port, key), flow in sorted(self._retired, reverse=True):
-            proto, pkts, _b, hw_p, hw_b, _last = flow
+            proto, pkts = flow.proto, flow.total(0)
+            hw_p, hw_b = flow.paths.get("hw", (0, 0))
             src, dst, sport, dport = _endpoints(key)
             out.append(
                 {"in_port": self.ports.get(port, str(port)), "protocol": proto, "src": src,
