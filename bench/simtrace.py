@@ -45,8 +45,9 @@ def arp(op: int, mac: bytes, ip: bytes, target: bytes, target_mac: bytes) -> byt
 def neighbours(connections: int, until: float) -> Iterator[Event]:
     """Every host's ARP request for its gateway, then its ARP replies every ARP_EVERY s:
     a replay cannot answer the router's probes, so the capture carries the answers."""
-    hosts = [(1, *client(k), bytes((10, 0, 1, 254)), R1_MAC) for k in range(min(CLIENTS,
-                                                                                connections))]
+    hosts = [
+        (1, *client(k), bytes((10, 0, 1, 254)), R1_MAC) for k in range(min(CLIENTS, connections))
+    ]
     hosts.append((2, SERVER_MAC, SERVER_IP, bytes((10, 0, 2, 254)), R2_MAC))
     for k, (port, mac, ip, gw, _) in enumerate(hosts):
         yield T0 + k * 0.001, port, arp(1, mac, ip, gw, b"\0" * 6)
@@ -58,8 +59,15 @@ def neighbours(connections: int, until: float) -> Iterator[Event]:
 
 
 def tcp_frame(
-    src_mac: bytes, dst_mac: bytes, src: bytes, dst: bytes, ports: tuple[int, int],
-    seq: int, ack: int, flags: int, payload: int,
+    src_mac: bytes,
+    dst_mac: bytes,
+    src: bytes,
+    dst: bytes,
+    ports: tuple[int, int],
+    seq: int,
+    ack: int,
+    flags: int,
+    payload: int,
 ) -> bytes:
     tcp = struct.pack("!HHIIBBHHH", *ports, seq, ack, 5 << 4, flags, 65535, 0, 0)
     data = b"\0" * payload  # zeros: they add nothing to the checksum
@@ -81,8 +89,9 @@ def connection(i: int) -> Iterator[Event]:
         return 1, tcp_frame(mac, R1_MAC, ip, SERVER_IP, (cport, sport), cseq, sseq, flags, payload)
 
     def down(flags: int, payload: int = 0) -> tuple[int, bytes]:
-        frame = tcp_frame(SERVER_MAC, R2_MAC, SERVER_IP, ip, (sport, cport), sseq, cseq, flags,
-                          payload)
+        frame = tcp_frame(
+            SERVER_MAC, R2_MAC, SERVER_IP, ip, (sport, cport), sseq, cseq, flags, payload
+        )
         return 2, frame
 
     yield (t, *up(SYN))
@@ -115,9 +124,7 @@ def events(connections: int) -> Iterator[Event]:
     heap.append((when, -1, port, frame, arps))
     order = started = 0
     while heap or started < connections:
-        while started < connections and (
-            not heap or T0 + 1.0 + started / START_RATE <= heap[0][0]
-        ):
+        while started < connections and (not heap or T0 + 1.0 + started / START_RATE <= heap[0][0]):
             conn = connection(started)
             when, port, frame = next(conn)
             heapq.heappush(heap, (when, order, port, frame, conn))
@@ -145,3 +152,9 @@ def write_trace(out: Path, connections: int) -> tuple[Path, Path, int]:
             count += 1
     done.write_text(str(count))
     return h1, h2, count
+
+
+if __name__ == "__main__":  # python bench/simtrace.py DIR [CONNECTIONS]
+    import sys
+
+    print(write_trace(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 2000))

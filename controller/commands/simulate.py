@@ -66,8 +66,9 @@ def _ctrl_c_stops(sim: Any) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _run_one(args: argparse.Namespace, config: Any, changes: list, capacity: int | None,
-             out: Path, desc: str) -> tuple[dict, str | None]:
+def _run_one(
+    args: argparse.Namespace, config: Any, changes: list, capacity: int | None, out: Path, desc: str
+) -> tuple[dict, str | None]:
     """One replay into ``out``: its summary and the error that cut it short, if any."""
     from controller.edges.capture import open_captures
     from controller.edges.pcap import PcapError
@@ -87,13 +88,18 @@ def _run_one(args: argparse.Namespace, config: Any, changes: list, capacity: int
     error = None
     try:
         sim = Simulation(
-            config, latency=args.hw_latency, capacity=capacity, hw=args.hw,
-            observers=observers, send=pcaps.send if pcaps else None,
+            config,
+            latency=args.hw_latency,
+            capacity=capacity,
+            hw=args.hw,
+            observers=observers,
+            send=pcaps.send if pcaps else None,
         )
         with _ctrl_c_stops(sim):
             try:
-                sim.run([(port, cap) for (port, _), cap in zip(specs, captures, strict=True)],
-                        changes)
+                sim.run(
+                    [(port, cap) for (port, _), cap in zip(specs, captures, strict=True)], changes
+                )
             except PcapError as exc:  # a record broke mid-way: report what came before
                 error = str(exc)
     finally:
@@ -147,21 +153,30 @@ def _run(args: argparse.Namespace) -> int:
             if len(capacities) == 1:
                 print(format_summary(data), end="")
             sweep.append(
-                {"capacity": capacity, "dir": str(run_dir),
-                 "hw_share_packets": data["hw_share"]["packets"],
-                 "hw_share_bytes": data["hw_share"]["bytes"],
-                 "peak_entries": max(data["tables"]["peak"].values(), default=0),
-                 "punts": sum(data["punts"].values()),
-                 "refused_no_space": data["refusals"].get("refused_no_space", 0),
-                 "interrupted": data["run"]["interrupted"]}
+                {
+                    "capacity": capacity,
+                    "dir": str(run_dir),
+                    "hw_share_packets": data["hw_share"]["packets"],
+                    "hw_share_bytes": data["hw_share"]["bytes"],
+                    "peak_entries": max(data["tables"]["peak"].values(), default=0),
+                    "punts": sum(data["punts"].values()),
+                    "refused_no_space": data["refusals"].get("refused_no_space", 0),
+                    "interrupted": data["run"]["interrupted"],
+                }
             )
             if error is not None:
                 print(f"p4ft simulate: {error} (partial report in {run_dir})", file=sys.stderr)
                 return 1
             if data["run"]["interrupted"]:
                 break
-    except (ConfigError, RouteError, RulesetError, PcapError, SimulationError,
-            HardwareError) as exc:
+    except (
+        ConfigError,
+        RouteError,
+        RulesetError,
+        PcapError,
+        SimulationError,
+        HardwareError,
+    ) as exc:
         print(f"p4ft simulate: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
@@ -176,12 +191,16 @@ def _run(args: argparse.Namespace) -> int:
 
 def _report_sweep(rows: list[dict], out: Path, plot: bool) -> None:
     (out / "sweep.json").write_text(json.dumps(rows, indent=1) + "\n")
-    print(f"{'capacity':>10}  {'hw packets':>10}  {'hw bytes':>9}  {'peak':>7}  "
-          f"{'punts':>9}  {'refused':>8}")
+    print(
+        f"{'capacity':>10}  {'hw packets':>10}  {'hw bytes':>9}  {'peak':>7}  "
+        f"{'punts':>9}  {'refused':>8}"
+    )
     for r in rows:
         cap = "unlimited" if r["capacity"] is None else f"{r['capacity']:,}"
-        print(f"{cap:>10}  {100 * r['hw_share_packets']:9.1f}%  {100 * r['hw_share_bytes']:8.1f}%"
-              f"  {r['peak_entries']:>7,}  {r['punts']:>9,}  {r['refused_no_space']:>8,}")
+        print(
+            f"{cap:>10}  {100 * r['hw_share_packets']:9.1f}%  {100 * r['hw_share_bytes']:8.1f}%"
+            f"  {r['peak_entries']:>7,}  {r['punts']:>9,}  {r['refused_no_space']:>8,}"
+        )
     limited = [r for r in rows if r["capacity"] is not None]
     if plot and len(limited) > 1:
         from controller.edges.simulate_plot import plot_sweep
@@ -234,7 +253,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "'p4ft ruleset apply' (repeatable)",
     )
     parser.add_argument(
-        "--no-packets", action="store_true",
+        "--no-packets",
+        action="store_true",
         help="no per-packet records (packets.jsonl, report.json): only the summary",
     )
     parser.add_argument("--no-pcaps", action="store_true", help="no output pcaps per port")

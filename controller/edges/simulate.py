@@ -160,8 +160,9 @@ class Simulation:
                 raise SimulationError(f"input port {port} is not a port of the router config")
         # input i numbers its frames from i << INPUT_SHIFT: a tie in time goes to the input
         # given first, then to file order, with no per-frame key to build
-        ordered = [Reorder(frames, first_seq=i << INPUT_SHIFT) for i, (_, frames) in
-                   enumerate(inputs)]
+        ordered = [
+            Reorder(frames, first_seq=i << INPUT_SHIFT) for i, (_, frames) in enumerate(inputs)
+        ]
         port_of = [port for port, _ in inputs]
         merged = iter(ordered[0]) if len(ordered) == 1 else heapq.merge(*ordered)
         pending = sorted(changes, key=lambda c: c.offset)

@@ -10,6 +10,7 @@ hardware (``offload.png``); and for a capacity sweep, the share against the capa
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,13 @@ def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
         totals = [sum(v[i] for v in per_path.values()) for i in range(len(t))]
         hw = per_path.get("hw", [0] * len(t))
         share = [100.0 * h / n if n else None for h, n in zip(hw, totals, strict=True)]
-        ax.plot(t, share, label=f"{label} in hardware", drawstyle="steps-post")
+        ax.plot(
+            t,
+            share,
+            label=f"{label} in hardware",
+            drawstyle="steps-post",
+            marker="." if len(t) < 100 else None,
+        )
     ax.set_ylim(0, 105)
     ax.set_ylabel("share (%)")
     ax.set_xlabel(xlabel)
@@ -71,9 +78,13 @@ def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
     ax.set_xlabel(xlabel)
     peaks = ", ".join(f"{k} {v:,}" for k, v in sorted(summary["tables"]["peak"].items()))
     ax.set_title(f"Table occupancy — peak {peaks or 'none'}", fontsize=10)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(
+        0,
+        max([cap or 0, *(v or 0 for lv in series.get("occupancy", {}).values() for v in lv)]) * 1.25
+        + 1,
+    )
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper center", ncol=3)
     written.append(_save(fig, out_dir / "occupancy.png", plt))
 
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -82,8 +93,10 @@ def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
         ax.plot(t, rate, label=reason, drawstyle="steps-post")
     ax.set_ylabel(f"punts per second (mean over {series.get('width', 1):g} s)")
     ax.set_xlabel(xlabel)
-    ax.set_title(f"Packets reaching the CPU, by reason — {sum(summary['punts'].values()):,} in all",
-                 fontsize=10)
+    ax.set_title(
+        f"Packets reaching the CPU, by reason — {sum(summary['punts'].values()):,} in all",
+        fontsize=10,
+    )
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     if punts:
@@ -97,10 +110,10 @@ def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
     left.set_xlabel("OFFLOAD → HW_OFFLOAD (ms, virtual)")
     left.set_ylabel("connections")
     left.set_title(_dist_title("hardware write latency", conns["offload_latency_ms"]), fontsize=9)
-    before = conns["packets_before_hw"].get("sample", [])
+    before = Counter(int(v) for v in conns["packets_before_hw"].get("sample", []))
     if before:
-        top = int(max(before))
-        right.hist(before, bins=range(0, top + 2), color="tab:green", align="left")
+        right.bar(list(before), list(before.values()), width=0.8, color="tab:green")
+        right.xaxis.get_major_locator().set_params(integer=True)
     right.set_xlabel("packets of the connection before it reached the hardware")
     right.set_ylabel("connections")
     right.set_title(_dist_title("packets before offload", conns["packets_before_hw"]), fontsize=9)
@@ -113,7 +126,11 @@ def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
 def _dist_title(name: str, d: dict) -> str:
     if not d.get("count"):
         return f"{name}: none reached the hardware"
-    return f"{name}: {d['count']:,} conns, p50 {d['p50']:.3g}, p99 {d['p99']:.3g}"
+    return f"{name}: {d['count']:,} conns, p50 {_fmt(d['p50'])}, p99 {_fmt(d['p99'])}"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def plot_sweep(rows: list[dict], path: Path) -> Path:
@@ -130,8 +147,9 @@ def plot_sweep(rows: list[dict], path: Path) -> Path:
     ax.set_xlabel("--hw-capacity (entries per table)")
     ax.set_ylabel("share (%)")
     peak = max((r["peak_entries"] for r in rows), default=0)
-    ax.set_title(f"What a table of N entries would have carried (largest peak: {peak:,})",
-                 fontsize=10)
+    ax.set_title(
+        f"What a table of N entries would have carried (largest peak: {peak:,})", fontsize=10
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     return _save(fig, path, plt)

@@ -289,8 +289,13 @@ class Summary:
             p["packets"] += pkts
             p["bytes"] += nbytes
             rows.append(
-                {"protocol": proto, "in_port": self.ports.get(port, str(port)), "path": path,
-                 "packets": pkts, "bytes": nbytes}
+                {
+                    "protocol": proto,
+                    "in_port": self.ports.get(port, str(port)),
+                    "path": path,
+                    "packets": pkts,
+                    "bytes": nbytes,
+                }
             )
         total_p = sum(p["packets"] for p in paths.values())
         total_b = sum(p["bytes"] for p in paths.values())
@@ -332,10 +337,19 @@ class Summary:
             hw_p, hw_b = flow.paths.get("hw", (0, 0))
             src, dst, sport, dport = _endpoints(key)
             out.append(
-                {"in_port": self.ports.get(port, str(port)), "protocol": proto, "src": src,
-                 "dst": dst, "sport": sport, "dport": dport, "packets": pkts, "bytes": nbytes,
-                 "hw_packets": hw_p, "hw_bytes": hw_b,
-                 "hw_share": hw_b / nbytes if nbytes else 0.0}
+                {
+                    "in_port": self.ports.get(port, str(port)),
+                    "protocol": proto,
+                    "src": src,
+                    "dst": dst,
+                    "sport": sport,
+                    "dport": dport,
+                    "packets": pkts,
+                    "bytes": nbytes,
+                    "hw_packets": hw_p,
+                    "hw_bytes": hw_b,
+                    "hw_share": hw_b / nbytes if nbytes else 0.0,
+                }
             )
         return out
 
@@ -383,7 +397,7 @@ def _num(n: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= scale:
             return f"{n / scale:.1f}{unit}"
-    return f"{n:.0f}" if float(n).is_integer() else f"{n:.3g}"
+    return f"{n:.0f}" if float(n).is_integer() or abs(n) >= 100 else f"{n:.3g}"
 
 
 def _pct(x: float) -> str:
@@ -394,8 +408,10 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                         enumerate(zip(cells, widths, strict=True))).rstrip()
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
 
     return [title, line(header), line(["-" * w for w in widths]), *map(line, rows), ""]
 
@@ -419,8 +435,16 @@ def format_summary(s: dict) -> str:
     lines += _table(
         "By path",
         ["path", "packets", "share", "bytes", "share"],
-        [[p, _num(paths[p]["packets"]), _pct(paths[p]["packets"] / total_p),
-          _num(paths[p]["bytes"]), _pct(paths[p]["bytes"] / total_b)] for p in names],
+        [
+            [
+                p,
+                _num(paths[p]["packets"]),
+                _pct(paths[p]["packets"] / total_p),
+                _num(paths[p]["bytes"]),
+                _pct(paths[p]["bytes"] / total_b),
+            ]
+            for p in names
+        ],
     )
     per: dict[tuple[str, str], dict[str, int]] = {}
     for row in s["by_protocol"]:
@@ -428,57 +452,91 @@ def format_summary(s: dict) -> str:
     lines += _table(
         "Packets by protocol and ingress port",
         ["protocol", "in", *names, "hw share"],
-        [[proto, port, *[_num(c.get(p, 0)) for p in names],
-          _pct(c.get("hw", 0) / max(1, sum(c.values())))]
-         for (proto, port), c in sorted(per.items(), key=lambda kv: -sum(kv[1].values()))],
+        [
+            [
+                proto,
+                port,
+                *[_num(c.get(p, 0)) for p in names],
+                _pct(c.get("hw", 0) / max(1, sum(c.values()))),
+            ]
+            for (proto, port), c in sorted(per.items(), key=lambda kv: -sum(kv[1].values()))
+        ],
     )
     conns = s["connections"]
     dist_rows = []
-    for label, key in (("packets before hardware", "packets_before_hw"),
-                       ("OFFLOAD -> HW_OFFLOAD (ms)", "offload_latency_ms"),
-                       ("first packet -> hardware (s)", "time_to_hw_s")):
+    for label, key in (
+        ("packets before hardware", "packets_before_hw"),
+        ("OFFLOAD -> HW_OFFLOAD (ms)", "offload_latency_ms"),
+        ("first packet -> hardware (s)", "time_to_hw_s"),
+    ):
         d = conns[key]
         if d["count"]:
-            dist_rows.append([label, _num(d["count"]), *(f"{d[k]:.3g}" for k in
-                                                       ("p50", "p90", "p99", "max"))])
+            dist_rows.append(
+                [label, _num(d["count"]), *(_num(d[k]) for k in ("p50", "p90", "p99", "max"))]
+            )
     lines.append(
         f"Connections: {_num(conns['new'])} new, {_num(conns['offloaded'])} offloaded, "
         f"{_num(conns['hw_offloaded'])} reached the hardware"
     )
     lines.append("")
     if dist_rows:
-        lines += _table("When they reached it", ["", "count", "p50", "p90", "p99", "max"],
-                        dist_rows)
+        lines += _table(
+            "When they reached it", ["", "count", "p50", "p90", "p99", "max"], dist_rows
+        )
     tables = s["tables"]
     if tables["peak"]:
         lines += _table(
             "Hardware tables",
             ["table", "peak entries", "at (s)", "capacity"],
-            [[t, _num(n), f"{tables['peak_time'][t] - (s['series'].get('start') or 0):.1f}",
-              "unlimited" if cap is None else str(cap)] for t, n in sorted(tables["peak"].items())],
+            [
+                [
+                    t,
+                    _num(n),
+                    f"{tables['peak_time'][t] - (s['series'].get('start') or 0):.1f}",
+                    "unlimited" if cap is None else str(cap),
+                ]
+                for t, n in sorted(tables["peak"].items())
+            ],
         )
     series = s["series"]
     if series.get("punts_per_s"):
         lines += _table(
             "Punts by reason",
             ["reason", "total", "peak/s", "mean/s"],
-            [[r, _num(s["punts"].get(r, 0)), _num(max(v)),
-              _num(sum(v) / max(1, len(v)))] for r, v in sorted(series["punts_per_s"].items())],
+            [
+                [r, _num(s["punts"].get(r, 0)), _num(max(v)), _num(sum(v) / max(1, len(v)))]
+                for r, v in sorted(series["punts_per_s"].items())
+            ],
         )
     work = {k: v for k, v in {**s["offload"], **s["refusals"]}.items() if v}
     if work:
-        lines += _table("Offload work and refusals", ["counter", "count"],
-                        [[k, _num(v)] for k, v in sorted(work.items())])
+        lines += _table(
+            "Offload work and refusals",
+            ["counter", "count"],
+            [[k, _num(v)] for k, v in sorted(work.items())],
+        )
     if s["top_flows"]:
         lines += _table(
             f"Heaviest flow directions (top {len(s['top_flows'])} by bytes)",
             ["in", "proto", "source", "destination", "packets", "bytes", "in hw"],
-            [[f["in_port"], f["protocol"], _addr(f["src"], f["sport"]), _addr(f["dst"], f["dport"]),
-              _num(f["packets"]), _num(f["bytes"]), _pct(f["hw_share"])] for f in s["top_flows"]],
+            [
+                [
+                    f["in_port"],
+                    f["protocol"],
+                    _addr(f["src"], f["sport"]),
+                    _addr(f["dst"], f["dport"]),
+                    _num(f["packets"]),
+                    _num(f["bytes"]),
+                    _pct(f["hw_share"]),
+                ]
+                for f in s["top_flows"]
+            ],
         )
     if run.get("late_frames"):
-        lines.append(f"{run['late_frames']} frames were out of time order beyond the reorder "
-                     "window and were replayed where they were")
+        lines.append(
+            f"{run['late_frames']} frames were out of time order beyond the reorder "
+            "window and were replayed where they were"
+        )
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -486,4 +544,3 @@ def _addr(ip: str, port: int | None) -> str:
     if port is None:
         return ip
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-

@@ -38,8 +38,9 @@ def idb(endian: str, linktype: int = 1, tsresol: int | None = None, tsoffset: in
 
 
 def epb(endian: str, iface: int, units: int, frame: bytes) -> bytes:
-    head = struct.pack(endian + "IIIII", iface, units >> 32, units & 0xFFFFFFFF, len(frame),
-                       len(frame))
+    head = struct.pack(
+        endian + "IIIII", iface, units >> 32, units & 0xFFFFFFFF, len(frame), len(frame)
+    )
     return block(endian, 6, head + frame)
 
 
@@ -47,9 +48,13 @@ def test_enhanced_packets_of_two_sections_with_their_own_byte_order_and_resoluti
     tmp_path: Path,
 ) -> None:
     data = (
-        shb("<") + idb("<") + epb("<", 0, 1_500_000, FRAMES[0])  # µs: 1.5 s
+        shb("<")
+        + idb("<")
+        + epb("<", 0, 1_500_000, FRAMES[0])  # µs: 1.5 s
         + block("<", 4, b"\x00" * 8)  # a name resolution block: skipped
-        + shb(">") + idb(">", tsresol=9) + idb(">", tsresol=0x80 | 10, tsoffset=100)
+        + shb(">")
+        + idb(">", tsresol=9)
+        + idb(">", tsresol=0x80 | 10, tsoffset=100)
         + epb(">", 0, 2_250_000_000, FRAMES[1])  # ns: 2.25 s
         + epb(">", 1, 3 * 1024 + 512, FRAMES[2])  # 2^-10 s units + 100 s offset
     )

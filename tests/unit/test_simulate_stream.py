@@ -30,8 +30,16 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def router_args(out: Path, *extra: str) -> list[str]:
     traffic = EXAMPLES / "traffic"
     return [
-        "simulate", "--config", str(CONFIG), "--in", f"1={traffic / 'router_h1.pcap'}",
-        "--in", f"2={traffic / 'router_h2.pcap'}", "--out", str(out), *extra,
+        "simulate",
+        "--config",
+        str(CONFIG),
+        "--in",
+        f"1={traffic / 'router_h1.pcap'}",
+        "--in",
+        f"2={traffic / 'router_h2.pcap'}",
+        "--out",
+        str(out),
+        *extra,
     ]
 
 
@@ -88,7 +96,12 @@ def test_the_replay_keeps_no_input_frame_beyond_the_reorder_window() -> None:
     gc.collect()
     assert Frame.live <= 50
     assert {f.name for f in dataclasses.fields(result)} == {
-        "packets", "paths", "late_frames", "interrupted", "start", "end"
+        "packets",
+        "paths",
+        "late_frames",
+        "interrupted",
+        "start",
+        "end",
     }  # counts only: the records went to the observers
 
 
@@ -146,8 +159,12 @@ def test_summary_by_protocol_and_heaviest_flows(router_summary) -> None:
     rows = {(r["protocol"], r["in_port"], r["path"]): r["packets"] for r in summary["by_protocol"]}
     assert rows[("tcp", "eth1", "hw")] == 7 and rows[("arp", "eth0", "to_router")] == 1
     top = summary["top_flows"][0]
-    assert (top["src"], top["sport"], top["dst"], top["dport"]) == ("10.0.2.2", 80, "10.0.1.1",
-                                                                      40000)
+    assert (top["src"], top["sport"], top["dst"], top["dport"]) == (
+        "10.0.2.2",
+        80,
+        "10.0.1.1",
+        40000,
+    )
     assert top["in_port"] == "eth1" and top["hw_packets"] == 6 and 0.5 < top["hw_share"] < 1
     assert [f["bytes"] for f in summary["top_flows"]] == sorted(
         (f["bytes"] for f in summary["top_flows"]), reverse=True
@@ -250,8 +267,17 @@ def test_inputs_merge_by_time_lazily_from_pcap_and_pcapng(tmp_path: Path) -> Non
         for i, t in enumerate(times_2):
             w.write(T0 + t, tcp4_reply("S", sport=81 + i))
     out = tmp_path / "out"
-    args = ["simulate", "--config", str(CONFIG), "--in", f"1={tmp_path / 'a.pcapng'}",
-            "--in", f"2={tmp_path / 'b.pcap'}", "--out", str(out)]
+    args = [
+        "simulate",
+        "--config",
+        str(CONFIG),
+        "--in",
+        f"1={tmp_path / 'a.pcapng'}",
+        "--in",
+        f"2={tmp_path / 'b.pcap'}",
+        "--out",
+        str(out),
+    ]
     assert cli.main(args) == 0
     report = json.loads((out / "report.json").read_text())
     assert [round(e["time"] - T0, 3) for e in report] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
