@@ -282,3 +282,26 @@ def test_inputs_merge_by_time_lazily_from_pcap_and_pcapng(tmp_path: Path) -> Non
     report = json.loads((out / "report.json").read_text())
     assert [round(e["time"] - T0, 3) for e in report] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
     assert [e["in_port"] for e in report] == [1, 2, 1, 1, 2, 2, 1]
+
+
+def test_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from controller.edges.capture import Capture
+    from controller.edges.simulate_progress import EVERY, Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr("sys.stderr", term)
+    capture = Capture(EXAMPLES / "traffic" / "router_h1.pcap")
+    progress = Progress([capture], "test")
+    for i, (when, frame) in enumerate(capture):
+        for _ in range(EVERY if i == 0 else 1):
+            progress.packet(1, when, frame, "hw", "", [])
+    progress.close(T0 + 12.5)
+    shown = term.getvalue()
+    assert "test" in shown and "pkts" in shown and "virtual 12.5 s" in shown
+    assert "100%" in shown  # the whole file was read
