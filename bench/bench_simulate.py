@@ -43,6 +43,7 @@ def child(trace: Path) -> None:
     from controller.edges.simulate_summary import Summary
 
     config = load_config(CONFIG)
+    rss_before = int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
     captures = open_captures([trace / "h1.pcap", trace / "h2.pcap"])
     summary = Summary(config)
     sim = Simulation(config, observers=[summary])
@@ -57,6 +58,7 @@ def child(trace: Path) -> None:
                 "seconds": seconds,
                 "rate": result.packets / seconds,
                 "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "rss_before_kb": rss_before // 1024,
                 "hw_share": data["hw_share"]["packets"],
                 "peak_entries": data["tables"]["peak"],
             }
@@ -100,14 +102,18 @@ def main() -> None:
         r = runs[name]
         print(
             f"{name:5} {frames:>9,} frames  {r['seconds']:7.1f} s CPU  {r['rate']:9,.0f} pkts/s  "
-            f"peak RSS {r['peak_rss_kb'] / 1024:6.1f} MiB  hw share {100 * r['hw_share']:.1f}%  "
+            f"peak RSS {r['peak_rss_kb'] / 1024:6.1f} MiB "
+            f"(+{(r['peak_rss_kb'] - r['rss_before_kb']) / 1024:.1f} in the replay)  "
+            f"hw share {100 * r['hw_share']:.1f}%  "
             f"peak entries {r['peak_entries']}"
         )
     print(f"core (conntrack established)   {core:9,.0f} pkts/s of CPU")
     rate_ratio = runs["large"]["rate"] / core
     mem_ratio = runs["large"]["peak_rss_kb"] / runs["small"]["peak_rss_kb"]
     print(f"simulate / core rate           {rate_ratio:9.2f}x  (target >= 0.5)")
+    growth = [runs[n]["peak_rss_kb"] - runs[n]["rss_before_kb"] for n in ("small", "large")]
     print(f"peak memory large / small      {mem_ratio:9.2f}x  (target <= 1.2)")
+    print(f"  the replay's own part        {growth[1] / max(1, growth[0]):9.2f}x")
 
 
 if __name__ == "__main__":
