@@ -106,7 +106,6 @@ class Simulation:
         self.now = 0.0
         self.observers = list(observers)
         self.latency = latency
-        self.capacity = capacity
         self._pending: list[Event] = []
         self.router = Router(config, on_event=self._event)
         if hw not in BACKENDS:

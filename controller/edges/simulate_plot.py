@@ -84,7 +84,8 @@ def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
         + 1,
     )
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper center", ncol=3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper center", ncol=3)
     written.append(_save(fig, out_dir / "occupancy.png", plt))
 
     fig, ax = plt.subplots(figsize=(8, 4))

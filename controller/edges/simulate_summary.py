@@ -405,6 +405,8 @@ def _pct(x: float) -> str:
 
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return []
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:

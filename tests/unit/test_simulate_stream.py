@@ -305,3 +305,13 @@ def test_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     shown = term.getvalue()
     assert "test" in shown and "pkts" in shown and "virtual 12.5 s" in shown
     assert "100%" in shown  # the whole file was read
+
+
+def test_an_empty_capture_gives_an_empty_report(tmp_path: Path) -> None:
+    PcapWriter(tmp_path / "empty.pcap").close()
+    out = tmp_path / "out"
+    args = ["simulate", "--config", str(CONFIG), "--in", f"1={tmp_path / 'empty.pcap'}"]
+    assert cli.main([*args, "--out", str(out), "--plot"]) == 0
+    assert json.loads((out / "report.json").read_text()) == []
+    assert json.loads((out / "summary.json").read_text())["run"]["packets"] == 0
+    assert (out / "hw_share.png").read_bytes()[:8] == PNG
