@@ -35,22 +35,34 @@ MAX_BINS = 600
 TOP_FLOWS = 20
 SAMPLE = 10_000  # reservoir size of each distribution
 _H = struct.Struct("!H")
+_VLAN = (0x8100, 0x88A8)
+_PPP = {0x0021: 0x0800, 0x0057: 0x86DD}  # PPP protocol -> the ethertype it carries
 _PROTOS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp", 47: "gre", 50: "esp"}
 
 
 def classify(frame: bytes) -> tuple[str, bytes | None]:
     """Protocol name and the flow direction's key (L3 addresses, protocol, L4 ports) of a
-    frame, from its headers alone; no key for what is not IP."""
+    frame, from its headers alone (through 802.1Q/802.1ad tags and a PPPoE session header);
+    no key for what is not IP."""
     if len(frame) < 14:
         return "short", None
     ethertype = _H.unpack_from(frame, 12)[0]
-    if ethertype == 0x0800 and len(frame) >= 34:
-        proto = frame[23]
-        l4 = 14 + (frame[14] & 0x0F) * 4
-        return _PROTOS.get(proto, "ipv4"), frame[23:24] + frame[26:34] + frame[l4 : l4 + 4]
-    if ethertype == 0x86DD and len(frame) >= 54:
-        proto = frame[20]
-        return _PROTOS.get(proto, "ipv6"), frame[20:21] + frame[22:54] + frame[54:58]
+    l3 = 14
+    while ethertype in _VLAN and len(frame) >= l3 + 4:
+        ethertype = _H.unpack_from(frame, l3 + 2)[0]
+        l3 += 4
+    if ethertype == 0x8864 and len(frame) >= l3 + 8:  # PPPoE session: PPP protocol after it
+        ethertype = _PPP.get(_H.unpack_from(frame, l3 + 6)[0], 0)
+        l3 += 8
+    if ethertype == 0x0800 and len(frame) >= l3 + 20:
+        proto = frame[l3 + 9]
+        l4 = l3 + (frame[l3] & 0x0F) * 4
+        return _PROTOS.get(proto, "ipv4"), bytes((proto,)) + frame[l3 + 12 : l3 + 20] + frame[
+            l4 : l4 + 4
+        ]
+    if ethertype == 0x86DD and len(frame) >= l3 + 40:
+        proto = frame[l3 + 6]
+        return _PROTOS.get(proto, "ipv6"), bytes((proto,)) + frame[l3 + 8 : l3 + 44]
     if ethertype == 0x0806:
         return "arp", None
     return f"ethertype_{ethertype:04x}", None

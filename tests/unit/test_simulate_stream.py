@@ -315,3 +315,29 @@ def test_an_empty_capture_gives_an_empty_report(tmp_path: Path) -> None:
     assert json.loads((out / "report.json").read_text()) == []
     assert json.loads((out / "summary.json").read_text())["run"]["packets"] == 0
     assert (out / "hw_share.png").read_bytes()[:8] == PNG
+
+
+def test_classify_sees_through_vlan_tags_and_pppoe() -> None:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+    from scapy.layers.ppp import PPP, PPPoE
+
+    from controller.edges.simulate_summary import _endpoints, classify
+
+    eth = Ether(dst="00:00:00:00:00:01", src="00:00:00:00:00:02")
+    ip = IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=53, dport=5353)
+    for frame in (
+        eth / ip,
+        eth / Dot1Q(vlan=5) / ip,
+        eth / Dot1AD(vlan=7) / Dot1Q(vlan=5) / ip,
+        eth / PPPoE(sessionid=3) / PPP(proto=0x0021) / ip,
+    ):
+        proto, key = classify(bytes(frame))
+        assert proto == "udp" and key is not None
+        assert _endpoints(key) == ("10.0.0.1", "10.0.0.2", 53, 5353)
+    v6 = eth / PPPoE(sessionid=3) / PPP(proto=0x0057) / IPv6(src="2001:db8::1", dst="2001:db8::2")
+    proto, key = classify(bytes(v6 / UDP(sport=1, dport=2)))
+    assert proto == "udp" and key is not None and _endpoints(key)[2:] == (1, 2)
+    assert classify(bytes(eth / ARP())) == ("arp", None)
+    assert classify(b"\x00" * 10) == ("short", None)
