@@ -3,12 +3,12 @@
 It stores rules by cookie, forwards frames that hit them with the P4 program's rewrite (MACs,
 NAT, TTL - 1, checksums, the ingress VLAN/PPPoE encapsulation popped and the rule's pushed;
 FIN/RST, TTL <= 1, oversize, fragments, options and extension headers never hit), counts
-packets and bytes per rule, reports STATS as deltas with ``lastused`` on a supplied clock,
-and can be given a capacity, a latency and injected failures. Like flowtable.p4 (``flow_v4``,
-``flow_v6``) it has one table per address family; a capacity bounds each. It is what tests
-and ``p4ft simulate --hw memory`` use as "the switch". Like every ``ndo`` module it knows
-nothing of the controller, so it carries its own few lines of header parsing and checksum
-arithmetic (the L2 encapsulations' are shared, in ``inet.encap``).
+packets and bytes per rule, reports STATS as deltas with ``lastused`` on a supplied clock, and
+can be given a capacity, a latency and injected failures. Like flowtable.p4
+(``flow_v4``, ``flow_v6``) it has one table per address family; a capacity bounds each. It is
+what tests and ``p4ft simulate --hw memory`` use as "the switch". Like every ``ndo`` module it
+knows nothing of the controller, so it carries its own few lines of header parsing and checksum
+arithmetic.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from inet import encap
-from inet.checksum import update_bytes
+from inet.checksum import apply_delta, replace_delta
 from ndo.api import (
     Command,
     Cookie,
-    FlowActions,
     FlowCommand,
     FlowDriver,
     FlowMatch,
@@ -45,9 +44,53 @@ FailureHook = Callable[[FlowCommand], Refusal | None]
 """Injected failure: return a refusal to make the driver refuse this command."""
 
 
+_TTL_DELTA = replace_delta(b"\x01\x00", b"\x00\x00")  # TTL - 1 in its 16-bit word, any TTL
+
+
+@dataclass(frozen=True, slots=True)
+class _Rewrite:
+    """A rule's rewrite, worked out once at REPLACE: the header bytes it writes and the sums
+    it adds to the checksums (RFC 1624: the old values are the match's, so the change to every
+    checksum is the same for all the flow's packets)."""
+
+    macs: bytes  # eth dst + eth src
+    addrs: bytes | None  # new src + dst addresses, None when NAT leaves both
+    ports: bytes | None  # new sport + dport, None when NAT leaves both
+    ip_delta: int  # IPv4 header checksum: addresses and TTL
+    l4_delta: int  # TCP/UDP checksum: addresses (pseudo-header) and ports
+    decrement_ttl: bool
+
+    @classmethod
+    def of(cls, rule: FlowRule) -> _Rewrite:
+        m, act = rule.match, rule.actions
+        old_addrs = m.src + m.dst
+        new_addrs = (act.nat_src or m.src) + (act.nat_dst or m.dst)
+        old_ports = _PORTS.pack(m.sport, m.dport)
+        new_ports = _PORTS.pack(
+            m.sport if act.nat_sport is None else act.nat_sport,
+            m.dport if act.nat_dport is None else act.nat_dport,
+        )
+        addr_delta = replace_delta(old_addrs, new_addrs)
+        return cls(
+            macs=act.eth_dst + act.eth_src,
+            addrs=None if new_addrs == old_addrs else new_addrs,
+            ports=None if new_ports == old_ports else new_ports,
+            ip_delta=addr_delta + (_TTL_DELTA if act.decrement_ttl else 0),
+            l4_delta=addr_delta + replace_delta(old_ports, new_ports),
+            decrement_ttl=act.decrement_ttl,
+        )
+
+
+def _key(match: FlowMatch) -> tuple:
+    """The lookup key of a match: a plain tuple hashes in C, a dataclass in Python."""
+    return (match.ingress_port, match.family, match.src, match.dst, match.proto, match.sport,
+            match.dport, match.encap)
+
+
 @dataclass(eq=False, slots=True)
 class _Entry:
     rule: FlowRule
+    rewrite: _Rewrite
     packets: int = 0
     bytes: int = 0
     reported_packets: int = 0
@@ -73,8 +116,8 @@ class MemoryDriver(FlowDriver):
         self.clock = clock
         self.fail = fail
         self.rules: dict[Cookie, _Entry] = {}
-        self._by_match: dict[FlowMatch, Cookie] = {}
-        self._in_table: dict[int, int] = {4: 0, 6: 0}  # rules per family table
+        self._by_match: dict[tuple, Cookie] = {}  # _key(match) -> cookie
+        self.in_table: dict[int, int] = {4: 0, 6: 0}  # rules per family table
         self._idle_callback: IdleCallback | None = None
         self.batches = 0
 
@@ -105,8 +148,8 @@ class MemoryDriver(FlowDriver):
             return FlowResult(cmd.cookie, cmd.command, Refusal.UNKNOWN_COOKIE, "no such rule")
         if cmd.command is Command.DESTROY:
             del self.rules[cmd.cookie]
-            del self._by_match[entry.rule.match]
-            self._in_table[entry.rule.match.family] -= 1
+            del self._by_match[_key(entry.rule.match)]
+            self.in_table[entry.rule.match.family] -= 1
             return FlowResult(cmd.cookie, cmd.command)
         stats = FlowStats(
             entry.packets - entry.reported_packets,
@@ -125,27 +168,29 @@ class MemoryDriver(FlowDriver):
         bad = encap.problem(rule.match.encap) or encap.problem(rule.actions.push)
         if bad:
             return FlowResult(cmd.cookie, cmd.command, Refusal.UNSUPPORTED, bad)
-        owner = self._by_match.get(rule.match)
+        key = _key(rule.match)
+        owner = self._by_match.get(key)
         if owner is not None and owner != cmd.cookie:
             return FlowResult(cmd.cookie, cmd.command, Refusal.ERROR, "match has another cookie")
         entry = self.rules.get(cmd.cookie)
         if entry is None:
             family = rule.match.family
-            if self.capacity is not None and self._in_table[family] >= self.capacity:
+            if self.capacity is not None and self.in_table[family] >= self.capacity:
                 return FlowResult(cmd.cookie, cmd.command, Refusal.NO_SPACE, "table full")
-            self.rules[cmd.cookie] = _Entry(rule, lastused=self.clock())
-            self._in_table[family] += 1
+            self.rules[cmd.cookie] = _Entry(rule, _Rewrite.of(rule), lastused=self.clock())
+            self.in_table[family] += 1
         else:  # a repeated REPLACE (same flow, same family) updates the rule, keeps counters
-            del self._by_match[entry.rule.match]
+            del self._by_match[_key(entry.rule.match)]
             entry.rule = rule
-        self._by_match[rule.match] = cmd.cookie
+            entry.rewrite = _Rewrite.of(rule)
+        self._by_match[key] = cmd.cookie
         return FlowResult(cmd.cookie, cmd.command)
 
     # -- the data plane ---------------------------------------------------------------------------
 
     def process(self, frame: bytes | bytearray, in_port: int) -> tuple[int, bytearray] | None:
         """Forward ``frame`` if it hits a rule: (egress port, rewritten frame); None = punt."""
-        buf = bytearray(frame)
+        buf = frame if isinstance(frame, bytes) else bytes(frame)  # slices are the keys: bytes
         if len(buf) < 14:
             return None
         ethertype = _H.unpack_from(buf, 12)[0]
@@ -164,12 +209,12 @@ class MemoryDriver(FlowDriver):
                 return None
             family, l4, ttl_at = 4, l3 + 20, l3 + 8
             proto = buf[l3 + 9]
-            src, dst = bytes(buf[l3 + 12 : l3 + 16]), bytes(buf[l3 + 16 : l3 + 20])
+            src, dst = buf[l3 + 12 : l3 + 16], buf[l3 + 16 : l3 + 20]
             ip_len = _H.unpack_from(buf, l3 + 2)[0]
         elif buf[l3] >> 4 == 6 and len(buf) >= l3 + 40:
             family, l4, ttl_at = 6, l3 + 40, l3 + 7
             proto = buf[l3 + 6]
-            src, dst = bytes(buf[l3 + 8 : l3 + 24]), bytes(buf[l3 + 24 : l3 + 40])
+            src, dst = buf[l3 + 8 : l3 + 24], buf[l3 + 24 : l3 + 40]
             ip_len = 40 + _H.unpack_from(buf, l3 + 4)[0]
         else:
             return None
@@ -180,8 +225,7 @@ class MemoryDriver(FlowDriver):
         if proto == _TCP and buf[l4 + 13] & _FIN_RST:
             return None
         sport, dport = _PORTS.unpack_from(buf, l4)
-        match = FlowMatch(in_port, family, src, dst, proto, sport, dport, encaps)
-        cookie = self._by_match.get(match)
+        cookie = self._by_match.get((in_port, family, src, dst, proto, sport, dport, encaps))
         if cookie is None:
             return None
         entry = self.rules[cookie]
@@ -191,48 +235,12 @@ class MemoryDriver(FlowDriver):
         entry.packets += 1
         entry.bytes += len(buf)
         entry.lastused = self.clock()
-        self._rewrite(buf, family, proto, l3, l4, act)
+        out = bytearray(buf)  # copied only for a hit
+        _rewrite(out, family, proto, l3, l4, entry.rewrite)
         # nf_flow_encap_pop, then push: everything between the MACs and L3 is replaced
         if encaps or act.push:
-            buf[12:l3] = encap.header(act.push, ethertype, ip_len)
-        return act.egress_port, buf
-
-    @staticmethod
-    def _rewrite(
-        buf: bytearray, family: int, proto: int, l3: int, l4: int, act: FlowActions
-    ) -> None:
-        l4_check = l4 + _L4_CHECK[proto]
-        udp_none = proto == _UDP and buf[l4_check : l4_check + 2] == b"\0\0"
-
-        def put(offset: int, new: bytes, in_ip_header: bool) -> None:
-            old = bytes(buf[offset : offset + len(new)])
-            buf[offset : offset + len(new)] = new
-            if family == 4 and in_ip_header:
-                ip_check = update_bytes(_H.unpack_from(buf, l3 + 10)[0], old, new)
-                _H.pack_into(buf, l3 + 10, ip_check)
-            if not udp_none:
-                check = update_bytes(_H.unpack_from(buf, l4_check)[0], old, new)
-                _H.pack_into(buf, l4_check, (check or 0xFFFF) if proto == _UDP else check)
-
-        addr_at = (l3 + 12, l3 + 16) if family == 4 else (l3 + 8, l3 + 24)
-        if act.nat_sport is not None:
-            put(l4, _H.pack(act.nat_sport), False)
-        if act.nat_src is not None:
-            put(addr_at[0], act.nat_src, True)
-        if act.nat_dport is not None:
-            put(l4 + 2, _H.pack(act.nat_dport), False)
-        if act.nat_dst is not None:
-            put(addr_at[1], act.nat_dst, True)
-        if act.decrement_ttl:
-            if family == 4:
-                old = bytes(buf[l3 + 8 : l3 + 10])
-                buf[l3 + 8] -= 1
-                new = bytes(buf[l3 + 8 : l3 + 10])
-                _H.pack_into(buf, l3 + 10, update_bytes(_H.unpack_from(buf, l3 + 10)[0], old, new))
-            else:
-                buf[l3 + 7] -= 1
-        buf[0:6] = act.eth_dst
-        buf[6:12] = act.eth_src
+            out[12:l3] = encap.header(act.push, ethertype, ip_len)
+        return act.egress_port, out
 
     # -- idle reports -----------------------------------------------------------------------------
 
@@ -243,3 +251,23 @@ class MemoryDriver(FlowDriver):
         if idle and self._idle_callback is not None:
             self._idle_callback(idle)
         return idle
+
+
+def _rewrite(buf: bytearray, family: int, proto: int, l3: int, l4: int, rw: _Rewrite) -> None:
+    """The P4 program's rewrite: NAT, TTL - 1 and MACs, checksums updated incrementally (a UDP
+    checksum of 0, "none", stays 0; a computed 0 is sent as 0xffff)."""
+    if rw.addrs is not None:
+        at = l3 + 12 if family == 4 else l3 + 8
+        buf[at : at + len(rw.addrs)] = rw.addrs
+    if rw.ports is not None:
+        buf[l4 : l4 + 4] = rw.ports
+    if rw.decrement_ttl:
+        buf[l3 + 8 if family == 4 else l3 + 7] -= 1
+    if family == 4 and rw.ip_delta:
+        _H.pack_into(buf, l3 + 10, apply_delta(_H.unpack_from(buf, l3 + 10)[0], rw.ip_delta))
+    l4_check = l4 + _L4_CHECK[proto]
+    old = _H.unpack_from(buf, l4_check)[0]
+    if rw.l4_delta and not (proto == _UDP and old == 0):
+        check = apply_delta(old, rw.l4_delta)
+        _H.pack_into(buf, l4_check, (check or 0xFFFF) if proto == _UDP else check)
+    buf[0:12] = rw.macs

@@ -1,4 +1,5 @@
 """Classic libpcap files: read either byte order and µs or ns timestamps; write µs or ns.
+(pcapng is read by :mod:`controller.edges.pcapng`; :mod:`controller.edges.capture` picks one.)
 
 ``p4ft simulate`` replays pcaps on a virtual clock and writes one pcap per port, so this sits on
 the traffic tools' path and stays free of scapy.
@@ -33,31 +34,46 @@ def read_pcap(
     Raises :class:`PcapError` on a bad magic, a different link type, or a truncated record.
     """
     with open(path, "rb") as fh:
-        head = fh.read(24)
-        if len(head) < 24:
-            raise PcapError(f"{path}: too short for a pcap header")
-        endian, scale = _byte_order(head, path)
-        _magic, _major, _minor, _zone, _sigfigs, _snaplen, network = struct.unpack(
-            endian + _FILE_HEADER, head
-        )
-        if network != linktype:
-            raise PcapError(f"{path}: link type {network}, expected {linktype}")
-        record = struct.Struct(endian + _RECORD_HEADER)
-        offset = 24
-        while True:
-            rec = fh.read(16)
-            if not rec:
-                return
-            if len(rec) < 16:
-                raise PcapError(f"{path}: truncated record header at offset {offset}")
-            sec, frac, incl, _orig = record.unpack(rec)
-            if incl > MAX_RECORD:
-                raise PcapError(f"{path}: implausible record length {incl} at offset {offset}")
-            data = fh.read(incl)
-            if len(data) < incl:
-                raise PcapError(f"{path}: truncated record at offset {offset}")
-            yield sec + frac / scale, data
-            offset += 16 + incl
+        yield from pcap_records(fh, str(path), linktype=linktype)
+
+
+def pcap_records(
+    fh: BinaryIO, name: str, *, linktype: int = LINKTYPE_ETHERNET
+) -> Iterator[tuple[float, bytes]]:
+    """The records of the classic pcap open in ``fh``; the header is checked now, not at the
+    first ``next()``, so that a bad file fails before a long replay starts."""
+    head = fh.read(24)
+    if len(head) < 24:
+        raise PcapError(f"{name}: too short for a pcap header")
+    endian, scale = _byte_order(head, name)
+    _magic, _major, _minor, _zone, _sigfigs, _snaplen, network = struct.unpack(
+        endian + _FILE_HEADER, head
+    )
+    if network != linktype:
+        raise PcapError(f"{name}: link type {network}, expected {linktype}")
+    return _records(fh, name, struct.Struct(endian + _RECORD_HEADER), scale)
+
+
+def _records(
+    fh: BinaryIO, name: str, record: struct.Struct, scale: int
+) -> Iterator[tuple[float, bytes]]:
+    offset = 24
+    read = fh.read
+    unpack = record.unpack
+    while True:
+        rec = read(16)
+        if not rec:
+            return
+        if len(rec) < 16:
+            raise PcapError(f"{name}: truncated record header at offset {offset}")
+        sec, frac, incl, _orig = unpack(rec)
+        if incl > MAX_RECORD:
+            raise PcapError(f"{name}: implausible record length {incl} at offset {offset}")
+        data = read(incl)
+        if len(data) < incl:
+            raise PcapError(f"{name}: truncated record at offset {offset}")
+        yield sec + frac / scale, data
+        offset += 16 + incl
 
 
 def _byte_order(head: bytes, path: str | Path) -> tuple[str, int]:

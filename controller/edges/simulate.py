@@ -1,48 +1,68 @@
 """``p4ft simulate``: the whole system in one process on a virtual clock (DESIGN §4.1).
 
-Input pcaps (one per port) are merged in time order, ties broken by the order the inputs were
-given. Each frame goes first to the "hardware" (``simulate_hw``: the memory driver, or the
-softswitch programmed over P4Runtime): what it forwards leaves with path ``hw``; a punt goes
-to :class:`controller.router.Router` with its reason (a frame the data plane drops: ``drop``).
-Between packets the clock advances: at every whole second passed the router ticks (GC,
-conntrack expiry, neighbour timers) and the offload queue is drained. Hardware latency is
+Input captures (one per port) are merged lazily in time order, ties broken by the order the
+inputs were given. Each frame goes first to the "hardware" (``simulate_hw``: the memory driver,
+or the softswitch programmed over P4Runtime): what it forwards leaves with path ``hw``; a punt
+goes to :class:`controller.router.Router` with its reason (a frame the data plane drops:
+``drop``). Between packets the clock advances: at every whole second passed the router ticks
+(GC, conntrack expiry, neighbour timers) and the offload queue is drained. Hardware latency is
 modelled on the virtual clock: a batch taken at ``t`` is executed by the driver at
 ``t + latency``, so packets in between still miss in hardware.
 
-The result is one report entry per input packet ``{"in_port", "time", "path", "events"}``
-(events produced while handling it, and by ticks, offload completions or ruleset changes since
-the previous packet) and, per port, the frames the system sent with their virtual time.
+Nothing grows with the number of packets: every input packet is handed to the observers
+(:class:`Observer`: the per-packet log, the summary, the progress bar) with its path, punt reason
+and the events produced while handling it, and by ticks, offload completions or ruleset changes
+since the previous packet; frames the system sends go to ``send`` as they leave. Only live state
+(connections, flows, hardware batches in flight, a reorder window per input) is held.
 
 A ruleset change (``--ruleset-at TIME=FILE``) runs FILE on the running ruleset as one
 transaction, like ``p4ft ruleset apply``, TIME seconds after the first input packet; a change
 due after the last packet is applied before the remaining hardware work completes.
+:meth:`Simulation.stop` (Ctrl-C) ends the replay after the packet in hand; what was replayed so
+far is complete and consistent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
-import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from controller.config import RouterConfig
-from controller.edges.pcap import PcapWriter, read_pcap
+from controller.edges.capture import Frame, Reorder
 from controller.edges.simulate_hw import BACKENDS
 from controller.ip.classic import Send
-from controller.router import Event, Router
+from controller.router import Event, Router, reason_name
 from ndo.api import FlowCommand
 
 DEFAULT_LATENCY = 0.005  # seconds from taking a batch to its completion (hardware write time)
 BATCH = 1000
+INPUT_SHIFT = 48  # frame sequence numbers of one input stay below 2**48
 
-Frame = tuple[float, bytes]
+SendSink = Callable[[int, float, bytes], None]  # (port, virtual time, frame)
 
 
 class SimulationError(ValueError):
     """Bad simulation input (unknown port, unreadable pcap); the message says which."""
+
+
+class Observer(Protocol):
+    """What sees the replay go by. ``events`` is reused after the call: copy what you keep."""
+
+    def packet(
+        self, port: int, when: float, frame: bytes, path: str, reason: str, events: list[Event]
+    ) -> None:
+        """One input packet: its path, the punt reason ('' for a hardware hit or drop)."""
+
+    def event(self, now: float, event: Event) -> None:
+        """An event at the virtual time it happened (a packet's record carries it later)."""
+
+    def tick(self, now: float, occupancy: dict[str, int]) -> None:
+        """Every virtual second the router ticks: hardware entries per table now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,21 +76,18 @@ class RulesetChange:
 
 @dataclass(slots=True)
 class SimulationResult:
-    report: list[dict[str, object]] = field(default_factory=list)
-    outputs: dict[int, list[Frame]] = field(default_factory=dict)
+    """Counts of the run; what it produced went to the observers and the send sink."""
 
-    def write(self, out_dir: Path) -> None:
-        """``DIR/<port>.pcap`` for every port that sent something and ``DIR/report.json``."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for port, frames in sorted(self.outputs.items()):
-            with PcapWriter(out_dir / f"{port}.pcap") as pcap:
-                for when, frame in frames:
-                    pcap.write(when, frame)
-        (out_dir / "report.json").write_text(json.dumps(self.report, indent=1) + "\n")
+    packets: int = 0
+    paths: dict[str, int] = field(default_factory=dict)
+    late_frames: int = 0  # frames further out of time order than the reorder window
+    interrupted: bool = False
+    start: float | None = None  # virtual time of the first and the last packet
+    end: float | None = None
 
 
 class Simulation:
-    """One router, one memory-driver switch, one virtual clock."""
+    """One router, one simulated switch, one virtual clock."""
 
     def __init__(
         self,
@@ -79,26 +96,40 @@ class Simulation:
         latency: float = DEFAULT_LATENCY,
         capacity: int | None = None,
         hw: str = "memory",
+        observers: Sequence[Observer] = (),
+        send: SendSink | None = None,
     ) -> None:
         if latency < 0:
             raise SimulationError("hardware latency must not be negative")
         if capacity is not None and capacity < 0:
             raise SimulationError("hardware capacity must not be negative")
         self.now = 0.0
+        self.observers = list(observers)
         self.latency = latency
         self._pending: list[Event] = []
-        self.router = Router(config, on_event=self._pending.append)
+        self.router = Router(config, on_event=self._event)
         if hw not in BACKENDS:
             raise SimulationError(f"unknown hardware {hw!r} (one of {', '.join(BACKENDS)})")
         self.hw = BACKENDS[hw](config, lambda: self.now, capacity)
+        self.send = send
         self._in_flight: list[tuple[float, int, list[FlowCommand]]] = []  # (due, seq, batch)
         self._seq = 0
+        self._stop = False
         self.result = SimulationResult()
         # A long silence is ticked for this many seconds, then skipped up to the same span
         # before the next packet: by then every flow has expired and its hardware rules are
         # gone, so the skipped ticks would change nothing but the time a pcap gap costs.
         ftc = config.flowtable
         self._settle = 2.0 * max(ftc.tcp_timeout, ftc.udp_timeout) + 60.0
+
+    def _event(self, event: Event) -> None:
+        self._pending.append(event)
+        for observer in self.observers:
+            observer.event(self.now, event)
+
+    def stop(self) -> None:
+        """End the replay after the packet in hand (Ctrl-C); safe from a signal handler."""
+        self._stop = True
 
     def run(
         self,
@@ -126,27 +157,46 @@ class Simulation:
         for port, _ in inputs:
             if port not in ports:
                 raise SimulationError(f"input port {port} is not a port of the router config")
-        merged = heapq.merge(
-            *(_keyed(index, port, frames) for index, (port, frames) in enumerate(inputs))
-        )
+        # input i numbers its frames from i << INPUT_SHIFT: a tie in time goes to the input
+        # given first, then to file order, with no per-frame key to build
+        ordered = [
+            Reorder(frames, first_seq=i << INPUT_SHIFT) for i, (_, frames) in enumerate(inputs)
+        ]
+        port_of = [port for port, _ in inputs]
+        merged = iter(ordered[0]) if len(ordered) == 1 else heapq.merge(*ordered)
         pending = sorted(changes, key=lambda c: c.offset)
+        result = self.result
         start = 0.0
-        next_tick: float | None = None
-        for when, _index, _seq, port, frame in merged:
-            if next_tick is None:
-                self.now = start = when
-                next_tick = math.floor(when) + 1.0
-            while pending and start + pending[0].offset <= when:
-                change = pending.pop(0)
-                next_tick = await self._ticks(start + change.offset, next_tick)
+        next_tick = math.inf
+        in_flight = self._in_flight
+        packet = self._packet
+        try:
+            for when, seq, frame in merged:
+                if result.start is None:
+                    self.now = start = result.start = when
+                    next_tick = math.floor(when) + 1.0
+                while pending and start + pending[0].offset <= when:
+                    change = pending.pop(0)
+                    next_tick = await self._ticks(start + change.offset, next_tick)
+                    self._apply(change)
+                if next_tick <= when:
+                    next_tick = await self._ticks(when, next_tick)
+                if in_flight and in_flight[0][0] <= when:
+                    await self._advance(when)
+                if when > self.now:
+                    self.now = when
+                packet(port_of[seq >> INPUT_SHIFT], frame)
+                if self._stop:
+                    result.interrupted = True
+                    break
+        finally:  # a broken capture ends the run: the counts so far stand
+            result.end = self.now if result.start is not None else None
+            result.late_frames = sum(o.late for o in ordered)
+        if not result.interrupted:
+            for change in pending:
                 self._apply(change)
-            next_tick = await self._ticks(when, next_tick)
-            await self._advance(when)
-            self._packet(port, frame)
-        for change in pending:
-            self._apply(change)
         await self._finish()
-        return self.result
+        return result
 
     async def _ticks(self, until: float, next_tick: float) -> float:
         """Run the 1 s timers due up to ``until``, advance the clock there; the next tick."""
@@ -155,6 +205,9 @@ class Simulation:
             await self._advance(next_tick)
             self._output(self.router.tick(next_tick))
             self._take_batch()
+            occupancy = self.hw.occupancy()
+            for observer in self.observers:
+                observer.tick(next_tick, occupancy)
             next_tick += 1.0
             if next_tick >= quiet_from and until - next_tick > self._settle:
                 next_tick = math.floor(until) + 1.0 - self._settle  # see _settle
@@ -172,18 +225,27 @@ class Simulation:
 
     def _packet(self, port: int, frame: bytes) -> None:
         sends, punt = self.hw.process(frame, port)
-        self._output(sends)
+        if sends:
+            self._output(sends)
         if punt is not None:
+            reason = reason_name(punt.reason)
             outcome = self.router.receive(punt.frame, punt.ingress_port, self.now, punt.reason)
             path = outcome.path
-            self._output(outcome.sends)
+            if outcome.sends:
+                self._output(outcome.sends)
         else:
+            reason = ""
             path = "hw" if sends else "drop"
-        self.result.report.append(
-            {"in_port": port, "time": self.now, "path": path, "events": list(self._pending)}
-        )
-        self._pending.clear()
-        self._take_batch()
+        result = self.result
+        result.packets += 1
+        result.paths[path] = result.paths.get(path, 0) + 1
+        events = self._pending
+        for observer in self.observers:
+            observer.packet(port, self.now, frame, path, reason, events)
+        if events:
+            events.clear()
+        if len(self.router.offload):
+            self._take_batch()
 
     # -- the clock and the hardware ----------------------------------------------------------
 
@@ -209,17 +271,9 @@ class Simulation:
             await self._advance(max(due for due, _, _ in self._in_flight))
 
     def _output(self, sends: list[Send]) -> None:
-        for port, frame in sends:
-            self.result.outputs.setdefault(port, []).append((self.now, frame))
-
-
-def _keyed(
-    index: int, port: int, frames: Iterable[Frame]
-) -> Iterable[tuple[float, int, int, int, bytes]]:
-    """Sort keys for the merge: time, then the input's position, then its own order (a pcap
-    slightly out of time order is replayed in time order)."""
-    for seq, (when, frame) in sorted(enumerate(frames), key=lambda item: item[1][0]):
-        yield when, index, seq, port, frame
+        if self.send is not None:
+            for port, frame in sends:
+                self.send(port, self.now, frame)
 
 
 def parse_inputs(specs: Sequence[str]) -> list[tuple[int, Path]]:
@@ -249,8 +303,3 @@ def load_changes(specs: Sequence[str]) -> list[RulesetChange]:
             )
         out.append(RulesetChange(offset, Path(path).read_text(encoding="utf-8"), path))
     return out
-
-
-def load_inputs(specs: Sequence[tuple[int, Path]]) -> list[tuple[int, list[Frame]]]:
-    """Read every pcap completely first, so that a bad file fails before anything runs."""
-    return [(port, list(read_pcap(path))) for port, path in specs]

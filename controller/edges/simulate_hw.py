@@ -2,7 +2,8 @@
 
 Two backends with one shape: :meth:`process` runs a frame through the data plane and returns
 what left by data ports and what was punted to the controller (None for a table hit);
-:meth:`execute` hands an offload batch to the driver.
+:meth:`execute` hands an offload batch to the driver; :meth:`occupancy` counts the entries of
+each flow table (``ipv4``, ``ipv6``) for the summary.
 
 - :class:`MemoryHardware`: ``ndo.memory.MemoryDriver`` (its rules are its data plane).
 - :class:`SoftswitchHardware`: the embedded softswitch running flowtable.p4's BMv2 JSON on
@@ -45,6 +46,9 @@ class MemoryHardware:
 
     async def execute(self, batch: Sequence[FlowCommand]) -> list[FlowResult]:
         return self.driver.execute_now(batch)
+
+    def occupancy(self) -> dict[str, int]:
+        return {f"ipv{family}": n for family, n in self.driver.in_table.items()}
 
     async def close(self) -> None:
         return None
@@ -126,6 +130,19 @@ class SoftswitchHardware:
     async def execute(self, batch: Sequence[FlowCommand]) -> list[FlowResult]:
         assert self.driver is not None
         return await self.driver.execute(batch)
+
+    def occupancy(self) -> dict[str, int]:
+        from ndo.p4runtime.schema import TABLES
+
+        pipeline = self.softswitch.device.pipeline
+        if pipeline is None:
+            return {}
+        out = {}
+        for family, name in TABLES.items():
+            table = pipeline.tables.get(name)
+            if table is not None:
+                out[f"ipv{family}"] = len(table)
+        return out
 
     async def close(self) -> None:
         if self.driver is not None:

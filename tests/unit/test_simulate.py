@@ -200,6 +200,8 @@ def test_softswitch_hardware_gives_the_same_journey(router_run, tmp_path: Path) 
     report = json.loads((tmp_path / "report.json").read_text())
     assert [e["path"] for e in report] == [e["path"] for e in memory_report]
     assert [types(e) for e in report] == [types(e) for e in memory_report]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["tables"]["peak"] == {"ipv4": 2, "ipv6": 2}  # the P4 tables' entries
 
 
 def test_softswitch_nat_output_is_rewritten_with_valid_checksums(tmp_path: Path) -> None:
