@@ -154,7 +154,7 @@ class KernelSession(SwitchSession):
     async def _packet_loop(self) -> None:
         """Punts a batch per loop turn, each to its port's representor."""
         waited, took = self.stages["packet_in"].add, self.stages["receive"].add
-        async for batch in self.p4rt.packet_batches(PACKET_BATCH):
+        async for batch in self.channel.packet_batches(PACKET_BATCH):
             for packet, arrived in batch:
                 start = time.perf_counter()
                 waited(start - arrived)
