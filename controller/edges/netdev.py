@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import logging
 import socket
 import struct
@@ -50,6 +51,7 @@ READ_BURST = 256  # frames per readiness callback: the packet loop and the tick 
 WATCH_PERIOD = 0.5  # how soon a device that went away and came back is read again
 _REASONS = {int(r): r for r in PuntReason}
 _TPACKET_STATS = struct.Struct("=II")
+SIOCGIFFLAGS, IFF_UP = 0x8913, 0x1
 
 
 class ControllerHeader:
@@ -85,6 +87,17 @@ class ControllerHeader:
                 raise ValueError(f"{self.name}.{name} = {value} does not fit its width")
             word |= value << shift
         return word.to_bytes(self.size, "big")
+
+
+def _link(name: str) -> tuple[int, bool]:
+    """(ifindex, administratively up) of device ``name``; (0, False) when there is none."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ctl:
+            flags = struct.unpack_from("H", fcntl.ioctl(
+                ctl, SIOCGIFFLAGS, struct.pack("16sH", name.encode(), 0)), 16)[0]
+        return socket.if_nametoindex(name), bool(flags & IFF_UP)
+    except OSError:
+        return 0, False
 
 
 class NetdevChannel:
@@ -161,25 +174,22 @@ class NetdevChannel:
         sock.close()
 
     async def _watchdog(self) -> None:
-        """Reopen the device by name once it exists again (a new ifindex means a new device:
-        the old socket is bound to the one that went away and would never read again)."""
+        """Reopen the device by name once it exists again: a new ifindex means a new device,
+        and the old socket is bound to the one that went away and would never read again."""
         while True:
             await asyncio.sleep(WATCH_PERIOD)
-            try:
-                index = socket.if_nametoindex(self.device)
-            except OSError:
-                index = 0
+            index, up = _link(self.device)
             if self._sock is not None and index != self._ifindex:
                 log.warning("punt device %s went away", self.device)
                 self.counters["device_lost"] += 1
                 self._close_socket()
-            if self._sock is None and index:
+            if self._sock is None and up:
                 try:
                     self._open()
                 except OSError as exc:
                     log.debug("%s", exc)
                     continue
-                log.info("punt device %s is back", self.device)
+                log.info("punt device %s is read again", self.device)
 
     # -- packet-in -------------------------------------------------------------------------
 
@@ -198,8 +208,9 @@ class NetdevChannel:
                 n = recv_into(view, 0, socket.MSG_TRUNC)
             except (BlockingIOError, InterruptedError):
                 break
-            except OSError as exc:  # ENETDOWN while the link is down: the socket stays
+            except OSError as exc:  # ENETDOWN when the link went down: the socket stays
                 self.counters[f"rx_error_{errno.errorcode.get(exc.errno, exc.errno)}"] += 1
+                self._rearm(sock)
                 break
             if n > limit:
                 self.counters["packet_in_truncated"] += 1
@@ -216,6 +227,13 @@ class NetdevChannel:
         self.counters["packet_in"] += got
         if overflow:
             self.counters["packet_in_overflow"] += overflow
+
+    def _rearm(self, sock: socket.socket) -> None:
+        """Watch the socket afresh: uvloop (libuv's uv_poll) stops watching a socket that
+        reported POLLERR, and its reader would never run again."""
+        if self._loop is not None:
+            self._loop.remove_reader(sock.fileno())
+            self._loop.add_reader(sock.fileno(), self._readable)
 
     async def packet_batches(self, limit: int) -> AsyncIterator[list[Queued]]:
         """What arrived since the last batch (at most ``limit``), until the channel closes."""
