@@ -224,9 +224,12 @@ class LinuxRouter:
 
     NS = {"h1": "p4ft-anchor-h1", "r": "p4ft-anchor-r", "h2": "p4ft-anchor-h2"}
     RULESET = """table inet filter {
-    chain forward { type filter hook forward priority 0; policy drop;
+    chain forward {
+        type filter hook forward priority 0; policy drop;
         ct state established,related accept
-        ct state new accept } }
+        ct state new accept
+    }
+}
 """
 
     def __init__(self) -> None:
@@ -234,6 +237,14 @@ class LinuxRouter:
 
     def __enter__(self) -> LinuxRouter:
         self.__exit__()  # one a crashed run left behind
+        try:
+            self._build()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _build(self) -> None:
         for ns in self.NS.values():
             _sh("ip", "netns", "add", ns)
             _sh("ip", "-n", ns, "link", "set", "lo", "up")
@@ -251,7 +262,6 @@ class LinuxRouter:
             _sh("ip", "-n", ns, "route", "add", "default", "via", port.gateway(4))
         subprocess.run(["ip", "netns", "exec", r, "nft", "-f", "-"], input=self.RULESET,
                        text=True, check=True, capture_output=True)
-        return self
 
     def __exit__(self, *exc: object) -> None:
         for ns in self.NS.values():
@@ -269,6 +279,8 @@ class _NsHost:
     ns: str
 
     def popen(self, cmd: list[str], **kwargs: Any) -> subprocess.Popen:
+        """As Mininet's ``Host.popen``: stdout piped."""
+        kwargs.setdefault("stdout", subprocess.PIPE)
         return subprocess.Popen(["ip", "netns", "exec", self.ns, *cmd], **kwargs)
 
 
