@@ -176,11 +176,11 @@ def test_controller_restart_loses_no_offloaded_packet_and_adopts_entries(lab):
 def test_punt_device_down_and_up_loses_no_offloaded_packet_and_punts_again(lab):
     if lab.channel != "netdev":
         pytest.skip("the netdev channel's device")
-    echo = serve(lab, "h2", "udp-echo", "5111")
-    server = serve(lab, "h2", "tcp-server", "5112")
+    echo = serve(lab, "h2", "udp-echo", "5113")
+    server = serve(lab, "h2", "tcp-server", "5114")
     try:
-        client = start(lab, "h1", "udp-client", lab.address("h2"), "5111", "80", "0.05")
-        assert wait_for(lambda: (c := conn_to(lab, 5111)) and c["offload"] == "HW_OFFLOAD")
+        client = start(lab, "h1", "udp-client", lab.address("h2"), "5113", "80", "0.05")
+        assert wait_for(lambda: (c := conn_to(lab, 5113)) and c["offload"] == "HW_OFFLOAD")
         lab.host("s1").cmd("ip link set s1-punt down")
         assert wait_for(lambda: not lab.stats()["punt_channel"]["up"]
                         or lab.stats()["punt_channel"]["counters"].get("rx_error_ENETDOWN"))
@@ -188,8 +188,8 @@ def test_punt_device_down_and_up_loses_no_offloaded_packet_and_punts_again(lab):
         out, err = client.communicate(timeout=30)
         assert json.loads(out) == {"sent": 80, "received": 80}, err
         # the slow path is back without a restart of the switch: a new connection is offloaded
-        tcp = start(lab, "h1", "tcp-client", lab.address("h2"), "5112", "40", "0.05")
-        assert wait_for(lambda: (c := conn_to(lab, 5112)) and c["offload"] == "HW_OFFLOAD")
+        tcp = start(lab, "h1", "tcp-client", lab.address("h2"), "5114", "40", "0.05")
+        assert wait_for(lambda: (c := conn_to(lab, 5114)) and c["offload"] == "HW_OFFLOAD")
         tcp.communicate(timeout=20)
     finally:
         echo.kill()
