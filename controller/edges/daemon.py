@@ -3,9 +3,9 @@
 Per switch (a :class:`SwitchSession`, sharing nothing with the others): a P4Runtime session
 through the ndo driver, a punt channel (:mod:`controller.edges.punt`: the P4Runtime stream or
 the CPU port as a network device), packet-in → ``Router.receive`` → packet-out, a 1 s
-``tick``, and an
-offload worker that drains the Router's queue into the driver in batches. One process may drive
-several switches (several ``--config``), each with its own router, conntrack and ruleset.
+``tick``, and an offload worker that drains the Router's queue into the driver in batches.
+One process may drive several switches (several ``--config``), each with its own router,
+conntrack and ruleset.
 
 Restart. A clean shutdown leaves offloaded flows in hardware (they keep forwarding while no
 controller runs) and writes the installed rules to a state file. The next start hands them to
