@@ -158,12 +158,12 @@ class KernelSession(SwitchSession):
             for packet, arrived in batch:
                 start = time.perf_counter()
                 waited(start - arrived)
-                await self._to_kernel(packet)
+                self._to_kernel(packet)
                 took(time.perf_counter() - start)
             self._kick()
             await asyncio.sleep(0)  # the tick, offloads and netlink get their turn
 
-    async def _to_kernel(self, packet: PacketIn) -> None:
+    def _to_kernel(self, packet: PacketIn) -> None:
         tap = self.taps.get(packet.ingress_port)
         if tap is None:
             self.counters["punt_unknown_port"] += 1
@@ -173,7 +173,7 @@ class KernelSession(SwitchSession):
         fin_rst = tup is not None and packet.reason == PuntReason.TCP_FIN_RST
         if fin_rst and self.kernel.on_fin_rst(tup, self.clock()):
             self._kick()
-            await self._flush_ct_updates()  # the fix-up before the packet
+            self._send_ct_updates()  # the fix-up before the packet: applied once sent
         tap.write(packet.frame)
         if tup is not None and packet.reason == PuntReason.MISS:
             conn = self.kernel.on_packet(tup, self.clock())
@@ -298,20 +298,31 @@ class KernelSession(SwitchSession):
         while True:
             await self._ct_work.wait()
             self._ct_work.clear()
-            await self._flush_ct_updates()
+            self._send_ct_updates()
 
-    async def _flush_ct_updates(self) -> None:
-        """Timeouts and TCP flags the flowtable asked of the kernel's entries."""
+    def _send_ct_updates(self) -> None:
+        """Timeouts and TCP flags the flowtable asked of the kernel's entries, sent now (the
+        kernel applies each before ``send`` returns); the answers are counted as they come."""
         for update in self.kernel.conntrack.take_updates():
             orig = update.conn.tuples[ORIGINAL]
             try:
-                await self.ct.request(lambda s, u=update, t=orig: ctnetlink.update_request(
+                answer = self.ct.submit(lambda s, u=update, t=orig: ctnetlink.update_request(
                     s, t, timeout=u.timeout, liberal=u.liberal, clear_maxack=u.clear_maxack))
-                self.counters["ct_updates"] += 1
-            except NetlinkError as exc:  # ENOENT: the kernel destroyed it meanwhile
-                self.counters[f"ct_update_{errno.errorcode.get(exc.errno, 'error')}"] += 1
-            except (TimeoutError, ConnectionError):
-                self.counters["ct_update_timeout"] += 1
+            except OSError as exc:  # the socket's buffer is full: the update is lost, counted
+                self.counters[f"ct_update_send_{errno.errorcode.get(exc.errno, 'error')}"] += 1
+                continue
+            answer.add_done_callback(self._ct_update_answered)
+
+    def _ct_update_answered(self, answer: asyncio.Future[Any]) -> None:
+        if answer.cancelled():
+            return
+        exc = answer.exception()
+        if exc is None:
+            self.counters["ct_updates"] += 1
+        elif isinstance(exc, NetlinkError):  # ENOENT: the kernel destroyed it meanwhile
+            self.counters[f"ct_update_{errno.errorcode.get(exc.errno, 'error')}"] += 1
+        else:  # no answer in time, or the socket closed
+            self.counters["ct_update_timeout"] += 1
 
     async def _sysctl_loop(self) -> None:
         while True:
