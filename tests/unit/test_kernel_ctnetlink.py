@@ -157,3 +157,40 @@ def test_static_neighbour_from_the_toml_is_a_permanent_entry() -> None:
     assert (msg["ifindex"], msg["state"]) == (5, 0x80)  # NUD_PERMANENT
     assert msg.get_attr("NDA_DST") == "10.0.1.1"
     assert msg.get_attr("NDA_LLADDR") == "00:00:00:00:01:01"
+
+
+def _pyroute2(msg, msg_type: int, flags: int, seq: int) -> bytes:  # type: ignore[no-untyped-def]
+    msg["header"]["type"], msg["header"]["flags"] = msg_type, flags
+    msg["header"]["sequence_number"] = seq
+    msg.encode()
+    return bytes(msg.data)
+
+
+def test_route_and_neighbour_requests_are_the_bytes_a_generic_codec_builds() -> None:
+    from pyroute2.netlink.rtnl import RTM_GETNEIGH, RTM_GETROUTE
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    for dst in ("10.0.2.1", "2001:db8:2::1"):
+        route = rtmsg()
+        route["family"] = 2 if "." in dst else 10
+        route["dst_len"] = 32 if "." in dst else 128
+        route["attrs"] = [["RTA_DST", dst]]
+        assert rtnetlink.route_get_request(9, _ip(dst)) == _pyroute2(route, RTM_GETROUTE, 1, 9)
+        neigh = ndmsg()
+        neigh["family"], neigh["ifindex"] = route["family"], 4
+        neigh["attrs"] = [["NDA_DST", dst]]
+        assert rtnetlink.neigh_get_request(3, 4, _ip(dst)) == _pyroute2(neigh, RTM_GETNEIGH, 1, 3)
+
+
+def test_a_route_answer_gives_device_gateway_and_mtu() -> None:
+    from pyroute2.netlink.rtnl import RTM_NEWROUTE
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    route = rtmsg()
+    route["family"] = 2
+    route["attrs"] = [["RTA_DST", "10.0.3.1"], ["RTA_OIF", 7], ["RTA_GATEWAY", "10.0.2.1"],
+                      ["RTA_METRICS", {"attrs": [["RTAX_MTU", 1400]]}]]
+    decoded = rtnetlink.decode_route(_pyroute2(route, RTM_NEWROUTE, 0, 1))
+    assert decoded == rtnetlink.Route(7, _ip("10.0.2.1"), 1400)
+    route["attrs"] = [["RTA_DST", "10.0.3.1"]]
+    assert rtnetlink.decode_route(_pyroute2(route, RTM_NEWROUTE, 0, 1)) is None
