@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+from controller.edges.eventloop import rearm_reader
 from ndo.api import PacketIn, PuntReason
 from ndo.p4runtime.punt_queue import PuntQueue, Queued
 from ndo.p4runtime.schema import FlowSchema, PacketMetadata, SchemaError
@@ -210,7 +211,8 @@ class NetdevChannel:
                 break
             except OSError as exc:  # ENETDOWN when the link went down: the socket stays
                 self.counters[f"rx_error_{errno.errorcode.get(exc.errno, exc.errno)}"] += 1
-                self._rearm(sock)
+                if self._loop is not None:
+                    rearm_reader(self._loop, sock.fileno(), self._readable)
                 break
             if n > limit:
                 self.counters["packet_in_truncated"] += 1
@@ -227,13 +229,6 @@ class NetdevChannel:
         self.counters["packet_in"] += got
         if overflow:
             self.counters["packet_in_overflow"] += overflow
-
-    def _rearm(self, sock: socket.socket) -> None:
-        """Watch the socket afresh: uvloop (libuv's uv_poll) stops watching a socket that
-        reported POLLERR, and its reader would never run again."""
-        if self._loop is not None:
-            self._loop.remove_reader(sock.fileno())
-            self._loop.add_reader(sock.fileno(), self._readable)
 
     async def packet_batches(self, limit: int) -> AsyncIterator[list[Queued]]:
         """What arrived since the last batch (at most ``limit``), until the channel closes."""

@@ -17,6 +17,8 @@ import struct
 from collections import Counter
 from collections.abc import Callable
 
+from controller.edges.eventloop import rearm_reader
+
 log = logging.getLogger("p4ft.kernel")
 
 NLMSG_ERROR = 2
@@ -120,6 +122,8 @@ class NetlinkSocket:
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:  # the kernel dropped events: count, carry on
                     self.counters["events_lost"] += 1
+                    if self._loop is not None:
+                        rearm_reader(self._loop, self.sock.fileno(), self._readable)
                     continue
                 raise
             for msg_type, flags, seq, msg in split(data):
