@@ -52,6 +52,7 @@ RT_GROUPS = (1, 3, 7, 11)
 SYSCTL = "/proc/sys/net/netfilter/nf_conntrack_"
 SYSCTL_INTERVAL = 1.0  # how soon a changed conntrack timeout sysctl is seen
 _WATCHED = (PuntReason.MISS, PuntReason.TCP_FIN_RST)
+RESOLVE_ATTEMPTS = 3  # path lookups of one connection when neighbours were learnt meanwhile
 
 
 class KernelRuleset:
@@ -94,6 +95,7 @@ class KernelSession(SwitchSession):
         self._ifnames = {tap.index: tap.name for tap in self.taps.values()}
         self._ports = {tap.name: port for port, tap in self.taps.items()}
         self._resolving: set[int] = set()
+        self._neighbours_learnt = 0  # neighbour events with a MAC so far (see _offload)
         self._revalidating = False
         self._ct_pid = ct.sock.getsockname()[0]
         self._ct_work = asyncio.Event()
@@ -217,6 +219,7 @@ class KernelSession(SwitchSession):
         elif msg_type in (RTM_NEWNEIGH, RTM_DELNEIGH):
             neigh = rtnetlink.decode_neigh(msg, msg_type)
             if neigh is not None and neigh.ifindex in self._ifnames:
+                self._neighbours_learnt += neigh.mac is not None
                 ifname = self._ifnames[neigh.ifindex]
                 for conn in self.kernel.neighbour_changed(ifname, neigh.address, neigh.mac, now):
                     self._resolve_soon(conn)
@@ -233,9 +236,16 @@ class KernelSession(SwitchSession):
             asyncio.get_running_loop().create_task(self._offload(conn))
 
     async def _offload(self, conn: Conn) -> None:
+        """Resolve and admit ``conn``. A connection refused for a next hop without a MAC waits
+        for the neighbour event; one that came while its paths were being asked for (both
+        directions' lookups are in flight at once) is not missed: the paths are asked again."""
         try:
-            paths = await self._paths(conn)
-            self.kernel.admit(conn, paths, self.clock())
+            for _ in range(RESOLVE_ATTEMPTS):
+                learnt = self._neighbours_learnt
+                paths = await self._paths(conn)
+                flow = self.kernel.admit(conn, paths, self.clock())
+                if flow is not None or learnt == self._neighbours_learnt:
+                    break
         except (NetlinkError, TimeoutError, ConnectionError) as exc:
             self.counters["resolve_errors"] += 1
             log.warning("%s: cannot resolve paths of connection %d: %s", self.name, conn.id, exc)
