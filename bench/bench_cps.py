@@ -1,7 +1,7 @@
 """Connection setup rate through the punt path (not a test; needs root: a Mininet lab).
 
-    flock /tmp/p4ft-e2e.lock .venv/bin/python bench/bench_cps.py [--target softswitch|bmv2]
-        [--mode mirror|kernel] [-n 2000] [-m 50] [--profile DIR]
+    .venv/bin/python bench/bench_cps.py [--target softswitch|bmv2] [--mode mirror|kernel ...]
+        [--channel netdev|p4runtime ...] [--anchor linux] [-n 2000] [-m 50] [--profile DIR]
 
 * setup rate: N TCP connections from h1 to a server in h2, M at a time, each sending a few
   bytes and staying open; connections/s until both directions of every one are in hardware
@@ -15,11 +15,16 @@
   packet is punted: delivered packets/s at saturation against the offered rate, and the
   packet-in queue's high-water mark.
 
-``--mode`` says how the lab runs: ``mirror`` (the controller mirrors a flowtable of its own
-ruleset) or ``kernel`` (a Linux router namespace is the slow path, ``p4ft lab --topo kernel``:
-TCP offloaded from its conntrack, UDP left to the kernel). ``--profile DIR`` samples the
-controller and the switch with py-spy during the setup run and prints each profile's top
-frames.
+``--anchor linux`` first runs the same client and server through a plain Linux router
+namespace (veths, ``ip_forward``, an nft forward chain with ``ct state`` rules) and the summary
+gives each lab's connections/s as a ratio of it; ``--channel`` (repeatable, default both) is the
+punt channel: the CPU port as a netdev or the P4Runtime stream; the summary also compares them.
+
+``--mode`` (repeatable) says how the lab runs: ``mirror`` (the controller mirrors a
+flowtable of its own ruleset) or ``kernel`` (a Linux router namespace is the slow path,
+``p4ft lab --topo kernel``: TCP offloaded from its conntrack, UDP left to the kernel).
+``--profile DIR`` samples the controller and the switch with py-spy during the setup run and
+prints each profile's top frames.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.labtraffic import RULESET, SLOW_PORT, TCP_CLIENT, TCP_SERVER, pps, script
 from controller.edges import control
 from controller.lab import Lab, load_topology
+from controller.lab.lab import CHANNELS
 
 CPS_PORT, RATE_PORT = 7001, 7002
 HW_TIMEOUT = 120.0  # the setup run gives up waiting for HW_OFFLOAD after this long
@@ -56,17 +62,17 @@ class Mode:
     """How the lab is built for a run; the figures are measured the same way in every mode."""
 
     name: str
-    lab: Callable[[str | None], Lab]
+    lab: Callable[[str | None, str], Lab]
 
 
 MODES = {
-    "mirror": Mode("mirror", lambda target: Lab(load_topology("router"), target, grpc_port=9602,
-                                                ruleset=RULESET)),
+    "mirror": Mode("mirror", lambda target, channel: Lab(
+        load_topology("router"), target, grpc_port=9602, ruleset=RULESET, channel=channel)),
     # the kernel lab's own nft ruleset; UDP is never offloaded, so the slow-path blast is all
     # punted to the kernel
-    "kernel": Mode("kernel", lambda target: Lab(
+    "kernel": Mode("kernel", lambda target, channel: Lab(
         dataclasses.replace(load_topology("kernel"), kernel={"offload": ["tcp"]}), target,
-        grpc_port=9602)),
+        grpc_port=9602, channel=channel)),
 }
 
 
@@ -106,15 +112,16 @@ def quantile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1]
 
 
-def connections(lab: Lab, watch: HwWatch, port: int, n: int, m: int, rate: float
+def connections(lab: Any, watch: HwWatch | None, port: int, n: int, m: int, rate: float
                 ) -> dict[str, Any]:
-    """Open ``n`` connections (``m`` at a time, ``rate``/s or as fast as they go)."""
+    """Open ``n`` connections (``m`` at a time, ``rate``/s or as fast as they go); with a
+    ``watch``, until both directions of each are in hardware."""
     server = script(lab, "h2", TCP_SERVER, port)
     assert server.stdout.readline().strip() == "READY"
     client = script(lab, "h1", TCP_CLIENT, lab.address("h2"), port, n, m, rate,
                     stdin=subprocess.PIPE)
     result = json.loads(client.stdout.readline())
-    hw = watch.wait(port, n - result["failed"], HW_TIMEOUT)
+    hw = watch.wait(port, n - result["failed"], HW_TIMEOUT) if watch is not None else {}
     client.communicate("close\n")
     server.kill()
     server.wait()
@@ -149,7 +156,9 @@ def stage_deltas(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tup
 def stats(lab: Lab) -> dict[str, Any]:
     raw = lab.stats()
     return {"punts": sum(raw.get("punts", {}).values()),
-            "packet_outs": raw.get("driver", {}).get("packet_out", 0),
+            "packet_outs": raw.get("punt_channel", {}).get("counters",
+                                                           raw.get("driver", {})).get(
+                                                               "packet_out", 0),
             "write_requests": raw.get("driver", {}).get("write_requests", 0),
             "write_updates": raw.get("driver", {}).get("write_updates", 0),
             "controller_punt_path": raw.get("punt_path", {}),
@@ -205,6 +214,93 @@ class Profiler:
                 print(f"  {100 * count / total:5.1f}%  {frame}")
 
 
+# -- the Linux anchor ---------------------------------------------------------------------------
+
+
+class LinuxRouter:
+    """The anchor: h1 and h2 with the router lab's addresses, through a plain Linux router
+    namespace (veths, ``ip_forward``, an nft forward chain with ``ct state`` rules) instead of
+    the P4 switch and the controller. Same hosts' scripts, same machine, same run."""
+
+    NS = {"h1": "p4ft-anchor-h1", "r": "p4ft-anchor-r", "h2": "p4ft-anchor-h2"}
+    RULESET = """table inet filter {
+    chain forward {
+        type filter hook forward priority 0; policy drop;
+        ct state established,related accept
+        ct state new accept
+    }
+}
+"""
+
+    def __init__(self) -> None:
+        self.topology = load_topology("router")
+
+    def __enter__(self) -> LinuxRouter:
+        self.__exit__()  # one a crashed run left behind
+        try:
+            self._build()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _build(self) -> None:
+        for ns in self.NS.values():
+            _sh("ip", "netns", "add", ns)
+            _sh("ip", "-n", ns, "link", "set", "lo", "up")
+        r = self.NS["r"]
+        _sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        for port in self.topology.ports:
+            host, router_end = f"anc-{port.host}", f"anc-r{port.id}"
+            _sh("ip", "link", "add", host, "netns", self.NS[port.host], "type", "veth", "peer",
+                "name", router_end, "netns", r)
+            _sh("ip", "-n", r, "addr", "add", port.router[0], "dev", router_end)
+            _sh("ip", "-n", r, "link", "set", router_end, "up")
+            ns = self.NS[port.host]
+            _sh("ip", "-n", ns, "addr", "add", port.addresses[0], "dev", host)
+            _sh("ip", "-n", ns, "link", "set", host, "up")
+            _sh("ip", "-n", ns, "route", "add", "default", "via", port.gateway(4))
+        subprocess.run(["ip", "netns", "exec", r, "nft", "-f", "-"], input=self.RULESET,
+                       text=True, check=True, capture_output=True)
+
+    def __exit__(self, *exc: object) -> None:
+        for ns in self.NS.values():
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+    def host(self, name: str) -> _NsHost:
+        return _NsHost(self.NS[name])
+
+    def address(self, host: str, family: int = 4) -> str:
+        return self.topology.address(host, family)
+
+
+@dataclass(frozen=True)
+class _NsHost:
+    ns: str
+
+    def popen(self, cmd: list[str], **kwargs: Any) -> subprocess.Popen:
+        """As Mininet's ``Host.popen``: stdout piped."""
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        return subprocess.Popen(["ip", "netns", "exec", self.ns, *cmd], **kwargs)
+
+
+def _sh(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def anchor(args: argparse.Namespace) -> float:
+    """Connections/s through the Linux router, measured as the lab's setup run is."""
+    with LinuxRouter() as router:
+        result = connections(router, None, CPS_PORT, args.connections, args.parallel, 0.0)
+    done = len(result["latencies"])
+    rate = done / (result["end"] - result["start"])
+    print(f"linux router: {done}/{args.connections} connections, {result['failed']} failed, "
+          f"{args.parallel} in parallel: {rate:.0f} connections/s; handshake p50 "
+          f"{quantile(result['latencies'], 50) * 1e3:.1f} ms, "
+          f"p99 {quantile(result['latencies'], 99) * 1e3:.1f} ms")
+    return rate
+
+
 # -- main ---------------------------------------------------------------------------------------
 
 
@@ -212,7 +308,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", choices=["softswitch", "bmv2"], default=None)
-    parser.add_argument("--mode", choices=sorted(MODES), default="mirror")
+    parser.add_argument("--mode", choices=sorted(MODES), action="append",
+                        help="mirror (the default) or kernel; repeat for both")
+    parser.add_argument("--channel", choices=CHANNELS, action="append",
+                        help="punt channel, repeatable (default: netdev and p4runtime)")
+    parser.add_argument("--anchor", choices=["linux"], default=None,
+                        help="also run the client and server through a plain Linux router and "
+                             "print every lab's connections/s as a ratio of it")
     parser.add_argument("-n", "--connections", type=int, default=2000)
     parser.add_argument("-m", "--parallel", type=int, default=50)
     parser.add_argument("--rate", type=float, default=100.0,
@@ -221,13 +323,43 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="slow-path blast")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR")
     args = parser.parse_args()
+    modes, channels = args.mode or ["mirror"], args.channel or list(CHANNELS)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-    with MODES[args.mode].lab(args.target) as lab:
+    linux = anchor(args) if args.anchor else None
+    rates: dict[tuple[str, str], tuple[float, float]] = {}
+    for mode in modes:
+        for channel in channels:
+            print()
+            rates[mode, channel] = run_lab(args, mode, channel)
+    print()
+    print("summary (one run): setup connections/s, slow path delivered pkt/s"
+          + (f"; ratio to the Linux router's {linux:.0f} connections/s" if linux else ""))
+    for (mode, channel), (cps, slow) in rates.items():
+        stream = rates.get((mode, "p4runtime"))
+        extra = f"  {cps / linux:.3f}x linux" if linux else ""
+        if stream and channel != "p4runtime":
+            extra += (f"  {cps / stream[0]:.2f}x the stream's connections/s, "
+                      f"{slow / max(stream[1], 1):.2f}x its slow path")
+        print(f"  {mode:>6} {channel:>9}: {cps:7.0f} conns/s  {slow:7.0f} pkt/s{extra}")
+    if len(modes) > 1:
+        for channel in channels:
+            if ("kernel", channel) in rates and ("mirror", channel) in rates:
+                ratio = rates["kernel", channel][0] / rates["mirror", channel][0]
+                print(f"  kernel / mirror on {channel}: {ratio:.2f}x")
+    return 0
+
+
+def run_lab(args: argparse.Namespace, mode: str, channel: str) -> tuple[float, float]:
+    """One lab's figures, printed; returns (setup connections/s, slow path pkt/s)."""
+    profile = args.profile / f"{mode}-{channel}" if args.profile else None
+    if profile:
+        profile.mkdir(parents=True, exist_ok=True)
+    with MODES[mode].lab(args.target, channel) as lab:
         watch = HwWatch(lab)
         pids = {"controller": lab.controller.pid, "switch": lab.host("s1").process.pid}
         before = stats(lab)
-        profiler = Profiler(args.profile, pids)
+        profiler = Profiler(profile, pids)
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         setup = connections(lab, watch, CPS_PORT, args.connections, args.parallel, 0.0)
         cpu_after = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
@@ -241,7 +373,7 @@ def main() -> int:
         slow, slow_sent, slow_recv, offered = pps(lab, SLOW_PORT, args.seconds)
         final = stats(lab)
         target = lab.target
-    print(f"target: {target}; mode: {args.mode}")
+    print(f"target: {target}; mode: {mode}; punt channel: {channel}")
     n = len(setup["latencies"])
     print(f"setup: {setup['in_hw']}/{args.connections} connections in hardware (both "
           f"directions), {setup['failed']} failed, {args.parallel} in parallel: "
@@ -285,7 +417,7 @@ def main() -> int:
     if copp:
         print(f"  CoPP: {copp['status']}; punts dropped in the switch: {copp['drops'] or 'none'}")
     profiler.report()
-    return 0
+    return setup["in_hw"] / setup["span"], slow
 
 
 if __name__ == "__main__":

@@ -148,6 +148,15 @@ class PuntConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PuntChannelConfig:
+    """``[punt] channel``: how punts travel (``controller.edges.punt``): ``"p4runtime"`` (the
+    P4Runtime stream, for a switch elsewhere) or ``"netdev"`` (the CPU port as ``device``)."""
+
+    channel: Literal["p4runtime", "netdev"] = "p4runtime"
+    device: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RouterConfig:
     switch: SwitchConfig
     ports: tuple[PortConfig, ...]
@@ -157,6 +166,7 @@ class RouterConfig:
     flowtable: FlowtableConfig = FlowtableConfig()
     conntrack: ConntrackConfig = ConntrackConfig()
     punt: PuntConfig | None = None  # None: no policing configured
+    punt_channel: PuntChannelConfig = PuntChannelConfig()
     path: Path | None = None
     kernel: KernelConfig | None = None
     subdevices: tuple[PortConfig, ...] = ()  # [[vlans]] and [[pppoe]], in link order
@@ -314,6 +324,7 @@ class _Loader:
             flowtable=self.flowtable(doc),
             conntrack=self.conntrack(doc),
             punt=self.punt(doc),
+            punt_channel=self.punt_channel(doc, names),
             path=path,
             kernel=kernel,
             subdevices=subdevices,
@@ -564,7 +575,9 @@ class _Loader:
         if "punt" not in doc:
             return None
         t = self.table(doc, "punt", {"rate_pps", "burst", "exception_rate_pps",
-                                     "exception_burst", "reasons"})
+                                     "exception_burst", "reasons", "channel", "device"})
+        if not {"rate_pps", "burst", "exception_rate_pps", "exception_burst", "reasons"} & set(t):
+            return None  # only the channel is configured
         miss = self.policer(t, "punt", "", required=True)
         exception = self.policer(t, "punt", "exception_", default=miss)
         names = {r.name.lower(): r for r in PuntReason if r is not PuntReason.NONE}
@@ -583,6 +596,22 @@ class _Loader:
             self.only(value, where, {"rate_pps", "burst"})
             reasons.append((names[name], self.policer(value, where, "", required=True)))
         return PuntConfig(miss, exception, tuple(reasons))
+
+    def punt_channel(self, doc: dict[str, Any], ports: set[str]) -> PuntChannelConfig:
+        t = doc.get("punt", {})
+        channel = self.get(t, "punt", "channel", str, "p4runtime")
+        if channel not in ("p4runtime", "netdev"):
+            raise self.error("punt.channel", f"must be 'p4runtime' or 'netdev', not {channel!r}")
+        device = self.get(t, "punt", "device", str, "")
+        if channel == "netdev" and not device:
+            raise self.error("punt.device", "the netdev channel needs the CPU port's device")
+        if device and (len(device) > 15 or any(c.isspace() or c == "/" for c in device)):
+            raise self.error("punt.device", f"not a device name: {device!r}")
+        if device and channel != "netdev":
+            raise self.error("punt.device", "only the netdev channel reads a device")
+        if device in ports:
+            raise self.error("punt.device", f"{device!r} is a data port's name")
+        return PuntChannelConfig(channel, device)  # type: ignore[arg-type]
 
     def policer(self, t: dict[str, Any], where: str, prefix: str, *, required: bool = False,
                 default: Policer | None = None) -> Policer:

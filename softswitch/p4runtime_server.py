@@ -333,7 +333,7 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
                 raise P4RTError(rpc_code.PERMISSION_DENIED, "Not primary")
             frame = self.device.packet_out_frame(packet)
             if self.inject is None:
-                raise P4RTError(rpc_code.UNAVAILABLE, "no switch attached to inject packets")
+                raise P4RTError(rpc_code.UNAVAILABLE, "no CPU port to inject packets at")
             self.inject(frame)
             self.device.counters.packet_out += 1
         except P4RTError as exc:

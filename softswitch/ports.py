@@ -137,6 +137,10 @@ class PacketSocketPort:
             except OSError as exc:  # e.g. ENETDOWN while the interface flaps
                 self.counters.rx_errors += 1
                 log.debug("port %d (%s): receive failed: %s", self.port_id, self.name, exc)
+                if self._loop is not None and self._resume_timer is None:
+                    # uvloop (libuv's uv_poll) stops watching a socket that reported POLLERR
+                    self._loop.remove_reader(sock.fileno())
+                    self._loop.add_reader(sock.fileno(), self._readable)
                 return
             if address[2] == PACKET_OUTGOING:
                 continue

@@ -40,12 +40,12 @@ class SwitchCounters:
 class Switch:
     """Frames between ports, the device's running pipeline and the CPU port (sans gRPC)."""
 
-    def __init__(self, device: Device, ports: Iterable[Port], *, cpu_port: int = 255,
+    def __init__(self, device: Device, ports: Iterable[Port], *, cpu_port: int | None = 255,
                  clock: Callable[[], float] = time.monotonic,
                  to_cpu: Callable[[bytes], None] | None = None) -> None:
         self.device = device
         self.ports = {p.port_id: p for p in ports}
-        if cpu_port in self.ports:
+        if cpu_port is not None and cpu_port in self.ports:
             raise ValueError(f"port {cpu_port} is the CPU port and cannot be an interface")
         self.cpu_port = cpu_port
         self.clock = clock
@@ -121,16 +121,21 @@ def _never() -> bool:
 
 
 class SoftSwitch:
-    """The whole target: a :class:`Switch` and its :class:`P4RuntimeServer`, run in one loop."""
+    """The whole target: a :class:`Switch` and its :class:`P4RuntimeServer`, run in one loop.
 
-    def __init__(self, ports: Iterable[Port], *, cpu_port: int = 255, device_id: int = 0,
+    ``cpu_port=None`` is simple_switch_grpc without ``--cpu-port``: no frame becomes a PacketIn,
+    a PacketOut is refused, and every port number (255 too) is an ordinary port whose frames
+    keep the headers the deparser emits."""
+
+    def __init__(self, ports: Iterable[Port], *, cpu_port: int | None = 255, device_id: int = 0,
                  table_size: int | None = None, clock: Callable[[], float] = time.monotonic,
                  sweep_period: float = 1.0,
                  pipeline_factory: PipelineFactory | None = None) -> None:
         self.device = Device(device_id, pipeline_factory=pipeline_factory, table_size=table_size)
         self.switch = Switch(self.device, ports, cpu_port=cpu_port, clock=clock)
-        self.server = P4RuntimeServer(self.device, inject=self.switch.packet_out, clock=clock,
-                                      sweep_period=sweep_period)
+        self.server = P4RuntimeServer(
+            self.device, inject=self.switch.packet_out if cpu_port is not None else None,
+            clock=clock, sweep_period=sweep_period)
         self.switch.to_cpu = self.server.send_packet_in
         self.switch.cpu_congested = self.server.packet_in_congested
         self.server.on_drained = self.switch.resume_ports

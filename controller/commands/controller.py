@@ -11,8 +11,13 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controller.edges.control import DEFAULT_PATH
+
+if TYPE_CHECKING:
+    from controller.config import RouterConfig
+    from controller.edges.daemon import SwitchSession
 
 DEFAULT_STATE_DIR = Path("/var/lib/p4ft")
 
@@ -45,6 +50,18 @@ def _metrics_address(text: str | None) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+def session_class(config: RouterConfig) -> type[SwitchSession]:
+    """The one place that knows every kind of session: ``[kernel]`` configs run kernel mode
+    (a Linux namespace is the slow path), the others mirror the kernel in the controller."""
+    from controller.edges.daemon import SwitchSession
+
+    if config.kernel is None:
+        return SwitchSession
+    from controller.kernel.session import KernelSession
+
+    return KernelSession
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
@@ -58,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         configs = [load_config(path) for path in args.config]
         metrics = _metrics_address(args.metrics)
         pipeline = load_pipeline()
-        return run_daemon(configs, pipeline, push=not args.no_push, control_path=args.control,
+        return run_daemon(configs, pipeline, session_class=session_class,
+                          push=not args.no_push, control_path=args.control,
                           state_dir=args.state_dir, metrics=metrics)
     except (ConfigError, RulesetError, SchemaError, NoPipeline, ValueError) as exc:
         print(f"p4ft controller: {exc}", file=sys.stderr)

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help=f"topology: {', '.join(topology_names())} or a file (router)")
     parser.add_argument("--target", choices=["softswitch", "bmv2"],
                         help="P4 target (default bmv2 if simple_switch_grpc is on PATH)")
+    parser.add_argument("--channel", choices=["netdev", "p4runtime"], default="netdev",
+                        help="punt channel: the CPU port as a veth the controller reads "
+                             "(netdev, the default) or the P4Runtime stream")
     parser.add_argument("--cli", action="store_true", help="open the Mininet CLI")
     parser.add_argument("--table-size", type=int, metavar="N",
                         help="softswitch flow table size (to see a full table)")
@@ -40,11 +43,13 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         pipeline_files()  # the controller pushes it: refuse before Mininet starts
-        lab = Lab(args.topo, args.target, workdir=args.workdir, table_size=args.table_size)
+        lab = Lab(args.topo, args.target, workdir=args.workdir, table_size=args.table_size,
+                  channel=args.channel)
     except (ValueError, RuntimeError, NoPipeline) as exc:
         print(f"p4ft lab: {exc}", file=sys.stderr)
         return 1
-    print(f"p4ft lab: topology {args.topo} on {lab.target}; workdir {lab.workdir}",
+    print(f"p4ft lab: topology {args.topo} on {lab.target}, {lab.channel} punt channel; "
+          f"workdir {lab.workdir}",
           file=sys.stderr)
     try:
         with lab:

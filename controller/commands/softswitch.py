@@ -1,7 +1,9 @@
 """``p4ft softswitch``: run the embedded P4 target, with simple_switch_grpc's flag names.
 
 ``p4ft softswitch -i 1@veth1 -i 2@veth2 --no-p4 -- --grpc-server-addr 127.0.0.1:9559
---cpu-port 255`` works as it does for BMv2; the target options may also come before ``--``
+--cpu-port 255`` works as it does for BMv2 (without ``--cpu-port`` there is no CPU port: port
+255 may then be an interface, ``-i 255@cpu0``, whose frames carry the program's packet_in and
+packet_out headers: the netdev punt channel); the target options may also come before ``--``
 (``--grpc-addr`` is the short spelling). A JSON program given on the command line runs from the
 start; add ``--p4info`` to make its tables writable over P4Runtime without a pipeline push.
 """
@@ -27,8 +29,11 @@ def _add_target_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
     parser.add_argument("--grpc-server-addr", "--grpc-addr", dest="grpc_addr", metavar="ADDR",
                         default=default(DEFAULT_GRPC_ADDR),
                         help=f"P4Runtime listen address (default {DEFAULT_GRPC_ADDR})")
-    parser.add_argument("--cpu-port", type=int, default=default(255), metavar="N",
-                        help="port number of the CPU port (default 255)")
+    parser.add_argument("--cpu-port", type=int, default=None, metavar="N",
+                        help="port number of the CPU port, whose frames travel as P4Runtime "
+                             "PacketIn/PacketOut (default: none, as simple_switch_grpc; a port "
+                             "given with -i N@IFNAME is then an ordinary port, e.g. a punt "
+                             "netdev)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -120,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("give either --no-p4 or a JSON program, not both")
         if program is None and args.p4info is not None:
             raise ValueError("--p4info needs a JSON program")
-        if not 0 < args.cpu_port < 511:
+        if args.cpu_port is not None and not 0 < args.cpu_port < 511:
             raise ValueError(f"--cpu-port {args.cpu_port}: must be 1..510 (511 is the drop port)")
         from softswitch.ports import PacketSocketPort, parse_interface
 
@@ -156,8 +161,9 @@ async def _serve(args: argparse.Namespace, ports: list, config) -> int:
     address = f"{args.grpc_addr.rpartition(':')[0]}:{port}"
     names = " ".join(f"{p.port_id}@{p.name}" for p in ports) or "none"
     # The start-up line goes to stderr whatever the logging, as simple_switch_grpc prints its own.
+    cpu = args.cpu_port if args.cpu_port is not None else "none"
     print(f"p4ft softswitch: listening on {address} (device id {args.device_id}, cpu port "
-          f"{args.cpu_port}, ports {names}, "
+          f"{cpu}, ports {names}, "
           f"{'program loaded' if config is not None else 'no program'})", file=sys.stderr,
           flush=True)
     stop = asyncio.Event()

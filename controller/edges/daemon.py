@@ -1,9 +1,11 @@
 """``p4ft controller``: the asyncio edge around one Router per switch.
 
 Per switch (a :class:`SwitchSession`, sharing nothing with the others): a P4Runtime session
-through the ndo driver, packet-in → ``Router.receive`` → packet-out, a 1 s ``tick``, and an
-offload worker that drains the Router's queue into the driver in batches. One process may drive
-several switches (several ``--config``), each with its own router, conntrack and ruleset.
+through the ndo driver, a punt channel (:mod:`controller.edges.punt`: the P4Runtime stream or
+the CPU port as a network device), packet-in → ``Router.receive`` → packet-out, a 1 s
+``tick``, and an offload worker that drains the Router's queue into the driver in batches.
+One process may drive several switches (several ``--config``), each with its own router,
+conntrack and ruleset.
 
 Restart. A clean shutdown leaves offloaded flows in hardware (they keep forwarding while no
 controller runs) and writes the installed rules to a state file. The next start hands them to
@@ -32,6 +34,7 @@ from typing import Any
 
 from controller.config import RouterConfig
 from controller.edges import control, eventloop
+from controller.edges.punt import open_channel
 from ndo.api import (
     Command,
     Cookie,
@@ -156,12 +159,14 @@ class SwitchSession:
         self._subscribers: dict[asyncio.Queue[dict[str, Any]], frozenset[str] | None] = {}
         self.router = self.make_router(config)
         sw = config.switch
+        schema = FlowSchema.from_p4info(pipeline.p4info)
         self.p4rt = P4RuntimeDriver(
-            sw.address, FlowSchema.from_p4info(pipeline.p4info), device_id=sw.device_id,
+            sw.address, schema, device_id=sw.device_id,
             election_id=sw.election_id, pipeline=pipeline if push else None,
             idle_timeout=float(max(config.flowtable.tcp_timeout, config.flowtable.udp_timeout)),
             packet_queue=packet_queue, punt_rates=punt_rates(config))
         self.driver = RecordingDriver(self.p4rt)
+        self.channel = open_channel(config, self.p4rt, schema, packet_queue)
         self.state_file = (state_dir / f"{name}.json") if state_dir is not None else None
         self._work = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -177,6 +182,7 @@ class SwitchSession:
     # -- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.channel.start()  # a netdev channel queues punts while P4Runtime connects
         adopted = self._load_state()
         report = await self._connect(adopted)
         if self.state_file is not None:  # used once: a later crash must not resurrect entries
@@ -226,6 +232,7 @@ class SwitchSession:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._save_state()
+        await self.channel.close()
         await self.driver.close()
         for queue in self._subscribers:
             with contextlib.suppress(asyncio.QueueFull):
@@ -255,7 +262,7 @@ class SwitchSession:
         """Serve punts a batch per loop turn; packet-outs are queued, never awaited."""
         waited, took = self.stages["packet_in"].add, self.stages["receive"].add
         receive, clock = self.router.receive, self.clock
-        async for batch in self.p4rt.packet_batches(PACKET_BATCH):
+        async for batch in self.channel.packet_batches(PACKET_BATCH):
             for packet, arrived in batch:
                 start = time.perf_counter()
                 waited(start - arrived)
@@ -293,8 +300,9 @@ class SwitchSession:
             await self.router.offload.pump(self.driver, OFFLOAD_BATCH)
 
     def _send(self, sends: Sequence[tuple[int, bytes]]) -> None:
+        send = self.channel.send_packet
         for port, frame in sends:
-            if not self.p4rt.send_packet(frame, port):
+            if not send(frame, port):
                 self.counters["packet_out_failed"] += 1
 
     def _kick(self) -> None:
@@ -344,14 +352,16 @@ class SwitchSession:
         stats["table_capacity"] = self.p4rt.capacity
         stats["connected"] = self.p4rt.connected
         stats["punt_path"] = self.punt_path()
-        stats["packet_in_queue"] = self.p4rt.punts.stats()
+        stats["packet_in_queue"] = self.channel.punts.stats()
+        stats["punt_channel"] = self.channel.stats()
         stats["punt_policing"] = self.p4rt.policing.stats()
         return snap
 
     def punt_path(self) -> dict[str, dict[str, float]]:
         """Time per stage of a punted packet in this process: waiting after it arrived from the
-        stream (decode and queue), Router.receive, and its packet-out waiting for the stream."""
-        stages = {**self.stages, "packet_out": self.p4rt.packet_out_wait}
+        channel (decode and queue), Router.receive, and its packet-out waiting for the channel
+        (the stream's flow control, or the device's send)."""
+        stages = {**self.stages, "packet_out": self.channel.packet_out_wait}
         return {name: stage.as_dict() for name, stage in stages.items()}
 
     def apply_ruleset(self, text: str, filename: str) -> str:
@@ -529,17 +539,15 @@ def session_names(configs: Sequence[RouterConfig]) -> list[str]:
     return names
 
 
-def session_class(config: RouterConfig) -> type[SwitchSession]:
-    """``[kernel]`` configs run kernel mode (a Linux namespace is the slow path)."""
-    if config.kernel is None:
-        return SwitchSession
-    from controller.kernel.session import KernelSession
-
-    return KernelSession
+SessionClass = Callable[[RouterConfig], type[SwitchSession]]
 
 
-def run(configs: Sequence[RouterConfig], pipeline: Pipeline, *, push: bool, control_path: Path,
-        state_dir: Path | None, metrics: tuple[str, int] | None) -> int:
+def run(configs: Sequence[RouterConfig], pipeline: Pipeline, *, session_class: SessionClass,
+        push: bool, control_path: Path, state_dir: Path | None,
+        metrics: tuple[str, int] | None) -> int:
+    """Serve ``configs`` until SIGINT/SIGTERM; ``session_class`` picks each one's session (the
+    caller knows every kind: kernel mode builds on this module, never the other way round)."""
+
     async def main() -> None:
         sessions = [session_class(config)(name, config, pipeline, push=push, state_dir=state_dir)
                     for name, config in zip(session_names(configs), configs, strict=True)]

@@ -11,7 +11,7 @@ controller's other tasks cost less too.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import uvloop
@@ -23,3 +23,11 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(main)`` on a uvloop event loop."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
+
+
+def rearm_reader(loop: asyncio.AbstractEventLoop, fd: int, callback: Callable[[], None]) -> None:
+    """Watch ``fd`` afresh after it reported an error: uvloop (libuv's ``uv_poll``) stops
+    watching a socket that signalled POLLERR (a device that went down, netlink's ENOBUFS), so
+    its reader would never run again although the socket works on."""
+    loop.remove_reader(fd)
+    loop.add_reader(fd, callback)

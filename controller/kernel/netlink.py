@@ -17,6 +17,8 @@ import struct
 from collections import Counter
 from collections.abc import Callable
 
+from controller.edges.eventloop import rearm_reader
+
 log = logging.getLogger("p4ft.kernel")
 
 NLMSG_ERROR = 2
@@ -85,15 +87,31 @@ class NetlinkSocket:
     async def request(self, build: Callable[[int], bytes], timeout: float = 5.0) -> list[Message]:
         """Send ``build(seq)``; return the answers (a dump's entries, or nothing for an ACK).
         An error answer raises :class:`NetlinkError` with the kernel's errno."""
+        return await self.submit(build, timeout)
+
+    def submit(self, build: Callable[[int], bytes], timeout: float = 5.0
+               ) -> asyncio.Future[list[Message]]:
+        """Send ``build(seq)`` now; the answers (or the error) arrive in the returned future.
+
+        A request to the kernel is carried out before ``send`` returns
+        (``netlink_unicast_kernel`` runs the kernel socket's input in the sender's context), so
+        what is sent after it, on any socket, meets its effect: only the answer comes later."""
         assert self._loop is not None, "start() first"
         seq = self.next_seq()
         future: asyncio.Future[list[Message]] = self._loop.create_future()
         self._pending[seq] = (future, [])
         try:
             self.sock.send(build(seq))
-            return await asyncio.wait_for(future, timeout)
-        finally:
+        except BaseException:
             self._pending.pop(seq, None)
+            raise
+        self._loop.call_later(timeout, self._expire, seq)
+        return future
+
+    def _expire(self, seq: int) -> None:
+        pending = self._pending.pop(seq, None)
+        if pending is not None and not pending[0].done():
+            pending[0].set_exception(TimeoutError("no netlink answer"))
 
     def _readable(self) -> None:
         while True:
@@ -104,6 +122,8 @@ class NetlinkSocket:
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:  # the kernel dropped events: count, carry on
                     self.counters["events_lost"] += 1
+                    if self._loop is not None:
+                        rearm_reader(self._loop, self.sock.fileno(), self._readable)
                     continue
                 raise
             for msg_type, flags, seq, msg in split(data):
@@ -122,6 +142,7 @@ class NetlinkSocket:
             return
         future, answers = pending
         if future.done():
+            del self._pending[seq]
             return
         if msg_type == NLMSG_ERROR:
             code = -struct.unpack_from("=i", msg, HEADER.size)[0]
@@ -135,3 +156,5 @@ class NetlinkSocket:
             answers.append((msg_type, flags, msg))
             if not flags & NLM_F_MULTI:
                 future.set_result(answers)
+        if future.done():
+            del self._pending[seq]

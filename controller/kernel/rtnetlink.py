@@ -1,4 +1,5 @@
-"""rtnetlink messages <-> plain values (pyroute2's ``rtmsg``/``ndmsg``/``ifinfmsg`` codecs).
+"""rtnetlink messages <-> plain values: what kernel mode asks per connection (route and
+neighbour lookups) with struct through :mod:`.nla`, the rest with pyroute2's codecs.
 
 Requests kernel mode makes of the router namespace: ``ip route get``, ``ip neigh get``, and
 the representors' configuration from the router TOML (addresses, static routes and
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import struct
 from dataclasses import dataclass
 
 from pyroute2.netlink.rtnl import (
@@ -28,9 +30,10 @@ from pyroute2.netlink.rtnl.ndmsg import (
     NUD_INCOMPLETE,
     NUD_NONE,
     NUD_PERMANENT,
-    ndmsg,
 )
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+from controller.kernel import nla
 
 NLM_F_REQUEST = 0x01
 NLM_F_ACK = 0x04
@@ -39,7 +42,6 @@ NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
-RTAX_MTU = "RTAX_MTU"
 RT_TABLE_MAIN = 254
 RTPROT_STATIC = 4
 RT_SCOPE_UNIVERSE = 0
@@ -86,69 +88,67 @@ def _family(address: bytes) -> int:
     return 4 if len(address) == 4 else 6
 
 
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_METRICS = 1, 4, 5, 8
+RTAX_MTU_ATTR = 2
+NDA_DST, NDA_LLADDR = 1, 2
+_RTMSG = struct.Struct("=BBBBBBBBI")  # struct rtmsg
+_NDMSG = struct.Struct("=BBHiHBB")  # struct ndmsg
+
+
 def route_get_request(seq: int, dst: bytes) -> bytes:
-    msg = rtmsg()
-    msg["family"] = _AF[_family(dst)]
-    msg["dst_len"] = len(dst) * 8
-    msg["attrs"] = [["RTA_DST", str(ipaddress.ip_address(dst))]]
-    return _finish(msg, RTM_GETROUTE, NLM_F_REQUEST, seq)
+    """``ip route get DST`` (``inet_rtm_getroute``/``inet6_rtm_getroute``)."""
+    body = _RTMSG.pack(_AF[_family(dst)], len(dst) * 8, 0, 0, 0, 0, 0, 0, 0)
+    return nla.message(RTM_GETROUTE, NLM_F_REQUEST, seq, body + nla.attr(RTA_DST, dst))
 
 
 def decode_route(data: bytes) -> Route | None:
-    msg = rtmsg(data)
-    msg.decode()
-    oif = msg.get_attr("RTA_OIF")
+    """The output device, gateway and MTU metric of a route message (struct, only those)."""
+    top = nla.body_spans(data, _RTMSG.size)
+    oif = nla.integer(data, top, RTA_OIF, nla.U32)
     if oif is None:
         return None
-    gateway = msg.get_attr("RTA_GATEWAY")
-    metrics = msg.get_attr("RTA_METRICS")
-    mtu = metrics.get_attr(RTAX_MTU) if metrics is not None else None
-    return Route(oif, ipaddress.ip_address(gateway).packed if gateway else None, mtu or None)
+    metrics = nla.nested(data, top, RTA_METRICS)
+    mtu = nla.integer(data, metrics, RTAX_MTU_ATTR, nla.U32) if metrics is not None else None
+    return Route(oif, nla.raw(data, top, RTA_GATEWAY), mtu or None)
 
 
-def _neigh(ifindex: int, address: bytes) -> ndmsg:
-    msg = ndmsg()
-    msg["family"] = _AF[_family(address)]
-    msg["ifindex"] = ifindex
-    msg["attrs"] = [["NDA_DST", str(ipaddress.ip_address(address))]]
-    return msg
+def _neigh(msg_type: int, flags: int, seq: int, ifindex: int, address: bytes, *,
+           state: int = 0, ntf: int = 0, lladdr: bytes | None = None) -> bytes:
+    body = _NDMSG.pack(_AF[_family(address)], 0, 0, ifindex, state, ntf, 0)
+    body += nla.attr(NDA_DST, address)
+    if lladdr is not None:
+        body += nla.attr(NDA_LLADDR, lladdr)
+    return nla.message(msg_type, flags, seq, body)
 
 
 def neigh_get_request(seq: int, ifindex: int, address: bytes) -> bytes:
-    return _finish(_neigh(ifindex, address), RTM_GETNEIGH, NLM_F_REQUEST, seq)
+    return _neigh(RTM_GETNEIGH, NLM_F_REQUEST, seq, ifindex, address)
 
 
 def neigh_use_request(seq: int, ifindex: int, address: bytes) -> bytes:
     """``NTF_USE``: ask the kernel to resolve a neighbour (``neigh_event_send``); the answer
     comes later as a neighbour event."""
-    msg = _neigh(ifindex, address)
-    msg["state"] = NUD_NONE
-    msg["flags"] = NTF_USE
-    return _finish(msg, RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-                   seq)
+    return _neigh(RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq,
+                  ifindex, address, state=NUD_NONE, ntf=NTF_USE)
 
 
 def neigh_add_request(seq: int, ifindex: int, address: bytes, mac: bytes) -> bytes:
     """``ip neigh replace ADDRESS lladdr MAC dev IFINDEX nud permanent``."""
-    msg = _neigh(ifindex, address)
-    msg["state"] = NUD_PERMANENT
-    msg["attrs"].append(["NDA_LLADDR", ":".join(f"{b:02x}" for b in mac)])
-    return _finish(msg, RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-                   seq)
+    return _neigh(RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq,
+                  ifindex, address, state=NUD_PERMANENT, lladdr=mac)
 
 
 def decode_neigh(data: bytes, msg_type: int) -> Neighbour | None:
-    msg = ndmsg(data)
-    msg.decode()
-    dst = msg.get_attr("NDA_DST")
+    top = nla.body_spans(data, _NDMSG.size)
+    dst = nla.raw(data, top, NDA_DST)
     if dst is None:
         return None
-    lladdr = msg.get_attr("NDA_LLADDR")
+    _, _, _, ifindex, state, _, _ = _NDMSG.unpack_from(data, nla.HEADER.size)
+    lladdr = nla.raw(data, top, NDA_LLADDR)
     mac = None
-    if (msg_type != RTM_DELNEIGH and lladdr
-            and not msg["state"] & (NUD_INCOMPLETE | NUD_FAILED)):
-        mac = bytes.fromhex(lladdr.replace(":", ""))
-    return Neighbour(msg["ifindex"], ipaddress.ip_address(dst).packed, mac)
+    if msg_type != RTM_DELNEIGH and lladdr and not state & (NUD_INCOMPLETE | NUD_FAILED):
+        mac = lladdr
+    return Neighbour(ifindex, dst, mac)
 
 
 def decode_link(data: bytes) -> Link | None:

@@ -52,6 +52,7 @@ RT_GROUPS = (1, 3, 7, 11)
 SYSCTL = "/proc/sys/net/netfilter/nf_conntrack_"
 SYSCTL_INTERVAL = 1.0  # how soon a changed conntrack timeout sysctl is seen
 _WATCHED = (PuntReason.MISS, PuntReason.TCP_FIN_RST)
+RESOLVE_ATTEMPTS = 3  # path lookups of one connection when neighbours were learnt meanwhile
 
 
 class KernelRuleset:
@@ -94,6 +95,7 @@ class KernelSession(SwitchSession):
         self._ifnames = {tap.index: tap.name for tap in self.taps.values()}
         self._ports = {tap.name: port for port, tap in self.taps.items()}
         self._resolving: set[int] = set()
+        self._neighbours_learnt = 0  # neighbour events with a MAC so far (see _offload)
         self._revalidating = False
         self._ct_pid = ct.sock.getsockname()[0]
         self._ct_work = asyncio.Event()
@@ -154,16 +156,16 @@ class KernelSession(SwitchSession):
     async def _packet_loop(self) -> None:
         """Punts a batch per loop turn, each to its port's representor."""
         waited, took = self.stages["packet_in"].add, self.stages["receive"].add
-        async for batch in self.p4rt.packet_batches(PACKET_BATCH):
+        async for batch in self.channel.packet_batches(PACKET_BATCH):
             for packet, arrived in batch:
                 start = time.perf_counter()
                 waited(start - arrived)
-                await self._to_kernel(packet)
+                self._to_kernel(packet)
                 took(time.perf_counter() - start)
             self._kick()
             await asyncio.sleep(0)  # the tick, offloads and netlink get their turn
 
-    async def _to_kernel(self, packet: PacketIn) -> None:
+    def _to_kernel(self, packet: PacketIn) -> None:
         tap = self.taps.get(packet.ingress_port)
         if tap is None:
             self.counters["punt_unknown_port"] += 1
@@ -173,7 +175,7 @@ class KernelSession(SwitchSession):
         fin_rst = tup is not None and packet.reason == PuntReason.TCP_FIN_RST
         if fin_rst and self.kernel.on_fin_rst(tup, self.clock()):
             self._kick()
-            await self._flush_ct_updates()  # the fix-up before the packet
+            self._send_ct_updates()  # the fix-up before the packet: applied once sent
         tap.write(packet.frame)
         if tup is not None and packet.reason == PuntReason.MISS:
             conn = self.kernel.on_packet(tup, self.clock())
@@ -217,6 +219,7 @@ class KernelSession(SwitchSession):
         elif msg_type in (RTM_NEWNEIGH, RTM_DELNEIGH):
             neigh = rtnetlink.decode_neigh(msg, msg_type)
             if neigh is not None and neigh.ifindex in self._ifnames:
+                self._neighbours_learnt += neigh.mac is not None
                 ifname = self._ifnames[neigh.ifindex]
                 for conn in self.kernel.neighbour_changed(ifname, neigh.address, neigh.mac, now):
                     self._resolve_soon(conn)
@@ -233,9 +236,16 @@ class KernelSession(SwitchSession):
             asyncio.get_running_loop().create_task(self._offload(conn))
 
     async def _offload(self, conn: Conn) -> None:
+        """Resolve and admit ``conn``. A connection refused for a next hop without a MAC waits
+        for the neighbour event; one that came while its paths were being asked for (both
+        directions' lookups are in flight at once) is not missed: the paths are asked again."""
         try:
-            paths = await self._paths(conn)
-            self.kernel.admit(conn, paths, self.clock())
+            for _ in range(RESOLVE_ATTEMPTS):
+                learnt = self._neighbours_learnt
+                paths = await self._paths(conn)
+                flow = self.kernel.admit(conn, paths, self.clock())
+                if flow is not None or learnt == self._neighbours_learnt:
+                    break
         except (NetlinkError, TimeoutError, ConnectionError) as exc:
             self.counters["resolve_errors"] += 1
             log.warning("%s: cannot resolve paths of connection %d: %s", self.name, conn.id, exc)
@@ -298,20 +308,31 @@ class KernelSession(SwitchSession):
         while True:
             await self._ct_work.wait()
             self._ct_work.clear()
-            await self._flush_ct_updates()
+            self._send_ct_updates()
 
-    async def _flush_ct_updates(self) -> None:
-        """Timeouts and TCP flags the flowtable asked of the kernel's entries."""
+    def _send_ct_updates(self) -> None:
+        """Timeouts and TCP flags the flowtable asked of the kernel's entries, sent now (the
+        kernel applies each before ``send`` returns); the answers are counted as they come."""
         for update in self.kernel.conntrack.take_updates():
             orig = update.conn.tuples[ORIGINAL]
             try:
-                await self.ct.request(lambda s, u=update, t=orig: ctnetlink.update_request(
+                answer = self.ct.submit(lambda s, u=update, t=orig: ctnetlink.update_request(
                     s, t, timeout=u.timeout, liberal=u.liberal, clear_maxack=u.clear_maxack))
-                self.counters["ct_updates"] += 1
-            except NetlinkError as exc:  # ENOENT: the kernel destroyed it meanwhile
-                self.counters[f"ct_update_{errno.errorcode.get(exc.errno, 'error')}"] += 1
-            except (TimeoutError, ConnectionError):
-                self.counters["ct_update_timeout"] += 1
+            except OSError as exc:  # the socket's buffer is full: the update is lost, counted
+                self.counters[f"ct_update_send_{errno.errorcode.get(exc.errno, 'error')}"] += 1
+                continue
+            answer.add_done_callback(self._ct_update_answered)
+
+    def _ct_update_answered(self, answer: asyncio.Future[Any]) -> None:
+        if answer.cancelled():
+            return
+        exc = answer.exception()
+        if exc is None:
+            self.counters["ct_updates"] += 1
+        elif isinstance(exc, NetlinkError):  # ENOENT: the kernel destroyed it meanwhile
+            self.counters[f"ct_update_{errno.errorcode.get(exc.errno, 'error')}"] += 1
+        else:  # no answer in time, or the socket closed
+            self.counters["ct_update_timeout"] += 1
 
     async def _sysctl_loop(self) -> None:
         while True:

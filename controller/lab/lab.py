@@ -25,6 +25,10 @@ from controller.lab.nodes import Bmv2Switch, LabHost, SoftSwitch, bmv2_binary
 from controller.lab.topology import LabTopology, load_topology
 
 CONTROLLER_TIMEOUT = 30.0
+CHANNELS = ("netdev", "p4runtime")
+PUNT_DEVICE = "s1-punt"
+"""The controller's end of the CPU port's veth (the netdev punt channel); the switch's end is
+``s1-cpu``, port 255 of the switch."""
 LAB_LOCK = Path("/run/lock/p4ft-lab.lock")
 """One lab at a time per machine: Mininet's node and veth names (s1, h1, s1-eth1) and the
 switch's gRPC port are machine-wide, so a second lab (another test run, a user's ``p4ft lab``)
@@ -41,7 +45,7 @@ class Lab:
     def __init__(self, topology: str | LabTopology = "router", target: str | None = None, *,
                  workdir: str | Path | None = None, grpc_port: int = 9559,
                  table_size: int | None = None, flowtable: dict[str, object] | None = None,
-                 ruleset: str | None = None) -> None:
+                 ruleset: str | None = None, channel: str = "netdev") -> None:
         self.topology = topology if isinstance(topology, LabTopology) else load_topology(topology)
         self.target = target or default_target()
         if self.target not in ("softswitch", "bmv2"):
@@ -52,6 +56,9 @@ class Lab:
         if self.target == "bmv2" and bmv2_binary() is None:
             raise RuntimeError("--target bmv2: simple_switch_grpc is not on PATH and "
                                "$BMV2_SWITCH is unset")
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown punt channel {channel!r} ({' or '.join(CHANNELS)})")
+        self.channel = channel
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="p4ft-lab-")
         self.workdir = Path(workdir or self._tmp.name)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -85,10 +92,13 @@ class Lab:
             subprocess.run(["ip", "link", "del", f"s1-eth{port.id}"], capture_output=True,
                            check=False)
         (self.workdir / "ruleset.nft").write_text(self._ruleset)
+        punt = (f'[punt]\nchannel = "netdev"\ndevice = "{PUNT_DEVICE}"\n'
+                if self.channel == "netdev" else "")
         self.config_path.write_text(self.topology.router_toml(
-            f"127.0.0.1:{self.grpc_port}", 1, "ruleset.nft", self._flowtable))
+            f"127.0.0.1:{self.grpc_port}", 1, "ruleset.nft", self._flowtable) + punt)
         switch_cls = SoftSwitch if self.target == "softswitch" else Bmv2Switch
-        params: dict[str, Any] = {"grpc_port": self.grpc_port, "log_dir": str(self.workdir)}
+        params: dict[str, Any] = {"grpc_port": self.grpc_port, "log_dir": str(self.workdir),
+                                  "punt_device": PUNT_DEVICE if self.channel == "netdev" else None}
         if self.target == "softswitch":
             params["table_size"] = self.table_size
         self.net = Mininet(topo=None, controller=None, host=LabHost, build=False,

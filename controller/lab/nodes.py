@@ -4,6 +4,10 @@ The switches run in the root namespace and start their target as a separate proc
 threads and forks in one process deadlock), with simple_switch_grpc's flags:
 ``-i N@IFNAME ... --no-p4 -- --grpc-server-addr ADDR --cpu-port 255``. The controller pushes
 the pipeline.
+
+With a ``punt_device`` (the netdev punt channel, ``controller.edges.netdev``) the CPU port is a
+veth instead: the switch gets ``-i 255@<name>-cpu`` and no ``--cpu-port`` (so port 255 is an
+ordinary port whose frames carry packet_in / packet_out), and the controller reads the peer.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from mininet.node import Host, Switch
 
 START_TIMEOUT = 20.0
+CPU_PORT = 255
 SWITCH_PORT_MTU = 9500
 """The switch's ports are hardware: their MTU is the switch's (jumbo), not the router's per-port
 ``mtu`` (which the controller enforces with ICMP fragmentation-needed). It is set before the
@@ -42,10 +47,12 @@ class P4Switch(Switch):
     """A P4Runtime target listening on ``grpc_port``; subclasses give the command line."""
 
     def __init__(self, name: str, grpc_port: int = 9559, device_id: int = 1,
-                 log_dir: str = "/tmp", **params) -> None:
+                 log_dir: str = "/tmp", punt_device: str | None = None, **params) -> None:
         super().__init__(name, **params)
         self.grpc_port = grpc_port
         self.device_id = device_id
+        self.punt_device = punt_device  # the controller's end of the CPU port's veth
+        self.cpu_device = f"{name}-cpu" if punt_device else None  # the switch's end
         self.log_path = Path(log_dir) / f"{name}.log"
         self.process: subprocess.Popen | None = None
 
@@ -56,17 +63,28 @@ class P4Switch(Switch):
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def target_ports(self) -> tuple[list[str], list[str]]:
+        """``-i`` specs and the CPU port flag: data ports, then the CPU port's veth or the
+        P4Runtime stream's CPU port."""
+        cmd = [arg for spec in self.data_ports() for arg in ("-i", spec)]
+        if self.cpu_device is not None:
+            return [*cmd, "-i", f"{CPU_PORT}@{self.cpu_device}"], []
+        return cmd, ["--cpu-port", str(CPU_PORT)]
+
     def start(self, controllers) -> None:
         if _listening(self.grpc_port):
             raise RuntimeError(f"{self.grpc_address} is already in use (a switch left by an "
                                "earlier lab?): stop it or choose another gRPC port")
-        for intf in self.intfList():
-            if intf.name == "lo":
-                continue
-            self.cmd(f"sysctl -qw net.ipv6.conf.{intf.name}.disable_ipv6=1")
-            self.cmd(f"ethtool -K {intf.name} rx off tx off sg off tso off gso off gro off"
+        names = [intf.name for intf in self.intfList() if intf.name != "lo"]
+        if self.cpu_device is not None:
+            self.cmd(f"ip link del {self.cpu_device} >/dev/null 2>&1")  # a crashed lab's
+            self.cmd(f"ip link add {self.cpu_device} type veth peer name {self.punt_device}")
+            names += [self.cpu_device, self.punt_device]
+        for name in names:
+            self.cmd(f"sysctl -qw net.ipv6.conf.{name}.disable_ipv6=1")
+            self.cmd(f"ethtool -K {name} rx off tx off sg off tso off gso off gro off"
                      " >/dev/null 2>&1")
-            self.cmd(f"ip link set {intf.name} mtu {SWITCH_PORT_MTU} up")
+            self.cmd(f"ip link set {name} mtu {SWITCH_PORT_MTU} up")
         self._launch("wb")
 
     def _launch(self, log_mode: str) -> None:
@@ -97,6 +115,8 @@ class P4Switch(Switch):
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.cpu_device is not None:
+            self.cmd(f"ip link del {self.cpu_device} >/dev/null 2>&1")
         super().stop(deleteIntfs)
 
     def data_ports(self) -> list[str]:
@@ -113,13 +133,12 @@ class SoftSwitch(P4Switch):
         self.table_size = table_size
 
     def command(self) -> list[str]:
+        ports, cpu = self.target_ports()
         cmd = [sys.executable, "-m", "controller.cli", "softswitch", "--no-p4",
-               "--device-id", str(self.device_id)]
-        for spec in self.data_ports():
-            cmd += ["-i", spec]
+               "--device-id", str(self.device_id), *ports]
         if self.table_size is not None:
             cmd += ["--table-size", str(self.table_size)]
-        return [*cmd, "--", "--grpc-server-addr", self.grpc_address, "--cpu-port", "255"]
+        return [*cmd, "--", "--grpc-server-addr", self.grpc_address, *cpu]
 
 
 class Bmv2Switch(P4Switch):
@@ -130,11 +149,9 @@ class Bmv2Switch(P4Switch):
         if binary is None:
             raise RuntimeError("simple_switch_grpc is not installed (not on PATH and "
                                "$BMV2_SWITCH unset): use --target softswitch")
-        cmd = [binary, "--no-p4", "--device-id", str(self.device_id), "--log-console",
-               "-L", "warn"]
-        for spec in self.data_ports():
-            cmd += ["-i", spec]
-        return [*cmd, "--", "--grpc-server-addr", self.grpc_address, "--cpu-port", "255"]
+        ports, cpu = self.target_ports()
+        return [binary, "--no-p4", "--device-id", str(self.device_id), "--log-console",
+                "-L", "warn", *ports, "--", "--grpc-server-addr", self.grpc_address, *cpu]
 
 
 def bmv2_binary() -> str | None:

@@ -111,8 +111,9 @@ def test_fin_and_rst_reach_the_kernel_and_remove_both_hardware_entries(lab, port
     assert wait_for(lambda: hw_entries(lab) == 0), lab.flows()
     # the kernel's own TCP state machine closed it (the RST too: its sequence number is
     # not checked against the ACKs the kernel never saw)
-    states = " ".join(kernel_conns(lab, "tcp", port))
-    assert ("TIME_WAIT" if end == "fin" else "CLOSE") in states, states
+    state = "TIME_WAIT" if end == "fin" else "CLOSE"  # once the last ACK reached the kernel
+    assert wait_for(lambda: state in " ".join(kernel_conns(lab, "tcp", port))), \
+        kernel_conns(lab, "tcp", port)
     assert lab.stats()["punts"].get("tcp_fin_rst", 0) >= 1
 
 

@@ -1,4 +1,5 @@
-"""The router lab (two hosts, two subnets, dual-stack) on the softswitch with the controller."""
+"""The router lab (two hosts, two subnets, dual-stack) on the softswitch with the controller,
+once per punt channel (the CPU port as a netdev, the P4Runtime stream)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from tests.e2e.conftest import Sniffer, conn_to, run, serve, start, wait_for
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def lab(target):
+@pytest.fixture(scope="module", params=["netdev", "p4runtime"])
+def lab(target, request):
     from controller.lab import Lab
 
-    with Lab("router", target, grpc_port=9561, flowtable={"udp_timeout": 5}) as lab:
+    with Lab("router", target, grpc_port=9561, flowtable={"udp_timeout": 5},
+             channel=request.param) as lab:
         yield lab
 
 
@@ -169,6 +171,29 @@ def test_controller_restart_loses_no_offloaded_packet_and_adopts_entries(lab):
         assert stats["controller"].get("orphans_deleted", 0) == 0
     finally:
         echo.kill()
+
+
+def test_punt_device_down_and_up_loses_no_offloaded_packet_and_punts_again(lab):
+    if lab.channel != "netdev":
+        pytest.skip("the netdev channel's device")
+    echo = serve(lab, "h2", "udp-echo", "5113")
+    server = serve(lab, "h2", "tcp-server", "5114")
+    try:
+        client = start(lab, "h1", "udp-client", lab.address("h2"), "5113", "80", "0.05")
+        assert wait_for(lambda: (c := conn_to(lab, 5113)) and c["offload"] == "HW_OFFLOAD")
+        lab.host("s1").cmd("ip link set s1-punt down")
+        assert wait_for(lambda: not lab.stats()["punt_channel"]["up"]
+                        or lab.stats()["punt_channel"]["counters"].get("rx_error_ENETDOWN"))
+        lab.host("s1").cmd("ip link set s1-punt up")
+        out, err = client.communicate(timeout=30)
+        assert json.loads(out) == {"sent": 80, "received": 80}, err
+        # the slow path is back without a restart of the switch: a new connection is offloaded
+        tcp = start(lab, "h1", "tcp-client", lab.address("h2"), "5114", "40", "0.05")
+        assert wait_for(lambda: (c := conn_to(lab, 5114)) and c["offload"] == "HW_OFFLOAD")
+        tcp.communicate(timeout=20)
+    finally:
+        echo.kill()
+        server.kill()
 
 
 def test_idle_flow_expires_and_both_hardware_entries_go(lab):

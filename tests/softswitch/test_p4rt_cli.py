@@ -39,7 +39,7 @@ def test_target_options_after_double_dash_like_simple_switch_grpc() -> None:
 def test_target_options_before_double_dash_and_defaults() -> None:
     args, (program, extra) = parse("--no-p4", "--grpc-addr", "127.0.0.1:1")
     assert program is None and args.no_p4
-    assert (args.grpc_addr, args.cpu_port, args.device_id) == ("127.0.0.1:1", 255, 0)
+    assert (args.grpc_addr, args.cpu_port, args.device_id) == ("127.0.0.1:1", None, 0)
     assert extra.grpc_addr is None
 
 

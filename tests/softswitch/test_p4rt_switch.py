@@ -128,3 +128,34 @@ async def test_a_lagging_stream_holds_punted_frames_at_their_port(target) -> Non
     assert payloads == frames
     assert not p1.paused
     assert softswitch.server.counters.packet_in_dropped == 0
+
+
+async def test_without_a_cpu_port_port_255_is_an_ordinary_port_with_the_headers_on() -> None:
+    """simple_switch_grpc without --cpu-port: punts leave port 255 as the deparser emits them
+    (packet_in first), frames arriving there enter the parser as any port's (packet_out
+    first), and a PacketOut has nowhere to go."""
+    cpu = QueuePort(CPU_PORT)
+    ports = [QueuePort(1), QueuePort(2), cpu]
+    softswitch = SoftSwitch(ports, cpu_port=None, device_id=DEVICE_ID, sweep_period=0,
+                            pipeline_factory=make_pipeline)
+    grpc_port = await softswitch.start("127.0.0.1:0")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}")
+    h = Harness(softswitch.device, softswitch.server, p4r_grpc.P4RuntimeStub(channel), channel,
+                FakeClock(), [])
+    await h.push_pipeline()
+    try:
+        stream = Stream(h.stub)
+        await stream.primary(1)
+        ports[0].inject(FRAME)
+        punted = cpu.drain()
+        assert len(punted) == 1 and punted[0].endswith(FRAME) and len(punted[0]) > len(FRAME)
+        assert softswitch.server.counters.packet_in_sent == 0
+        cpu.inject((2 << 7).to_bytes(2, "big") + b"from-the-cpu-device")
+        assert ports[1].drain() == [b"from-the-cpu-device"]
+        stream.send(packet=packet_out(b"out-frame", egress_port=2))
+        reply = await stream.recv()
+        assert reply.error.canonical_code == grpc.StatusCode.UNAVAILABLE.value[0]
+        assert ports[1].drain() == []
+    finally:
+        await channel.close()
+        await softswitch.stop()

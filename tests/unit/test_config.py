@@ -111,6 +111,16 @@ def test_no_punt_section_means_no_policing() -> None:
     assert parse_config(PORT).punt is None
 
 
+def test_the_punt_channel_is_the_stream_unless_a_netdev_is_named() -> None:
+    assert parse_config(PORT).punt_channel.channel == "p4runtime"
+    cfg = parse_config(PORT + "[punt]\nchannel = 'netdev'\ndevice = 's1-punt'\n")
+    assert (cfg.punt_channel.channel, cfg.punt_channel.device) == ("netdev", "s1-punt")
+    assert cfg.punt is None  # a channel alone polices nothing
+    both = parse_config(PORT + "[punt]\nchannel = 'netdev'\ndevice = 'cpu0'\nrate_pps = 9\n"
+                        "burst = 3\n")
+    assert both.punt is not None and both.punt.miss.rate_pps == 9
+
+
 def port(**fields: str) -> str:
     base = {
         "id": "1",
@@ -192,6 +202,12 @@ def port(**fields: str) -> str:
          "burst = 1\npir = 3\n", "punt.reasons.ttl.pir: unknown key"),
         (port() + "[punt]\nrate_pps = 5\nburst = 1\nreasons = 3\n",
          "punt.reasons: must be a table"),
+        (port() + "[punt]\nchannel = 'netdev'\n", "punt.device: the netdev channel needs"),
+        (port() + "[punt]\nchannel = 'grpc'\n", "punt.channel: must be 'p4runtime' or 'netdev'"),
+        (port() + "[punt]\ndevice = 'cpu0'\n", "punt.device: only the netdev channel"),
+        (port() + "[punt]\nchannel = 'netdev'\ndevice = 'eth0'\n",
+         "punt.device: 'eth0' is a data port's name"),
+        (port() + "[punt]\nchannel = 'netdev'\ndevice = 'a b'\n", "punt.device: not a device"),
         (port() + "[switch]\naddress = 'localhost'\n", "switch.address: must be HOST:PORT"),
         (port() + "[switch]\ncpu = 1\n", "switch.cpu: unknown key"),
         (port() + "[routers]\n", "router.toml: routers: unknown key"),
