@@ -1,36 +1,47 @@
-"""Run a packet through the base chains of one hook, as netfilter does.
+"""Run a packet through the base chains of one hook, as netfilter does (``nft_do_chain``).
 
 Chains of the hook are taken in priority order across every table whose family matches (inet
-matches IPv4 and IPv6). ``accept`` ends a chain and the packet goes on to the next chain; ``drop``
-ends everything; the policy applies when a chain runs out of rules. NAT chains see only the first
-packet of a connection (``ctx.ct_new``), and once one of them has bound a mapping, later NAT
-chains of the hook are skipped, like ``nf_nat_inet_fn``. ``flow add @ft`` calls ``flow_add`` and
-the rule continues.
+matches IPv4 and IPv6). ``accept`` ends a chain and the packet goes on to the next chain;
+``drop`` (and ``reject``) ends everything; the policy applies when a base chain runs out of
+rules. ``jump`` runs a regular chain and comes back, ``goto`` does not come back, ``return``
+leaves the current chain (at most 16 levels, ``NFT_JUMP_STACK_SIZE``); ``continue`` goes on
+with the next rule. NAT chains see only the first packet of a connection (``ctx.ct_new``), and
+once one of them has bound a mapping, later NAT chains of the hook are skipped, like
+``nf_nat_inet_fn``. ``flow add @ft`` calls ``flow_add`` and the rule continues.
 
-Rules are compiled once into closures so that a packet costs a few attribute reads and set
-lookups per rule, never string work.
+A selector whose value is not there (a payload beyond the packet, a ct key without a
+connection) ends the rule, as ``NFT_BREAK`` does. Rules are compiled once into closures.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from controller.netfilter.ct import CtInfo
+from controller.netfilter.ruleset import datatypes as dt
+from controller.netfilter.ruleset.fields import Field
 from controller.netfilter.ruleset.model import (
     ChainType,
+    Concat,
     Counter,
-    Field,
+    Expr,
     FlowAdd,
     FlowtableDef,
     Hook,
+    Limit,
+    Masked,
     Match,
     Nat,
+    Notrack,
+    Reject,
     Rule,
+    SetRef,
+    SetStatement,
     Table,
     VerdictStatement,
+    Vmap,
 )
 from controller.netfilter.ruleset.ruleset import Ruleset
 
@@ -54,7 +65,10 @@ class PacketContext(Protocol):
 @dataclass(slots=True)
 class RuleContext:
     """A :class:`PacketContext` as plain data: the classic path extends it with its packet;
-    kernel mode's offload selectors hand it a connection's original direction."""
+    kernel mode's offload selectors hand it a connection's original direction.
+
+    ``mark`` is the packet mark (``meta mark``, set by ``meta mark set``); ``pkt`` the parsed
+    packet payload selectors read; ``conn``/``direction`` the connection ct keys read."""
 
     family: int
     proto: int
@@ -67,76 +81,60 @@ class RuleContext:
     ct_state: CtInfo
     ct_new: bool
     length: int
+    mark: int = 0
+    pkt: Any = None
+    conn: Any = None
+    direction: int = 0
+    now: float = 0.0
+    notrack: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class NatAction:
-    """The mapping a NAT rule asks for; ``addr`` None means "the egress address" (masquerade)."""
+    """The mapping a NAT rule asks for; ``addr`` None means "the egress address" (masquerade)
+    or "the ingress address" (redirect); ``addr_max`` the top of an address range."""
 
-    kind: str  # "snat" | "dnat" | "masquerade"
+    kind: str  # "snat" | "dnat" | "masquerade" | "redirect"
     addr: bytes | None = None
     port_min: int | None = None
     port_max: int | None = None
+    addr_max: bytes | None = None
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RejectAction:
+    """What ``reject`` sends back: ``icmp``/``icmpv6`` with a code of that family, or a TCP
+    reset (``tcp reset``)."""
+
+    kind: str
+    code: int
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     accept: bool
     nat: NatAction | None = None
+    reject: RejectAction | None = None
 
 
 ACCEPT = Verdict(True)
 DROP = Verdict(False)
 
 FlowAddHook = Callable[[FlowtableDef, PacketContext], None]
-Step = Callable[[PacketContext], bool]
+Getter = Callable[[Any], Any]
+Step = Callable[[Any], Any]  # returns True (go on), False (rule ends) or an outcome tuple
 
-_CT_STATES = {
-    "established": (CtInfo.ESTABLISHED, CtInfo.ESTABLISHED_REPLY),
-    "related": (CtInfo.RELATED, CtInfo.RELATED_REPLY),
-    "new": (CtInfo.NEW,),
-    "invalid": (CtInfo.INVALID,),
-    "untracked": (),  # we track everything
+_CT_STATE_BITS = {
+    CtInfo.ESTABLISHED: 2, CtInfo.ESTABLISHED_REPLY: 2, CtInfo.RELATED: 4,
+    CtInfo.RELATED_REPLY: 4, CtInfo.NEW: 8, CtInfo.INVALID: 1, CtInfo.UNTRACKED: 64,
 }
-_ATTRS = {
-    Field.IP_SADDR: "src",
-    Field.IP6_SADDR: "src",
-    Field.IP_DADDR: "dst",
-    Field.IP6_DADDR: "dst",
-    Field.TCP_SPORT: "sport",
-    Field.UDP_SPORT: "sport",
-    Field.TCP_DPORT: "dport",
-    Field.UDP_DPORT: "dport",
-    Field.IIFNAME: "iifname",
-    Field.OIFNAME: "oifname",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _CompiledRule:
-    steps: tuple[Step, ...]
-    outcome: Verdict | None  # what the rule's terminal statement decides
-    outcome_family: int | None  # ``snat ip to`` in an inet table acts only on IPv4
-
-
-@dataclass(frozen=True, slots=True)
-class _CompiledChain:
-    priority: int
-    is_nat: bool
-    rules: tuple[_CompiledRule, ...]
-    policy: Verdict
-
-    def run(self, ctx: PacketContext) -> Verdict:
-        family = ctx.family
-        for rule in self.rules:
-            for step in rule.steps:
-                if not step(ctx):
-                    break
-            else:
-                outcome = rule.outcome
-                if outcome is not None and rule.outcome_family in (None, family):
-                    return outcome
-        return self.policy
+_NFPROTO = {4: 2, 6: 10}
+_ICMPX = {0: (0, 0), 1: (3, 4), 2: (1, 3), 3: (13, 1)}  # icmpx code → (icmp, icmpv6) codes
+_CTX_ADDR = {("ip", "saddr"): "src", ("ip", "daddr"): "dst", ("ip6", "saddr"): "src",
+             ("ip6", "daddr"): "dst"}
+_PORT_NS = frozenset({"tcp", "udp", "udplite", "sctp", "dccp", "th"})
+_BREAK = False
 
 
 class Evaluator:
@@ -145,17 +143,30 @@ class Evaluator:
     def __init__(self, ruleset: Ruleset, *, flow_add: FlowAddHook | None = None) -> None:
         self._flow_add = flow_add
         chains: dict[tuple[Hook, int], list[_CompiledChain]] = {}
-        for table, chain in ruleset.chains():
-            if chain.base is None:
-                continue  # regular chains are only reached by jump/goto, which we lack
-            compiled = _CompiledChain(
-                chain.base.priority,
-                chain.base.type is ChainType.NAT,
-                tuple(self._compile_rule(table, rule) for rule in chain.rules),
-                ACCEPT if chain.base.policy_accept else DROP,
-            )
-            for version in table.family.ip_versions:
-                chains.setdefault((chain.base.hook, version), []).append(compiled)
+        for table in ruleset.tables.values():
+            compiled_chains: dict[str, _CompiledChain] = {}
+            for chain in table.chains.values():
+                policy = ACCEPT
+                if chain.base is not None and not chain.base.policy_accept:
+                    policy = DROP
+                compiled_chains[chain.name] = _CompiledChain(
+                    chain.name,
+                    chain.base.priority if chain.base else 0,
+                    chain.base is not None and chain.base.type is ChainType.NAT,
+                    [],
+                    policy,
+                )
+            for chain in table.chains.values():
+                compiled_chains[chain.name].rules.extend(
+                    self._compile_rule(table, rule, compiled_chains) for rule in chain.rules
+                )
+            for chain in table.chains.values():
+                if chain.base is None:
+                    continue
+                for version in table.family.ip_versions:
+                    chains.setdefault((chain.base.hook, version), []).append(
+                        compiled_chains[chain.name]
+                    )
         self._chains = {
             key: tuple(sorted(v, key=lambda c: c.priority)) for key, v in chains.items()
         }
@@ -165,37 +176,50 @@ class Evaluator:
         for chain in self._chains.get((hook, family), ()):
             if chain.is_nat and (nat is not None or not ctx.ct_new):
                 continue
-            verdict = chain.run(ctx)
+            verdict = chain.run_base(ctx)
             if not verdict.accept:
-                return verdict if nat is None else Verdict(False, nat)
+                return verdict if nat is None else Verdict(False, nat, verdict.reject)
             if verdict.nat is not None:
                 nat = verdict.nat
         return ACCEPT if nat is None else Verdict(True, nat)
 
     # -- compilation -----------------------------------------------------------------------------
 
-    def _compile_rule(self, table: Table, rule: Rule) -> _CompiledRule:
+    def _compile_rule(
+        self, table: Table, rule: Rule, chains: dict[str, _CompiledChain]
+    ) -> tuple[Step, ...]:
         steps: list[Step] = []
-        outcome: Verdict | None = None
-        outcome_family: int | None = None
         for item in rule.items:
             if isinstance(item, Match):
-                steps.append(_compile_match(item))
+                steps.append(_compile_match(item, table))
+                for guard in _guards(item.left):
+                    steps.insert(len(steps) - 1, guard)
             elif isinstance(item, Counter):
-                steps.append(_counting(item))
+                steps.append(_counting(item, table))
             elif isinstance(item, FlowAdd):
                 steps.append(self._flow_adding(table.flowtables[item.flowtable]))
             elif isinstance(item, VerdictStatement):
-                outcome = ACCEPT if item.accept else DROP
-            else:
-                assert isinstance(item, Nat)
-                outcome, outcome_family = _nat_outcome(item)
-        return _CompiledRule(tuple(steps), outcome, outcome_family)
+                steps.append(_verdict_step(item, chains))
+            elif isinstance(item, Nat):
+                steps.extend(_nat_steps(item))
+            elif isinstance(item, Reject):
+                steps.extend(_reject_steps(item))
+            elif isinstance(item, Limit):
+                steps.append(_limiting(item, table))
+            elif isinstance(item, SetStatement):
+                steps.append(_setting(item))
+            elif isinstance(item, Notrack):
+                steps.append(_notrack)
+            elif isinstance(item, Vmap):
+                steps.extend(_guards(item.key))
+                steps.append(_vmap_step(item, table, chains))
+            # log and the statements kept as text change nothing the mirror models
+        return tuple(steps)
 
     def _flow_adding(self, ft: FlowtableDef) -> Step:
         hook = self._flow_add
 
-        def flow_add(ctx: PacketContext) -> bool:
+        def flow_add(ctx: Any) -> bool:
             if hook is not None:
                 hook(ft, ctx)
             return True
@@ -203,93 +227,440 @@ class Evaluator:
         return flow_add
 
 
-def _counting(counter: Counter) -> Step:
-    def count(ctx: PacketContext) -> bool:
-        counter.packets += 1
-        counter.bytes += ctx.length
+@dataclass(slots=True)
+class _CompiledChain:
+    name: str
+    priority: int
+    is_nat: bool
+    rules: list[tuple[Step, ...]]
+    policy: Verdict
+
+    def run_base(self, ctx: Any) -> Verdict:
+        outcome = self.run(ctx, 0)
+        if outcome is None:
+            return self.policy
+        return outcome
+
+    def run(self, ctx: Any, depth: int) -> Verdict | None:
+        """``nft_do_chain`` for this chain: a final verdict, or None (fell off / returned)."""
+        for steps in self.rules:
+            outcome: Any = True
+            for step in steps:
+                outcome = step(ctx)
+                if outcome is not True:
+                    break
+            if outcome is True or outcome is False:
+                continue
+            kind, arg = outcome
+            if kind == "verdict":
+                return arg
+            if kind == "continue":
+                continue
+            if kind == "return":
+                return None
+            if depth >= 16:
+                return DROP  # the kernel never gets here: validation refuses deep jumps
+            result = arg.run(ctx, depth + 1)
+            if kind == "goto" or result is not None:
+                return result
+        return None
+
+
+# -- matches ---------------------------------------------------------------------------------------
+
+
+def _guards(expr: Expr) -> list[Step]:
+    """nft's implicit dependencies: ``tcp dport`` only on TCP, ``ip saddr`` only on IPv4."""
+    steps: list[Step] = []
+    fields = _fields(expr)
+    versions = {f.l3 for f in fields if f.l3 is not None}
+    protos = {f.l4 for f in fields if f.l4 is not None}
+    for version in versions:
+        steps.append(lambda ctx, v=version: ctx.family == v)
+    for proto in protos:
+        steps.append(lambda ctx, p=proto: ctx.proto == p)
+    return steps
+
+
+def _fields(expr: Expr) -> list[Field]:
+    if isinstance(expr, Field):
+        return [expr]
+    if isinstance(expr, Masked):
+        return _fields(expr.expr)
+    return [f for p in expr.parts for f in _fields(p)]
+
+
+def _getter(expr: Expr) -> Getter:
+    if isinstance(expr, Concat):
+        getters = tuple(_getter(p) for p in expr.parts)
+
+        def concat(ctx: Any) -> Any:
+            out = tuple(g(ctx) for g in getters)
+            return None if None in out else out
+
+        return concat
+    if isinstance(expr, Masked):
+        inner, op, operand = _getter(expr.expr), expr.op, expr.operand
+        fns = {"&": lambda v: v & operand, "|": lambda v: v | operand,
+               "^": lambda v: v ^ operand, "<<": lambda v: v << operand,
+               ">>": lambda v: v >> operand}
+        fn = fns[op]
+
+        def masked(ctx: Any) -> Any:
+            value = inner(ctx)
+            return None if value is None else fn(value)
+
+        return masked
+    return field_getter(expr)
+
+
+def field_getter(fld: Field) -> Getter:
+    """How to read ``fld`` from a rule context (None: not there)."""
+    key = (fld.ns, fld.key)
+    if key in _CTX_ADDR:
+        attr = _CTX_ADDR[key]
+        return lambda ctx: int.from_bytes(getattr(ctx, attr), "big")
+    if fld.ns in _PORT_NS and fld.key in ("sport", "dport"):
+        attr = fld.key
+        return lambda ctx: getattr(ctx, attr)
+    source = fld.source
+    if not source:
+        return lambda ctx: None  # a key the mirror does not model: the rule never matches
+    if source[0] == "ctx":
+        return _CTX_GETTERS[source[1]]
+    if source[0] in ("nh", "th", "ll"):
+        return _payload_getter(source[0], source[1], source[2])
+    return _exthdr_getter(source[1], source[2], source[3])
+
+
+def _conn_attr(name: str) -> Getter:
+    return lambda ctx: getattr(ctx.conn, name) if ctx.conn is not None else None
+
+
+def _pkttype(ctx: Any) -> int | None:
+    pkt = ctx.pkt
+    if pkt is None:
+        return 0
+    if pkt.eth_dst == b"\xff" * 6:
+        return 1
+    return 2 if pkt.eth_dst[0] & 1 else 0
+
+
+_CTX_GETTERS: dict[str, Getter] = {
+    "proto": lambda ctx: ctx.proto,
+    "ethertype": lambda ctx: 0x0800 if ctx.family == 4 else 0x86DD,
+    "nfproto": lambda ctx: _NFPROTO.get(ctx.family),
+    "length": lambda ctx: ctx.length,
+    "mark": lambda ctx: ctx.mark,
+    "iifname": lambda ctx: ctx.iifname,
+    "oifname": lambda ctx: ctx.oifname,
+    "pkttype": _pkttype,
+    "iftype": lambda ctx: 1,
+    "zero": lambda ctx: 0,
+    "ct_state_bits": lambda ctx: _CT_STATE_BITS.get(ctx.ct_state, 1),
+    "ct_status": lambda ctx: int(ctx.conn.status) if ctx.conn is not None else None,
+    "ct_mark": _conn_attr("mark"),
+    "ct_zone": _conn_attr("zone"),
+    "ct_helper": _conn_attr("helper"),
+    "ct_direction": lambda ctx: ctx.direction if ctx.conn is not None else None,
+}
+
+
+def _bits(buf: Any, start: int, off: int, bits: int, end: int) -> int | None:
+    first = start + off // 8
+    last = start + (off + bits - 1) // 8
+    if start < 0 or last >= end:
+        return None
+    value = int.from_bytes(buf[first : last + 1], "big")
+    shift = (last - first + 1) * 8 - (off % 8) - bits
+    return (value >> shift) & ((1 << bits) - 1)
+
+
+def _payload_getter(base: str, off: int, bits: int) -> Getter:
+    def payload(ctx: Any) -> int | None:
+        pkt = ctx.pkt
+        if pkt is None:
+            return None
+        if base == "ll":
+            start = 0
+        elif base == "nh":
+            start = pkt.l3
+        else:
+            if not pkt.first_fragment:
+                return None
+            start = pkt.l4
+        return _bits(pkt.frame, start, off, bits, pkt.l3 + pkt.ip_len)
+
+    return payload
+
+
+_EXT_HEADERS = frozenset({0, 43, 44, 60, 135, 51})
+
+
+def _exthdr_getter(wanted: int, off: int, bits: int) -> Getter:
+    """``ipv6_find_hdr``: walk the IPv6 extension headers to the one of type ``wanted``."""
+
+    def exthdr(ctx: Any) -> int | None:
+        pkt = ctx.pkt
+        if pkt is None or pkt.family != 6:
+            return None
+        buf, end = pkt.frame, pkt.l3 + pkt.ip_len
+        nexthdr, pos = buf[pkt.l3 + 6], pkt.l3 + 40
+        for _ in range(8):
+            if nexthdr == wanted:
+                return _bits(buf, pos, off, bits, end)
+            if nexthdr not in _EXT_HEADERS or pos + 8 > end:
+                return None
+            size = 8 if nexthdr == 44 else (buf[pos + 1] + 2) * 4 if nexthdr == 51 else (
+                buf[pos + 1] + 1) * 8
+            nexthdr, pos = buf[pos], pos + size
+        return None
+
+    return exthdr
+
+
+def _compile_match(match: Match, table: Table) -> Step:
+    get = _getter(match.left)
+    dtypes = _types(match.left)
+    values = match.values
+    if isinstance(values, SetRef):
+        sdef = table.sets[values.name]
+        test = _membership(dtypes, list(sdef.elements))
+    elif match.is_set:
+        test = _membership(dtypes, list(values))
+    else:
+        test = _comparison(dtypes, match.op, values[0])
+    if match.op == "!=":
+        positive = test
+
+        def test(value: Any) -> bool:
+            return not positive(value)
+
+    def step(ctx: Any) -> bool:
+        value = get(ctx)
+        return value is not None and test(value)
+
+    return step
+
+
+def _types(expr: Expr) -> list[dt.DataType]:
+    if isinstance(expr, Concat):
+        return [t for p in expr.parts for t in _types(p)]
+    return [_fields(expr)[0].dtype]
+
+
+def _comparison(dtypes: list[dt.DataType], op: str, value: Any) -> Callable[[Any], bool]:
+    if len(dtypes) > 1:
+        return _membership(dtypes, [value])
+    dtype = dtypes[0]
+    if dtype.is_string:
+        return _string_test([value])
+    lo, hi = value
+    if op == "implicit" and dtype.bitmask and lo == hi:
+        return lambda v: v & lo != 0
+    if op == "<":
+        return lambda v: v < lo
+    if op == ">":
+        return lambda v: v > lo
+    if op == "<=":
+        return lambda v: v <= lo
+    if op == ">=":
+        return lambda v: v >= lo
+    if lo == hi:
+        return lambda v: v == lo
+    return lambda v: lo <= v <= hi
+
+
+def _membership(dtypes: list[dt.DataType], elements: list) -> Callable[[Any], bool]:
+    if len(dtypes) > 1:
+        parts = [
+            tuple(_component_test(t, c) for t, c in zip(dtypes, element)) for element in elements
+        ]
+
+        def concat(value: tuple) -> bool:
+            return any(all(t(v) for t, v in zip(tests, value)) for tests in parts)
+
+        return concat
+    if dtypes[0].is_string:
+        return _string_test(elements)
+    if all(lo == hi for lo, hi in elements):
+        exact = frozenset(lo for lo, _ in elements)
+        return lambda v: v in exact
+    bounds = tuple(elements)
+    return lambda v: any(lo <= v <= hi for lo, hi in bounds)
+
+
+def _component_test(dtype: dt.DataType, value: Any) -> Callable[[Any], bool]:
+    if dtype.is_string:
+        return _string_test([value])
+    lo, hi = value
+    return lambda v: lo <= v <= hi
+
+
+def _string_test(names: list[str]) -> Callable[[Any], bool]:
+    """Interface names: ``"eth*"`` is a prefix (nft: a trailing unescaped ``*``), ``"eth\\*"``
+    the literal name ``eth*`` (``expr_evaluate_string`` / ``nft_cmp`` on a shorter length)."""
+    exact = set()
+    prefixes = []
+    for name in names:
+        if name.endswith("*") and not name.endswith("\\*"):
+            prefixes.append(name[:-1].replace("\\*", "*"))
+        else:
+            exact.add(name.replace("\\*", "*"))
+    prefix_tuple = tuple(prefixes)
+    return lambda v: v in exact or (bool(prefix_tuple) and v.startswith(prefix_tuple))
+
+
+# -- statements ------------------------------------------------------------------------------------
+
+
+def _counting(counter: Counter, table: Table) -> Step:
+    target: Any = counter
+    if counter.name is not None:
+        target = table.objects[("counter", counter.name)]
+
+    def count(ctx: Any) -> bool:
+        target.packets += 1
+        target.bytes += ctx.length
         return True
 
     return count
 
 
-def _nat_outcome(nat: Nat) -> tuple[Verdict, int | None]:
+_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+_BYTE_FACTOR = {None: 1, "bytes": 1, "kbytes": 1024, "mbytes": 1024 * 1024}
+
+
+def _limiting(limit: Limit, table: Table) -> Step:
+    """``nft_limit_eval``: a token bucket of ``burst`` packets (or ``rate + burst`` bytes)
+    refilled at ``rate`` per unit; ``over`` inverts the match."""
+    if limit.unit == "name":
+        return lambda ctx: True  # a named limit object: state lives in the kernel object
+    per_second = limit.rate * _BYTE_FACTOR[limit.byte_unit] / _UNIT_SECONDS[limit.unit]
+    if limit.byte_unit is None:
+        capacity = float(limit.burst or 1)
+    else:
+        capacity = float(limit.rate * _BYTE_FACTOR[limit.byte_unit]
+                         + limit.burst * _BYTE_FACTOR[limit.burst_unit or "bytes"])
+
+    def step(ctx: Any) -> bool:
+        if limit.tokens < 0:
+            limit.tokens, limit.last = capacity, ctx.now
+        tokens = min(capacity, limit.tokens + (ctx.now - limit.last) * per_second)
+        limit.last = ctx.now
+        cost = 1.0 if limit.byte_unit is None else float(ctx.length)
+        if tokens >= cost:
+            limit.tokens = tokens - cost
+            return not limit.over
+        limit.tokens = tokens
+        return limit.over
+
+    return step
+
+
+def _setting(stmt: SetStatement) -> Step:
+    target = stmt.target
+    value = stmt.value
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], int):
+        constant = value[0]
+        source: Getter = lambda ctx: constant  # noqa: E731
+    elif isinstance(value, str):
+        source = lambda ctx: value  # noqa: E731
+    else:
+        source = _getter(value)  # type: ignore[arg-type]
+    key = (target.ns, target.key)
+
+    def step(ctx: Any) -> bool:
+        new = source(ctx)
+        if new is None:
+            return False
+        if key == ("meta", "mark"):
+            ctx.mark = new & 0xFFFFFFFF
+        elif ctx.conn is not None and key == ("ct", "mark"):
+            ctx.conn.mark = new & 0xFFFFFFFF
+        elif ctx.conn is not None and key == ("ct", "helper"):
+            ctx.conn.helper = new
+        elif ctx.conn is not None and key == ("ct", "zone"):
+            ctx.conn.zone = new
+        return True
+
+    return step
+
+
+def _notrack(ctx: Any) -> bool:
+    ctx.notrack = True
+    return True
+
+
+def _verdict_step(stmt: VerdictStatement, chains: dict[str, _CompiledChain]) -> Step:
+    kind = stmt.kind
+    if kind in ("jump", "goto"):
+        outcome: tuple = (kind, chains[stmt.chain or ""])
+    elif kind in ("continue", "return"):
+        outcome = (kind, None)
+    else:
+        outcome = ("verdict", ACCEPT if kind == "accept" else DROP)  # queue: no listener
+    return lambda ctx: outcome
+
+
+def _nat_steps(nat: Nat) -> list[Step]:
     family = None
     if nat.family is not None:
         family = nat.family.ip_versions[0]
     if nat.addr is not None:
         family = nat.addr.version
-    addr = nat.addr.packed if nat.addr is not None else None
-    return Verdict(True, NatAction(nat.kind.value, addr, nat.port_min, nat.port_max)), family
+    action = NatAction(
+        nat.kind.value,
+        nat.addr.packed if nat.addr is not None else None,
+        nat.port_min,
+        nat.port_max,
+        nat.addr_max.packed if nat.addr_max is not None else None,
+        nat.flags,
+    )
+    outcome = ("verdict", Verdict(True, action))
+    steps: list[Step] = []
+    if family is not None:  # ``snat ip to`` in an inet table acts only on IPv4
+        steps.append(lambda ctx: ctx.family == family)
+    steps.append(lambda ctx: outcome)
+    return steps
 
 
-def _compile_match(match: Match) -> Step:
-    test = _value_test(match)
-    if match.negate:
-        positive = test
-
-        def test(ctx: PacketContext) -> bool:
-            return not positive(ctx)
-
-    l4 = match.field.l4proto
-    if l4 is not None:
-        inner = test
-
-        def test(ctx: PacketContext) -> bool:
-            return ctx.proto == l4 and inner(ctx)
-
-    version = match.field.ip_version
-    if version is not None:
-        unversioned = test
-
-        def test(ctx: PacketContext) -> bool:
-            return ctx.family == version and unversioned(ctx)
-
-    return test
+def _reject_steps(rej: Reject) -> list[Step]:
+    """``nft_reject_inet_eval``: ICMP for IPv4, ICMPv6 for IPv6, or a TCP reset; the default
+    is port unreachable (icmpx in inet tables)."""
+    if rej.kind == "tcp reset":
+        outcome = ("verdict", Verdict(False, reject=RejectAction("tcp reset", 0)))
+        return [lambda ctx: ctx.proto == 6, lambda ctx: outcome]
+    if rej.kind == "icmp":
+        v4 = ("verdict", Verdict(False, reject=RejectAction("icmp", rej.code or 3)))
+        return [lambda ctx: ctx.family == 4, lambda ctx: v4]
+    if rej.kind == "icmpv6":
+        v6 = ("verdict", Verdict(False, reject=RejectAction("icmpv6", 4 if rej.code is None
+                                                            else rej.code)))
+        return [lambda ctx: ctx.family == 6, lambda ctx: v6]
+    codes = _ICMPX[1 if rej.code is None else rej.code]
+    by_family = {
+        4: ("verdict", Verdict(False, reject=RejectAction("icmp", codes[0]))),
+        6: ("verdict", Verdict(False, reject=RejectAction("icmpv6", codes[1]))),
+    }
+    return [lambda ctx: by_family[ctx.family]]
 
 
-def _value_test(match: Match) -> Step:
-    field, vals = match.field, match.values
-    if field.is_protocol:
-        protos = frozenset(vals)
-        return lambda ctx: ctx.proto in protos
-    if field is Field.CT_STATE:
-        states = frozenset(s for v in vals for s in _CT_STATES[str(v)])
-        return lambda ctx: ctx.ct_state in states
-    attr = _ATTRS[field]
-    if field.is_ifname:
-        return _ifname_test(attr, [str(v) for v in vals])
-    if field.is_port:
-        return _port_test(attr, vals)  # type: ignore[arg-type]
-    return _address_test(attr, vals)  # type: ignore[arg-type]
+def _vmap_step(vmap: Vmap, table: Table, chains: dict[str, _CompiledChain]) -> Step:
+    get = _getter(vmap.key)
+    dtypes = _types(vmap.key)
+    pairs = table.sets[vmap.mapping.name].elements if isinstance(vmap.mapping, SetRef) else list(
+        vmap.mapping)
+    compiled = [(_membership(dtypes, [key]), _verdict_step(verdict, chains)(None))
+                for key, verdict in pairs]
 
+    def step(ctx: Any) -> Any:
+        value = get(ctx)
+        if value is None:
+            return False
+        for test, outcome in compiled:
+            if test(value):
+                return outcome
+        return False
 
-def _ifname_test(attr: str, names: list[str]) -> Step:
-    exact = frozenset(n for n in names if not n.endswith("*"))
-    prefixes = tuple(n[:-1] for n in names if n.endswith("*"))  # nft wildcard "eth*"
-
-    def test(ctx: PacketContext) -> bool:
-        name = getattr(ctx, attr) or ""
-        return name in exact or (bool(prefixes) and name.startswith(prefixes))
-
-    return test
-
-
-def _port_test(attr: str, ranges: Sequence[tuple[int, int]]) -> Step:
-    if all(lo == hi for lo, hi in ranges):
-        ports = frozenset(lo for lo, _ in ranges)
-        return lambda ctx: getattr(ctx, attr) in ports
-    bounds = tuple(ranges)
-    return lambda ctx: any(lo <= getattr(ctx, attr) <= hi for lo, hi in bounds)
-
-
-def _address_test(attr: str, nets: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> Step:
-    if all(n.prefixlen == n.max_prefixlen for n in nets):
-        hosts = frozenset(n.network_address.packed for n in nets)
-        return lambda ctx: getattr(ctx, attr) in hosts
-    masks = tuple((int(n.network_address), int(n.netmask)) for n in nets)
-
-    def test(ctx: PacketContext) -> bool:
-        value = int.from_bytes(getattr(ctx, attr), "big")
-        return any(value & mask == net for net, mask in masks)
-
-    return test
+    return step

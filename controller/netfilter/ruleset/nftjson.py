@@ -13,12 +13,15 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from controller.netfilter.ruleset import datatypes as dt
 from controller.netfilter.ruleset import values
 from controller.netfilter.ruleset.errors import Loc, RulesetError
+from controller.netfilter.ruleset.format import format_item
 from controller.netfilter.ruleset.model import (
     FIELDS_BY_WORDS,
     BaseSpec,
     ChainType,
+    Concat,
     Counter,
     Family,
     Field,
@@ -26,13 +29,20 @@ from controller.netfilter.ruleset.model import (
     FlowtableDef,
     Hook,
     Item,
+    Limit,
+    Log,
+    Masked,
     Match,
     Nat,
     NatKind,
+    Notrack,
+    Reject,
     Rule,
+    SetStatement,
     Table,
     Value,
     VerdictStatement,
+    expr_types,
 )
 from controller.netfilter.ruleset.script import (
     AddChain,
@@ -260,13 +270,18 @@ class _Reader:
             return self.match(self.obj(body, path), path, loc)
         if kind == "counter":
             counter = Counter(loc=loc)
-            if body is not None:
+            if isinstance(body, str):
+                counter.name = values.parse_name(body, loc, "counter name")
+            elif body is not None:
                 body = self.obj(body, path)
                 counter.packets = self.get(body, "packets", path, int)
                 counter.bytes = self.get(body, "bytes", path, int)
             return counter
-        if kind in ("accept", "drop"):
-            return VerdictStatement(kind == "accept", loc)
+        if kind in ("accept", "drop", "continue", "return"):
+            return VerdictStatement(None, loc, kind)
+        if kind in ("jump", "goto"):
+            target = self.name(self.obj(body, path), "target", path)
+            return VerdictStatement(None, loc, kind, target)
         if kind == "flow":
             body = self.obj(body, path)
             if body.get("op", "add") != "add":
@@ -274,29 +289,74 @@ class _Reader:
             ref = self.get(body, "flowtable", path)
             name_loc = Loc(self.filename, path=f"{path}.flowtable")
             return FlowAdd(values.parse_name(ref.removeprefix("@"), name_loc, "flowtable"), loc)
-        if kind in ("snat", "dnat", "masquerade"):
+        if kind in ("snat", "dnat", "masquerade", "redirect"):
             return self.nat(NatKind(kind), body, path, loc)
+        if kind == "reject":
+            rej = Reject(loc=loc)
+            if body is not None:
+                body = self.obj(body, path)
+                rej.kind = {"tcp reset": "tcp reset", "icmp": "icmp", "icmpv6": "icmpv6",
+                            "icmpx": "icmpx"}.get(body.get("type", ""))
+                if rej.kind is None:
+                    raise self.error(f"unsupported reject type {json.dumps(body.get('type'))}",
+                                     f"{path}.type")
+                if "expr" in body and rej.kind != "tcp reset":
+                    code_type = {"icmp": dt.ICMP_CODE, "icmpv6": dt.ICMPV6_CODE,
+                                 "icmpx": dt.ICMPX_CODE}[rej.kind]
+                    rej.code = dt.parse_scalar(code_type, str(body["expr"]), loc)
+            return rej
+        if kind == "log":
+            opts = self.obj(body, path) if body is not None else {}
+            return Log(tuple((k, f'"{v}"' if k == "prefix" else str(v))
+                             for k, v in opts.items()), loc)
+        if kind == "limit":
+            body = self.obj(body, path)
+            rate = self.get(body, "rate", path, int)
+            per = self.get(body, "per", path)
+            return Limit(rate, per, body.get("burst", 5), bool(body.get("inv", False)),
+                         loc=loc)
+        if kind == "notrack":
+            return Notrack(loc)
+        if kind == "mangle":
+            body = self.obj(body, path)
+            target = self.left(body.get("key"), f"{path}.key")
+            value = body.get("value")
+            if not isinstance(value, int | str) or isinstance(value, bool):
+                raise self.error("unsupported mangle value", f"{path}.value")
+            parsed = dt.parse_interval(target.dtype, str(value), loc)
+            return SetStatement(target, parsed, loc)
         raise self.error(f"unsupported expression '{kind}'", path)
 
     def match(self, body: dict, path: str, loc: Loc) -> Match:
         op = self.get(body, "op", path)
-        if op not in ("==", "!=", "in"):
+        ops = {"==": "==", "!=": "!=", "in": "implicit", "<": "<", ">": ">", "<=": "<=",
+               ">=": ">="}
+        if op not in ops:
             raise self.error(f"unsupported operator '{op}'", f"{path}.op")
         field = self.left(body.get("left"), f"{path}.left")
         right = body.get("right")
         rpath = f"{path}.right"
+        is_set = False
         if isinstance(right, dict) and "set" in right:
-            raws, rpath = right["set"], f"{rpath}.set"
+            raws, rpath, is_set = right["set"], f"{rpath}.set", True
             if not isinstance(raws, list):
                 raise self.error("a set needs a list of elements", rpath)
         elif isinstance(right, list):
             raws = right
+            if field.dtype.bitmask:
+                value = 0
+                for i, raw in enumerate(raws):
+                    value |= self.value(field, raw, f"{rpath}[{i}]")[0]  # type: ignore[index]
+                raws, is_set = [], False
+                vals = [(value, value)]
+                return Match(field, tuple(vals), ops[op], False, loc)
+            is_set = True
         else:
             raws = [right]
         vals = [self.value(field, raw, f"{rpath}[{i}]") for i, raw in enumerate(raws)]
         if not vals:
             raise self.error("empty set", rpath)
-        return Match(field, tuple(dict.fromkeys(vals)), op == "!=", loc)
+        return Match(field, tuple(dict.fromkeys(vals)), ops[op], is_set, loc)
 
     def left(self, left: Any, path: str) -> Field:
         kind, body = self.single(left, path)
@@ -306,7 +366,7 @@ class _Reader:
         else:  # {"meta": {"key": "l4proto"}}, {"ct": {"key": "state"}}
             words = (kind, body.get("key"))
         field = FIELDS_BY_WORDS.get(words)  # type: ignore[arg-type]
-        if field is None or (kind == "payload") == (field.value[0] in ("meta", "ct")):
+        if field is None or (kind == "payload") == (field.ns in ("meta", "ct")):
             raise self.error(f"unsupported match on {json.dumps(left)}", path)
         return field
 
@@ -322,12 +382,18 @@ class _Reader:
             raw = f"{bounds[0]}-{bounds[1]}"
         if not isinstance(raw, str | int) or isinstance(raw, bool):
             raise RulesetError(f"unsupported value {json.dumps(raw)}", loc)
-        return values.parse_value(field, raw, loc)
+        if field.dtype.is_string:
+            if not isinstance(raw, str):
+                raise RulesetError(f"{field.nft} needs a string, not {raw!r}", loc)
+            if field.dtype is dt.IFNAME:
+                values.parse_ifname(raw.replace("\\*", "*"), loc)
+            return raw
+        return dt.parse_interval(field.dtype, str(raw), loc)
 
     def nat(self, kind: NatKind, body: Any, path: str, loc: Loc) -> Nat:
         nat = Nat(kind, loc=loc)
         if body is None:
-            if kind is not NatKind.MASQUERADE:
+            if kind in (NatKind.SNAT, NatKind.DNAT):
                 raise self.error(f"{kind.value} needs an address", path)
             return nat
         body = self.obj(body, path)
@@ -335,8 +401,16 @@ class _Reader:
             nat.family = self.family(body, path)
         if "addr" in body:
             addr_loc = Loc(self.filename, path=f"{path}.addr")
-            nat.addr = values.parse_address(self.get(body, "addr", path), addr_loc)
-        elif kind is not NatKind.MASQUERADE:
+            addr = body["addr"]
+            if isinstance(addr, dict) and isinstance(addr.get("range"), list):
+                addr = "-".join(str(a) for a in addr["range"])
+            elif isinstance(addr, dict) and isinstance(addr.get("prefix"), dict):
+                addr = f"{addr['prefix'].get('addr')}/{addr['prefix'].get('len')}"
+            if not isinstance(addr, str):
+                raise RulesetError(f"invalid address {json.dumps(addr)}", addr_loc)
+            values.parse_nat_into(nat, addr if ":" not in addr else f"[{addr}]"
+                                  if "/" not in addr and "-" not in addr else addr, addr_loc)
+        elif kind in (NatKind.SNAT, NatKind.DNAT):
             raise self.error(f"{kind.value} needs an address", path)
         if "port" in body:
             port = body["port"]
@@ -346,6 +420,13 @@ class _Reader:
             if not isinstance(port, str | int) or isinstance(port, bool):
                 raise RulesetError(f"invalid port {json.dumps(port)}", port_loc)
             nat.port_min, nat.port_max = values.parse_port_range(port, port_loc)
+        flags = body.get("flags", [])
+        flags = [flags] if isinstance(flags, str) else flags
+        if not isinstance(flags, list) or not all(
+            f in ("random", "fully-random", "persistent", "netmap") for f in flags
+        ):
+            raise self.error(f"invalid NAT flags {json.dumps(flags)}", f"{path}.flags")
+        nat.flags = tuple(flags)
         return nat
 
 
@@ -404,50 +485,104 @@ def _dump_item(item: Item) -> dict[str, Any]:
     if isinstance(item, Match):
         return {"match": _dump_match(item)}
     if isinstance(item, Counter):
+        if item.name is not None:
+            return {"counter": item.name}
         return {"counter": {"packets": item.packets, "bytes": item.bytes}}
     if isinstance(item, VerdictStatement):
-        return {"accept" if item.accept else "drop": None}
+        if item.chain is not None and item.kind in ("jump", "goto"):
+            return {item.kind: {"target": item.chain}}
+        return {item.kind: None}
     if isinstance(item, FlowAdd):
         return {"flow": {"op": "add", "flowtable": f"@{item.flowtable}"}}
-    assert isinstance(item, Nat)
-    body: dict[str, Any] = {}
-    if item.family is not None:
-        body["family"] = item.family.value
-    if item.addr is not None:
-        body["addr"] = str(item.addr)
-    if item.port_min is not None:
-        body["port"] = _dump_port((item.port_min, item.port_max or item.port_min))
-    return {item.kind.value: body or None}
+    if isinstance(item, Nat):
+        body: dict[str, Any] = {}
+        if item.family is not None:
+            body["family"] = item.family.value
+        if item.addr is not None:
+            if item.addr_len is not None:
+                body["addr"] = {"prefix": {"addr": str(item.addr), "len": item.addr_len}}
+            elif item.addr_max is not None:
+                body["addr"] = {"range": [str(item.addr), str(item.addr_max)]}
+            else:
+                body["addr"] = str(item.addr)
+        if item.port_min is not None:
+            body["port"] = _dump_port((item.port_min, item.port_max or item.port_min))
+        if item.flags:
+            body["flags"] = list(item.flags)
+        return {item.kind.value: body or None}
+    if isinstance(item, Reject):
+        if item.kind is None:
+            return {"reject": None}
+        rej: dict[str, Any] = {"type": item.kind}
+        if item.code is not None:
+            codes = {"icmp": dt.ICMP_CODE, "icmpv6": dt.ICMPV6_CODE, "icmpx": dt.ICMPX_CODE}
+            rej["expr"] = dt.format_scalar(codes[item.kind], item.code)
+        return {"reject": rej}
+    if isinstance(item, Log):
+        return {"log": {k: v.strip('"') if k == "prefix" else _num(v) for k, v in item.options}
+                or None}
+    if isinstance(item, Limit) and item.unit != "name" and item.byte_unit is None:
+        return {"limit": {"rate": item.rate, "per": item.unit, "burst": item.burst,
+                          **({"inv": True} if item.over else {})}}
+    if isinstance(item, Notrack):
+        return {"notrack": None}
+    if isinstance(item, SetStatement) and isinstance(item.value, tuple):
+        return {"mangle": {"key": _dump_left(item.target), "value": item.value[0]}}
+    return {"xt": {"type": "nft", "name": format_item(item)}}
+
+
+def _num(text: str) -> Any:
+    return int(text) if text.isdigit() else text
+
+
+def _dump_left(expr: Any) -> dict[str, Any]:
+    if isinstance(expr, Concat):
+        return {"concat": [_dump_left(p) for p in expr.parts]}
+    if isinstance(expr, Masked):
+        ops = {"&": "&", "|": "|", "^": "^", "<<": "<<", ">>": ">>"}
+        return {ops[expr.op]: [_dump_left(expr.expr), expr.operand]}
+    if expr.ns in ("meta", "ct", "rt"):
+        return {expr.ns: {"key": expr.key}}
+    return {"payload": {"protocol": expr.ns, "field": expr.key}}
 
 
 def _dump_match(match: Match) -> dict[str, Any]:
-    field = match.field
-    if field.value[0] == "meta":
-        left: dict[str, Any] = {"meta": {"key": field.value[1]}}
-    elif field is Field.CT_STATE:
-        left = {"ct": {"key": "state"}}
-    else:
-        left = {"payload": {"protocol": field.value[0], "field": field.value[1]}}
-    vals = [_dump_value(field, v) for v in match.values]
-    if field is Field.CT_STATE:
-        right: Any = vals[0] if len(vals) == 1 else vals
-        op = "!=" if match.negate else "in"
-    else:
-        right = vals[0] if len(vals) == 1 else {"set": vals}
-        op = "!=" if match.negate else "=="
+    left = _dump_left(match.left)
+    if not hasattr(match.values, "__iter__"):
+        return {"op": "==" if match.op != "!=" else "!=", "left": left,
+                "right": f"@{match.values.name}"}  # type: ignore[union-attr]
+    types = expr_types(match.left)
+    vals = [_dump_value(types, v) for v in match.values]  # type: ignore[union-attr]
+    right: Any = {"set": vals} if match.is_set else vals[0]
+    op = {"implicit": "in" if types[0].bitmask else "=="}.get(match.op, match.op)
+    if op == "==" and types[0].bitmask and match.op == "implicit":
+        op = "in"
     return {"op": op, "left": left, "right": right}
 
 
-def _dump_value(field: Field, value: Value) -> Any:
-    if field.is_protocol:
-        return values.PROTOCOL_NAMES.get(value, value)  # type: ignore[call-overload]
-    if isinstance(value, tuple):
-        return _dump_port(value)
-    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
-        if value.prefixlen == value.max_prefixlen:
-            return str(value.network_address)
-        return {"prefix": {"addr": str(value.network_address), "len": value.prefixlen}}
-    return value
+def _dump_value(types: tuple, value: Value) -> Any:
+    if len(types) > 1:
+        return {"concat": [_dump_value((t,), v) for t, v in zip(types, value)]}  # type: ignore
+    dtype = types[0]
+    if dtype.is_string:
+        return value
+    lo, hi = value  # type: ignore[misc]
+    if dtype.kind in ("ipv4", "ipv6") and lo != hi:
+        text = dt.format_interval(dtype, (lo, hi))
+        if "/" in text:
+            addr, _, plen = text.partition("/")
+            return {"prefix": {"addr": addr, "len": int(plen)}}
+        return {"range": [dt.format_scalar(dtype, lo), dt.format_scalar(dtype, hi)]}
+    if lo != hi:
+        return {"range": [_json_scalar(dtype, lo), _json_scalar(dtype, hi)]}
+    return _json_scalar(dtype, lo)
+
+
+def _json_scalar(dtype: dt.DataType, value: int) -> Any:
+    text = dt.format_scalar(dtype, value)
+    if dtype.bitmask and " | " in text:
+        return text.split(" | ")
+    return int(text) if text.isdigit() else text
 
 
 def _dump_port(ports: tuple[int, int]) -> Any:

@@ -1,51 +1,91 @@
-"""Recursive-descent parser for the nft syntax subset (``nft -f`` scripts) into script commands.
+"""Recursive-descent parser for nft syntax (``nft -f`` scripts) into script commands.
 
-Grammar, as nft reads it: ``table [FAMILY] NAME { flowtable ... chain ... }`` blocks and the
-``add``/``insert``/``delete``/``flush`` commands; statements end at a newline, ``;`` or ``}``.
-A table block expands like nft's ``nft_cmd_expand``: the table, its chains, its flowtables, then
-its rules, so rules may name flowtables declared further down the block.
+The grammar is nft's (``src/parser_bison.y``): table blocks and script commands (``add``,
+``create``, ``insert``, ``replace``, ``delete``, ``destroy``, ``flush``; ``table inet x`` with no
+body is ``add table``), ``define``/``$var``, ``include``; statements end at a newline, ``;`` or
+``}``. Tokens are read on demand (:mod:`.stream`), so an error is reported at the first construct
+that cannot be read, as ``FILE:LINE:COL``. A table block expands like nft's ``nft_cmd_expand``:
+the table, its sets, objects, chains, flowtables, then its rules, so rules may name objects
+declared further down the block.
 """
 
 from __future__ import annotations
 
+from controller.netfilter.ruleset import datatypes as dt
 from controller.netfilter.ruleset import values
+from controller.netfilter.ruleset.datatypes import DataType
 from controller.netfilter.ruleset.errors import Loc, RulesetError
-from controller.netfilter.ruleset.lexer import Kind, Token, tokenize
+from controller.netfilter.ruleset.fields import BARE_META, FIELDS, NAMESPACES, Field
+from controller.netfilter.ruleset.lexer import Kind, Token
 from controller.netfilter.ruleset.model import (
-    FIELDS_BY_WORDS,
     BaseSpec,
     ChainType,
+    Concat,
     Counter,
+    Expr,
     Family,
-    Field,
     FlowAdd,
     Hook,
     Item,
+    Limit,
+    Log,
+    Masked,
     Match,
     Nat,
     NatKind,
+    Notrack,
+    ObjectDef,
+    Other,
+    Reject,
     Rule,
+    SetDef,
+    SetRef,
+    SetStatement,
+    Value,
     VerdictStatement,
+    Vmap,
+    expr_types,
 )
 from controller.netfilter.ruleset.script import (
     AddChain,
     AddFlowtable,
+    AddObject,
     AddRule,
+    AddSet,
     AddTable,
     Command,
     DeleteChain,
     DeleteFlowtable,
+    DeleteObject,
+    DeleteRule,
+    DeleteSet,
     DeleteTable,
     Device,
     FlowtableSpec,
     FlushChain,
     FlushRuleset,
+    SetElements,
 )
+from controller.netfilter.ruleset.stream import TokenStream
 
 _FAMILY_WORDS = frozenset({f.value for f in Family} | set(values.UNSUPPORTED_FAMILIES))
-_FIELD_KEYWORDS = frozenset(k for k, _ in FIELDS_BY_WORDS)
-_OPERATORS = {"==": False, "eq": False, "!=": True, "ne": True}
-_RULE_END = frozenset({"\n", ";", "}", ""})
+_OPERATORS = {"==": "==", "eq": "==", "!=": "!=", "ne": "!=", "<": "<", "lt": "<", ">": ">",
+              "gt": ">", "<=": "<=", "le": "<=", ">=": ">=", "ge": ">="}
+_BINOPS = {"&": "&", "and": "&", "|": "|", "or": "|", "^": "^", "xor": "^", "<<": "<<",
+           "lshift": "<<", ">>": ">>", "rshift": ">>"}
+_VERDICTS = ("accept", "drop", "continue", "return", "jump", "goto", "queue")
+_OBJECT_KINDS = ("counter", "quota", "limit", "secmark", "synproxy")
+_CT_OBJECTS = ("helper", "timeout", "expectation")
+_SET_FLAGS = ("constant", "interval", "timeout", "dynamic", "eval")
+_LOG_LEVELS = ("emerg", "alert", "crit", "err", "warn", "notice", "info", "debug", "audit")
+_RATE_UNITS = ("second", "minute", "hour", "day", "week")
+_BYTE_UNITS = ("bytes", "kbytes", "mbytes")
+_NAT_FLAGS = ("random", "fully-random", "persistent", "netmap")
+_TCP_OPTIONS = {"eol": 0, "nop": 1, "maxseg": 2, "window": 3, "sack-permitted": 4,
+                "sack-perm": 4, "sack": 5, "sack0": 5, "sack1": 5, "sack2": 5, "sack3": 5,
+                "timestamp": 8, "fastopen": 34, "md5sig": 19, "mptcp": 30}
+_TCP_OPTION_FIELDS = ("kind", "length", "size", "count", "left", "right", "tsval", "tsecr",
+                      "subtype")
 
 
 def parse(text: str, filename: str = "<string>") -> list[Command]:
@@ -54,22 +94,25 @@ def parse(text: str, filename: str = "<string>") -> list[Command]:
 
 class _Parser:
     def __init__(self, text: str, filename: str) -> None:
-        self.tokens = list(tokenize(text, filename))
-        self.pos = 0
+        self.stream = TokenStream(text, filename)
 
     # -- token helpers -----------------------------------------------------------------------
 
     def peek(self, ahead: int = 0) -> Token:
-        return self.tokens[min(self.pos + ahead, len(self.tokens) - 1)]
+        return self.stream.peek(ahead)
 
     def next(self) -> Token:
-        tok = self.peek()
-        self.pos += 1
-        return tok
+        return self.stream.next()
 
     def at(self, *texts: str) -> bool:
         tok = self.peek()
         return tok.kind in (Kind.WORD, Kind.PUNCT) and tok.text in texts
+
+    def at_end(self) -> bool:
+        tok = self.peek()
+        return tok.kind in (Kind.NEWLINE, Kind.EOF) or (
+            tok.kind is Kind.PUNCT and tok.text in (";", "}")
+        )
 
     def accept(self, *texts: str) -> Token | None:
         return self.next() if self.at(*texts) else None
@@ -100,13 +143,26 @@ class _Parser:
         values.parse_name(tok.text, tok.loc, what)
         return tok
 
+    def number(self, what: str, hi: int = 2**64 - 1) -> int:
+        tok = self.word(what)
+        return values.parse_int(tok.text, tok.loc, what, 0, hi)
+
+    def string(self, what: str) -> str:
+        return self.value_token(what).text
+
     def skip_newlines(self) -> None:
         while self.peek().kind is Kind.NEWLINE:
-            self.pos += 1
+            self.next()
 
     def skip_separators(self) -> None:
         while self.peek().kind is Kind.NEWLINE or self.at(";"):
-            self.pos += 1
+            self.next()
+
+    def separator(self) -> None:
+        """A block item must end with a newline or ``;`` (nft's ``stmt_separator``)."""
+        if not (self.peek().kind is Kind.NEWLINE or self.at(";")):
+            raise self.unexpected(self.peek(), "newline or ';'")
+        self.next()
 
     def end_of_command(self) -> None:
         tok = self.peek()
@@ -124,112 +180,221 @@ class _Parser:
             commands.extend(self.command())
             self.end_of_command()
 
+    def common(self, tok: Token) -> bool:
+        """``define``/``redefine``/``undefine``/``include`` (valid anywhere a command is)."""
+        if tok.text in ("define", "redefine"):
+            self.next()
+            name = self.word("a variable name")
+            self.expect("=")
+            if tok.text == "define" and name.text in self.stream.defines:
+                raise RulesetError(f"redefinition of symbol '{name.text}'", name.loc)
+            value = self.stream.define_tokens()
+            if not value:
+                raise self.unexpected(self.peek(), "a value")
+            self.stream.defines[name.text] = value
+            return True
+        if tok.text == "undefine":
+            self.next()
+            name = self.word("a variable name")
+            if self.stream.defines.pop(name.text, None) is None:
+                raise RulesetError(f"undefined symbol '{name.text}'", name.loc)
+            return True
+        if tok.text == "include":
+            self.next()
+            path = self.peek()
+            if path.kind is not Kind.STRING:
+                raise self.unexpected(path, "a quoted file name")
+            self.next()
+            self.stream.include(path.text, path.loc)
+            return True
+        return False
+
     def command(self) -> list[Command]:
+        tok = self.peek()
+        if tok.kind is Kind.WORD and self.common(tok):
+            return []
         tok = self.word("a command")
         verb = tok.text
-        if verb == "table":
-            return self.table_block(tok.loc)
-        if verb == "add" and self.accept("table"):
-            return self.table_block(tok.loc, block_optional=True)
-        if verb == "add" and self.accept("chain"):
-            return self.chain_command(tok.loc)
-        if verb in ("add", "insert") and self.accept("rule"):
+        if verb in ("table", "chain", "set", "map", "flowtable", "counter", "quota", "ct",
+                    "limit", "rule", "element"):
+            verb, obj = "add", tok
+        elif verb in ("add", "create", "insert", "replace", "delete", "destroy", "flush"):
+            obj = self.word("an object")
+        elif verb in ("list", "reset", "rename", "monitor", "describe", "export", "import"):
+            raise RulesetError(f"'{verb}' commands are not supported in a ruleset file", tok.loc)
+        else:
+            raise RulesetError(f"syntax error, unexpected {tok.describe()}", tok.loc)
+        kind = obj.text
+        if kind == "ct":
+            sub = self.expect(*_CT_OBJECTS)
+            kind = f"ct {sub.text}"
+        create = verb == "create"
+        if verb in ("add", "create"):
+            return self.add_command(kind, obj, tok.loc, create)
+        if verb in ("insert", "replace"):
+            if kind != "rule":
+                raise self.unexpected(obj, "'rule'")
+            return self.rule_command(tok.loc, insert=verb == "insert", replace=verb == "replace")
+        if verb in ("delete", "destroy"):
+            return self.delete_command(kind, obj, tok.loc, verb == "destroy")
+        return self.flush_command(kind, obj, tok.loc)
+
+    def add_command(self, kind: str, obj: Token, loc: Loc, create: bool) -> list[Command]:
+        if kind == "table":
+            return self.table_block(loc, block_optional=True, create=create)
+        if kind == "chain":
+            return self.chain_command(loc, create)
+        if kind == "rule":
+            return self.rule_command(loc)
+        if kind == "flowtable":
+            family, table = self.table_spec()
+            name = self.identifier("flowtable name").text
+            if not self.accept("{"):
+                return [AddFlowtable(family, table, name, FlowtableSpec(), loc)]
+            return [AddFlowtable(family, table, name, self.flowtable_body(), loc)]
+        if kind in ("set", "map"):
+            family, table = self.table_spec()
+            name = self.identifier(f"{kind} name")
+            self.expect("{")
+            return [AddSet(family, table, self.set_body(name, kind == "map"), loc, create)]
+        if kind == "element":
+            family, table = self.table_spec()
+            name = self.identifier("set name").text
+            return [SetElements(family, table, name, self.raw_elements(), False, loc)]
+        if kind in _OBJECT_KINDS or kind.startswith("ct "):
+            family, table = self.table_spec()
+            name = self.identifier(f"{kind} name")
+            return [AddObject(family, table, self.object_body(kind, name), loc, create)]
+        raise self.unexpected(obj, "an object this tool supports")
+
+    def delete_command(self, kind: str, obj: Token, loc: Loc, destroy: bool) -> list[Command]:
+        if kind == "table":
+            family, name = self.table_spec(allow_handle=True)
+            return [DeleteTable(family, name, loc, not destroy)]
+        if kind == "rule":
             family, table = self.table_spec()
             chain = self.identifier("chain name").text
-            rule = self.rule()
-            return [AddRule(family, table, chain, rule, verb == "insert", tok.loc)]
-        if verb == "add" and self.accept("flowtable"):
-            family, table = self.table_spec()
-            name = self.identifier("flowtable name").text
-            self.expect("{")
-            return [AddFlowtable(family, table, name, self.flowtable_body(), tok.loc)]
-        if verb == "delete" and self.accept("table"):
-            family, name = self.table_spec()
-            return [DeleteTable(family, name, tok.loc)]
-        if verb == "delete" and self.accept("flowtable"):
-            family, table = self.table_spec()
-            name = self.identifier("flowtable name").text
+            self.expect("handle")
+            return [DeleteRule(family, table, chain, self.number("handle"), loc)]
+        family, table = self.table_spec()
+        if kind == "element":
+            name = self.identifier("set name").text
+            return [SetElements(family, table, name, self.raw_elements(), True, loc)]
+        if self.accept("handle"):
+            name = f"handle {self.number('handle')}"
+        else:
+            name = self.identifier(f"{kind} name").text
+        if kind == "flowtable":
             devices = None
             if self.accept("{"):
                 devices = self.flowtable_body().devices
-            return [DeleteFlowtable(family, table, name, devices, tok.loc)]
-        if verb == "delete" and self.accept("chain"):
-            family, table = self.table_spec()
-            return [DeleteChain(family, table, self.identifier("chain name").text, tok.loc)]
-        if verb == "flush" and self.accept("table"):
-            family, table = self.table_spec()
-            return [FlushChain(family, table, None, tok.loc)]
-        if verb == "flush" and self.accept("chain"):
-            family, table = self.table_spec()
-            return [FlushChain(family, table, self.identifier("chain name").text, tok.loc)]
-        if verb == "flush" and self.accept("ruleset"):
+            return [DeleteFlowtable(family, table, name, devices, loc)]
+        if kind == "chain":
+            return [DeleteChain(family, table, name, loc)]
+        if kind in ("set", "map"):
+            return [DeleteSet(family, table, name, False, loc)]
+        if kind in _OBJECT_KINDS or kind.startswith("ct "):
+            return [DeleteObject(family, table, kind, name, loc)]
+        raise self.unexpected(obj, "an object this tool supports")
+
+    def flush_command(self, kind: str, obj: Token, loc: Loc) -> list[Command]:
+        if kind == "ruleset":
             family = None
             if self.peek().kind is Kind.WORD:
                 fam = self.next()
                 family = values.parse_family(fam.text, fam.loc)
-            return [FlushRuleset(family, tok.loc)]
-        if verb in ("add", "insert", "delete", "flush"):
-            raise self.unexpected(self.peek(), "an object this tool supports")
-        raise RulesetError(f"syntax error, unexpected {tok.describe()}", tok.loc)
+            return [FlushRuleset(family, loc)]
+        family, table = self.table_spec()
+        if kind == "table":
+            return [FlushChain(family, table, None, loc)]
+        if kind == "chain":
+            return [FlushChain(family, table, self.identifier("chain name").text, loc)]
+        if kind in ("set", "map"):
+            return [DeleteSet(family, table, self.identifier("set name").text, True, loc)]
+        raise self.unexpected(obj, "'ruleset', 'table', 'chain', 'set' or 'map'")
 
-    def table_spec(self) -> tuple[Family, str]:
+    def table_spec(self, allow_handle: bool = False) -> tuple[Family, str]:
         """``[FAMILY] NAME``; the family defaults to ip, as in nft."""
         first = self.peek()
         if (
             first.kind is Kind.WORD
             and first.text in _FAMILY_WORDS
-            and (self.peek(1).kind in (Kind.WORD, Kind.STRING))
+            and self.peek(1).kind in (Kind.WORD, Kind.STRING)
         ):
             self.next()
             family = values.parse_family(first.text, first.loc)
         else:
             family = Family.IP
+        if allow_handle and self.accept("handle"):
+            return family, f"handle {self.number('handle')}"
         return family, self.identifier("table name").text
 
     # -- tables --------------------------------------------------------------------------------
 
-    def table_block(self, loc: Loc, block_optional: bool = False) -> list[Command]:
+    def table_block(self, loc: Loc, block_optional: bool = False,
+                    create: bool = False) -> list[Command]:
         family, name = self.table_spec()
-        head: list[Command] = [AddTable(family, name, loc)]
+        head: list[Command] = [AddTable(family, name, loc, create)]
         if block_optional and not self.at("{"):
             return head
         self.expect("{")
-        chains: list[Command] = []
-        flowtables: list[Command] = []
-        rules: list[Command] = []
+        groups: dict[str, list[Command]] = {k: [] for k in ("set", "obj", "chain", "ft", "rule")}
         while True:
             self.skip_separators()
             tok = self.peek()
             if self.accept("}"):
-                return head + chains + flowtables + rules
+                return head + [c for cmds in groups.values() for c in cmds]
+            if tok.kind is Kind.WORD and self.common(tok):
+                continue
             if self.accept("flowtable"):
                 ft_name = self.identifier("flowtable name").text
                 self.expect("{")
-                flowtables.append(
+                groups["ft"].append(
                     AddFlowtable(family, name, ft_name, self.flowtable_body(), tok.loc)
                 )
             elif self.accept("chain"):
                 chain_name = self.identifier("chain name")
                 self.expect("{")
                 chain, chain_rules = self.chain_body(family, name, chain_name)
-                chains.append(chain)
-                rules.extend(chain_rules)
+                groups["chain"].append(chain)
+                groups["rule"].extend(chain_rules)
+            elif self.at("set", "map"):
+                kind = self.next().text
+                set_name = self.identifier(f"{kind} name")
+                self.expect("{")
+                groups["set"].append(
+                    AddSet(family, name, self.set_body(set_name, kind == "map"), tok.loc)
+                )
+            elif self.at(*_OBJECT_KINDS) or self.at("ct"):
+                kind = self.next().text
+                if kind == "ct":
+                    kind = f"ct {self.expect(*_CT_OBJECTS).text}"
+                obj_name = self.identifier(f"{kind} name")
+                groups["obj"].append(
+                    AddObject(family, name, self.object_body(kind, obj_name, True), tok.loc)
+                )
+            elif self.accept("comment"):
+                self.string("a comment")
+            elif self.accept("flags"):
+                self.expect("dormant", "owner", "persist")
+                while self.accept(","):
+                    self.expect("dormant", "owner", "persist")
             else:
-                raise self.unexpected(tok, "'chain', 'flowtable' or '}'")
+                raise self.unexpected(tok, "'chain', 'set', 'map', 'flowtable' or '}'")
 
-    def chain_command(self, loc: Loc) -> list[Command]:
+    def chain_command(self, loc: Loc, create: bool = False) -> list[Command]:
         family, table = self.table_spec()
         name = self.identifier("chain name")
         if not self.accept("{"):
-            return [AddChain(family, table, name.text, None, loc)]
+            return [AddChain(family, table, name.text, None, loc, create=create)]
         chain, rules = self.chain_body(family, table, name)
-        chain.loc = loc
+        chain.loc, chain.create = loc, create
         return [chain, *rules]
 
     # -- flowtables ----------------------------------------------------------------------------
 
     def flowtable_body(self) -> FlowtableSpec:
-        """Everything up to and including the closing ``}``; items need no separators."""
+        """Everything up to and including the closing ``}``; items end with a separator."""
         spec = FlowtableSpec()
         while True:
             self.skip_separators()
@@ -245,7 +410,8 @@ class _Parser:
                 self.expect("priority")
                 spec.hook, spec.hook_loc = hook.text, tok.loc
                 spec.priority = self.priority(values.FLOWTABLE_PRIORITIES)
-            elif self.accept("devices"):
+                continue  # a separator may be left out here (the seed's spelling)
+            if self.accept("devices"):
                 self.expect("=")
                 spec.devices.extend(self.devices())
             elif self.accept("flags"):
@@ -263,20 +429,19 @@ class _Parser:
                 spec.counter = True
             else:
                 raise self.unexpected(tok, "'hook', 'devices', 'flags', 'counter' or '}'")
+            self.separator()
 
     def devices(self) -> list[Device]:
-        if not self.accept("{"):
+        """``NAME`` or ``{ NAME, ... }``; nested braces (a variable holding a set) flatten."""
+        if not self.at("{"):
             tok = self.value_token("a device name")
             return [Device(values.parse_ifname(tok.text, tok.loc), tok.loc)]
         devices = []
-        while True:
-            self.skip_newlines()
-            tok = self.value_token("a device name")
-            devices.append(Device(values.parse_ifname(tok.text, tok.loc), tok.loc))
-            self.skip_newlines()
-            if self.accept("}"):
-                return devices
-            self.expect(",")
+        for key, _ in self.raw_elements():
+            for tok in key:
+                if tok.kind in (Kind.WORD, Kind.STRING):
+                    devices.append(Device(values.parse_ifname(tok.text, tok.loc), tok.loc))
+        return devices
 
     def priority(self, names: dict[str, int]) -> int:
         """A signed integer, or a standard name with an optional ``+ N``/``- N`` offset."""
@@ -284,7 +449,7 @@ class _Parser:
         if self.accept("-"):
             num = self.word("a number")
             return -values.parse_int(num.text, num.loc, "priority", 0, 2**31)
-        word = self.word("a priority")
+        word = self.value_token("a priority")
         if word.text.isdigit():
             return values.parse_int(word.text, word.loc, "priority", 0, 2**31 - 1)
         if word.text not in names:
@@ -309,6 +474,8 @@ class _Parser:
                 return chain, rules
             if tok.kind is Kind.EOF:
                 raise self.unexpected(tok, "'}'")
+            if tok.kind is Kind.WORD and self.common(tok):
+                continue
             if self.accept("type"):
                 chain.base, chain.base_loc = self.base_spec(chain.base), tok.loc
             elif self.accept("policy"):
@@ -316,16 +483,22 @@ class _Parser:
                 if chain.base is None:
                     raise RulesetError("policy is only valid in base chains", tok.loc)
                 chain.base.policy_accept = policy.text == "accept"
+            elif self.at("comment") and self.peek(1).kind is Kind.STRING:
+                self.next()
+                self.next()
+            elif self.accept("devices"):
+                self.expect("=")
+                self.devices()
             else:
                 rules.append(AddRule(family, table, name.text, self.rule(), loc=tok.loc))
 
     def base_spec(self, old: BaseSpec | None) -> BaseSpec:
-        type_tok = self.word("'filter' or 'nat'")
+        type_tok = self.word("'filter', 'nat' or 'route'")
         try:
             chain_type = ChainType(type_tok.text)
         except ValueError:
             raise RulesetError(
-                f"unsupported chain type '{type_tok.text}' (filter or nat)", type_tok.loc
+                f"unsupported chain type '{type_tok.text}' (filter, nat or route)", type_tok.loc
             ) from None
         self.expect("hook")
         hook_tok = self.word("a hook")
@@ -333,85 +506,636 @@ class _Parser:
             hook = Hook(hook_tok.text)
         except ValueError:
             raise RulesetError(f"unknown chain hook '{hook_tok.text}'", hook_tok.loc) from None
+        if self.accept("device"):
+            self.value_token("a device name")
         self.expect("priority")
         prio = self.priority(values.chain_priority_names(hook))
         return BaseSpec(chain_type, hook, prio, True if old is None else old.policy_accept)
 
+    # -- sets, maps and objects ------------------------------------------------------------------
+
+    def set_body(self, name: Token, is_map: bool) -> SetDef:
+        sdef = SetDef(name.text, (), loc=name.loc)
+        options: list[tuple[str, str]] = []
+        raw: list | None = None
+        while True:
+            self.skip_separators()
+            tok = self.peek()
+            if self.accept("}"):
+                break
+            if tok.kind is Kind.WORD and self.common(tok):
+                continue
+            if self.accept("type"):
+                sdef.key = self.type_list(tok)
+                if self.accept(":"):
+                    sdef.data = self.map_data_type()
+            elif self.accept("typeof"):
+                start = self.peek().loc
+                key = self.expression()
+                sdef.key = expr_types(key)
+                sdef.typeof = _expr_text(key)
+                if self.accept(":"):
+                    if self.at(*_VERDICTS[:0]) or self.at("verdict"):
+                        sdef.data = dt.VERDICT
+                        self.next()
+                    else:
+                        data = self.expression()
+                        sdef.data = expr_types(data)[0]
+                        sdef.typeof += f" : {_expr_text(data)}"
+                del start
+            elif self.accept("flags"):
+                flags = []
+                while True:
+                    flag = self.expect(*_SET_FLAGS)
+                    flags.append(flag.text)
+                    if not self.accept(","):
+                        break
+                sdef.flags = tuple(dict.fromkeys(sdef.flags + tuple(flags)))
+            elif self.accept("timeout", "gc-interval", "size", "policy", "comment"):
+                options.append((tok.text, self.value_token(f"a {tok.text}").text))
+            elif self.accept("counter", "auto-merge"):
+                options.append((tok.text, ""))
+            elif self.accept("elements"):
+                self.expect("=")
+                raw = self.raw_elements()
+            else:
+                raise self.unexpected(tok, "'type', 'typeof', 'flags', 'elements' or '}'")
+        if not sdef.key:
+            raise RulesetError(f"set '{name.text}' needs a 'type' or 'typeof'", name.loc)
+        if is_map != sdef.is_map:
+            what = "map needs 'type KEY : DATA'" if is_map else "set cannot have a data type"
+            raise RulesetError(f"{name.text}: {what}", name.loc)
+        sdef.timeout = dict(options).get("timeout")
+        sdef.options = tuple(options)
+        if raw is not None:
+            sdef.elements = values.set_elements(sdef, raw)
+        return sdef
+
+    def type_list(self, tok: Token) -> tuple[DataType, ...]:
+        types = []
+        while True:
+            word = self.word("a data type")
+            dtype = dt.BY_NAME.get(word.text)
+            if dtype is None:
+                raise RulesetError(f"unknown datatype {word.text}", word.loc)
+            types.append(dtype)
+            if not self.accept("."):
+                return tuple(types)
+
+    def map_data_type(self) -> DataType:
+        word = self.word("a data type")
+        if word.text == "verdict":
+            return dt.VERDICT
+        dtype = dt.BY_NAME.get(word.text)
+        if dtype is None:
+            raise RulesetError(f"unknown datatype {word.text}", word.loc)
+        if self.at("."):
+            raise RulesetError("concatenated map data is not supported", self.peek().loc)
+        return dtype
+
+    def raw_elements(self) -> list:
+        """``{ KEY [: DATA] [timeout T] [comment C], ... }`` as token groups, typed later
+        against the set's key type (the set may be declared after the elements are read)."""
+        self.expect("{")
+        out: list = []
+        while True:
+            self.skip_newlines()
+            if self.accept("}"):
+                return out
+            key = self.raw_value()
+            data = None
+            while self.at("timeout", "expires", "comment", "counter"):
+                opt = self.next()
+                if opt.text != "counter":
+                    self.value_token("a value")
+            if self.accept(":"):
+                data = self.raw_value()
+            out.append((key, data))
+            self.skip_newlines()
+            if self.accept("}"):
+                return out
+            self.expect(",")
+
+    def raw_value(self) -> list[Token]:
+        """The tokens of one element: parts joined by ``.`` or ``-``, a verdict, a nested
+        ``{ }`` from a variable (flattened by the caller)."""
+        toks: list[Token] = []
+        if self.at("jump", "goto"):
+            toks.append(self.next())
+            toks.append(self.identifier("chain name"))
+            return toks
+        if self.at("{"):
+            depth = 0
+            while True:
+                tok = self.next()
+                toks.append(tok)
+                if tok.text == "{" and tok.kind is Kind.PUNCT:
+                    depth += 1
+                elif tok.text == "}" and tok.kind is Kind.PUNCT:
+                    depth -= 1
+                    if depth == 0:
+                        return toks
+                elif tok.kind is Kind.EOF:
+                    raise self.unexpected(tok, "'}'")
+        toks.append(self.value_token("a value"))
+        while self.at(".", "-", "/", "|"):
+            toks.append(self.next())
+            toks.append(self.value_token("a value"))
+        return toks
+
+    def object_body(self, kind: str, name: Token, in_block: bool = False) -> ObjectDef:
+        obj = ObjectDef(kind, name.text, loc=name.loc)
+        if not self.accept("{"):
+            if kind in ("counter", "quota") and not in_block:
+                return obj
+            if kind == "counter":
+                return obj
+            raise self.unexpected(self.peek(), "'{'")
+        options: list[tuple[str, str]] = []
+        while True:
+            self.skip_separators()
+            if self.accept("}"):
+                break
+            tok = self.peek()
+            if tok.kind is Kind.EOF:
+                raise self.unexpected(tok, "'}'")
+            if kind == "counter" and self.accept("packets", "bytes"):
+                num = self.number(tok.text)
+                if tok.text == "packets":
+                    obj.packets = num
+                else:
+                    obj.bytes = num
+                continue
+            if kind == "ct helper" and self.accept("type"):
+                helper = self.value_token("a helper name")
+                self.expect("protocol")
+                proto = self.expect("tcp", "udp")
+                options.append(("type", f'"{helper.text}" protocol {proto.text}'))
+                continue
+            if kind == "ct helper" and self.accept("l3proto"):
+                options.append(("l3proto", self.expect("ip", "ip6", "inet").text))
+                continue
+            words = []
+            while not self.at_end():
+                t = self.next()
+                words.append(f'"{t.text}"' if t.kind is Kind.STRING else t.text)
+            if not words:
+                raise self.unexpected(self.peek(), "an option")
+            options.append((words[0], " ".join(words[1:])))
+        if kind == "ct helper" and "type" not in dict(options):
+            raise RulesetError(f"ct helper {name.text} needs 'type \"NAME\" protocol P'",
+                               name.loc)
+        obj.options = tuple(options)
+        return obj
+
     # -- rules ---------------------------------------------------------------------------------
+
+    def rule_command(self, loc: Loc, insert: bool = False, replace: bool = False) -> list[Command]:
+        family, table = self.table_spec()
+        chain = self.identifier("chain name").text
+        handle = None
+        if self.accept("handle", "position", "index"):
+            handle = self.number("handle")
+        if replace and handle is None:
+            raise self.unexpected(self.peek(), "'handle'")
+        rule = self.rule()
+        return [AddRule(family, table, chain, rule, insert, loc, handle, replace)]
 
     def rule(self) -> Rule:
         start = self.peek()
         items: list[Item] = []
-        while not (self.peek().text in _RULE_END and self.peek().kind is not Kind.STRING):
+        comment = None
+        while not self.at_end():
+            if self.at("comment"):
+                self.next()
+                comment = self.string("a comment")
+                break
             items.append(self.item())
         if not items:
             raise self.unexpected(start, "a rule")
-        return Rule(items, start.loc)
+        return Rule(items, start.loc, comment)
 
     def item(self) -> Item:
-        tok = self.word("a match or statement")
+        tok = self.peek()
+        if tok.kind is not Kind.WORD:
+            raise self.unexpected(tok, "a match or statement")
         kw = tok.text
-        if kw in ("iifname", "oifname"):
-            return self.match(FIELDS_BY_WORDS[("meta", kw)], tok)
-        if kw in _FIELD_KEYWORDS:
-            key = self.word(f"a {kw} field")
-            field = FIELDS_BY_WORDS.get((kw, key.text))
-            if field is None:
-                raise RulesetError(f"unsupported expression '{kw} {key.text}'", key.loc)
-            return self.match(field, tok)
+        if self.is_selector_start():
+            return self.selector_item()
+        self.next()
         if kw == "counter":
-            counter = Counter(loc=tok.loc)
-            if self.accept("packets"):
-                num = self.word("a number")
-                counter.packets = values.parse_int(num.text, num.loc, "packets", 0, 2**64 - 1)
-                self.expect("bytes")
-                num = self.word("a number")
-                counter.bytes = values.parse_int(num.text, num.loc, "bytes", 0, 2**64 - 1)
-            return counter
-        if kw in ("accept", "drop"):
-            return VerdictStatement(kw == "accept", tok.loc)
+            return self.counter(tok)
+        if kw in _VERDICTS:
+            return self.verdict(tok)
         if kw == "flow":
             self.expect("add", "offload")
             self.expect("@")
             return FlowAdd(self.identifier("flowtable name").text, tok.loc)
-        if kw == "masquerade":
-            nat = Nat(NatKind.MASQUERADE, loc=tok.loc)
-            if self.accept("to"):
-                target = self.word("':PORT'")
-                addr, nat.port_min, nat.port_max = values.parse_nat_target(target.text, target.loc)
-                if addr is not None:
-                    raise RulesetError("masquerade takes ports only (to :PORT)", target.loc)
-            return nat
-        if kw in ("snat", "dnat"):
-            nat = Nat(NatKind(kw), loc=tok.loc)
+        if kw in ("masquerade", "redirect", "snat", "dnat"):
+            return self.nat(tok)
+        if kw == "reject":
+            return self.reject(tok)
+        if kw == "log":
+            return self.log(tok)
+        if kw == "limit":
+            return self.limit(tok)
+        if kw == "notrack":
+            return Notrack(tok.loc)
+        if kw in ("quota",):
+            words = ["quota"]
+            while not self.at_end() and not self.at("comment", "accept", "drop", "counter"):
+                words.append(self.next().text)
+            return Other(" ".join(words), tok.loc)
+        raise RulesetError(f"syntax error, unexpected {tok.describe()}", tok.loc)
+
+    def is_selector_start(self) -> bool:
+        tok = self.peek()
+        if tok.kind is not Kind.WORD:
+            return False
+        if tok.text in BARE_META:
+            return True
+        return tok.text in NAMESPACES
+
+    # -- expressions -----------------------------------------------------------------------------
+
+    def selector(self) -> Field | tuple:
+        """One selector: ``ip saddr``, ``meta mark``, ``mark``, ``ct original saddr``,
+        ``tcp option maxseg size`` (a tcp option is returned as ``("tcpopt", ...)``)."""
+        tok = self.word("an expression")
+        ns = tok.text
+        if ns in BARE_META:
+            return FIELDS[("meta", ns)]
+        if ns == "tcp" and self.at("option"):
+            self.next()
+            opt = self.word("a tcp option")
+            if opt.text not in _TCP_OPTIONS and not opt.text.isdigit():
+                raise RulesetError(f"unknown tcp option '{opt.text}'", opt.loc)
+            fld = None
+            if self.at(*_TCP_OPTION_FIELDS):
+                fld = self.next().text
+            return ("tcpopt", opt.text, fld, tok.loc)
+        key = self.word(f"a {ns} field")
+        words = key.text
+        if ns == "ct" and key.text in ("original", "reply"):
+            sub = self.word("a ct field")
+            words = f"{key.text} {sub.text}"
+            if sub.text in ("ip", "ip6"):
+                words += f" {self.word('saddr or daddr').text}"
+        if ns == "rt" and key.text in ("ip", "ip6"):
+            words = f"{key.text} {self.expect('nexthop').text}"
+        field = FIELDS.get((ns, words))
+        if field is None:
+            raise RulesetError(f"syntax error, unsupported expression '{ns} {words}'", key.loc)
+        return field
+
+    def expression(self) -> Expr:
+        """``SEL [& MASK] [. SEL ...]``."""
+        parts: list[Expr] = []
+        while True:
+            sel = self.selector()
+            if isinstance(sel, tuple):
+                raise RulesetError("tcp options cannot be part of an expression", sel[3])
+            expr: Expr = sel
+            while self.at(*_BINOPS):
+                op = _BINOPS[self.next().text]
+                expr = Masked(expr, op, self.constant_int(sel.dtype, op))
+            parts.append(expr)
+            if not (self.at(".") and self.peek(1).kind is Kind.WORD and self._selector_word(1)):
+                break
+            self.next()
+        return parts[0] if len(parts) == 1 else Concat(tuple(parts))
+
+    def _selector_word(self, ahead: int) -> bool:
+        text = self.peek(ahead).text
+        return text in BARE_META or text in NAMESPACES
+
+    def constant_int(self, dtype: DataType, op: str) -> int:
+        """The operand of ``&``/``|``: a number or symbols of ``dtype``, maybe ``(a | b)``."""
+        if op in ("<<", ">>"):
+            return self.number("a shift", dtype.bits)
+        if self.accept("("):
+            value = self.constant_int(dtype, op)
+            while self.accept("|", ","):
+                value |= self.constant_int(dtype, op)
+            self.expect(")")
+            return value
+        tok = self.value_token("a value")
+        value = dt.parse_scalar(dtype, tok.text, tok.loc)
+        while dtype.bitmask and self.accept("|"):
+            more = self.value_token("a flag")
+            value |= dt.parse_scalar(dtype, more.text, more.loc)
+        return value
+
+    def selector_item(self) -> Item:
+        start = self.peek()
+        first = self.selector()
+        if isinstance(first, tuple):
+            return self.tcp_option(first, start)
+        if self.accept("set"):
+            return SetStatement(first, self.set_value(first), start.loc)
+        expr: Expr = first
+        while self.at(*_BINOPS):
+            op = _BINOPS[self.next().text]
+            expr = Masked(expr, op, self.constant_int(first.dtype, op))
+        if self.at(".") and self._selector_word(1):
+            self.next()
+            rest = self.expression()
+            parts = rest.parts if isinstance(rest, Concat) else (rest,)
+            expr = Concat((expr, *parts))
+        if self.accept("vmap"):
+            return Vmap(expr, self.vmap_body(expr), start.loc)
+        if self.at("map"):
+            raise RulesetError("map lookups outside a statement are not supported",
+                               self.peek().loc)
+        return self.relation(expr, start)
+
+    def relation(self, expr: Expr, start: Token) -> Match:
+        op_tok = self.accept(*_OPERATORS)
+        op = _OPERATORS[op_tok.text] if op_tok else "implicit"
+        if self.at_end():
+            raise self.unexpected(self.peek(), "a value")
+        types = expr_types(expr)
+        if self.accept("@"):
+            if op not in ("implicit", "==", "!="):
+                raise RulesetError(f"'{op}' cannot compare with a set", op_tok.loc)
+            return Match(expr, SetRef(self.identifier("set name").text), op, True, start.loc)
+        if self.at("{"):
+            if op not in ("implicit", "==", "!="):
+                raise RulesetError(f"'{op}' cannot compare with a set", op_tok.loc)
+            raw = self.raw_elements()
+            vals = [v for key, _ in raw for v in values.typed_values(types, key)]
+            if not vals:
+                raise RulesetError("empty set", start.loc)
+            vals = list(dict.fromkeys(vals))
+            return Match(expr, tuple(vals), op, len(vals) > 1, start.loc)  # nft: { x } is x
+        raw_tokens = self.raw_value()
+        value = values.typed_value(types, raw_tokens)
+        if types[0].bitmask and len(types) == 1:
+            while self.accept(","):  # ct state established,related: one bitmask
+                more = values.typed_value(types, self.raw_value())
+                value = (value[0] | more[0], value[1] | more[1])
+        if self.accept("/") and len(types) == 1:  # tcp flags syn / syn,ack: value and mask
+            mask = values.typed_value(types, self.raw_value())
+            while self.accept(","):
+                more = values.typed_value(types, self.raw_value())
+                mask = (mask[0] | more[0], mask[1] | more[1])
+            return Match(Masked(expr, "&", mask[0]), ((value[0], value[0]),),
+                         "==" if op == "implicit" else op, False, start.loc)
+        if op in ("<", ">", "<=", ">=") and (
+            not isinstance(value, tuple) or isinstance(value[0], tuple) or value[0] != value[1]
+        ):
+            raise RulesetError(f"'{op}' needs a single value", raw_tokens[0].loc)
+        for vt in raw_tokens:
+            if vt.kind is Kind.STRING and types[0] is dt.IFNAME and vt.text == "*":
+                raise RulesetError("interface name '*' matches nothing; use a name or 'eth*'",
+                                   vt.loc)
+        return Match(expr, (value,), op, False, start.loc)
+
+    def set_value(self, target: Field) -> Value | Expr:
+        """The right of ``set``: a constant, or an expression (with ``& | ^`` operands)."""
+        if self.is_selector_start():
+            source = self.selector()
+            if isinstance(source, tuple):
+                raise RulesetError("tcp options cannot be a source value", source[3])
+            expr: Expr = source
+            while self.at(*_BINOPS):
+                op = _BINOPS[self.next().text]
+                expr = Masked(expr, op, self.constant_int(source.dtype, op))
+            return expr
+        if target.ns == "ct" and target.key == "helper" or target.dtype.is_string:
+            return self.string("a name")
+        tok = self.value_token("a value")
+        value = dt.parse_scalar(target.dtype, tok.text, tok.loc)
+        while self.at(*_BINOPS):  # meta mark set 0x10 | 0x1 (folded)
+            op = _BINOPS[self.next().text]
+            operand = self.constant_int(target.dtype, op)
+            value = _fold(value, op, operand)
+        return (value, value)
+
+    def vmap_body(self, key: Expr) -> tuple | SetRef:
+        if self.accept("@"):
+            return SetRef(self.identifier("map name").text)
+        types = expr_types(key)
+        self.expect("{")
+        out = []
+        while True:
+            self.skip_newlines()
+            if self.accept("}"):
+                break
+            raw = self.raw_value()
+            self.expect(":")
+            verdict_tok = self.word("a verdict")
+            if verdict_tok.text not in _VERDICTS:
+                raise self.unexpected(verdict_tok, "a verdict")
+            verdict = self.verdict(verdict_tok)
+            for value in values.typed_values(types, raw):
+                out.append((value, verdict))
+            self.skip_newlines()
+            if self.accept("}"):
+                break
+            self.expect(",")
+        if not out:
+            raise RulesetError("empty verdict map", self.peek().loc)
+        return tuple(out)
+
+    def tcp_option(self, opt: tuple, start: Token) -> Item:
+        _, name, fld, loc = opt
+        if self.accept("set"):
+            if self.accept("rt"):
+                self.expect("mtu")
+                return Other(f"tcp option {name} {fld or ''} set rt mtu".replace("  ", " "),
+                             start.loc)
+            value = self.number("a value", 2**32 - 1)
+            return Other(f"tcp option {name} {fld} set {value}", start.loc)
+        words = [f"tcp option {name}" + (f" {fld}" if fld else "")]
+        op = self.accept(*_OPERATORS)
+        if op is not None:
+            words.append(_OPERATORS[op.text])
+        if self.at("{"):
+            words.append("{ " + ", ".join(" ".join(t.text for t in k)
+                                          for k, _ in self.raw_elements()) + " }")
+        elif fld is None and self.at("exists", "missing") or fld is not None:
+            tok = self.value_token("a value")
+            if fld is not None and not tok.text.isdigit() and not tok.text.startswith("0x"):
+                raise RulesetError(f"invalid tcp option value '{tok.text}'", tok.loc)
+            words.append(tok.text)
+        else:
+            raise self.unexpected(self.peek(), "a field, 'exists' or 'missing'")
+        return Other(" ".join(words), start.loc)
+
+    # -- statements --------------------------------------------------------------------------------
+
+    def counter(self, tok: Token) -> Counter:
+        counter = Counter(loc=tok.loc)
+        if self.accept("name"):
+            counter.name = self.identifier("counter name").text
+            return counter
+        if self.peek().kind is Kind.STRING:
+            counter.name = self.next().text
+            return counter
+        seen = set()
+        while self.at("packets", "bytes") and self.peek().text not in seen:
+            which = self.next().text
+            seen.add(which)
+            num = self.number(which)
+            if which == "packets":
+                counter.packets = num
+            else:
+                counter.bytes = num
+        return counter
+
+    def verdict(self, tok: Token) -> VerdictStatement:
+        kw = tok.text
+        if kw in ("jump", "goto"):
+            return VerdictStatement(None, tok.loc, kw, self.identifier("chain name").text)
+        if kw == "queue":
+            words = []
+            while self.at("num", "flags", "bypass", "fanout", "to"):
+                words.append(self.next().text)
+                if words[-1] in ("num", "to"):
+                    words.append(self.raw_text())
+                elif words[-1] == "flags":
+                    words.append(self.word("a flag").text)
+                    while self.accept(","):
+                        words[-1] += "," + self.word("a flag").text
+            return VerdictStatement(None, tok.loc, "queue", " ".join(words) or None)
+        return VerdictStatement(None, tok.loc, kw)
+
+    def raw_text(self) -> str:
+        return "".join(t.text for t in self.raw_value())
+
+    def nat(self, tok: Token) -> Nat:
+        kind = NatKind(tok.text)
+        nat = Nat(kind, loc=tok.loc)
+        if kind in (NatKind.SNAT, NatKind.DNAT):
             fam = self.accept("ip", "ip6")
             if fam is not None:
                 nat.family = Family(fam.text)
+            if self.accept("prefix"):
+                raise RulesetError(f"{kind.value} prefix mapping is not supported",
+                                   self.peek().loc)
             self.expect("to")
-            target = self.word("an address")
-            nat.addr, nat.port_min, nat.port_max = values.parse_nat_target(target.text, target.loc)
+            if self.at("ip", "ip6", "tcp", "udp", "meta", "ct", "numgen", "jhash"):
+                raise RulesetError(f"{kind.value} to a map lookup is not supported",
+                                   self.peek().loc)
+            target = self.nat_target_text()
+            values.parse_nat_into(nat, target, self.peek().loc if not target else tok.loc)
             if nat.addr is None:
-                raise RulesetError(f"{kw} needs an address", target.loc)
-            return nat
-        raise RulesetError(f"syntax error, unexpected {tok.describe()}", tok.loc)
+                raise RulesetError(f"{kind.value} needs an address", tok.loc)
+        elif self.accept("to"):
+            target = self.nat_target_text()
+            values.parse_nat_into(nat, target, tok.loc)
+            if nat.addr is not None:
+                raise RulesetError(f"{kind.value} takes ports only (to :PORT)", tok.loc)
+        flags = []
+        while self.at(*_NAT_FLAGS):
+            flags.append(self.next().text)
+            while self.accept(","):
+                flags.append(self.expect(*_NAT_FLAGS).text)
+        nat.flags = tuple(flags)
+        return nat
 
-    def match(self, field: Field, start: Token) -> Match:
-        op = self.accept(*_OPERATORS)
-        negate = _OPERATORS[op.text] if op else False
-        if self.accept("{"):
-            vals = []
-            while True:
-                self.skip_newlines()
-                tok = self.value_token("a value")
-                vals.append(values.parse_value(field, tok.text, tok.loc))
-                self.skip_newlines()
-                if self.accept("}"):
+    def nat_target_text(self) -> str:
+        """``ADDR[-ADDR][:PORT[-PORT]]`` possibly split by the scanner at ``-`` and ``:``."""
+        text = ""
+        while True:
+            tok = self.peek()
+            if tok.kind is Kind.WORD or (tok.kind is Kind.PUNCT and tok.text in ("-", ":")):
+                if text and tok.kind is Kind.WORD and not text.endswith(("-", ":")):
                     break
-                self.expect(",")
-        else:
-            tok = self.value_token("a value")
-            vals = [values.parse_value(field, tok.text, tok.loc)]
-            while field is Field.CT_STATE and self.accept(","):  # bitmask: a,b,c
-                tok = self.value_token("a ct state")
-                vals.append(values.parse_value(field, tok.text, tok.loc))
-        return Match(field, tuple(dict.fromkeys(vals)), negate, start.loc)
+                text += self.next().text
+                continue
+            break
+        if not text:
+            raise self.unexpected(self.peek(), "an address")
+        return text
+
+    def reject(self, tok: Token) -> Reject:
+        rej = Reject(loc=tok.loc)
+        if not self.accept("with"):
+            return rej
+        how = self.expect("icmp", "icmpv6", "icmpx", "tcp", "icmp6")
+        if how.text == "tcp":
+            self.expect("reset")
+            rej.kind = "tcp reset"
+            return rej
+        rej.kind = "icmpv6" if how.text == "icmp6" else how.text
+        self.accept("type")
+        code = self.value_token("a reject code")
+        dtype = {"icmp": dt.ICMP_CODE, "icmpv6": dt.ICMPV6_CODE, "icmpx": dt.ICMPX_CODE}[rej.kind]
+        rej.code = dt.parse_scalar(dtype, code.text, code.loc)
+        return rej
+
+    def log(self, tok: Token) -> Log:
+        options: list[tuple[str, str]] = []
+        while self.at("prefix", "level", "group", "snaplen", "queue-threshold", "flags"):
+            opt = self.next().text
+            if opt == "prefix":
+                options.append((opt, f'"{self.string("a prefix")}"'))
+            elif opt == "level":
+                level = self.word("a log level")
+                if level.text not in _LOG_LEVELS:
+                    raise RulesetError(f"invalid log level '{level.text}'", level.loc)
+                options.append((opt, level.text))
+            elif opt == "flags":
+                flags = [self.expect("tcp", "ip", "skuid", "ether", "all").text]
+                if flags[0] == "tcp":
+                    flags.append(self.expect("sequence", "options").text)
+                    while self.accept(","):
+                        flags[-1] += "," + self.expect("sequence", "options").text
+                elif flags[0] == "ip":
+                    flags.append(self.expect("options").text)
+                options.append((opt, " ".join(flags)))
+            else:
+                options.append((opt, str(self.number(opt, 65535))))
+        return Log(tuple(options), tok.loc)
+
+    def limit(self, tok: Token) -> Limit:
+        if self.accept("name"):
+            name = self.identifier("limit name").text
+            return Limit(0, "name", 0, loc=tok.loc, byte_unit=name)
+        self.expect("rate")
+        over = False
+        if self.accept("over"):
+            over = True
+        elif self.accept("until"):
+            pass
+        rate_tok = self.word("a rate")
+        rate_text, _, unit = rate_tok.text.partition("/")
+        byte_unit = None
+        if not unit:
+            if self.at(*_BYTE_UNITS):
+                byte_unit = self.next().text
+                self.expect("/")
+            else:
+                self.expect("/")
+            unit = self.word("a time unit").text
+        elif not rate_text.isdigit():
+            raise RulesetError(f"invalid rate '{rate_tok.text}'", rate_tok.loc)
+        if unit not in _RATE_UNITS:
+            raise RulesetError(f"wrong rate format: unknown unit '{unit}'", rate_tok.loc)
+        rate = values.parse_int(rate_text, rate_tok.loc, "rate", 1, 2**64 - 1)
+        limit = Limit(rate, unit, 5 if byte_unit is None else 0, over, byte_unit, loc=tok.loc)
+        if self.accept("burst"):
+            limit.burst = self.number("burst", 2**32 - 1)
+            if self.at("packets", *_BYTE_UNITS):
+                unit_tok = self.next()
+                if (unit_tok.text == "packets") != (byte_unit is None):
+                    raise RulesetError("burst unit does not match the rate", unit_tok.loc)
+                limit.burst_unit = unit_tok.text
+            if limit.burst == 0 and byte_unit is None:
+                raise RulesetError("packet limit burst must be > 0", tok.loc)
+        return limit
+
+
+def _fold(value: int, op: str, operand: int) -> int:
+    return {"&": value & operand, "|": value | operand, "^": value ^ operand,
+            "<<": value << operand, ">>": value >> operand}[op]
+
+
+def _expr_text(expr: Expr) -> str:
+    if isinstance(expr, Concat):
+        return " . ".join(_expr_text(p) for p in expr.parts)
+    if isinstance(expr, Masked):
+        return _expr_text(expr.expr)
+    return expr.nft
