@@ -58,6 +58,7 @@ from controller.netfilter.ruleset import (
     NatAction,
     RuleContext,
     Ruleset,
+    Verdict,
 )
 from inet.checksum import checksum
 
@@ -88,11 +89,7 @@ class ClassicResult:
 class _Ctx(RuleContext):
     """What rules see plus what ``flow add`` needs."""
 
-    pkt: Packet
-    conn: Conn | None
-    direction: int
-    in_port: int
-    now: float
+    in_port: int = 0
 
 
 class ClassicPath:
@@ -163,17 +160,20 @@ class ClassicPath:
             ctinfo,
             conn is not None and not conn.confirmed,
             pkt.ip_len,
-            pkt,
-            conn,
-            direction,
-            in_port,
-            now,
+            pkt=pkt,
+            conn=conn,
+            direction=direction,
+            now=now,
+            in_port=in_port,
         )
         verdict = self.evaluator.run(Hook.PREROUTING, pkt.family, ctx)
         if not verdict.accept:
-            return self._drop("ruleset_prerouting")
+            return self._rejected(verdict, original, in_port, now, "ruleset_prerouting")
         if conn is not None:
-            if verdict.nat is not None and ctx.ct_new and not self.nat.apply(conn, verdict.nat):
+            if verdict.nat is not None and ctx.ct_new and not self.nat.apply(
+                conn, verdict.nat, egress_addr=self.routing.port_address(in_port, pkt.family,
+                                                                         pkt.src)
+            ):
                 return self._drop("nat_failed")
             if conn.status & Status.NAT_MASK:
                 mangle_prerouting(pkt, conn, direction)
@@ -198,7 +198,7 @@ class ClassicPath:
         ctx.oifname = out.name
         verdict = self.evaluator.run(Hook.FORWARD, pkt.family, ctx)
         if not verdict.accept:
-            return self._drop("ruleset_forward")
+            return self._rejected(verdict, original, in_port, now, "ruleset_forward")
         verdict = self.evaluator.run(Hook.POSTROUTING, pkt.family, ctx)
         if not verdict.accept:
             return self._drop("ruleset_postrouting")
@@ -237,7 +237,7 @@ class ClassicPath:
         """Traffic for the router itself: the input chain, then echo requests are answered."""
         verdict = self.evaluator.run(Hook.INPUT, pkt.family, ctx)
         if not verdict.accept:
-            return self._drop("ruleset_input")
+            return self._rejected(verdict, bytes(pkt.frame), ctx.in_port, now, "ruleset_input")
         conn = ctx.conn
         if conn is not None and not conn.confirmed and not self.conntrack.confirm(conn, now):
             return self._drop("conntrack_insert_failed")
@@ -379,6 +379,30 @@ class ClassicPath:
                 return src
         hop = self.routing.lookup(pkt.src)
         return hop.src if hop is not None else None
+
+    def _rejected(
+        self, verdict: Verdict, frame: bytes, in_port: int, now: float, reason: str
+    ) -> ClassicResult:
+        """A dropped packet, answered first if the rule was ``reject`` (``nft_reject_inet_eval``:
+        ``nf_send_unreach``/``nf_send_unreach6`` or ``nf_send_reset``; not rate-limited)."""
+        rej = verdict.reject
+        if rej is None:
+            return self._drop(reason)
+        try:
+            pkt = parse(frame)
+        except Malformed:
+            return self._drop(reason)
+        datagram = None
+        if rej.kind == "tcp reset":
+            datagram = icmp.tcp_reset(pkt)
+        else:
+            src = self._icmp_source(pkt, in_port)
+            if src is not None:
+                datagram = icmp.unreachable_code(pkt, src, rej.code)
+        sends = self._send_local(datagram, now) if datagram is not None else []
+        if sends:
+            self.counters[f"reject_{rej.kind.replace(' ', '_')}"] += 1
+        return self._drop(reason, sends)
 
     def _drop(self, reason: str, sends: list[Send] | None = None) -> ClassicResult:
         self.drops[reason] += 1

@@ -59,10 +59,11 @@ def parse_scalar(dtype: DataType, text: str, loc: Loc) -> int:
         try:
             addr = ipaddress.ip_address(text)
         except ValueError:
-            raise RulesetError(f"Could not resolve hostname: '{text}' is not an "
-                               f"{'IPv4' if dtype.kind == 'ipv4' else 'IPv6'} address", loc) from None
+            raise RulesetError(f"invalid {'IPv4' if dtype.kind == 'ipv4' else 'IPv6'} address "
+                               f"'{text}'", loc) from None
         if addr.version != (4 if dtype.kind == "ipv4" else 6):
-            raise RulesetError(f"'{text}' is not an {dtype.name} value", loc)
+            raise RulesetError(f"'{text}' is not an {'IPv4' if dtype.kind == 'ipv4' else 'IPv6'} "
+                               "address", loc)
         return int(addr)
     if dtype.kind == "ether":
         if not re.fullmatch(r"[0-9a-fA-F]{1,2}(:[0-9a-fA-F]{1,2}){5}", text):
@@ -72,7 +73,8 @@ def parse_scalar(dtype: DataType, text: str, loc: Loc) -> int:
         return dtype.symbols[text]
     value = parse_number(text)
     if value is None:
-        raise RulesetError(f"'{text}' is not a valid {dtype.name} value", loc)
+        known = f" (one of {', '.join(dtype.symbols)})" if 0 < len(dtype.symbols) <= 12 else ""
+        raise RulesetError(f"'{text}' is not a valid {dtype.name} value{known}", loc)
     if value > dtype.max:
         raise RulesetError(f"value {value} exceeds valid range 0-{dtype.max} of {dtype.name}", loc)
     return value

@@ -133,6 +133,7 @@ _NFPROTO = {4: 2, 6: 10}
 _ICMPX = {0: (0, 0), 1: (3, 4), 2: (1, 3), 3: (13, 1)}  # icmpx code → (icmp, icmpv6) codes
 _CTX_ADDR = {("ip", "saddr"): "src", ("ip", "daddr"): "dst", ("ip6", "saddr"): "src",
              ("ip6", "daddr"): "dst"}
+_CTX_PROTO = frozenset({("ip", "protocol"), ("ip6", "nexthdr"), ("meta", "l4proto")})
 _PORT_NS = frozenset({"tcp", "udp", "udplite", "sctp", "dccp", "th"})
 _BREAK = False
 
@@ -320,6 +321,8 @@ def field_getter(fld: Field) -> Getter:
     if key in _CTX_ADDR:
         attr = _CTX_ADDR[key]
         return lambda ctx: int.from_bytes(getattr(ctx, attr), "big")
+    if key in _CTX_PROTO:
+        return lambda ctx: ctx.proto
     if fld.ns in _PORT_NS and fld.key in ("sport", "dport"):
         attr = fld.key
         return lambda ctx: getattr(ctx, attr)
@@ -333,12 +336,16 @@ def field_getter(fld: Field) -> Getter:
     return _exthdr_getter(source[1], source[2], source[3])
 
 
+def _conn(ctx: Any) -> Any:
+    return getattr(ctx, "conn", None)
+
+
 def _conn_attr(name: str) -> Getter:
-    return lambda ctx: getattr(ctx.conn, name) if ctx.conn is not None else None
+    return lambda ctx: getattr(_conn(ctx), name, None)
 
 
 def _pkttype(ctx: Any) -> int | None:
-    pkt = ctx.pkt
+    pkt = getattr(ctx, "pkt", None)
     if pkt is None:
         return 0
     if pkt.eth_dst == b"\xff" * 6:
@@ -351,18 +358,18 @@ _CTX_GETTERS: dict[str, Getter] = {
     "ethertype": lambda ctx: 0x0800 if ctx.family == 4 else 0x86DD,
     "nfproto": lambda ctx: _NFPROTO.get(ctx.family),
     "length": lambda ctx: ctx.length,
-    "mark": lambda ctx: ctx.mark,
-    "iifname": lambda ctx: ctx.iifname,
-    "oifname": lambda ctx: ctx.oifname,
+    "mark": lambda ctx: getattr(ctx, "mark", 0),
+    "iifname": lambda ctx: ctx.iifname or "",
+    "oifname": lambda ctx: ctx.oifname or "",
     "pkttype": _pkttype,
     "iftype": lambda ctx: 1,
     "zero": lambda ctx: 0,
     "ct_state_bits": lambda ctx: _CT_STATE_BITS.get(ctx.ct_state, 1),
-    "ct_status": lambda ctx: int(ctx.conn.status) if ctx.conn is not None else None,
+    "ct_status": lambda ctx: int(_conn(ctx).status) if _conn(ctx) is not None else None,
     "ct_mark": _conn_attr("mark"),
     "ct_zone": _conn_attr("zone"),
     "ct_helper": _conn_attr("helper"),
-    "ct_direction": lambda ctx: ctx.direction if ctx.conn is not None else None,
+    "ct_direction": lambda ctx: ctx.direction if _conn(ctx) is not None else None,
 }
 
 
@@ -378,7 +385,7 @@ def _bits(buf: Any, start: int, off: int, bits: int, end: int) -> int | None:
 
 def _payload_getter(base: str, off: int, bits: int) -> Getter:
     def payload(ctx: Any) -> int | None:
-        pkt = ctx.pkt
+        pkt = getattr(ctx, "pkt", None)
         if pkt is None:
             return None
         if base == "ll":
@@ -401,7 +408,7 @@ def _exthdr_getter(wanted: int, off: int, bits: int) -> Getter:
     """``ipv6_find_hdr``: walk the IPv6 extension headers to the one of type ``wanted``."""
 
     def exthdr(ctx: Any) -> int | None:
-        pkt = ctx.pkt
+        pkt = getattr(ctx, "pkt", None)
         if pkt is None or pkt.family != 6:
             return None
         buf, end = pkt.frame, pkt.l3 + pkt.ip_len
@@ -574,14 +581,15 @@ def _setting(stmt: SetStatement) -> Step:
         new = source(ctx)
         if new is None:
             return False
+        conn = _conn(ctx)
         if key == ("meta", "mark"):
             ctx.mark = new & 0xFFFFFFFF
-        elif ctx.conn is not None and key == ("ct", "mark"):
-            ctx.conn.mark = new & 0xFFFFFFFF
-        elif ctx.conn is not None and key == ("ct", "helper"):
-            ctx.conn.helper = new
-        elif ctx.conn is not None and key == ("ct", "zone"):
-            ctx.conn.zone = new
+        elif conn is not None and key == ("ct", "mark"):
+            conn.mark = new & 0xFFFFFFFF
+        elif conn is not None and key == ("ct", "helper"):
+            conn.helper = new
+        elif conn is not None and key == ("ct", "zone"):
+            conn.zone = new
         return True
 
     return step

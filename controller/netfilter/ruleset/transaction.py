@@ -268,9 +268,7 @@ def _delete_table(tables: Tables, cmd: DeleteTable) -> None:
 
 def _delete_chain(tables: Tables, cmd: DeleteChain) -> None:
     table = _table(tables, cmd.family, cmd.table, cmd.loc)
-    chain = _chain(table, cmd.name, cmd.loc)
-    if chain.rules:
-        raise RulesetError(f"{EBUSY} (chain {cmd.name} still has rules)", cmd.loc)
+    _chain(table, cmd.name, cmd.loc)
     users = chain_users(table, cmd.name)
     if users:
         where = ", ".join(str(loc) for loc in users)

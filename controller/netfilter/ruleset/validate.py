@@ -335,7 +335,9 @@ def _check_hooks(base: BaseSpec, rule: Rule) -> None:
             if base.hook not in NAT_HOOKS[item.kind]:
                 hooks = " or ".join(sorted(h.value for h in NAT_HOOKS[item.kind]))
                 raise RulesetError(
-                    f"{EOPNOTSUPP} ({kind} is only valid on the {hooks} hook)", item.loc
+                    f"{EOPNOTSUPP} ({kind} is only valid on the {hooks} "
+                    f"hook{'s' if len(NAT_HOOKS[item.kind]) > 1 else ''})",
+                    item.loc,
                 )
         if isinstance(item, Reject) and base.hook not in REJECT_HOOKS:
             raise RulesetError(
