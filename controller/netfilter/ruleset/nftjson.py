@@ -353,10 +353,14 @@ class _Reader:
             is_set = True
         else:
             raws = [right]
-        vals = [self.value(field, raw, f"{rpath}[{i}]") for i, raw in enumerate(raws)]
+        vals = list(dict.fromkeys(
+            self.value(field, raw, f"{rpath}[{i}]") for i, raw in enumerate(raws)))
         if not vals:
             raise self.error("empty set", rpath)
-        return Match(field, tuple(dict.fromkeys(vals)), ops[op], is_set, loc)
+        mode = ops[op]
+        if mode == "implicit" and (is_set or not field.dtype.bitmask):
+            mode = "=="
+        return Match(field, tuple(vals), mode, is_set and len(vals) > 1, loc)
 
     def left(self, left: Any, path: str) -> Field:
         kind, body = self.single(left, path)

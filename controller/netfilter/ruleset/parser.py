@@ -867,6 +867,8 @@ class _Parser:
             if not vals:
                 raise RulesetError("empty set", start.loc)
             vals = list(dict.fromkeys(vals))
+            if op == "implicit":
+                op = "=="
             return Match(expr, tuple(vals), op, len(vals) > 1, start.loc)  # nft: { x } is x
         raw_tokens = self.raw_value()
         value = values.typed_value(types, raw_tokens)
@@ -885,6 +887,8 @@ class _Parser:
             not isinstance(value, tuple) or isinstance(value[0], tuple) or value[0] != value[1]
         ):
             raise RulesetError(f"'{op}' needs a single value", raw_tokens[0].loc)
+        if op == "implicit" and not (types[0].bitmask and len(types) == 1):
+            op = "=="
         for vt in raw_tokens:
             if vt.kind is Kind.STRING and types[0] is dt.IFNAME and vt.text == "*":
                 raise RulesetError("interface name '*' matches nothing; use a name or 'eth*'",
