@@ -1,0 +1,176 @@
+"""OpenWrt firewall4 rulesets: the example loads, and a router running it behaves as fw4 says.
+
+The router is the two-port test router (eth0 = lan with h1, eth1 = wan with h2 and the
+"internet" behind it); the example's port-forward target is h1.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP
+from scapy.layers.l2 import Ether
+
+from controller.netfilter.ruleset import RulesetError, load_file, loads
+from controller.router import Router
+from tests.unit.router_helpers import (
+    H1,
+    INTERNET,
+    R2,
+    assert_checksums,
+    router_config,
+    tcp4,
+    tcp4_reply,
+    udp4,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fw4" / "ruleset.nft"
+NOW = 100.0
+
+
+def fw4_router() -> Router:
+    text = EXAMPLE.read_text().replace("192.168.1.10", H1)
+    return Router(router_config(text))
+
+
+def test_example_loads_and_round_trips_through_format() -> None:
+    rs = load_file(EXAMPLE)
+    (ft,) = rs.flowtables()
+    assert ft.offload and ft.devices == ("eth0", "eth1")
+    table = rs.table("inet", "fw4")
+    assert table is not None and len(table.chains) == 29
+    assert loads(rs.format()) == rs
+
+
+def test_fw4_header_is_idempotent() -> None:
+    text = EXAMPLE.read_text()
+    once = loads(text)
+    assert once.apply(text) == once  # flush table + the same block: same ruleset
+
+
+def test_lan_to_wan_is_masqueraded_and_offloaded() -> None:
+    r = fw4_router()
+    out = r.receive(tcp4("S", dst=INTERNET), 1, NOW)
+    assert out.path == "classic"
+    (port, frame), = out.sends
+    sent = assert_checksums(frame)
+    assert port == 2 and sent[IP].src == R2 and sent[IP].dst == INTERNET
+    public = sent[TCP].sport
+    back = r.receive(tcp4_reply("SA", src=INTERNET, dst=R2, dport=public), 2, NOW)
+    ((port, frame),) = back.sends
+    assert port == 1 and Ether(frame)[IP].dst == H1
+    r.receive(tcp4("A", dst=INTERNET), 1, NOW)
+    (ft,) = r.flowtables.values()
+    assert len(ft) == 1  # flow offload @ft admitted the established connection
+
+
+def test_wan_to_lan_is_rejected_with_a_tcp_reset() -> None:
+    r = fw4_router()
+    out = r.receive(tcp4_reply("S", src=INTERNET, dst=H1, sport=5555, dport=22), 2, NOW)
+    assert out.path == "drop" and out.reason == "ruleset_forward"
+    ((port, frame),) = out.sends
+    rst = assert_checksums(frame)
+    assert port == 2 and rst[IP].src == H1 and rst[IP].dst == INTERNET
+    assert rst[TCP].flags == "RA" and rst[TCP].ack == Ether(
+        tcp4_reply("S", src=INTERNET, dst=H1, sport=5555, dport=22))[TCP].seq + 1
+
+
+def test_wan_udp_to_the_router_gets_port_unreachable() -> None:
+    r = fw4_router()
+    out = r.receive(udp4(src=INTERNET, dst=R2, mac="00:00:00:00:02:fe",
+                         src_mac="00:00:00:00:02:02"), 2, NOW)
+    assert out.reason == "ruleset_input"
+    ((port, frame),) = out.sends
+    icmp = assert_checksums(frame)
+    assert port == 2 and icmp[ICMP].type == 3 and icmp[ICMP].code == 3
+
+
+def test_port_forward_reaches_the_inside_host() -> None:
+    r = fw4_router()
+    out = r.receive(tcp4_reply("S", src=INTERNET, dst=R2, sport=5555, dport=8080), 2, NOW)
+    assert out.path == "classic", out
+    ((port, frame),) = out.sends
+    fwd = assert_checksums(frame)
+    assert port == 1 and (fwd[IP].dst, fwd[TCP].dport) == (H1, 80)
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("dnat to 1.2.3.4", "specify `dnat ip' or 'dnat ip6' in inet table to disambiguate"),
+        ("snat to 1.2.3.4", "specify `snat ip' or 'snat ip6' in inet table to disambiguate"),
+        ("dnat ip to 1.2.3.4:80", "transport protocol mapping is only valid after transport"),
+        ("meta l4proto udp tcp dport 22", "conflicting protocols specified: udp vs. tcp"),
+        ("ip protocol udp tcp dport 22", "conflicting protocols specified: udp vs. tcp"),
+        ('iifname "*"', "interface name '*' matches nothing"),
+    ],
+)
+def test_no_false_accepts_in_nat_rules(rule: str, message: str) -> None:
+    text = f"table inet t {{ chain c {{ type nat hook prerouting priority dstnat;\n{rule}\n}} }}"
+    with pytest.raises(RulesetError, match=re.escape(message)):
+        loads(text)
+
+
+def test_masquerade_outside_postrouting_is_refused() -> None:
+    with pytest.raises(RulesetError, match="masquerade is only valid on the postrouting hook"):
+        loads("table ip t { chain c { type nat hook input priority 100; masquerade; } }")
+    with pytest.raises(RulesetError, match="masquerade to :1024 .*|transport protocol"):
+        loads("table ip t { chain c { type nat hook postrouting priority 100; "
+              "masquerade to :1024; } }")
+
+
+def test_masquerade_in_a_regular_chain_is_checked_where_it_is_reached() -> None:
+    text = """table ip t {
+        chain m { masquerade }
+        chain c { type nat hook prerouting priority dstnat; jump m }
+    }"""
+    with pytest.raises(RulesetError, match=r"<string>:2:19: .*postrouting hook"):
+        loads(text)
+
+
+def test_flowtable_item_needs_its_separator() -> None:
+    with pytest.raises(RulesetError, match="expecting newline or ';'"):
+        loads("add table ip t\nadd flowtable ip t f { hook ingress priority 10; "
+              "devices = { lo } }")
+
+
+def test_errors_name_the_first_unsupported_construct() -> None:
+    text = "table inet t {\n chain c {\n  meta foo 1\n  tcp flags & (fin | syn) == syn\n }\n}\n"
+    with pytest.raises(RulesetError) as err:
+        loads(text, "f.nft")
+    assert str(err.value).startswith("f.nft:3:8: ") and "meta foo" in str(err.value)
+    with pytest.raises(RulesetError) as err:
+        loads("table ip6 t { chain c { ip6 saddr map { ::1 : 2 } } }", "f.nft")
+    assert str(err.value).startswith("f.nft:1:35: ") and "map" in str(err.value)
+    loads("table ip6 t { chain c { ip6 saddr vmap { ::1 : accept }\n} }")
+
+
+def test_ct_state_untracked_matches_what_conntrack_leaves_untracked() -> None:
+    from controller.netfilter.ct import CtInfo
+    from controller.netfilter.ruleset import Evaluator, Hook, RuleContext
+
+    rs = loads("table inet t { chain c { type filter hook input priority 0; policy accept;\n"
+               "ct state untracked drop\n} }")
+    ctx = RuleContext(6, 58, bytes(16), bytes(16), 0, 0, "eth0", None, CtInfo.UNTRACKED, False,
+                      72)
+    assert not Evaluator(rs).run(Hook.INPUT, 6, ctx).accept
+    ctx.ct_state = CtInfo.NEW
+    assert Evaluator(rs).run(Hook.INPUT, 6, ctx).accept
+
+
+def test_escaped_asterisk_is_a_literal_name() -> None:
+    from controller.netfilter.ct import CtInfo
+    from controller.netfilter.ruleset import Evaluator, Hook, RuleContext
+
+    rs = loads('table inet t { chain c { type filter hook input priority 0; policy accept;\n'
+               'iifname "dummy\\*" drop\niifname "eth*" drop\n} }')
+    ev = Evaluator(rs)
+
+    def verdict(name: str) -> bool:
+        ctx = RuleContext(4, 6, bytes(4), bytes(4), 1, 2, name, None, CtInfo.NEW, True, 60)
+        return ev.run(Hook.INPUT, 4, ctx).accept
+
+    assert verdict("dummy0") and not verdict("dummy*")
+    assert not verdict("eth7") and verdict("wan")
