@@ -116,7 +116,7 @@ def test_no_false_accepts_in_nat_rules(rule: str, message: str) -> None:
 def test_masquerade_outside_postrouting_is_refused() -> None:
     with pytest.raises(RulesetError, match="masquerade is only valid on the postrouting hook"):
         loads("table ip t { chain c { type nat hook input priority 100; masquerade; } }")
-    with pytest.raises(RulesetError, match="masquerade to :1024 .*|transport protocol"):
+    with pytest.raises(RulesetError, match="transport protocol"):
         loads("table ip t { chain c { type nat hook postrouting priority 100; "
               "masquerade to :1024; } }")
 

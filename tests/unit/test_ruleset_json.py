@@ -199,7 +199,8 @@ def rule_doc(*expr: object) -> str:
                     }
                 }
             ),
-            "r.json: $.nftables[2].rule.expr[0].match.right[0]: 'httpx' is not a valid inet_service value",
+            "r.json: $.nftables[2].rule.expr[0].match.right[0]: 'httpx' is not a valid "
+            "inet_service value",
         ),
         (
             rule_doc(

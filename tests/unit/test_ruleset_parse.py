@@ -188,7 +188,11 @@ def nat_items(chain_hook: str, statement: str, family: str = "ip") -> Nat:
     ("hook", "statement", "expected"),
     [
         ("postrouting", "masquerade", Nat(NatKind.MASQUERADE)),
-        ("postrouting", "meta l4proto tcp masquerade to :1024-2048", Nat(NatKind.MASQUERADE, None, 1024, 2048)),
+        (
+            "postrouting",
+            "meta l4proto tcp masquerade to :1024-2048",
+            Nat(NatKind.MASQUERADE, None, 1024, 2048),
+        ),
         ("postrouting", "snat to 192.0.2.1", Nat(NatKind.SNAT, ipaddress.ip_address("192.0.2.1"))),
         (
             "postrouting",

@@ -111,7 +111,9 @@ def test_ip6_address_in_an_ip_table_snat() -> None:
         "table ip n {\n chain c {\n  type nat hook postrouting priority 100;\n"
         "  snat to 2001:db8::1\n }\n}"
     )
-    assert error_of(text) == "rules.nft:4:3: conflicting protocols specified: ip vs. ip6 address in snat"
+    assert error_of(text) == (
+        "rules.nft:4:3: conflicting protocols specified: ip vs. ip6 address in snat"
+    )
 
 
 def test_nat_chain_on_the_forward_hook_is_refused() -> None:

@@ -481,11 +481,12 @@ def _comparison(dtypes: list[dt.DataType], op: str, value: Any) -> Callable[[Any
 def _membership(dtypes: list[dt.DataType], elements: list) -> Callable[[Any], bool]:
     if len(dtypes) > 1:
         parts = [
-            tuple(_component_test(t, c) for t, c in zip(dtypes, element)) for element in elements
+            tuple(_component_test(t, c) for t, c in zip(dtypes, element, strict=True))
+            for element in elements
         ]
 
         def concat(value: tuple) -> bool:
-            return any(all(t(v) for t, v in zip(tests, value)) for tests in parts)
+            return any(all(t(v) for t, v in zip(tests, value, strict=True)) for tests in parts)
 
         return concat
     if dtypes[0].is_string:

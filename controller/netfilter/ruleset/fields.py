@@ -87,16 +87,16 @@ _hdr("ip6", "nh", 6, None, [
     ("hoplimit", 56, 8, I), ("saddr", 64, 128, dt.IPV6_ADDR), ("daddr", 192, 128, dt.IPV6_ADDR),
 ])
 _PORTS = [("sport", 0, 16, dt.INET_SERVICE), ("dport", 16, 16, dt.INET_SERVICE)]
-_hdr("tcp", "th", None, 6, _PORTS + [
+_hdr("tcp", "th", None, 6, [*_PORTS,
     ("sequence", 32, 32, I), ("ackseq", 64, 32, I), ("doff", 96, 4, I), ("reserved", 100, 4, I),
     ("flags", 104, 8, dt.TCP_FLAG), ("window", 112, 16, I), ("checksum", 128, 16, I),
     ("urgptr", 144, 16, I),
 ])
-_hdr("udp", "th", None, 17, _PORTS + [("length", 32, 16, I), ("checksum", 48, 16, I)])
-_hdr("udplite", "th", None, 136, _PORTS + [("csumcov", 32, 16, I), ("checksum", 48, 16, I)])
+_hdr("udp", "th", None, 17, [*_PORTS, ("length", 32, 16, I), ("checksum", 48, 16, I)])
+_hdr("udplite", "th", None, 136, [*_PORTS, ("csumcov", 32, 16, I), ("checksum", 48, 16, I)])
 _hdr("th", "th", None, None, _PORTS)
-_hdr("sctp", "th", None, 132, _PORTS + [("vtag", 32, 32, I), ("checksum", 64, 32, I)])
-_hdr("dccp", "th", None, 33, _PORTS + [("type", 67, 4, dt.DCCP_PKTTYPE)])
+_hdr("sctp", "th", None, 132, [*_PORTS, ("vtag", 32, 32, I), ("checksum", 64, 32, I)])
+_hdr("dccp", "th", None, 33, [*_PORTS, ("type", 67, 4, dt.DCCP_PKTTYPE)])
 _hdr("icmp", "th", None, 1, [
     ("type", 0, 8, dt.ICMP_TYPE), ("code", 8, 8, dt.ICMP_CODE), ("checksum", 16, 16, I),
     ("id", 32, 16, I), ("sequence", 48, 16, I), ("gateway", 32, 32, I), ("mtu", 48, 16, I),

@@ -241,7 +241,7 @@ def format_match(match: Match) -> str:
 
 def format_value(types: tuple | list, value: Any) -> str:
     if len(types) > 1:
-        return " . ".join(format_value((t,), v) for t, v in zip(types, value))
+        return " . ".join(format_value((t,), v) for t, v in zip(types, value, strict=True))
     dtype = types[0]
     if dtype.is_string:
         return f'"{value}"'

@@ -2,8 +2,9 @@
 
 nft's scanner keeps addresses, prefixes, ranges and ``addr:port`` together as one word
 (``10.0.0.0/8``, ``2001:db8::/32``, ``1000-2000``, ``[2001:db8::1]:80``); the parser gives such
-words their meaning from context. Newlines are tokens because they end rules. Tokens are made on demand, so the parser reports
-the first construct it cannot read, wherever the file goes wrong later.
+words their meaning from context. Newlines are tokens because they end rules. Tokens are made
+on demand, so the parser reports the first construct it cannot read, wherever the file goes
+wrong later.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ _TOKEN = re.compile(
   | (?P<string>"[^"\n]*")
   | (?P<badstring>"[^"\n]*)
   | (?P<punct>==|!=|<=|>=|<<|>>|[{}();,=@+\-!&|^<>$*/])
-  | (?P<word>(?:[A-Za-z0-9_.\[]|::?)[A-Za-z0-9_.:/\-\[\]%]*)
+  | (?P<word>(?:[A-Za-z0-9_.\[]|::?)
+      [A-Za-z0-9_.:/\-\[\]%]*)
     """,
     re.VERBOSE,
 )

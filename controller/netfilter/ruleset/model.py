@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Union
 
 from controller.netfilter.ruleset.datatypes import DataType, Interval
 from controller.netfilter.ruleset.errors import Loc
@@ -70,8 +69,8 @@ class Concat:
     parts: tuple[Expr, ...]
 
 
-Expr = Union[Field, Masked, Concat]
-Value = Union[Interval, str, tuple]
+Expr = Field | Masked | Concat
+Value = Interval | str | tuple
 """A constant: an interval ``(lo, hi)`` on the type's encoding, a string (interface or helper
 name), or for concatenations a tuple of those."""
 
@@ -247,10 +246,11 @@ class Other:
     loc: Loc = field(default=NOWHERE, compare=False)
 
 
-Statement = Union[
-    Counter, VerdictStatement, FlowAdd, Nat, Reject, Log, Limit, SetStatement, Notrack, Vmap, Other
-]
-Item = Union[Match, Statement]
+Statement = (
+    Counter | VerdictStatement | FlowAdd | Nat | Reject | Log | Limit | SetStatement | Notrack
+    | Vmap | Other
+)
+Item = Match | Statement
 TERMINAL = (VerdictStatement, Nat, Reject, Vmap)
 
 

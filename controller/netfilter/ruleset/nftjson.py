@@ -8,7 +8,6 @@ objects after a ``metainfo``) and the command form (``{"add": {...}}``, ``{"dele
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -566,7 +565,7 @@ def _dump_match(match: Match) -> dict[str, Any]:
 
 def _dump_value(types: tuple, value: Value) -> Any:
     if len(types) > 1:
-        return {"concat": [_dump_value((t,), v) for t, v in zip(types, value)]}  # type: ignore
+        return {"concat": [_dump_value((t,), v) for t, v in zip(types, value, strict=True)]}  # type: ignore
     dtype = types[0]
     if dtype.is_string:
         return value

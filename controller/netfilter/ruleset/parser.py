@@ -906,7 +906,7 @@ class _Parser:
                 op = _BINOPS[self.next().text]
                 expr = Masked(expr, op, self.constant_int(source.dtype, op))
             return expr
-        if target.ns == "ct" and target.key == "helper" or target.dtype.is_string:
+        if (target.ns == "ct" and target.key == "helper") or target.dtype.is_string:
             return self.string("a name")
         tok = self.value_token("a value")
         value = dt.parse_scalar(target.dtype, tok.text, tok.loc)
@@ -943,7 +943,7 @@ class _Parser:
         return tuple(out)
 
     def tcp_option(self, opt: tuple, start: Token) -> Item:
-        _, name, fld, loc = opt
+        _, name, fld, _ = opt
         if self.accept("set"):
             if self.accept("rt"):
                 self.expect("mtu")
@@ -958,7 +958,7 @@ class _Parser:
         if self.at("{"):
             words.append("{ " + ", ".join(" ".join(t.text for t in k)
                                           for k, _ in self.raw_elements()) + " }")
-        elif fld is None and self.at("exists", "missing") or fld is not None:
+        elif (fld is None and self.at("exists", "missing")) or fld is not None:
             tok = self.value_token("a value")
             if fld is not None and not tok.text.isdigit() and not tok.text.startswith("0x"):
                 raise RulesetError(f"invalid tcp option value '{tok.text}'", tok.loc)

@@ -29,7 +29,7 @@ class TokenStream:
 
     def _pull(self) -> Token:
         while True:
-            source, name = self._stack[-1]
+            source, _ = self._stack[-1]
             tok = next(source, None)
             if tok is None or (tok.kind is Kind.EOF and len(self._stack) > 1):
                 if len(self._stack) == 1:
@@ -70,8 +70,8 @@ class TokenStream:
         while True:
             tok = self.peek()
             if tok.kind is Kind.EOF or (depth == 0 and (tok.kind is Kind.NEWLINE or
-                                                        tok.text in (";", "}") and
-                                                        tok.kind is Kind.PUNCT)):
+                                                        (tok.text in (";", "}") and
+                                                        tok.kind is Kind.PUNCT))):
                 return out
             if tok.kind is Kind.PUNCT and tok.text == "{":
                 depth += 1

@@ -15,8 +15,8 @@ import itertools
 from collections.abc import Collection, Iterable
 from dataclasses import replace
 
-from controller.netfilter.ruleset.errors import Loc, RulesetError
 from controller.netfilter.ruleset import values
+from controller.netfilter.ruleset.errors import Loc, RulesetError
 from controller.netfilter.ruleset.model import Chain, Family, FlowtableDef, Table
 from controller.netfilter.ruleset.script import (
     AddChain,
@@ -38,10 +38,10 @@ from controller.netfilter.ruleset.script import (
     SetElements,
 )
 from controller.netfilter.ruleset.validate import (
+    chain_users,
     check_base_chain,
     check_rule,
     check_tables,
-    chain_users,
 )
 
 Tables = dict[tuple[Family, str], Table]

@@ -245,12 +245,10 @@ def _check_nat(family: Family, stmt: Nat, ctx: _Context) -> None:
                 f"vs. {'ip' if stmt.addr.version == 4 else 'ip6'} address in {kind}",
                 stmt.loc,
             )
-    if stmt.port_min is not None:
-        if ctx.l4 is None or not ctx.l4[0] <= _PORT_PROTOCOLS:
-            raise RulesetError(
-                "transport protocol mapping is only valid after transport protocol match",
-                stmt.loc,
-            )
+    if stmt.port_min is not None and (ctx.l4 is None or not ctx.l4[0] <= _PORT_PROTOCOLS):
+        raise RulesetError(
+            "transport protocol mapping is only valid after transport protocol match", stmt.loc
+        )
 
 
 def _check_reject(stmt: Reject, ctx: _Context) -> None:
@@ -310,12 +308,12 @@ def _walk(table: Table, base: BaseSpec, chain: Chain, path: list[str]) -> None:
             if ref.chain in path:
                 raise RulesetError(
                     "Could not process rule: Too many levels of symbolic links "
-                    f"(loop: {' -> '.join(path + [ref.chain])})",
+                    f"(loop: {' -> '.join([*path, ref.chain])})",
                     ref.loc,
                 )
             if len(path) >= JUMP_STACK_SIZE:
                 raise RulesetError("Could not process rule: Too many links", ref.loc)
-            _walk(table, base, target, path + [target.name])
+            _walk(table, base, target, [*path, target.name])
 
 
 def _check_hooks(base: BaseSpec, rule: Rule) -> None:

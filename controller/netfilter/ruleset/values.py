@@ -210,7 +210,7 @@ def typed_value(types: tuple[DataType, ...], toks: list[Token]) -> Value:
         raise RulesetError(
             f"datatype mismatch: expected {' . '.join(t.name for t in types)}, "
             f"got {len(parts)} part(s)", loc)
-    vals = [_component(t, p) for t, p in zip(types, parts)]
+    vals = [_component(t, p) for t, p in zip(types, parts, strict=True)]
     return vals[0] if len(vals) == 1 else tuple(vals)
 
 
