@@ -56,6 +56,9 @@ def parse_number(text: str) -> int | None:
 def parse_scalar(dtype: DataType, text: str, loc: Loc) -> int:
     """One value of ``dtype`` (no range, no prefix)."""
     if dtype.kind in ("ipv4", "ipv6"):
+        number = parse_number(text)
+        if number is not None and number <= dtype.max:
+            return number  # getaddrinfo("1") is 0.0.0.1, inet_aton("0xff") 0.0.0.255
         try:
             addr = ipaddress.ip_address(text)
         except ValueError:

@@ -104,7 +104,7 @@ _hdr("icmp", "th", None, 1, [
 _hdr("icmpv6", "th", None, 58, [
     ("type", 0, 8, dt.ICMPV6_TYPE), ("code", 8, 8, dt.ICMPV6_CODE), ("checksum", 16, 16, I),
     ("parameter-problem", 32, 32, I), ("packet-too-big", 32, 32, I), ("id", 32, 16, I),
-    ("sequence", 48, 16, I), ("max-delay", 32, 16, I),
+    ("sequence", 48, 16, I), ("max-delay", 32, 16, I), ("mtu", 32, 32, I),
 ])
 _hdr("igmp", "th", 4, 2, [
     ("type", 0, 8, dt.IGMP_TYPE), ("mrt", 8, 8, I), ("checksum", 16, 16, I),

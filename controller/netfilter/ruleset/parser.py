@@ -84,6 +84,15 @@ _NAT_FLAGS = ("random", "fully-random", "persistent", "netmap")
 _TCP_OPTIONS = {"eol": 0, "nop": 1, "maxseg": 2, "window": 3, "sack-permitted": 4,
                 "sack-perm": 4, "sack": 5, "sack0": 5, "sack1": 5, "sack2": 5, "sack3": 5,
                 "timestamp": 8, "fastopen": 34, "md5sig": 19, "mptcp": 30}
+_SCTP_CHUNKS = frozenset({
+    "data", "init", "init-ack", "sack", "heartbeat", "heartbeat-ack", "abort", "shutdown",
+    "shutdown-ack", "error", "cookie-echo", "cookie-ack", "ecne", "cwr", "shutdown-complete",
+    "asconf-ack", "forward-tsn", "asconf",
+})
+_SCTP_CHUNK_FIELDS = ("type", "flags", "length", "stream", "tsn", "ssn", "ppid", "initial-tsn",
+                      "init-tag", "a-rwnd", "num-outbound-streams", "num-inbound-streams",
+                      "cum-tsn-ack", "num-gap-ack-blocks", "num-dup-tsns", "lowest-tsn", "seqno",
+                      "new-cum-tsn")
 _TCP_OPTION_FIELDS = ("kind", "length", "size", "count", "left", "right", "tsval", "tsecr",
                       "subtype")
 
@@ -776,6 +785,8 @@ class _Parser:
             return ("tcpopt", opt.text, fld, tok.loc)
         key = self.word(f"a {ns} field")
         words = key.text
+        if ns == "sctp" and key.text == "chunk":
+            return self.sctp_chunk()
         if ns == "ct" and key.text in ("original", "reply"):
             sub = self.word("a ct field")
             words = f"{key.text} {sub.text}"
@@ -787,6 +798,18 @@ class _Parser:
         if field is None:
             raise RulesetError(f"syntax error, unsupported expression '{ns} {words}'", key.loc)
         return field
+
+    def sctp_chunk(self) -> Field:
+        """``sctp chunk NAME [FIELD]``: a chunk's field, or its presence (``exists``); the
+        mirror does not walk SCTP chunks, so such a match never matches (it is refused by no
+        one, but documented as unmodelled)."""
+        name = self.word("an sctp chunk type")
+        if name.text not in _SCTP_CHUNKS:
+            raise RulesetError(f"unknown sctp chunk '{name.text}'", name.loc)
+        if self.at(*_SCTP_CHUNK_FIELDS):
+            fld = self.next().text
+            return Field("sctp", f"chunk {name.text} {fld}", dt.INTEGER[32], None, 132)
+        return Field("sctp", f"chunk {name.text}", dt.BOOLEAN, None, 132)
 
     def expression(self) -> Expr:
         """``SEL [& MASK] [. SEL ...]``."""
@@ -870,6 +893,10 @@ class _Parser:
             if op == "implicit":
                 op = "=="
             return Match(expr, tuple(vals), op, len(vals) > 1, start.loc)  # nft: { x } is x
+        if self.at("(") and len(types) == 1:  # tcp flags & (syn|fin) == (syn|fin)
+            flags = self.constant_int(types[0], "|")
+            return Match(expr, ((flags, flags),), "==" if op == "implicit" else op, False,
+                         start.loc)
         raw_tokens = self.raw_value()
         value = values.typed_value(types, raw_tokens)
         if types[0].bitmask and len(types) == 1:
@@ -927,8 +954,14 @@ class _Parser:
             if self.accept("}"):
                 break
             raw = self.raw_value()
-            self.expect(":")
-            verdict_tok = self.word("a verdict")
+            last = raw[-1]
+            if last.kind is Kind.WORD and ":" in last.text and not self.at(":"):
+                key, _, verdict_text = last.text.rpartition(":")  # 25:accept is one word
+                raw[-1] = Token(Kind.WORD, key, last.loc)
+                verdict_tok = Token(Kind.WORD, verdict_text, last.loc)
+            else:
+                self.expect(":")
+                verdict_tok = self.word("a verdict")
             if verdict_tok.text not in _VERDICTS:
                 raise self.unexpected(verdict_tok, "a verdict")
             verdict = self.verdict(verdict_tok)

@@ -1,0 +1,106 @@
+"""Acceptance against nftables' own rule-level tests (``tests/py/{ip,ip6,inet}/*.t``).
+
+Usage: ``python bench/nft_suite.py DIR [-v]`` where DIR holds a fetched copy of those files
+(``DIR/ip/*.t``, ``DIR/ip6/*.t``, ``DIR/inet/*.t``; nftables' sources are not part of this
+repository). Each rule line runs as ``add rule`` on a ruleset with the file's tables, chains
+and sets, like nft-test.py does; a line counts as accepted when every table of the file takes
+it. Prints accepted/ok lines, false accepts (lines marked ``;fail`` we take) and crashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from controller.netfilter.ruleset import Ruleset, RulesetError  # noqa: E402
+
+FAMILIES = ("ip", "ip6", "inet")
+
+
+def run_file(path: Path, verbose: bool) -> collections.Counter:
+    stats: collections.Counter = collections.Counter()
+    chains: dict[str, str] = {}
+    tables: list[tuple[str, str, list[str]]] = []
+    base = Ruleset()
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", "-", "%")):
+            continue
+        if line.startswith(":"):
+            name, _, spec = line[1:].partition(";")
+            chains[name] = spec
+            continue
+        if line.startswith("*"):
+            family, table, names = (line[1:].split(";") + [""])[:3]
+            if family in FAMILIES:
+                tables.append((family, table, [n for n in names.split(",") if n]))
+                script = [f"add table {family} {table}"]
+                for chain in tables[-1][2]:
+                    script.append(f"add chain {family} {table} {chain} {{ {chains[chain]}; }}")
+                try:
+                    base = base.apply("\n".join(script))
+                except RulesetError as e:
+                    print(f"{path}: cannot set up {family} {table}: {e}", file=sys.stderr)
+            continue
+        parts = line.split(";")
+        if len(parts) < 2 or parts[1] not in ("ok", "fail"):
+            continue
+        text, expect = parts[0].replace("\\", ""), parts[1]
+        if not tables:
+            continue
+        if line.startswith(("!", "?")):
+            kind, rest = line[0], text[1:]
+            name, _, body = rest.partition(" ")
+            for family, table, _ in tables:
+                cmd = (f"add set {family} {table} {name} {{ {body}; }}" if kind == "!"
+                       else f"add element {family} {table} {name} {{ {body} }}")
+                try:
+                    base = base.apply(cmd)
+                except RulesetError:
+                    pass
+                except Exception as e:  # noqa: BLE001 - a crash is what we count
+                    stats["crash"] += 1
+                    print(f"CRASH {path}: {cmd}: {e!r}", file=sys.stderr)
+            continue
+        accepted, error = True, ""
+        for family, table, names in tables:
+            for chain in names:
+                try:
+                    base.apply(f"add rule {family} {table} {chain} {text}")
+                except RulesetError as e:
+                    accepted, error = False, str(e)
+                except Exception as e:  # noqa: BLE001
+                    accepted, error = False, f"CRASH {e!r}"
+                    stats["crash"] += 1
+        stats[f"{expect}_total"] += 1
+        stats[f"{expect}_accepted"] += accepted
+        if verbose and expect == "ok" and not accepted:
+            print(f"refused {path.parent.name}/{path.name}: {text}  -- {error}")
+        if expect == "fail" and accepted:
+            print(f"FALSE ACCEPT {path.parent.name}/{path.name}: {text}")
+    return stats
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dir", type=Path)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args()
+    total: collections.Counter = collections.Counter()
+    for family in FAMILIES:
+        for path in sorted((args.dir / family).glob("*.t")):
+            total.update(run_file(path, args.verbose))
+    ok, acc = total["ok_total"], total["ok_accepted"]
+    print(f"accepted {acc} of {ok} ok lines ({100 * acc / max(ok, 1):.1f} %); "
+          f"false accepts {total['fail_accepted']} of {total['fail_total']} fail lines; "
+          f"crashes {total['crash']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
