@@ -57,7 +57,7 @@ class Field:
 
 
 _BARE_META = frozenset({"iifname", "oifname", "iif", "oif", "mark", "iiftype", "oiftype",
-                        "skuid", "skgid", "nftrace", "rtclassid", "ibrname", "obrname",
+                        "skuid", "skgid", "nftrace", "rtclassid",
                         "iifgroup", "oifgroup", "cgroup", "ipsec", "time", "day", "hour"})
 
 FIELDS: dict[tuple[str, str], Field] = {}
@@ -171,8 +171,6 @@ for _key, _dtype, _src in (
     ("random", dt.INTEGER[32], ()),
     ("secpath", dt.BOOLEAN, ("ctx", "zero")),
     ("ipsec", dt.BOOLEAN, ("ctx", "zero")),
-    ("ibrname", dt.IFNAME, ()),
-    ("obrname", dt.IFNAME, ()),
     ("sdif", dt.IFNAME, ()),
     ("sdifname", dt.IFNAME, ()),
     ("time", dt.BY_NAME["time"], ()),

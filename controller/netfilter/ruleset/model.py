@@ -251,7 +251,7 @@ Statement = (
     | Vmap | Other
 )
 Item = Match | Statement
-TERMINAL = (VerdictStatement, Nat, Reject, Vmap)
+TERMINAL = (VerdictStatement, Nat, Reject)  # a vmap may be followed (nft accepts it)
 
 
 @dataclass(slots=True)
