@@ -29,7 +29,7 @@ def run_file(path: Path, verbose: bool) -> collections.Counter:
     base = Ruleset()
     for raw in path.read_text().splitlines():
         line = raw.strip()
-        if not line or line.startswith(("#", "-", "%")):
+        if not line or line.startswith(("#", "-")):
             continue
         if line.startswith(":"):
             name, _, spec = line[1:].partition(";")
@@ -47,18 +47,28 @@ def run_file(path: Path, verbose: bool) -> collections.Counter:
                 except RulesetError as e:
                     print(f"{path}: cannot set up {family} {table}: {e}", file=sys.stderr)
             continue
-        parts = line.split(";")
-        if len(parts) < 2 or parts[1] not in ("ok", "fail"):
+        marker = re.search(r";(ok|fail)(;|$)", line)
+        if marker is None:
             continue
-        text, expect = parts[0].replace("\\", ""), parts[1]
+        text, expect = line[: marker.start()].replace("\\", ""), marker.group(1)
         if not tables:
             continue
-        if line.startswith(("!", "?")):
+        if line.startswith(("!", "?", "%")):
             kind, rest = line[0], text[1:]
             name, _, body = rest.partition(" ")
             for family, table, _ in tables:
-                cmd = (f"add set {family} {table} {name} {{ {body}; }}" if kind == "!"
-                       else f"add element {family} {table} {name} {{ {body} }}")
+                if kind == "%":  # %name type counter | quota Q | limit L | ct helper { .. }
+                    obj = body.removeprefix("type ").strip()
+                    words = obj.split(" ", 2 if obj.startswith("ct ") else 1)
+                    what = " ".join(words[:2]) if obj.startswith("ct ") else words[0]
+                    args = words[-1] if len(words) > (2 if obj.startswith("ct ") else 1) else ""
+                    args = args.strip()
+                    args = args if args.startswith("{") or not args else f"{{ {args} }}"
+                    cmd = f"add {what} {family} {table} {name} {args}"
+                elif kind == "!":
+                    cmd = f"add set {family} {table} {name} {{ {body}; }}"
+                else:
+                    cmd = f"add element {family} {table} {name} {{ {body} }}"
                 try:
                     base = base.apply(cmd)
                 except RulesetError:

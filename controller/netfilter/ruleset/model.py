@@ -244,6 +244,7 @@ class Other:
 
     text: str
     loc: Loc = field(default=NOWHERE, compare=False)
+    ref: tuple[str, str] | None = None  # the named object it uses (``quota name X``)
 
 
 Statement = (

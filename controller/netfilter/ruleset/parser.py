@@ -750,11 +750,8 @@ class _Parser:
             return self.limit(tok)
         if kw == "notrack":
             return Notrack(tok.loc)
-        if kw in ("quota",):
-            words = ["quota"]
-            while not self.at_end() and not self.at("comment", "accept", "drop", "counter"):
-                words.append(self.next().text)
-            return Other(" ".join(words), tok.loc)
+        if kw == "quota":
+            return self.quota(tok)
         raise RulesetError(f"syntax error, unexpected {tok.describe()}", tok.loc)
 
     def is_selector_start(self) -> bool:
@@ -1001,6 +998,21 @@ class _Parser:
         return Other(" ".join(words), start.loc)
 
     # -- statements --------------------------------------------------------------------------------
+
+    def quota(self, tok: Token) -> Other:
+        """``quota [over|until] N UNIT [used N UNIT]`` or ``quota name X``: kept as text (the
+        mirror does not count bytes against quotas)."""
+        if self.accept("name"):
+            name = self.identifier("quota name").text
+            return Other(f'quota name "{name}"', tok.loc, ("quota", name))
+        words = ["quota"]
+        if self.at("over", "until"):
+            words.append(self.next().text)
+        words.append(str(self.number("a quota")))
+        words.append(self.expect(*_BYTE_UNITS).text)
+        if self.accept("used"):
+            words += ["used", str(self.number("a quota")), self.expect(*_BYTE_UNITS).text]
+        return Other(" ".join(words), tok.loc)
 
     def counter(self, tok: Token) -> Counter:
         counter = Counter(loc=tok.loc)

@@ -28,9 +28,11 @@ from controller.netfilter.ruleset.model import (
     FlowAdd,
     Hook,
     Item,
+    Limit,
     Match,
     Nat,
     NatKind,
+    Other,
     Reject,
     Rule,
     SetRef,
@@ -127,6 +129,10 @@ def _check_item(table: Table, chain: Chain, item: Item, ctx: _Context) -> None:
         if ("counter", item.name) not in table.objects:
             raise RulesetError(f"{ENOENT} (no counter {item.name} in table {table.name})",
                                item.loc)
+    elif isinstance(item, Other | Limit) and _object_ref(item) is not None:
+        kind, name = _object_ref(item)  # type: ignore[misc]
+        if (kind, name) not in table.objects:
+            raise RulesetError(f"{ENOENT} (no {kind} {name} in table {table.name})", item.loc)
     elif isinstance(item, SetStatement):
         _check_set_statement(table, item, ctx)
     elif isinstance(item, Nat):
@@ -139,6 +145,12 @@ def _check_item(table: Table, chain: Chain, item: Item, ctx: _Context) -> None:
             f"{table.family.value} {table.name})",
             item.loc,
         )
+
+
+def _object_ref(item: Other | Limit) -> tuple[str, str] | None:
+    if isinstance(item, Limit):
+        return ("limit", item.byte_unit or "") if item.unit == "name" else None
+    return item.ref
 
 
 def _field_context(fld, ctx: _Context, loc: Loc) -> None:
