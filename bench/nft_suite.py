@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.netfilter.ruleset import Ruleset, RulesetError  # noqa: E402
+from controller.netfilter.ruleset import Ruleset, RulesetError
 
 FAMILIES = ("ip", "ip6", "inet")
 
@@ -36,7 +36,7 @@ def run_file(path: Path, verbose: bool) -> collections.Counter:
             chains[name] = spec
             continue
         if line.startswith("*"):
-            family, table, names = (line[1:].split(";") + [""])[:3]
+            family, table, names = [*line[1:].split(";"), "", ""][:3]
             if family in FAMILIES:
                 tables.append((family, table, [n for n in names.split(",") if n]))
                 script = [f"add table {family} {table}"]
@@ -73,7 +73,7 @@ def run_file(path: Path, verbose: bool) -> collections.Counter:
                     base = base.apply(cmd)
                 except RulesetError:
                     pass
-                except Exception as e:  # noqa: BLE001 - a crash is what we count
+                except Exception as e:  # a crash is what we count
                     stats["crash"] += 1
                     print(f"CRASH {path}: {cmd}: {e!r}", file=sys.stderr)
             continue
@@ -84,7 +84,7 @@ def run_file(path: Path, verbose: bool) -> collections.Counter:
                     base.apply(f"add rule {family} {table} {chain} {text}")
                 except RulesetError as e:
                     accepted, error = False, str(e)
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     accepted, error = False, f"CRASH {e!r}"
                     stats["crash"] += 1
         stats[f"{expect}_total"] += 1
