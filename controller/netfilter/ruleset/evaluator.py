@@ -333,6 +333,8 @@ def field_getter(fld: Field) -> Getter:
         return _CTX_GETTERS[source[1]]
     if source[0] in ("nh", "th", "ll"):
         return _payload_getter(source[0], source[1], source[2])
+    if source[0] == "tcpopt":
+        return _tcpopt_getter(source[1], source[2], source[3])
     return _exthdr_getter(source[1], source[2], source[3])
 
 
@@ -399,6 +401,30 @@ def _payload_getter(base: str, off: int, bits: int) -> Getter:
         return _bits(pkt.frame, start, off, bits, pkt.l3 + pkt.ip_len)
 
     return payload
+
+
+def _tcpopt_getter(kind: int, off: int, bits: int) -> Getter:
+    """``nft_exthdr_tcp_eval``: find option ``kind`` among the TCP options; ``off < 0`` asks
+    whether it is there (1) or not (0)."""
+
+    def tcpopt(ctx: Any) -> int | None:
+        pkt = getattr(ctx, "pkt", None)
+        if pkt is None or pkt.proto != 6 or pkt.l4 < 0 or not pkt.first_fragment:
+            return None
+        buf, start = pkt.frame, pkt.l4
+        end = min(start + (buf[start + 12] >> 4) * 4, pkt.l3 + pkt.ip_len)
+        pos = start + 20
+        while pos < end:
+            this = buf[pos]
+            size = 1 if this in (0, 1) else (buf[pos + 1] if pos + 1 < end else 0)
+            if this == kind:
+                return 1 if off < 0 else _bits(buf, pos, off, bits, pos + max(size, 1))
+            if size < 1 or (this not in (0, 1) and size < 2):
+                break
+            pos += size
+        return 0 if off < 0 else None
+
+    return tcpopt
 
 
 _EXT_HEADERS = frozenset({0, 43, 44, 60, 135, 51})

@@ -212,7 +212,7 @@ for _dir in ("original", "reply"):
             _add("ct", f"{_dir} {_ns} {_key}", _dtype, _v, None, ())
 
 # rt keys (nft_rt_get_eval): routing information of the packet.
-_add("rt", "nexthop", dt.IPV4_ADDR, 4, None, ())
+_add("rt", "nexthop", dt.IPV4_ADDR, None, None, ())
 _add("rt", "ip nexthop", dt.IPV4_ADDR, 4, None, ())
 _add("rt", "ip6 nexthop", dt.IPV6_ADDR, 6, None, ())
 _add("rt", "mtu", dt.INTEGER[16], None, None, ())

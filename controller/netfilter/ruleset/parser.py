@@ -81,9 +81,24 @@ _LOG_LEVELS = ("emerg", "alert", "crit", "err", "warn", "notice", "info", "debug
 _RATE_UNITS = ("second", "minute", "hour", "day", "week")
 _BYTE_UNITS = ("bytes", "kbytes", "mbytes")
 _NAT_FLAGS = ("random", "fully-random", "persistent", "netmap")
-_TCP_OPTIONS = {"eol": 0, "nop": 1, "maxseg": 2, "window": 3, "sack-permitted": 4,
-                "sack-perm": 4, "sack": 5, "sack0": 5, "sack1": 5, "sack2": 5, "sack3": 5,
-                "timestamp": 8, "fastopen": 34, "md5sig": 19, "mptcp": 30}
+# tcp options (nft's tcpopt.c): kind, and field -> (bit offset from the option start, bits)
+_TCPOPT_BASE = {"kind": (0, 8), "length": (8, 8)}
+_TCP_OPTIONS: dict[str, tuple[int, dict[str, tuple[int, int]]]] = {
+    "eol": (0, {"kind": (0, 8)}),
+    "nop": (1, {"kind": (0, 8)}),
+    "noop": (1, {"kind": (0, 8)}),
+    "maxseg": (2, {**_TCPOPT_BASE, "size": (16, 16)}),
+    "window": (3, {**_TCPOPT_BASE, "count": (16, 8)}),
+    "sack-permitted": (4, _TCPOPT_BASE),
+    "sack-perm": (4, _TCPOPT_BASE),
+    "sack": (5, {**_TCPOPT_BASE, "left": (16, 32), "right": (48, 32)}),
+    **{f"sack{n}": (5, {**_TCPOPT_BASE, "left": (16 + 64 * n, 32), "right": (48 + 64 * n, 32)})
+       for n in range(4)},
+    "timestamp": (8, {**_TCPOPT_BASE, "tsval": (16, 32), "tsecr": (48, 32)}),
+    "md5sig": (19, _TCPOPT_BASE),
+    "mptcp": (30, {**_TCPOPT_BASE, "subtype": (16, 4)}),
+    "fastopen": (34, _TCPOPT_BASE),
+}
 _SCTP_CHUNKS = frozenset({
     "data", "init", "init-ack", "sack", "heartbeat", "heartbeat-ack", "abort", "shutdown",
     "shutdown-ack", "error", "cookie-echo", "cookie-ack", "ecne", "cwr", "shutdown-complete",
@@ -93,8 +108,6 @@ _SCTP_CHUNK_FIELDS = ("type", "flags", "length", "stream", "tsn", "ssn", "ppid",
                       "init-tag", "a-rwnd", "num-outbound-streams", "num-inbound-streams",
                       "cum-tsn-ack", "num-gap-ack-blocks", "num-dup-tsns", "lowest-tsn", "seqno",
                       "new-cum-tsn")
-_TCP_OPTION_FIELDS = ("kind", "length", "size", "count", "left", "right", "tsval", "tsecr",
-                      "subtype")
 
 
 def parse(text: str, filename: str = "<string>") -> list[Command]:
@@ -764,22 +777,16 @@ class _Parser:
 
     # -- expressions -----------------------------------------------------------------------------
 
-    def selector(self) -> Field | tuple:
+    def selector(self) -> Field:
         """One selector: ``ip saddr``, ``meta mark``, ``mark``, ``ct original saddr``,
-        ``tcp option maxseg size`` (a tcp option is returned as ``("tcpopt", ...)``)."""
+        ``tcp option maxseg size``."""
         tok = self.word("an expression")
         ns = tok.text
         if ns in BARE_META:
             return FIELDS[("meta", ns)]
         if ns == "tcp" and self.at("option"):
             self.next()
-            opt = self.word("a tcp option")
-            if opt.text not in _TCP_OPTIONS and not opt.text.isdigit():
-                raise RulesetError(f"unknown tcp option '{opt.text}'", opt.loc)
-            fld = None
-            if self.at(*_TCP_OPTION_FIELDS):
-                fld = self.next().text
-            return ("tcpopt", opt.text, fld, tok.loc)
+            return self.tcp_option_field()
         key = self.word(f"a {ns} field")
         words = key.text
         if ns == "sctp" and key.text == "chunk":
@@ -795,6 +802,30 @@ class _Parser:
         if field is None:
             raise RulesetError(f"syntax error, unsupported expression '{ns} {words}'", key.loc)
         return field
+
+    def tcp_option_field(self) -> Field:
+        """``tcp option NAME [FIELD]``: a field of the option (``nft_exthdr`` with
+        ``NFT_EXTHDR_OP_TCPOPT``), or its presence when no field follows."""
+        opt = self.word("a tcp option")
+        if opt.text.isdigit():
+            kind, fields = values.parse_int(opt.text, opt.loc, "tcp option", 0, 255), _TCPOPT_BASE
+            name = opt.text
+        elif opt.text in _TCP_OPTIONS:
+            kind, fields = _TCP_OPTIONS[opt.text]
+            name = {"noop": "nop", "sack0": "sack", "sack-perm": "sack-permitted"}.get(
+                opt.text, opt.text)
+        else:
+            raise RulesetError(f"unknown tcp option '{opt.text}'", opt.loc)
+        nxt = self.peek()
+        if nxt.kind is Kind.WORD and nxt.text in fields:
+            self.next()
+            off, bits = fields[nxt.text]
+            dtype = dt.INTEGER.get(bits, dt.INTEGER[32])
+            return Field("tcp", f"option {name} {nxt.text}", dtype, None, 6,
+                         ("tcpopt", kind, off, bits))
+        if nxt.kind is Kind.WORD and nxt.text not in ("exists", "missing", "set"):
+            raise RulesetError(f"tcp option {name} has no field '{nxt.text}'", nxt.loc)
+        return Field("tcp", f"option {name}", dt.BOOLEAN, None, 6, ("tcpopt", kind, -1, 0))
 
     def sctp_chunk(self) -> Field:
         """``sctp chunk NAME [FIELD]``: a chunk's field, or its presence (``exists``); the
@@ -813,8 +844,6 @@ class _Parser:
         parts: list[Expr] = []
         while True:
             sel = self.selector()
-            if isinstance(sel, tuple):
-                raise RulesetError("tcp options cannot be part of an expression", sel[3])
             expr: Expr = sel
             while self.at(*_BINOPS):
                 op = _BINOPS[self.next().text]
@@ -849,8 +878,12 @@ class _Parser:
     def selector_item(self) -> Item:
         start = self.peek()
         first = self.selector()
-        if isinstance(first, tuple):
-            return self.tcp_option(first, start)
+        if first.source and first.source[0] == "tcpopt" and self.accept("set"):
+            if self.accept("rt"):
+                self.expect("mtu")
+                return Other(f"{first.nft} set rt mtu", start.loc)
+            value = self.number("a value", first.dtype.max)
+            return Other(f"{first.nft} set {value}", start.loc)
         if self.accept("set"):
             return SetStatement(first, self.set_value(first), start.loc)
         expr: Expr = first
@@ -923,8 +956,6 @@ class _Parser:
         """The right of ``set``: a constant, or an expression (with ``& | ^`` operands)."""
         if self.is_selector_start():
             source = self.selector()
-            if isinstance(source, tuple):
-                raise RulesetError("tcp options cannot be a source value", source[3])
             expr: Expr = source
             while self.at(*_BINOPS):
                 op = _BINOPS[self.next().text]
@@ -971,31 +1002,6 @@ class _Parser:
         if not out:
             raise RulesetError("empty verdict map", self.peek().loc)
         return tuple(out)
-
-    def tcp_option(self, opt: tuple, start: Token) -> Item:
-        _, name, fld, _ = opt
-        if self.accept("set"):
-            if self.accept("rt"):
-                self.expect("mtu")
-                return Other(f"tcp option {name} {fld or ''} set rt mtu".replace("  ", " "),
-                             start.loc)
-            value = self.number("a value", 2**32 - 1)
-            return Other(f"tcp option {name} {fld} set {value}", start.loc)
-        words = [f"tcp option {name}" + (f" {fld}" if fld else "")]
-        op = self.accept(*_OPERATORS)
-        if op is not None:
-            words.append(_OPERATORS[op.text])
-        if self.at("{"):
-            words.append("{ " + ", ".join(" ".join(t.text for t in k)
-                                          for k, _ in self.raw_elements()) + " }")
-        elif (fld is None and self.at("exists", "missing")) or fld is not None:
-            tok = self.value_token("a value")
-            if fld is not None and not tok.text.isdigit() and not tok.text.startswith("0x"):
-                raise RulesetError(f"invalid tcp option value '{tok.text}'", tok.loc)
-            words.append(tok.text)
-        else:
-            raise self.unexpected(self.peek(), "a field, 'exists' or 'missing'")
-        return Other(" ".join(words), start.loc)
 
     # -- statements --------------------------------------------------------------------------------
 

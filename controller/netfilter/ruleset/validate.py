@@ -153,7 +153,17 @@ def _object_ref(item: Other | Limit) -> tuple[str, str] | None:
     return item.ref
 
 
+_NEEDS_L3 = frozenset({("rt", "nexthop"), ("ct", "original saddr"), ("ct", "original daddr"),
+                       ("ct", "reply saddr"), ("ct", "reply daddr")})
+
+
 def _field_context(fld, ctx: _Context, loc: Loc) -> None:
+    if (fld.ns, fld.key) in _NEEDS_L3:  # the address family comes from the rule's context
+        if ctx.l3 is None:
+            raise RulesetError(f"{fld.ns} {fld.key}: missing network protocol context "
+                               "(use meta nfproto ipv4 before it, or the ip/ip6 form)", loc)
+        if ctx.l3[0] != 4:
+            raise RulesetError(f"conflicting protocols specified: {ctx.l3[1]} vs. ip", loc)
     if fld.l3 is not None:
         ctx.need_l3(fld.l3, fld.ns if fld.ns in ("ip", "ip6") else "ip6", loc)
     if fld.l4 is not None:

@@ -123,11 +123,14 @@ def parse_nat_into(nat: Nat, text: str, loc: Loc) -> None:
     """Fill ``nat`` from ``ADDR[-ADDR|/LEN][:PORT[-PORT]]`` (IPv6 in brackets when a port
     follows) or ``:PORT[-PORT]``."""
     addr_text, port_text = text, None
-    if text.startswith("["):
-        addr_text, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
+    if text.startswith("["):  # [A], [A]-[B], [A]/LEN, each maybe followed by :PORTS
+        bracketed = re.fullmatch(r"\[([^\]]+)\](?:-\[([^\]]+)\]|(/\d+))?(?::(.*))?", text)
+        if bracketed is None:
             raise RulesetError(f"invalid NAT target '{text}'", loc)
-        port_text = rest[1:] or None
+        low, high, plen, port_text = bracketed.groups()
+        addr_text = f"{low}-{high}" if high else low + (plen or "")
+        if port_text == "":
+            raise RulesetError(f"invalid NAT target '{text}'", loc)
     elif text.startswith(":") and not text.startswith("::"):
         addr_text, port_text = "", text[1:]
     elif text.count(":") == 1:
