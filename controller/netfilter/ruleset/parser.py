@@ -957,9 +957,12 @@ class _Parser:
         if self.is_selector_start():
             source = self.selector()
             expr: Expr = source
-            while self.at(*_BINOPS):
+            while self.at(*_BINOPS):  # operands take the target's type (ct mark set x | 0x10)
                 op = _BINOPS[self.next().text]
-                expr = Masked(expr, op, self.constant_int(source.dtype, op))
+                operand_type = source.dtype if op == "&" else target.dtype
+                if operand_type.kind != "int":
+                    operand_type = dt.INTEGER[32]
+                expr = Masked(expr, op, self.constant_int(operand_type, op))
             return expr
         if (target.ns == "ct" and target.key == "helper") or target.dtype.is_string:
             return self.string("a name")
@@ -972,6 +975,7 @@ class _Parser:
         return (value, value)
 
     def vmap_body(self, key: Expr) -> tuple | SetRef:
+        start = self.peek()
         if self.accept("@"):
             return SetRef(self.identifier("map name").text)
         types = expr_types(key)
@@ -986,7 +990,8 @@ class _Parser:
             if last.kind is Kind.WORD and ":" in last.text and not self.at(":"):
                 key, _, verdict_text = last.text.rpartition(":")  # 25:accept is one word
                 raw[-1] = Token(Kind.WORD, key, last.loc)
-                verdict_tok = Token(Kind.WORD, verdict_text, last.loc)
+                verdict_tok = (Token(Kind.WORD, verdict_text, last.loc) if verdict_text
+                               else self.word("a verdict"))
             else:
                 self.expect(":")
                 verdict_tok = self.word("a verdict")
@@ -1001,6 +1006,7 @@ class _Parser:
             self.expect(",")
         if not out:
             raise RulesetError("empty verdict map", self.peek().loc)
+        _check_overlaps(types, out, start.loc)
         return tuple(out)
 
     # -- statements --------------------------------------------------------------------------------
@@ -1181,6 +1187,17 @@ class _Parser:
             if limit.burst == 0 and byte_unit is None:
                 raise RulesetError("packet limit burst must be > 0", tok.loc)
         return limit
+
+
+def _check_overlaps(types: tuple[DataType, ...], pairs: list, loc: Loc) -> None:
+    """nft refuses map elements whose intervals overlap (``conflicting intervals
+    specified``: one key, two verdicts)."""
+    if len(types) != 1 or types[0].is_string:
+        return
+    ranges = sorted((key, verdict.text) for key, verdict in pairs)
+    for (low, prev), (high, _) in zip(ranges, ranges[1:], strict=False):
+        if high[0] <= low[1] and low != high:
+            raise RulesetError(f"conflicting intervals specified ({prev})", loc)
 
 
 def _fold(value: int, op: str, operand: int) -> int:
