@@ -31,6 +31,7 @@ from controller.netfilter.ruleset.model import (
     FlowtableDef,
     Hook,
     Limit,
+    MapLookup,
     Masked,
     Match,
     Nat,
@@ -201,6 +202,9 @@ class Evaluator:
                 steps.append(self._flow_adding(table.flowtables[item.flowtable]))
             elif isinstance(item, VerdictStatement):
                 steps.append(_verdict_step(item, chains))
+            elif isinstance(item, Nat) and item.map is not None:
+                steps.extend(_guards(item.map.key))
+                steps.append(_nat_map_step(item, table))
             elif isinstance(item, Nat):
                 steps.extend(_nat_steps(item))
             elif isinstance(item, Reject):
@@ -208,7 +212,7 @@ class Evaluator:
             elif isinstance(item, Limit):
                 steps.append(_limiting(item, table))
             elif isinstance(item, SetStatement):
-                steps.append(_setting(item))
+                steps.append(_setting(item, table))
             elif isinstance(item, Notrack):
                 steps.append(_notrack)
             elif isinstance(item, Vmap):
@@ -592,12 +596,38 @@ def _limiting(limit: Limit, table: Table) -> Step:
     return step
 
 
-def _setting(stmt: SetStatement) -> Step:
+def _map_getter(lookup: MapLookup, table: Table) -> Getter:
+    """The data of the map element the key falls in (None: no element)."""
+    get = _getter(lookup.key)
+    dtypes = _types(lookup.key)
+    pairs = (table.sets[lookup.mapping.name].elements if isinstance(lookup.mapping, SetRef)
+             else list(lookup.mapping))
+    tests = [(_membership(dtypes, [key]), data) for key, data in pairs]
+
+    def find(ctx: Any) -> Any:
+        value = get(ctx)
+        if value is None:
+            return None
+        for test, data in tests:
+            if test(value):
+                return data
+        return None
+
+    return find
+
+
+def _setting(stmt: SetStatement, table: Table) -> Step:
     target = stmt.target
     value = stmt.value
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], int):
         constant = value[0]
         source: Getter = lambda ctx: constant  # noqa: E731
+    elif isinstance(value, MapLookup):
+        lookup = _map_getter(value, table)
+
+        def source(ctx: Any) -> Any:
+            found = lookup(ctx)
+            return found if found is None or isinstance(found, str) else found[0]
     elif isinstance(value, str):
         source = lambda ctx: value  # noqa: E731
     else:
@@ -658,6 +688,34 @@ def _nat_steps(nat: Nat) -> list[Step]:
         steps.append(lambda ctx: ctx.family == family)
     steps.append(lambda ctx: outcome)
     return steps
+
+
+def _nat_map_step(nat: Nat, table: Table) -> Step:
+    """NAT to a map's data: an address (range) and maybe a port (range) per packet, or only
+    ports for ``redirect to : tcp dport map { ... }``."""
+    assert nat.map is not None
+    find = _map_getter(nat.map, table)
+    addr_type = nat.map.data[0]
+    size = 4 if addr_type.kind == "ipv4" else 16
+
+    def step(ctx: Any) -> Any:
+        data = find(ctx)
+        if data is None:
+            return False
+        parts = data if isinstance(data[0], tuple) else (data,)
+        if addr_type.kind == "int":  # ports only
+            (lo, hi), = parts
+            return ("verdict", Verdict(True, NatAction(nat.kind.value, None, lo, hi,
+                                                       flags=nat.flags)))
+        if ctx.family != (4 if size == 4 else 6):
+            return False
+        lo, hi = parts[0]
+        ports = parts[1] if len(parts) > 1 else (None, None)
+        action = NatAction(nat.kind.value, lo.to_bytes(size, "big"), ports[0], ports[1],
+                           hi.to_bytes(size, "big") if hi != lo else None, nat.flags)
+        return ("verdict", Verdict(True, action))
+
+    return step
 
 
 def _reject_steps(rej: Reject) -> list[Step]:

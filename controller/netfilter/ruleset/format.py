@@ -18,6 +18,7 @@ from controller.netfilter.ruleset.model import (
     Item,
     Limit,
     Log,
+    MapLookup,
     Masked,
     Match,
     Nat,
@@ -154,6 +155,8 @@ def format_item(item: Item) -> str:
         value = item.value
         if isinstance(value, str):
             text = f'"{value}"'
+        elif isinstance(value, MapLookup):
+            text = format_map(value)
         elif isinstance(value, tuple):
             text = format_value((item.target.dtype,), value)
         else:
@@ -171,8 +174,21 @@ def format_item(item: Item) -> str:
     return item.text
 
 
+def format_map(lookup: MapLookup) -> str:
+    if isinstance(lookup.mapping, SetRef):
+        return f"{format_expr(lookup.key)} map @{lookup.mapping.name}"
+    types = expr_types(lookup.key)
+    pairs = ", ".join(f"{format_value(types, k)} : {format_value(lookup.data, v)}"
+                      for k, v in lookup.mapping)
+    return f"{format_expr(lookup.key)} map {{ {pairs} }}"
+
+
 def format_nat(item: Nat) -> str:
     family = f" {item.family.value}" if item.family is not None else ""
+    if item.map is not None:
+        lead = ": " if item.map.data[0].kind == "int" else ""
+        flags = " " + ",".join(item.flags) if item.flags else ""
+        return f"{item.kind.value}{family} to {lead}{format_map(item.map)}{flags}"
     text = ""
     if item.addr is not None:
         text = str(item.addr)

@@ -69,6 +69,16 @@ class Concat:
     parts: tuple[Expr, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class MapLookup:
+    """``EXPR map { KEY : DATA, ... }`` / ``EXPR map @m``: the data of the element the key
+    falls in (``nft_lookup`` with a map); no element, and the rule ends."""
+
+    key: Expr
+    mapping: tuple[tuple[Value, Value], ...] | SetRef
+    data: tuple[DataType, ...]
+
+
 Expr = Field | Masked | Concat
 Value = Interval | str | tuple
 """A constant: an interval ``(lo, hi)`` on the type's encoding, a string (interface or helper
@@ -178,6 +188,7 @@ class Nat:
     addr_max: IPAddress | None = None
     flags: tuple[str, ...] = ()
     addr_len: int | None = None  # ``dnat to 10.0.0.0/24``: a prefix (mapped as a range)
+    map: MapLookup | None = None  # ``dnat to ip daddr map { ... }``: address[/port] per packet
 
 
 @dataclass(slots=True)
@@ -219,7 +230,7 @@ class SetStatement:
     the value is a constant or another expression (``ct mark set meta mark``)."""
 
     target: Field
-    value: Value | Expr
+    value: Value | Expr | MapLookup
     loc: Loc = field(default=NOWHERE, compare=False)
 
 
@@ -244,7 +255,7 @@ class Other:
 
     text: str
     loc: Loc = field(default=NOWHERE, compare=False)
-    ref: tuple[str, str] | None = None  # the named object it uses (``quota name X``)
+    refs: tuple[tuple[str, str], ...] = ()  # named objects it uses (``quota name X``)
 
 
 Statement = (

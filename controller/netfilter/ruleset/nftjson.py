@@ -497,7 +497,7 @@ def _dump_item(item: Item) -> dict[str, Any]:
         return {item.kind: None}
     if isinstance(item, FlowAdd):
         return {"flow": {"op": "add", "flowtable": f"@{item.flowtable}"}}
-    if isinstance(item, Nat):
+    if isinstance(item, Nat) and item.map is None:
         body: dict[str, Any] = {}
         if item.family is not None:
             body["family"] = item.family.value

@@ -11,11 +11,14 @@ declared further down the block.
 
 from __future__ import annotations
 
+import itertools
+
 from controller.netfilter.ruleset import datatypes as dt
 from controller.netfilter.ruleset import values
 from controller.netfilter.ruleset.datatypes import DataType
 from controller.netfilter.ruleset.errors import Loc, RulesetError
 from controller.netfilter.ruleset.fields import BARE_META, FIELDS, NAMESPACES, Field
+from controller.netfilter.ruleset.format import format_expr, format_value
 from controller.netfilter.ruleset.lexer import Kind, Token
 from controller.netfilter.ruleset.model import (
     BaseSpec,
@@ -29,6 +32,7 @@ from controller.netfilter.ruleset.model import (
     Item,
     Limit,
     Log,
+    MapLookup,
     Masked,
     Match,
     Nat,
@@ -952,17 +956,24 @@ class _Parser:
                                    vt.loc)
         return Match(expr, (value,), op, False, start.loc)
 
-    def set_value(self, target: Field) -> Value | Expr:
-        """The right of ``set``: a constant, or an expression (with ``& | ^`` operands)."""
+    def set_value(self, target: Field) -> Value | Expr | MapLookup:
+        """The right of ``set``: a constant, an expression (with ``& | ^`` operands), or a
+        map lookup (``meta mark set ip saddr map { ... }``)."""
         if self.is_selector_start():
             source = self.selector()
             expr: Expr = source
             while self.at(*_BINOPS):  # operands take the target's type (ct mark set x | 0x10)
                 op = _BINOPS[self.next().text]
                 operand_type = source.dtype if op == "&" else target.dtype
-                if operand_type.kind != "int":
+                if operand_type.kind not in ("int", "ipv4", "ipv6"):
                     operand_type = dt.INTEGER[32]
                 expr = Masked(expr, op, self.constant_int(operand_type, op))
+            if self.at(".") and self._selector_word(1):
+                self.next()
+                rest = self.expression()
+                expr = Concat((expr, *(rest.parts if isinstance(rest, Concat) else (rest,))))
+            if self.accept("map"):
+                return self.map_lookup(expr, (target.dtype,))
             return expr
         if (target.ns == "ct" and target.key == "helper") or target.dtype.is_string:
             return self.string("a name")
@@ -973,6 +984,32 @@ class _Parser:
             operand = self.constant_int(target.dtype, op)
             value = _fold(value, op, operand)
         return (value, value)
+
+    def map_lookup(self, key: Expr, data: tuple[DataType, ...]) -> MapLookup:
+        """After ``map``: ``@name`` or ``{ KEY : DATA, ... }`` typed by the key and ``data``."""
+        if self.accept("@"):
+            return MapLookup(key, SetRef(self.identifier("map name").text), data)
+        types = expr_types(key)
+        out: list[tuple[Value, Value]] = []
+        for key_toks, data_toks in self.raw_elements():
+            if data_toks is None:
+                raise RulesetError("map elements need 'KEY : DATA'", key_toks[0].loc)
+            value = values.typed_value(data, data_toks)
+            out += [(k, value) for k in values.typed_values(types, key_toks)]
+        if not out:
+            raise RulesetError("empty map", self.peek().loc)
+        return MapLookup(key, tuple(out), data)
+
+    def object_map(self, kind: str, tok: Token) -> Other:
+        """``counter|quota|limit name EXPR map { KEY : "NAME", ... }``: kept as text, the
+        named objects checked."""
+        key = self.expression()
+        self.expect("map")
+        lookup = self.map_lookup(key, (dt.STRING,))
+        names = tuple((kind, str(v)) for _, v in lookup.mapping)  # type: ignore[union-attr]
+        pairs = ", ".join(f'{format_value(expr_types(key), k)} : "{v}"'
+                          for k, v in lookup.mapping)  # type: ignore[union-attr]
+        return Other(f"{kind} name {format_expr(key)} map {{ {pairs} }}", tok.loc, names)
 
     def vmap_body(self, key: Expr) -> tuple | SetRef:
         start = self.peek()
@@ -1015,8 +1052,10 @@ class _Parser:
         """``quota [over|until] N UNIT [used N UNIT]`` or ``quota name X``: kept as text (the
         mirror does not count bytes against quotas)."""
         if self.accept("name"):
+            if self.is_selector_start():
+                return self.object_map("quota", tok)
             name = self.identifier("quota name").text
-            return Other(f'quota name "{name}"', tok.loc, ("quota", name))
+            return Other(f'quota name "{name}"', tok.loc, (("quota", name),))
         words = ["quota"]
         if self.at("over", "until"):
             words.append(self.next().text)
@@ -1029,6 +1068,8 @@ class _Parser:
     def counter(self, tok: Token) -> Counter:
         counter = Counter(loc=tok.loc)
         if self.accept("name"):
+            if self.is_selector_start():
+                return self.object_map("counter", tok)  # type: ignore[return-value]
             counter.name = self.identifier("counter name").text
             return counter
         if self.peek().kind is Kind.STRING:
@@ -1076,18 +1117,52 @@ class _Parser:
                 raise RulesetError(f"{kind.value} prefix mapping is not supported",
                                    self.peek().loc)
             self.expect("to")
-            if self.at("ip", "ip6", "tcp", "udp", "meta", "ct", "numgen", "jhash"):
-                raise RulesetError(f"{kind.value} to a map lookup is not supported",
-                                   self.peek().loc)
+            if self.is_selector_start():
+                nat.map = self.nat_map(nat.family)
+                return self.nat_flags(nat)
             target = self.nat_target_text()
             values.parse_nat_into(nat, target, self.peek().loc if not target else tok.loc)
             if nat.addr is None:
                 raise RulesetError(f"{kind.value} needs an address", tok.loc)
         elif self.accept("to"):
+            if self.at(":") and self.peek(1).kind is Kind.WORD and self._selector_word(1):
+                self.next()  # redirect to : tcp dport map { 22 : 8000 }
+                key = self.expression()
+                self.expect("map")
+                nat.map = self.map_lookup(key, (dt.INET_SERVICE,))
+                return self.nat_flags(nat)
             target = self.nat_target_text()
             values.parse_nat_into(nat, target, tok.loc)
             if nat.addr is not None:
                 raise RulesetError(f"{kind.value} takes ports only (to :PORT)", tok.loc)
+        return self.nat_flags(nat)
+
+    def nat_map(self, family: Family | None) -> MapLookup:
+        """``to EXPR map { KEY : ADDR[-ADDR|/LEN][ . PORT[-PORT]] }``; the address type is the
+        statement's family (``ip`` when it is not given)."""
+        key = self.expression()
+        self.expect("map")
+        addr = dt.IPV6_ADDR if family is Family.IP6 else dt.IPV4_ADDR
+        if self.at("@"):
+            return self.map_lookup(key, (addr,))
+        # the data has a port when an element's data holds a '.'
+        depth, ahead, with_port = 0, 0, False
+        while True:
+            tok = self.peek(ahead)
+            if tok.kind is Kind.EOF:
+                break
+            if tok.kind is Kind.PUNCT and tok.text in "{}":
+                depth += 1 if tok.text == "{" else -1
+                if depth == 0:
+                    break
+            if tok.kind is Kind.PUNCT and tok.text == ":":
+                nxt, follow = self.peek(ahead + 1), self.peek(ahead + 2)
+                with_port = follow.kind is Kind.PUNCT and follow.text == "." and bool(nxt.text)
+                break
+            ahead += 1
+        return self.map_lookup(key, (addr, dt.INET_SERVICE) if with_port else (addr,))
+
+    def nat_flags(self, nat: Nat) -> Nat:
         flags = []
         while self.at(*_NAT_FLAGS):
             flags.append(self.next().text)
@@ -1153,6 +1228,8 @@ class _Parser:
 
     def limit(self, tok: Token) -> Limit:
         if self.accept("name"):
+            if self.is_selector_start():
+                return self.object_map("limit", tok)  # type: ignore[return-value]
             name = self.identifier("limit name").text
             return Limit(0, "name", 0, loc=tok.loc, byte_unit=name)
         self.expect("rate")
@@ -1195,7 +1272,7 @@ def _check_overlaps(types: tuple[DataType, ...], pairs: list, loc: Loc) -> None:
     if len(types) != 1 or types[0].is_string:
         return
     ranges = sorted((key, verdict.text) for key, verdict in pairs)
-    for (low, prev), (high, _) in zip(ranges, ranges[1:], strict=False):
+    for (low, prev), (high, _) in itertools.pairwise(ranges):
         if high[0] <= low[1] and low != high:
             raise RulesetError(f"conflicting intervals specified ({prev})", loc)
 

@@ -29,6 +29,7 @@ from controller.netfilter.ruleset.model import (
     Hook,
     Item,
     Limit,
+    MapLookup,
     Match,
     Nat,
     NatKind,
@@ -129,10 +130,11 @@ def _check_item(table: Table, chain: Chain, item: Item, ctx: _Context) -> None:
         if ("counter", item.name) not in table.objects:
             raise RulesetError(f"{ENOENT} (no counter {item.name} in table {table.name})",
                                item.loc)
-    elif isinstance(item, Other | Limit) and _object_ref(item) is not None:
-        kind, name = _object_ref(item)  # type: ignore[misc]
-        if (kind, name) not in table.objects:
-            raise RulesetError(f"{ENOENT} (no {kind} {name} in table {table.name})", item.loc)
+    elif isinstance(item, Other | Limit):
+        for kind, name in _object_refs(item):
+            if (kind, name) not in table.objects:
+                raise RulesetError(f"{ENOENT} (no {kind} {name} in table {table.name})",
+                                   item.loc)
     elif isinstance(item, SetStatement):
         _check_set_statement(table, item, ctx)
     elif isinstance(item, Nat):
@@ -147,10 +149,10 @@ def _check_item(table: Table, chain: Chain, item: Item, ctx: _Context) -> None:
         )
 
 
-def _object_ref(item: Other | Limit) -> tuple[str, str] | None:
+def _object_refs(item: Other | Limit) -> tuple[tuple[str, str], ...]:
     if isinstance(item, Limit):
-        return ("limit", item.byte_unit or "") if item.unit == "name" else None
-    return item.ref
+        return (("limit", item.byte_unit or ""),) if item.unit == "name" else ()
+    return item.refs
 
 
 _NEEDS_L3 = frozenset({("rt", "nexthop"), ("ct", "original saddr"), ("ct", "original daddr"),
@@ -231,7 +233,17 @@ def _check_verdict(table: Table, chain: Chain, verdict: VerdictStatement) -> Non
 
 def _check_set_statement(table: Table, stmt: SetStatement, ctx: _Context) -> None:
     target = stmt.target
-    if target.ns == "ct" and target.key == "helper":
+    if isinstance(stmt.value, MapLookup):
+        for fld in expr_fields(stmt.value.key):
+            _field_context(fld, ctx, stmt.loc)
+        if isinstance(stmt.value.mapping, SetRef):
+            _set(table, stmt.value.mapping.name, stmt.loc)
+        elif target.ns == "ct" and target.key == "helper":
+            for _, name in stmt.value.mapping:
+                if ("ct helper", name) not in table.objects:
+                    raise RulesetError(f"{ENOENT} (no ct helper {name} in table {table.name})",
+                                       stmt.loc)
+    if target.ns == "ct" and target.key == "helper" and isinstance(stmt.value, str):
         if ("ct helper", stmt.value) not in table.objects:
             raise RulesetError(f"{ENOENT} (no ct helper {stmt.value} in table {table.name})",
                                stmt.loc)
@@ -242,7 +254,7 @@ def _check_set_statement(table: Table, stmt: SetStatement, ctx: _Context) -> Non
                                                   "secmark"):
         raise RulesetError(f"meta {target.key} cannot be set", stmt.loc)
     if target.ns == "ct" and target.key not in ("mark", "zone", "label", "event", "expectation",
-                                                "secmark", "timeout"):
+                                                "secmark", "timeout", "helper"):
         raise RulesetError(f"ct {target.key} cannot be set", stmt.loc)
 
 
@@ -252,6 +264,19 @@ def _check_nat(family: Family, stmt: Nat, ctx: _Context) -> None:
     if stmt.family is not None:
         version = stmt.family.ip_versions[0]
         ctx.need_l3(version, stmt.family.value, stmt.loc)
+    if stmt.map is not None:
+        for fld in expr_fields(stmt.map.key):
+            _field_context(fld, ctx, stmt.loc)
+        addr_type = stmt.map.data[0]
+        if addr_type.kind in ("ipv4", "ipv6"):
+            mapped = 4 if addr_type.kind == "ipv4" else 6
+            if version is None and ctx.l3 is None:
+                raise RulesetError(
+                    f"specify `{kind} ip' or '{kind} ip6' in {family.value} table to "
+                    "disambiguate",
+                    stmt.loc,
+                )
+            ctx.need_l3(mapped, "ip" if mapped == 4 else "ip6", stmt.loc)
     if stmt.addr is not None:
         if version is None:
             if ctx.l3 is None:
