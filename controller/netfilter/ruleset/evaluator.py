@@ -15,6 +15,7 @@ connection) ends the rule, as ``NFT_BREAK`` does. Rules are compiled once into c
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -40,6 +41,7 @@ from controller.netfilter.ruleset.model import (
     Rule,
     SetRef,
     SetStatement,
+    SetUpdate,
     Table,
     VerdictStatement,
     Vmap,
@@ -215,6 +217,9 @@ class Evaluator:
                 steps.append(_setting(item, table))
             elif isinstance(item, Notrack):
                 steps.append(_notrack)
+            elif isinstance(item, SetUpdate):
+                steps.extend(_guards(item.key))
+                steps.append(_set_update(item, table))
             elif isinstance(item, Vmap):
                 steps.extend(_guards(item.key))
                 steps.append(_vmap_step(item, table, chains))
@@ -461,8 +466,7 @@ def _compile_match(match: Match, table: Table) -> Step:
     dtypes = _types(match.left)
     values = match.values
     if isinstance(values, SetRef):
-        sdef = table.sets[values.name]
-        test = _membership(dtypes, list(sdef.elements))
+        test = _live_membership(dtypes, table.sets[values.name])
     elif match.is_set:
         test = _membership(dtypes, list(values))
     else:
@@ -526,6 +530,20 @@ def _membership(dtypes: list[dt.DataType], elements: list) -> Callable[[Any], bo
         return lambda v: v in exact
     bounds = tuple(elements)
     return lambda v: any(lo <= v <= hi for lo, hi in bounds)
+
+
+def _live_membership(dtypes: list[dt.DataType], sdef: Any) -> Callable[[Any], bool]:
+    """Membership in a named set that the packet path may grow (``add @set``): recompiled
+    when its elements change."""
+    cache: list = [None, None]
+
+    def test(value: Any) -> bool:
+        snapshot = len(sdef.elements), id(sdef.elements)
+        if cache[0] != snapshot:
+            cache[0], cache[1] = snapshot, _membership(dtypes, list(sdef.elements))
+        return cache[1](value)
+
+    return test
 
 
 def _component_test(dtype: dt.DataType, value: Any) -> Callable[[Any], bool]:
@@ -614,6 +632,45 @@ def _map_getter(lookup: MapLookup, table: Table) -> Getter:
         return None
 
     return find
+
+
+def _set_update(update: SetUpdate, table: Table) -> Step:
+    """``nft_dynset_eval``: add/update/delete the packet's key; per-element ``limit``s decide
+    whether the rule goes on, per-element counters count."""
+    get = _getter(update.key)
+    sdef = table.sets.get(update.set)
+    elements: list = sdef.elements if sdef is not None else []
+    states: dict[Any, list[Step]] = {}
+
+    def element(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return tuple(v if isinstance(v, str) else (v, v) for v in value)
+        return value if isinstance(value, str) else (value, value)
+
+    def step(ctx: Any) -> bool:
+        value = get(ctx)
+        if value is None:
+            return False
+        key = element(value)
+        if update.op == "delete":
+            if key in elements:
+                elements.remove(key)
+            states.pop(key, None)
+            return True
+        if key not in elements:
+            if update.size is not None and len(elements) >= update.size:
+                return False
+            elements.append(key)
+        stateful = states.get(key)
+        if stateful is None:
+            stateful = [
+                _limiting(copy.copy(s), table) if isinstance(s, Limit) else
+                _counting(copy.copy(s), table) for s in update.stateful
+            ]
+            states[key] = stateful
+        return all(s(ctx) for s in stateful)
+
+    return step
 
 
 def _setting(stmt: SetStatement, table: Table) -> Step:

@@ -30,6 +30,7 @@ from controller.netfilter.ruleset.model import (
     SetDef,
     SetRef,
     SetStatement,
+    SetUpdate,
     Table,
     VerdictStatement,
     Vmap,
@@ -164,6 +165,15 @@ def format_item(item: Item) -> str:
         return f"{item.target.nft} set {text}"
     if isinstance(item, Notrack):
         return "notrack"
+    if isinstance(item, SetUpdate):
+        inner = [format_expr(item.key)]
+        if item.timeout:
+            inner.append(f"timeout {item.timeout}")
+        inner += [format_item(s) for s in item.stateful]
+        if item.meter:
+            size = f" size {item.size}" if item.size is not None else ""
+            return f"meter {item.set}{size} {{ {' '.join(inner)} }}"
+        return f"{item.op} @{item.set} {{ {' '.join(inner)} }}"
     if isinstance(item, Vmap):
         if isinstance(item.mapping, SetRef):
             return f"{format_expr(item.key)} vmap @{item.mapping.name}"

@@ -249,6 +249,23 @@ class Vmap:
 
 
 @dataclass(slots=True)
+class SetUpdate:
+    """``add|update|delete @SET { KEY [timeout T] [STATEFUL] }`` (``nft_dynset``) or
+    ``meter NAME { KEY [STATEFUL] }``: the key enters (or leaves) the set from the packet path;
+    stateful statements (``limit``, ``counter``) run per element, a ``limit`` deciding whether
+    the rule goes on."""
+
+    op: str  # add | update | delete
+    set: str
+    key: Expr
+    timeout: str | None = None
+    stateful: tuple[Limit | Counter, ...] = ()
+    meter: bool = False
+    size: int | None = None
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+@dataclass(slots=True)
 class Other:
     """A statement that changes nothing the mirror models (``tcp option maxseg size set rt mtu``,
     ``dup``, ``fwd``, ``synproxy``...): kept as nft prints it, evaluated as a no-op."""
@@ -260,7 +277,7 @@ class Other:
 
 Statement = (
     Counter | VerdictStatement | FlowAdd | Nat | Reject | Log | Limit | SetStatement | Notrack
-    | Vmap | Other
+    | Vmap | SetUpdate | Other
 )
 Item = Match | Statement
 TERMINAL = (VerdictStatement, Nat, Reject)  # a vmap may be followed (nft accepts it)

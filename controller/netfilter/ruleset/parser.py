@@ -45,6 +45,7 @@ from controller.netfilter.ruleset.model import (
     SetDef,
     SetRef,
     SetStatement,
+    SetUpdate,
     Value,
     VerdictStatement,
     Vmap,
@@ -769,6 +770,23 @@ class _Parser:
             return Notrack(tok.loc)
         if kw == "quota":
             return self.quota(tok)
+        if kw in ("add", "update", "delete") and self.at("@"):
+            self.next()
+            name = self.identifier("set name").text
+            return self.set_update(kw, name, tok, meter=False)
+        if kw == "set" and self.at("add", "update"):  # old spelling: set add EXPR @SET
+            op = self.next().text
+            key = self.expression()
+            self.expect("@")
+            return SetUpdate(op, self.identifier("set name").text, key, loc=tok.loc)
+        if kw == "meter":
+            name = self.identifier("meter name").text
+            size = None
+            if self.accept("size"):
+                size = self.number("a size", 2**32 - 1)
+            update = self.set_update("update", name, tok, meter=True)
+            update.size = size
+            return update
         raise RulesetError(f"syntax error, unexpected {tok.describe()}", tok.loc)
 
     def is_selector_start(self) -> bool:
@@ -1047,6 +1065,25 @@ class _Parser:
         return tuple(out)
 
     # -- statements --------------------------------------------------------------------------------
+
+    def set_update(self, op: str, name: str, tok: Token, meter: bool) -> SetUpdate:
+        """``{ KEY [timeout T] [counter] [limit rate ...] }`` of a set update or meter."""
+        self.expect("{")
+        key = self.expression()
+        update = SetUpdate(op, name, key, meter=meter, loc=tok.loc)
+        stateful: list[Limit | Counter] = []
+        while not self.accept("}"):
+            word = self.word("'timeout', 'counter', 'limit' or '}'")
+            if word.text == "timeout":
+                update.timeout = self.value_token("a timeout").text
+            elif word.text == "counter":
+                stateful.append(self.counter(word))
+            elif word.text == "limit":
+                stateful.append(self.limit(word))
+            else:
+                raise self.unexpected(word, "'timeout', 'counter', 'limit' or '}'")
+        update.stateful = tuple(stateful)
+        return update
 
     def quota(self, tok: Token) -> Other:
         """``quota [over|until] N UNIT [used N UNIT]`` or ``quota name X``: kept as text (the

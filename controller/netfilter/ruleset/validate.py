@@ -38,6 +38,7 @@ from controller.netfilter.ruleset.model import (
     Rule,
     SetRef,
     SetStatement,
+    SetUpdate,
     Table,
     VerdictStatement,
     Vmap,
@@ -130,6 +131,14 @@ def _check_item(table: Table, chain: Chain, item: Item, ctx: _Context) -> None:
         if ("counter", item.name) not in table.objects:
             raise RulesetError(f"{ENOENT} (no counter {item.name} in table {table.name})",
                                item.loc)
+    elif isinstance(item, SetUpdate):
+        for fld in expr_fields(item.key):
+            _field_context(fld, ctx, item.loc)
+        if not item.meter:
+            sdef = _set(table, item.set, item.loc)
+            if sdef.is_map:
+                raise RulesetError(f"{sdef.name} is a map; add a KEY : DATA element", item.loc)
+            _check_types(item.key, sdef.key, item.loc)
     elif isinstance(item, Other | Limit):
         for kind, name in _object_refs(item):
             if (kind, name) not in table.objects:
