@@ -167,7 +167,7 @@ def _t(name: str, bits: int, symbols: dict[str, int] | None = None, **kw: object
 
 
 PROTOCOLS = {
-    "hopopt": 0, "icmp": 1, "igmp": 2, "ggp": 3, "ipencap": 4, "st": 5, "tcp": 6, "egp": 8,
+    "hopopt": 0, "ip": 0, "icmp": 1, "igmp": 2, "ggp": 3, "ipencap": 4, "st": 5, "tcp": 6, "egp": 8,
     "igp": 9, "pup": 12, "udp": 17, "hmp": 20, "xns-idp": 22, "rdp": 27, "iso-tp4": 29,
     "dccp": 33, "xtp": 36, "ddp": 37, "idpr-cmtp": 38, "ipv6": 41, "ipv6-route": 43,
     "ipv6-frag": 44, "idrp": 45, "rsvp": 46, "gre": 47, "esp": 50, "ah": 51, "skip": 57,
@@ -279,6 +279,9 @@ IGMP_TYPE = _t("igmp_type", 8, {"membership-query": 0x11, "membership-report-v1"
                                "membership-report-v2": 0x16, "membership-report-v3": 0x22,
                                "leave-group": 0x17})
 VERDICT = _t("verdict", 32, kind="verdict")
+FIB_ADDRTYPE = _t("fib_addrtype", 32, {"unspec": 0, "unicast": 1, "local": 2, "broadcast": 3,
+                                      "anycast": 4, "multicast": 5, "blackhole": 6,
+                                      "unreachable": 7, "prohibit": 8})
 
 BY_NAME: dict[str, DataType] = {
     t.name: t

@@ -16,6 +16,7 @@ connection) ends the rule, as ``NFT_BREAK`` does. Rules are compiled once into c
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -344,6 +345,10 @@ def field_getter(fld: Field) -> Getter:
         return _payload_getter(source[0], source[1], source[2])
     if source[0] == "tcpopt":
         return _tcpopt_getter(source[1], source[2], source[3])
+    if source[0] == "numgen":
+        return _numgen_getter(source[1], source[2], source[3])
+    if source[0] == "jhash":
+        return _jhash_getter(source[1], source[2], source[3], source[4])
     return _exthdr_getter(source[1], source[2], source[3])
 
 
@@ -434,6 +439,85 @@ def _tcpopt_getter(kind: int, off: int, bits: int) -> Getter:
         return 0 if off < 0 else None
 
     return tcpopt
+
+
+def _numgen_getter(mode: str, modulus: int, offset: int) -> Getter:
+    """``nft_ng_inc_eval`` (a counter mod N) or ``nft_ng_random_eval``, plus the offset."""
+    if mode == "random":
+        rng = random.Random(0)
+        return lambda ctx: rng.randrange(modulus) + offset
+    counter = [-1]
+
+    def inc(ctx: Any) -> int:
+        counter[0] = (counter[0] + 1) % modulus
+        return counter[0] + offset
+
+    return inc
+
+
+def _jhash_getter(key: Expr, modulus: int, seed: int, offset: int) -> Getter:
+    """``nft_jhash_eval``: ``reciprocal_scale(jhash(key bytes, len, seed), N) + offset``; each
+    part of the key fills whole 32-bit registers, in network byte order."""
+    get = _getter(key)
+    types = _types(key)
+    if len(types) == 1:
+        widths = [(types[0].bits + 7) // 8]
+    else:
+        widths = [(t.bits + 31) // 32 * 4 for t in types]
+
+    def jhash_value(ctx: Any) -> int | None:
+        value = get(ctx)
+        if value is None:
+            return None
+        parts = value if isinstance(value, tuple) else (value,)
+        data = b"".join(int(v).to_bytes(w, "big") if not isinstance(v, str)
+                        else v.encode()[:w].ljust(w, b"\0") for v, w in zip(parts, widths,
+                                                                            strict=True))
+        return (jhash(data, seed) * modulus >> 32) + offset
+
+    return jhash_value
+
+
+def _rol32(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & 0xFFFFFFFF
+
+
+def jhash(data: bytes, initval: int) -> int:
+    """Linux ``jhash()`` (include/linux/jhash.h, Bob Jenkins' lookup3) over ``data``, whose
+    32-bit words are read little-endian (x86, the kernels routers and this mirror run on)."""
+    mask = 0xFFFFFFFF
+    a = b = c = (0xDEADBEEF + len(data) + initval) & mask
+    rest = data
+
+    def mix(a: int, b: int, c: int) -> tuple[int, int, int]:
+        a = (a - c) & mask; a ^= _rol32(c, 4); c = (c + b) & mask  # noqa: E702
+        b = (b - a) & mask; b ^= _rol32(a, 6); a = (a + c) & mask  # noqa: E702
+        c = (c - b) & mask; c ^= _rol32(b, 8); b = (b + a) & mask  # noqa: E702
+        a = (a - c) & mask; a ^= _rol32(c, 16); c = (c + b) & mask  # noqa: E702
+        b = (b - a) & mask; b ^= _rol32(a, 19); a = (a + c) & mask  # noqa: E702
+        c = (c - b) & mask; c ^= _rol32(b, 4); b = (b + a) & mask  # noqa: E702
+        return a, b, c
+
+    while len(rest) > 12:
+        a = (a + int.from_bytes(rest[0:4], "little")) & mask
+        b = (b + int.from_bytes(rest[4:8], "little")) & mask
+        c = (c + int.from_bytes(rest[8:12], "little")) & mask
+        a, b, c = mix(a, b, c)
+        rest = rest[12:]
+    if not rest:
+        return c
+    tail = rest.ljust(12, b"\0")
+    a = (a + int.from_bytes(tail[0:4], "little")) & mask
+    b = (b + int.from_bytes(tail[4:8], "little")) & mask
+    c = (c + int.from_bytes(tail[8:12], "little")) & mask
+    c ^= b; c = (c - _rol32(b, 14)) & mask  # noqa: E702
+    a ^= c; a = (a - _rol32(c, 11)) & mask  # noqa: E702
+    b ^= a; b = (b - _rol32(a, 25)) & mask  # noqa: E702
+    c ^= b; c = (c - _rol32(b, 16)) & mask  # noqa: E702
+    a ^= c; a = (a - _rol32(c, 4)) & mask  # noqa: E702
+    b ^= a; b = (b - _rol32(a, 14)) & mask  # noqa: E702
+    c ^= b; c = (c - _rol32(b, 24)) & mask  # noqa: E702
+    return c
 
 
 _EXT_HEADERS = frozenset({0, 43, 44, 60, 135, 51})

@@ -793,7 +793,7 @@ class _Parser:
         tok = self.peek()
         if tok.kind is not Kind.WORD:
             return False
-        if tok.text in BARE_META:
+        if tok.text in BARE_META or tok.text in ("numgen", "jhash", "symhash", "fib"):
             return True
         return tok.text in NAMESPACES
 
@@ -806,6 +806,10 @@ class _Parser:
         ns = tok.text
         if ns in BARE_META:
             return FIELDS[("meta", ns)]
+        if ns in ("numgen", "jhash", "symhash"):
+            return self.hash_expr(ns)
+        if ns == "fib":
+            return self.fib_expr(tok)
         if ns == "tcp" and self.at("option"):
             self.next()
             return self.tcp_option_field()
@@ -848,6 +852,54 @@ class _Parser:
         if nxt.kind is Kind.WORD and nxt.text not in ("exists", "missing", "set"):
             raise RulesetError(f"tcp option {name} has no field '{nxt.text}'", nxt.loc)
         return Field("tcp", f"option {name}", dt.BOOLEAN, None, 6, ("tcpopt", kind, -1, 0))
+
+    def hash_expr(self, kind: str) -> Field:
+        """``numgen inc|random mod N [offset M]`` (``nft_ng_inc_eval``/``nft_ng_random_eval``),
+        ``jhash EXPR mod N [seed S] [offset M]`` (``nft_jhash_eval``), ``symhash mod N
+        [offset M]``."""
+        words, source = [kind], ()
+        inner = None
+        if kind == "numgen":
+            mode = self.expect("inc", "random").text
+            words.append(mode)
+        elif kind == "jhash":
+            inner = self.expression()
+            words.append(_expr_text(inner))
+        self.expect("mod")
+        modulus = self.number("a modulus", 2**32 - 1)
+        if modulus == 0:
+            raise RulesetError("mod 0 is invalid", self.peek().loc)
+        words += ["mod", str(modulus)]
+        seed = offset = 0
+        if kind == "jhash" and self.accept("seed"):
+            seed = self.number("a seed", 2**32 - 1)
+            words += ["seed", f"0x{seed:08x}"]
+        if self.accept("offset"):
+            offset = self.number("an offset", 2**32 - 1)
+            words += ["offset", str(offset)]
+        if kind == "numgen":
+            source = ("numgen", words[1], modulus, offset)
+        elif kind == "jhash":
+            source = ("jhash", inner, modulus, seed, offset)
+        return Field(kind, " ".join(words[1:]), dt.INTEGER[32], None, None, source)
+
+    def fib_expr(self, tok: Token) -> Field:
+        """``fib saddr|daddr|mark|iif|oif [. ...] oif|oifname|type``: a route lookup; the
+        mirror's rules do not see the routing table, so such a match never matches."""
+        keys = [self.expect("saddr", "daddr", "mark", "iif", "oif").text]
+        while self.accept("."):
+            keys.append(self.expect("saddr", "daddr", "mark", "iif", "oif").text)
+        if ("saddr" in keys) == ("daddr" in keys) or ("iif" in keys and "oif" in keys):
+            raise RulesetError("fib: use exactly one of saddr/daddr, and iif or oif", tok.loc)
+        result = self.expect("oif", "oifname", "type")
+        dtype = {"oif": dt.IFNAME, "oifname": dt.IFNAME, "type": dt.FIB_ADDRTYPE}[result.text]
+        if result.text == "oif" and self.at("0"):
+            dtype = dt.INTEGER[32]
+        if result.text == "oif" and self.at("missing", "exists"):
+            dtype = dt.BOOLEAN
+        if result.text == "type" and "oif" in keys:
+            raise RulesetError("fib: 'type' needs iif, not oif", result.loc)
+        return Field("fib", f"{' . '.join(keys)} {result.text}", dtype)
 
     def sctp_chunk(self) -> Field:
         """``sctp chunk NAME [FIELD]``: a chunk's field, or its presence (``exists``); the
