@@ -273,6 +273,7 @@ class Other:
     text: str
     loc: Loc = field(default=NOWHERE, compare=False)
     refs: tuple[tuple[str, str], ...] = ()  # named objects it uses (``quota name X``)
+    tproxy: Nat | None = None  # ``tproxy``: its target, checked like a NAT target
 
 
 Statement = (

@@ -768,6 +768,8 @@ class _Parser:
             return self.limit(tok)
         if kw == "notrack":
             return Notrack(tok.loc)
+        if kw == "tproxy":
+            return self.tproxy(tok)
         if kw == "quota":
             return self.quota(tok)
         if kw in ("add", "update", "delete") and self.at("@"):
@@ -1136,6 +1138,19 @@ class _Parser:
                 raise self.unexpected(word, "'timeout', 'counter', 'limit' or '}'")
         update.stateful = tuple(stateful)
         return update
+
+    def tproxy(self, tok: Token) -> Other:
+        """``tproxy [ip|ip6] to ADDR[:PORT] | :PORT`` (``nft_tproxy``): the packet goes to a
+        local socket; the mirror has none, so the statement is kept but changes nothing."""
+        fam = self.accept("ip", "ip6")
+        self.expect("to")
+        nat = Nat(NatKind.DNAT, family=Family(fam.text) if fam else None, loc=tok.loc)
+        target = self.nat_target_text()
+        values.parse_nat_into(nat, target, tok.loc)
+        if nat.addr_max is not None:
+            raise RulesetError("tproxy takes one address", tok.loc)
+        return Other(f"tproxy{' ' + fam.text if fam else ''} to {target}", tok.loc,
+                     tproxy=nat)
 
     def quota(self, tok: Token) -> Other:
         """``quota [over|until] N UNIT [used N UNIT]`` or ``quota name X``: kept as text (the

@@ -139,6 +139,11 @@ def _check_item(table: Table, chain: Chain, item: Item, ctx: _Context) -> None:
             if sdef.is_map:
                 raise RulesetError(f"{sdef.name} is a map; add a KEY : DATA element", item.loc)
             _check_types(item.key, sdef.key, item.loc)
+    elif isinstance(item, Other) and item.tproxy is not None:
+        if ctx.l4 is None or not ctx.l4[0] <= frozenset({6, 17}):
+            raise RulesetError("transparent proxy support requires transport protocol match",
+                               item.loc)
+        _check_nat(table.family, item.tproxy, ctx, "tproxy")
     elif isinstance(item, Other | Limit):
         for kind, name in _object_refs(item):
             if (kind, name) not in table.objects:
@@ -267,8 +272,8 @@ def _check_set_statement(table: Table, stmt: SetStatement, ctx: _Context) -> Non
         raise RulesetError(f"ct {target.key} cannot be set", stmt.loc)
 
 
-def _check_nat(family: Family, stmt: Nat, ctx: _Context) -> None:
-    kind = stmt.kind.value
+def _check_nat(family: Family, stmt: Nat, ctx: _Context, kind: str = "") -> None:
+    kind = kind or stmt.kind.value
     version = None
     if stmt.family is not None:
         version = stmt.family.ip_versions[0]
@@ -393,6 +398,9 @@ def _check_hooks(base: BaseSpec, rule: Rule) -> None:
                     f"hook{'s' if len(NAT_HOOKS[item.kind]) > 1 else ''})",
                     item.loc,
                 )
+        if isinstance(item, Other) and item.tproxy is not None and base.hook is not Hook.PREROUTING:
+            raise RulesetError(f"{EOPNOTSUPP} (tproxy is only valid on the prerouting hook)",
+                               item.loc)
         if isinstance(item, Reject) and base.hook not in REJECT_HOOKS:
             raise RulesetError(
                 f"{EOPNOTSUPP} (reject is only valid on the prerouting, input, forward and "
