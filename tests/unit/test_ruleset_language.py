@@ -1,0 +1,199 @@
+"""The nft language routers use: scripts, variables, includes, chains, sets, maps, statements,
+and how the evaluator runs them (nft_do_chain semantics)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+
+from controller.ip.packet import parse
+from controller.netfilter.ct import CtInfo, Status
+from controller.netfilter.ruleset import Evaluator, Hook, RuleContext, RulesetError, loads
+from controller.netfilter.ruleset.evaluator import jhash
+
+
+def ctx(**kw: object) -> RuleContext:
+    base = dict(
+        family=4, proto=6, src=ipaddress.ip_address("10.0.0.1").packed,
+        dst=ipaddress.ip_address("192.0.2.1").packed, sport=40000, dport=22,
+        iifname="eth0", oifname="eth1", ct_state=CtInfo.NEW, ct_new=True, length=60,
+    )
+    base.update(kw)
+    return RuleContext(**base)  # type: ignore[arg-type]
+
+
+def verdict(text: str, hook: Hook = Hook.FORWARD, **kw: object) -> bool:
+    return Evaluator(loads(text)).run(hook, int(kw.get("family", 4)), ctx(**kw)).accept
+
+
+def fwd(rules: str, policy: str = "accept", chains: str = "") -> str:
+    return (f"table inet t {{\n{chains}\nchain f {{ type filter hook forward priority 0; "
+            f"policy {policy};\n{rules}\n}}\n}}")
+
+
+def test_script_form_header_flush_and_handles() -> None:
+    rs = loads("table inet x\nflush table inet x\nadd chain inet x c\n"
+               "add rule inet x c tcp dport 22 accept\nadd rule inet x c udp dport 53 accept\n")
+    first, second = rs.table("inet", "x").chains["c"].rules
+    rs = rs.apply(f"insert rule inet x c handle {second.handle} counter\n"
+                  f"replace rule inet x c handle {first.handle} tcp dport 23 accept\n")
+    texts = [r.items[0].__class__.__name__ for r in rs.table("inet", "x").chains["c"].rules]
+    assert texts == ["Match", "Counter", "Match"]
+    rs = rs.apply(f"delete rule inet x c handle {second.handle}")
+    assert len(rs.table("inet", "x").chains["c"].rules) == 2
+    with pytest.raises(RulesetError, match="File exists"):
+        rs.apply("create table inet x")
+    assert rs.apply("destroy table inet nope") == rs
+
+
+def test_define_variables_and_nested_sets() -> None:
+    text = """define lan = { "eth0", "eth2" }
+    define nets = { 10.0.0.0/8, 192.168.0.0/16 }
+    define all = { $nets, 172.16.0.0/12 }
+    table ip t { chain f { type filter hook forward priority 0; policy drop;
+        iifname $lan ip saddr $all accept
+    } }"""
+    assert verdict(text)
+    assert not verdict(text, iifname="eth1")
+    with pytest.raises(RulesetError, match=r"<string>:1:32: unknown identifier 'nope'"):
+        loads("table ip t { chain c { iifname $nope } }")
+
+
+def test_include_with_globs_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "10-a.nft").write_text("chain a { tcp dport 22 accept }\n")
+    (tmp_path / "d" / "20-b.nft").write_text("chain b { udp dport 53 accept }\n")
+    main = tmp_path / "main.nft"
+    main.write_text('table inet t {\n include "d/*.nft"\n include "none/*.nft"\n}\n')
+    from controller.netfilter.ruleset import load_file
+
+    assert list(load_file(main).table("inet", "t").chains) == ["a", "b"]
+    main.write_text('include "missing.nft"\n')
+    with pytest.raises(RulesetError, match=r"main\.nft:1:9: File not found"):
+        load_file(main)
+    (tmp_path / "d" / "30-bad.nft").write_text("chain c {\n  tcp dport 22 bogus\n}\n")
+    main.write_text('table inet t {\n include "d/*.nft"\n}\n')
+    with pytest.raises(RulesetError, match=r"30-bad.nft:2:16: syntax error, unexpected 'bogus'"):
+        load_file(main)
+
+
+def test_jump_returns_goto_does_not() -> None:
+    chains = """chain sub { tcp dport 22 return
+        drop }
+    chain other { accept }"""
+    assert verdict(fwd("jump sub\naccept", "drop", chains), dport=22)
+    assert not verdict(fwd("jump sub\naccept", "drop", chains), dport=80)
+    # goto: the end of 'sub2' ends the base chain too (its policy applies)
+    chains2 = "chain sub2 { tcp dport 80 drop }"
+    assert not verdict(fwd("goto sub2\naccept", "drop", chains2), dport=22)
+    assert verdict(fwd("jump sub2\naccept", "drop", chains2), dport=22)
+
+
+def test_jump_loops_and_missing_chains_are_refused() -> None:
+    with pytest.raises(RulesetError, match="Too many levels of symbolic links"):
+        loads("table ip t { chain a { jump b }\n chain b { jump a }\n"
+              "chain f { type filter hook forward priority 0; jump a } }")
+    with pytest.raises(RulesetError, match="no chain nope"):
+        loads("table ip t { chain f { type filter hook forward priority 0; jump nope } }")
+
+
+def test_vmap_and_continue() -> None:
+    rules = "tcp dport vmap { 22 : accept, 23 : drop, 24 : continue }\ncounter drop"
+    assert verdict(fwd(rules), dport=22)
+    assert not verdict(fwd(rules), dport=23)
+    assert not verdict(fwd(rules), dport=24)  # continue: the next rule drops
+
+
+def test_named_interval_set_and_concatenation() -> None:
+    chains = """set allow { type ipv4_addr . inet_service; flags interval;
+        elements = { 10.0.0.0/24 . 22, 10.0.1.0-10.0.1.9 . 80-90 } }"""
+    rules = "ip saddr . tcp dport @allow accept"
+    assert verdict(fwd(rules, "drop", chains), dport=22)
+    assert verdict(fwd(rules, "drop", chains), src=ipaddress.ip_address("10.0.1.5").packed,
+                   dport=85)
+    assert not verdict(fwd(rules, "drop", chains), dport=80)
+    with pytest.raises(RulesetError, match="datatype mismatch"):
+        loads(fwd("ip daddr @allow accept", "drop", chains))
+
+
+def test_tcp_flags_expressions() -> None:
+    rules = "tcp flags & (fin | syn | rst | ack) == syn drop"
+
+    def flags(value: int) -> RuleContext:
+        frame = Ether() / IP(src="10.0.0.1", dst="192.0.2.1") / TCP(dport=22, flags=value)
+        return ctx(pkt=parse(bytes(frame)))
+
+    ev = Evaluator(loads(fwd(rules)))
+    assert not ev.run(Hook.FORWARD, 4, flags(0x02)).accept  # SYN
+    assert ev.run(Hook.FORWARD, 4, flags(0x12)).accept  # SYN+ACK
+    assert not Evaluator(loads(fwd("tcp flags syn drop"))).run(Hook.FORWARD, 4, flags(0x12)).accept
+    assert Evaluator(loads(fwd("tcp flags != syn drop"))).run(Hook.FORWARD, 4,
+                                                              flags(0x02)).accept
+
+
+def test_marks_and_ct_state_status() -> None:
+    class Conn:
+        mark = 0
+        status = Status.DST_NAT | Status.CONFIRMED
+        zone = 0
+        helper = None
+
+    conn = Conn()
+    text = fwd("meta mark set 0x10 ct mark set meta mark\nmark 0x10 ct mark 0x10 "
+               "ct status dnat ct state established accept", "drop")
+    c = ctx(conn=conn, ct_state=CtInfo.ESTABLISHED)
+    assert Evaluator(loads(text)).run(Hook.FORWARD, 4, c).accept
+    assert c.mark == 0x10 and conn.mark == 0x10
+
+
+def test_limit_is_a_token_bucket() -> None:
+    ev = Evaluator(loads(fwd("limit rate 2/second burst 2 packets accept", "drop")))
+    results = [ev.run(Hook.FORWARD, 4, ctx(now=100.0)).accept for _ in range(3)]
+    assert results == [True, True, False]
+    assert ev.run(Hook.FORWARD, 4, ctx(now=100.5)).accept  # one token back after 0.5 s
+
+
+def test_named_counter_counts() -> None:
+    rs = loads("table ip t { counter hits { }\nchain f { type filter hook forward priority 0;"
+               "\ncounter name hits accept } }")
+    Evaluator(rs).run(Hook.FORWARD, 4, ctx())
+    obj = rs.table("ip", "t").objects[("counter", "hits")]
+    assert (obj.packets, obj.bytes) == (1, 60)
+    with pytest.raises(RulesetError, match="no counter nope"):
+        loads("table ip t { chain f { counter name nope } }")
+
+
+def test_nat_ranges_flags_and_redirect() -> None:
+    text = """table ip n { chain pre { type nat hook prerouting priority dstnat;
+        tcp dport 80 dnat to 10.0.0.1-10.0.0.9:8080-8090 persistent,random
+        udp dport 53 redirect to :5353
+    } }"""
+    ev = Evaluator(loads(text))
+    v = ev.run(Hook.PREROUTING, 4, ctx(dport=80))
+    assert v.nat.addr_max == ipaddress.ip_address("10.0.0.9").packed
+    assert (v.nat.port_min, v.nat.port_max, v.nat.flags) == (8080, 8090, ("persistent", "random"))
+    v = ev.run(Hook.PREROUTING, 4, ctx(proto=17, dport=53))
+    assert v.nat.kind == "redirect" and v.nat.port_min == 5353
+
+
+def test_reject_defaults_and_families() -> None:
+    ev = Evaluator(loads(fwd("reject")))
+    assert ev.run(Hook.FORWARD, 4, ctx()).reject.kind == "icmp"
+    assert ev.run(Hook.FORWARD, 6, ctx(family=6)).reject.kind == "icmpv6"
+    with pytest.raises(RulesetError, match="conflicting protocols"):
+        loads("table ip t { chain c { type filter hook input priority 0; reject with icmpv6 "
+              "no-route; } }")
+    with pytest.raises(RulesetError, match="reject is only valid"):
+        loads("table ip t { chain c { type filter hook postrouting priority 0; reject; } }")
+
+
+def test_jhash_matches_the_kernel_reference_values() -> None:
+    # lookup3's own test vectors (hashlittle with initval 0 / 0xdeadbeef)
+    assert jhash(b"", 0) == 0xDEADBEEF
+    assert jhash(b"", 0xDEADBEEF) == 0xBD5B7DDE
+    assert jhash(b"Four score and seven years ago", 0) == 0x17770551
+    assert jhash(b"Four score and seven years ago", 1) == 0xCD628161
