@@ -174,3 +174,50 @@ def test_escaped_asterisk_is_a_literal_name() -> None:
 
     assert verdict("dummy0") and not verdict("dummy*")
     assert not verdict("eth7") and verdict("wan")
+
+
+def test_example_round_trips_through_nft_json() -> None:
+    import json
+
+    rs = load_file(EXAMPLE)
+    assert loads(json.dumps(rs.to_json())) == rs
+
+
+def test_json_input_with_sets_vmaps_masks_and_helpers() -> None:
+    import json
+
+    doc = {"nftables": [
+        {"table": {"family": "inet", "name": "t"}},
+        {"set": {"family": "inet", "table": "t", "name": "s",
+                 "type": ["ipv4_addr", "inet_service"], "flags": ["interval"],
+                 "elem": [{"concat": [{"prefix": {"addr": "10.0.0.0", "len": 8}}, 22]}]}},
+        {"ct helper": {"family": "inet", "table": "t", "name": "ftp", "type": "ftp",
+                       "protocol": "tcp"}},
+        {"chain": {"family": "inet", "table": "t", "name": "j"}},
+        {"chain": {"family": "inet", "table": "t", "name": "f", "type": "filter",
+                   "hook": "forward", "prio": 0, "policy": "drop"}},
+        {"rule": {"family": "inet", "table": "t", "chain": "f", "expr": [
+            {"match": {"op": "==", "left": {"&": [
+                {"payload": {"protocol": "tcp", "field": "flags"}}, ["fin", "syn", "rst", "ack"]]},
+                "right": "syn"}},
+            {"jump": {"target": "j"}}]}},
+        {"rule": {"family": "inet", "table": "t", "chain": "f", "expr": [
+            {"match": {"op": "==", "left": {"concat": [
+                {"payload": {"protocol": "ip", "field": "saddr"}},
+                {"payload": {"protocol": "tcp", "field": "dport"}}]}, "right": "@s"}},
+            {"ct helper": "ftp"},
+            {"vmap": {"key": {"ct": {"key": "state"}}, "data": {"set": [
+                ["established", {"accept": None}], ["invalid", {"drop": None}]]}}}],
+            "comment": "x"}},
+    ]}
+    text = """table inet t {
+        set s { type ipv4_addr . inet_service; flags interval; elements = { 10.0.0.0/8 . 22 } }
+        ct helper ftp { type "ftp" protocol tcp; }
+        chain j { }
+        chain f { type filter hook forward priority 0; policy drop;
+            tcp flags & (fin | syn | rst | ack) == syn jump j
+            ip saddr . tcp dport @s ct helper set "ftp" \\
+                ct state vmap { established : accept, invalid : drop } comment "x"
+        }
+    }"""
+    assert loads(json.dumps(doc)) == loads(text)

@@ -22,6 +22,7 @@ from controller.netfilter.ruleset.model import (
     ChainType,
     Concat,
     Counter,
+    Expr,
     Family,
     Field,
     FlowAdd,
@@ -35,18 +36,25 @@ from controller.netfilter.ruleset.model import (
     Nat,
     NatKind,
     Notrack,
+    ObjectDef,
+    Other,
     Reject,
     Rule,
+    SetDef,
+    SetRef,
     SetStatement,
     Table,
     Value,
     VerdictStatement,
+    Vmap,
     expr_types,
 )
 from controller.netfilter.ruleset.script import (
     AddChain,
     AddFlowtable,
+    AddObject,
     AddRule,
+    AddSet,
     AddTable,
     Command,
     DeleteChain,
@@ -58,7 +66,8 @@ from controller.netfilter.ruleset.script import (
     FlushRuleset,
 )
 
-_LIST_ORDER = {"table": 0, "chain": 1, "flowtable": 2, "rule": 3}
+_LIST_ORDER = {"table": 0, "set": 1, "map": 1, "counter": 1, "ct helper": 1, "chain": 2,
+               "flowtable": 3, "rule": 4}
 _VERBS = ("add", "insert", "delete", "flush")
 
 
@@ -186,14 +195,89 @@ class _Reader:
                     family, table, self.name(obj, "name", path), self.flowtable(obj, path), loc
                 )
             ]
+        if kind in ("set", "map"):
+            return [AddSet(family, table, self.set_def(obj, kind == "map", path, loc), loc)]
+        if kind in ("counter", "ct helper"):
+            return [AddObject(family, table, self.object_def(kind, obj, path, loc), loc)]
         if kind == "rule":
             exprs = self.get(obj, "expr", path, list)
             items = [self.item(e, f"{path}.expr[{i}]") for i, e in enumerate(exprs)]
             if not items:
                 raise self.error("a rule needs at least one expression", f"{path}.expr")
             chain = self.name(obj, "chain", path)
-            return [AddRule(family, table, chain, Rule(items, loc), insert, loc)]
+            comment = obj.get("comment")
+            if comment is not None and not isinstance(comment, str):
+                raise self.error("'comment' must be a string", f"{path}.comment")
+            return [AddRule(family, table, chain, Rule(items, loc, comment), insert, loc)]
         raise self.error(f"unsupported object '{kind}'", path)
+
+    def set_def(self, obj: dict, is_map: bool, path: str, loc: Loc) -> SetDef:
+        name = self.name(obj, "name", path)
+        types = self.types(obj.get("type"), f"{path}.type")
+        sdef = SetDef(name, types, loc=loc)
+        if is_map:
+            data = self.get(obj, "map", path)
+            sdef.data = dt.VERDICT if data == "verdict" else self.types(data, f"{path}.map")[0]
+        flags = obj.get("flags", [])
+        flags = [flags] if isinstance(flags, str) else flags
+        if not isinstance(flags, list) or not all(f in ("constant", "interval", "timeout",
+                                                       "dynamic") for f in flags):
+            raise self.error(f"invalid set flags {json.dumps(flags)}", f"{path}.flags")
+        sdef.flags = tuple(flags)
+        if "timeout" in obj:
+            sdef.timeout = f"{self.get(obj, 'timeout', path, int)}s"
+            sdef.options = (("timeout", sdef.timeout),)
+        elems = obj.get("elem", [])
+        if not isinstance(elems, list):
+            raise self.error("'elem' must be a list", f"{path}.elem")
+        for i, raw in enumerate(elems):
+            epath = f"{path}.elem[{i}]"
+            if is_map:
+                if not (isinstance(raw, list) and len(raw) == 2):
+                    raise self.error("a map element is [KEY, DATA]", epath)
+                key = self.typed(types, raw[0], f"{epath}[0]")
+                if sdef.data is dt.VERDICT:
+                    data: Any = self.verdict(raw[1], f"{epath}[1]")
+                else:
+                    data = self.typed((sdef.data,), raw[1], f"{epath}[1]")  # type: ignore[arg-type]
+                sdef.elements.append((key, data))
+            else:
+                sdef.elements.append(self.typed(types, raw, epath))
+        return sdef
+
+    def types(self, raw: Any, path: str) -> tuple[dt.DataType, ...]:
+        names = raw if isinstance(raw, list) else [raw]
+        out = []
+        for name in names:
+            dtype = dt.BY_NAME.get(name) if isinstance(name, str) else None
+            if dtype is None:
+                raise self.error(f"unknown datatype {json.dumps(name)}", path)
+            out.append(dtype)
+        return tuple(out)
+
+    def object_def(self, kind: str, obj: dict, path: str, loc: Loc) -> ObjectDef:
+        name = self.name(obj, "name", path)
+        if kind == "counter":
+            return ObjectDef("counter", name, (), obj.get("packets", 0), obj.get("bytes", 0),
+                             loc)
+        helper = self.get(obj, "type", path)
+        proto = self.get(obj, "protocol", path)
+        if proto not in ("tcp", "udp"):
+            raise self.error(f"invalid protocol {json.dumps(proto)}", f"{path}.protocol")
+        options = [("type", f'"{helper}" protocol {proto}')]
+        if "l3proto" in obj:
+            options.append(("l3proto", str(obj["l3proto"])))
+        return ObjectDef("ct helper", name, tuple(options), loc=loc)
+
+    def verdict(self, raw: Any, path: str) -> VerdictStatement:
+        kind, body = self.single(raw, path)
+        loc = Loc(self.filename, path=path)
+        if kind in ("accept", "drop", "continue", "return"):
+            return VerdictStatement(None, loc, kind)
+        if kind in ("jump", "goto"):
+            return VerdictStatement(None, loc, kind, self.name(self.obj(body, path), "target",
+                                                               path))
+        raise self.error(f"invalid verdict {json.dumps(raw)}", path)
 
     def chain(self, obj: dict, family: Family, table: str, path: str, loc: Loc) -> AddChain:
         name = self.name(obj, "name", path)
@@ -316,8 +400,41 @@ class _Reader:
                          loc=loc)
         if kind == "notrack":
             return Notrack(loc)
+        if kind == "vmap":
+            body = self.obj(body, path)
+            key = self.expr(body.get("key"), f"{path}.key")
+            data = body.get("data")
+            if isinstance(data, str) and data.startswith("@"):
+                return Vmap(key, SetRef(data[1:]), loc)
+            if not (isinstance(data, dict) and isinstance(data.get("set"), list)):
+                raise self.error('vmap data must be {"set": [[KEY, VERDICT], ...]}',
+                                 f"{path}.data")
+            types = expr_types(key)
+            pairs = []
+            for i, pair in enumerate(data["set"]):
+                ppath = f"{path}.data.set[{i}]"
+                if not (isinstance(pair, list) and len(pair) == 2):
+                    raise self.error("a vmap element is [KEY, VERDICT]", ppath)
+                pairs.append((self.typed(types, pair[0], f"{ppath}[0]"),
+                              self.verdict(pair[1], f"{ppath}[1]")))
+            return Vmap(key, tuple(pairs), loc)
+        if kind == "ct helper":
+            if not isinstance(body, str):
+                raise self.error("ct helper needs a name", path)
+            return SetStatement(FIELDS_BY_WORDS[("ct", "helper")], body, loc)
         if kind == "mangle":
             body = self.obj(body, path)
+            key = body.get("key")
+            if isinstance(key, dict) and isinstance(key.get("tcp option"), dict):
+                opt = key["tcp option"]
+                value = body.get("value")
+                text = (f"tcp option {opt.get('name')} {opt.get('field')} set "
+                        + ("rt mtu" if value == {"rt": {"key": "mtu"}} else str(value)))
+                if opt.get("name") != "maxseg" or opt.get("field") != "size" or not (
+                    value == {"rt": {"key": "mtu"}} or isinstance(value, int)
+                ):
+                    raise self.error("only tcp option maxseg size can be set", path)
+                return Other(text, loc)
             target = self.left(body.get("key"), f"{path}.key")
             value = body.get("value")
             if not isinstance(value, int | str) or isinstance(value, bool):
@@ -332,34 +449,68 @@ class _Reader:
                ">=": ">="}
         if op not in ops:
             raise self.error(f"unsupported operator '{op}'", f"{path}.op")
-        field = self.left(body.get("left"), f"{path}.left")
+        left = self.expr(body.get("left"), f"{path}.left")
+        types = expr_types(left)
         right = body.get("right")
         rpath = f"{path}.right"
+        if isinstance(right, str) and right.startswith("@"):
+            name = values.parse_name(right[1:], Loc(self.filename, path=rpath), "set name")
+            return Match(left, SetRef(name), "!=" if op == "!=" else "==", True, loc)
         is_set = False
         if isinstance(right, dict) and "set" in right:
             raws, rpath, is_set = right["set"], f"{rpath}.set", True
             if not isinstance(raws, list):
                 raise self.error("a set needs a list of elements", rpath)
-        elif isinstance(right, list):
-            raws = right
-            if field.dtype.bitmask:
+        elif isinstance(right, list) and len(types) == 1:
+            if types[0].bitmask:
                 value = 0
-                for i, raw in enumerate(raws):
-                    value |= self.value(field, raw, f"{rpath}[{i}]")[0]  # type: ignore[index]
-                raws, is_set = [], False
-                vals = [(value, value)]
-                return Match(field, tuple(vals), ops[op], False, loc)
-            is_set = True
+                for i, raw in enumerate(right):
+                    value |= self.typed(types, raw, f"{rpath}[{i}]")[0]  # type: ignore[index]
+                return Match(left, ((value, value),), ops[op], False, loc)
+            raws, is_set = right, True
         else:
             raws = [right]
         vals = list(dict.fromkeys(
-            self.value(field, raw, f"{rpath}[{i}]") for i, raw in enumerate(raws)))
+            self.typed(types, raw, f"{rpath}[{i}]") for i, raw in enumerate(raws)))
         if not vals:
             raise self.error("empty set", rpath)
         mode = ops[op]
-        if mode == "implicit" and (is_set or not field.dtype.bitmask):
+        if mode == "implicit" and (is_set or not types[0].bitmask or len(types) > 1):
             mode = "=="
-        return Match(field, tuple(vals), mode, is_set and len(vals) > 1, loc)
+        return Match(left, tuple(vals), mode, is_set and len(vals) > 1, loc)
+
+    def expr(self, raw: Any, path: str) -> Expr:
+        """A selector, ``{"concat": [...]}`` or ``{"&": [EXPR, MASK]}`` (also | ^ << >>)."""
+        kind, body = self.single(raw, path)
+        if kind == "concat":
+            if not isinstance(body, list) or len(body) < 2:
+                raise self.error("concat needs a list of expressions", f"{path}.concat")
+            parts = [self.expr(p, f"{path}.concat[{i}]") for i, p in enumerate(body)]
+            return Concat(tuple(parts))
+        if kind in ("&", "|", "^", "<<", ">>"):
+            if not (isinstance(body, list) and len(body) == 2):
+                raise self.error(f"'{kind}' needs [EXPR, VALUE]", f"{path}.{kind}")
+            inner = self.expr(body[0], f"{path}.{kind}[0]")
+            dtype = expr_types(inner)[0] if kind == "&" else dt.INTEGER[32]
+            operand = body[1]
+            opath = f"{path}.{kind}[1]"
+            if isinstance(operand, list):
+                mask = 0
+                for i, flag in enumerate(operand):
+                    mask |= self.typed((dtype,), flag, f"{opath}[{i}]")[0]  # type: ignore[index]
+            else:
+                mask = self.typed((dtype,), operand, opath)[0]  # type: ignore[index]
+            return Masked(inner, kind, mask)
+        return self.left(raw, path)
+
+    def typed(self, types: tuple[dt.DataType, ...], raw: Any, path: str) -> Value:
+        if len(types) > 1:
+            parts = raw.get("concat") if isinstance(raw, dict) else None
+            if not isinstance(parts, list) or len(parts) != len(types):
+                raise self.error(f"expected a concatenation of {len(types)} values", path)
+            return tuple(self.typed((t,), p, f"{path}.concat[{i}]")
+                         for i, (t, p) in enumerate(zip(types, parts, strict=True)))
+        return self.value(types[0], raw, path)
 
     def left(self, left: Any, path: str) -> Field:
         kind, body = self.single(left, path)
@@ -369,11 +520,11 @@ class _Reader:
         else:  # {"meta": {"key": "l4proto"}}, {"ct": {"key": "state"}}
             words = (kind, body.get("key"))
         field = FIELDS_BY_WORDS.get(words)  # type: ignore[arg-type]
-        if field is None or (kind == "payload") == (field.ns in ("meta", "ct")):
+        if field is None or (kind == "payload") == (field.ns in ("meta", "ct", "rt")):
             raise self.error(f"unsupported match on {json.dumps(left)}", path)
         return field
 
-    def value(self, field: Field, raw: Any, path: str) -> Value:
+    def value(self, dtype: dt.DataType, raw: Any, path: str) -> Value:
         loc = Loc(self.filename, path=path)
         if isinstance(raw, dict) and "prefix" in raw:
             prefix = self.obj(raw["prefix"], f"{path}.prefix")
@@ -385,13 +536,13 @@ class _Reader:
             raw = f"{bounds[0]}-{bounds[1]}"
         if not isinstance(raw, str | int) or isinstance(raw, bool):
             raise RulesetError(f"unsupported value {json.dumps(raw)}", loc)
-        if field.dtype.is_string:
+        if dtype.is_string:
             if not isinstance(raw, str):
-                raise RulesetError(f"{field.nft} needs a string, not {raw!r}", loc)
-            if field.dtype is dt.IFNAME:
+                raise RulesetError(f"{dtype.name} needs a string, not {raw!r}", loc)
+            if dtype is dt.IFNAME:
                 values.parse_ifname(raw.replace("\\*", "*"), loc)
             return raw
-        return dt.parse_interval(field.dtype, str(raw), loc)
+        return dt.parse_interval(dtype, str(raw), loc)
 
     def nat(self, kind: NatKind, body: Any, path: str, loc: Loc) -> Nat:
         nat = Nat(kind, loc=loc)
@@ -442,6 +593,8 @@ def dump(tables: Iterable[Table]) -> dict[str, Any]:
     for table in tables:
         fam = table.family.value
         items.append({"table": {"family": fam, "name": table.name}})
+        items += [_dump_set(fam, table.name, s) for s in table.sets.values()]
+        items += [_dump_object(fam, table.name, o) for o in table.objects.values()]
         items += [{"flowtable": _dump_flowtable(ft)} for ft in table.flowtables.values()]
         for chain in table.chains.values():
             obj: dict[str, Any] = {"family": fam, "table": table.name, "name": chain.name}
@@ -461,11 +614,48 @@ def dump(tables: Iterable[Table]) -> dict[str, Any]:
                         "table": table.name,
                         "chain": chain.name,
                         "expr": [_dump_item(i) for i in rule.items],
+                        **({"comment": rule.comment} if rule.comment is not None else {}),
                     }
                 }
                 for rule in chain.rules
             ]
     return {"nftables": items}
+
+
+def _dump_set(family: str, table: str, sdef: SetDef) -> dict[str, Any]:
+    obj: dict[str, Any] = {"family": family, "name": sdef.name, "table": table}
+    names = [t.name for t in sdef.key]
+    obj["type"] = names[0] if len(names) == 1 else names
+    if sdef.is_map:
+        obj["map"] = sdef.data.name  # type: ignore[union-attr]
+    if sdef.flags:
+        obj["flags"] = list(sdef.flags)
+    if sdef.elements:
+        if sdef.is_map:
+            obj["elem"] = [
+                [_dump_value(sdef.key, k),
+                 _dump_item(d) if isinstance(d, VerdictStatement)
+                 else _dump_value((sdef.data,), d)]
+                for k, d in sdef.elements
+            ]
+        else:
+            obj["elem"] = [_dump_value(sdef.key, e) for e in sdef.elements]
+    return {"map" if sdef.is_map else "set": obj}
+
+
+def _dump_object(family: str, table: str, obj: ObjectDef) -> dict[str, Any]:
+    body: dict[str, Any] = {"family": family, "name": obj.name, "table": table}
+    if obj.kind == "counter":
+        body.update(packets=obj.packets, bytes=obj.bytes)
+        return {"counter": body}
+    if obj.kind == "ct helper":
+        helper, _, proto = dict(obj.options)["type"].partition(" protocol ")
+        body.update(type=helper.strip('"'), protocol=proto)
+        if "l3proto" in dict(obj.options):
+            body["l3proto"] = dict(obj.options)["l3proto"]
+        return {"ct helper": body}
+    body["text"] = " ".join(f"{k} {v}" for k, v in obj.options)
+    return {obj.kind: body}
 
 
 def _dump_flowtable(ft: FlowtableDef) -> dict[str, Any]:
@@ -529,8 +719,21 @@ def _dump_item(item: Item) -> dict[str, Any]:
                           **({"inv": True} if item.over else {})}}
     if isinstance(item, Notrack):
         return {"notrack": None}
+    if isinstance(item, Vmap):
+        if isinstance(item.mapping, SetRef):
+            data: Any = f"@{item.mapping.name}"
+        else:
+            types = expr_types(item.key)
+            data = {"set": [[_dump_value(types, k), _dump_item(v)] for k, v in item.mapping]}
+        return {"vmap": {"key": _dump_left(item.key), "data": data}}
+    if isinstance(item, SetStatement) and isinstance(item.value, str):
+        return {"ct helper": item.value}
     if isinstance(item, SetStatement) and isinstance(item.value, tuple):
         return {"mangle": {"key": _dump_left(item.target), "value": item.value[0]}}
+    if isinstance(item, Other) and item.text.startswith("tcp option maxseg size set "):
+        value = item.text.rsplit(" set ", 1)[1]
+        return {"mangle": {"key": {"tcp option": {"name": "maxseg", "field": "size"}},
+                           "value": {"rt": {"key": "mtu"}} if value == "rt mtu" else int(value)}}
     return {"xt": {"type": "nft", "name": format_item(item)}}
 
 
@@ -551,9 +754,9 @@ def _dump_left(expr: Any) -> dict[str, Any]:
 
 def _dump_match(match: Match) -> dict[str, Any]:
     left = _dump_left(match.left)
-    if not hasattr(match.values, "__iter__"):
+    if isinstance(match.values, SetRef):
         return {"op": "==" if match.op != "!=" else "!=", "left": left,
-                "right": f"@{match.values.name}"}  # type: ignore[union-attr]
+                "right": f"@{match.values.name}"}
     types = expr_types(match.left)
     vals = [_dump_value(types, v) for v in match.values]  # type: ignore[union-attr]
     right: Any = {"set": vals} if match.is_set else vals[0]

@@ -987,7 +987,8 @@ class _Parser:
         if self.accept("@"):
             if op not in ("implicit", "==", "!="):
                 raise RulesetError(f"'{op}' cannot compare with a set", op_tok.loc)
-            return Match(expr, SetRef(self.identifier("set name").text), op, True, start.loc)
+            ref = SetRef(self.identifier("set name").text)
+            return Match(expr, ref, "!=" if op == "!=" else "==", True, start.loc)
         if self.at("{"):
             if op not in ("implicit", "==", "!="):
                 raise RulesetError(f"'{op}' cannot compare with a set", op_tok.loc)
@@ -1364,7 +1365,7 @@ class _Parser:
                 unit_tok = self.next()
                 if (unit_tok.text == "packets") != (byte_unit is None):
                     raise RulesetError("burst unit does not match the rate", unit_tok.loc)
-                limit.burst_unit = unit_tok.text
+                limit.burst_unit = None if unit_tok.text == "packets" else unit_tok.text
             if limit.burst == 0 and byte_unit is None:
                 raise RulesetError("packet limit burst must be > 0", tok.loc)
         return limit
