@@ -221,3 +221,24 @@ def test_json_input_with_sets_vmaps_masks_and_helpers() -> None:
         }
     }"""
     assert loads(json.dumps(doc)) == loads(text)
+
+
+def test_fw4_redirect_spellings() -> None:
+    """fw4 prints NAT targets without 'to' and redirect ports without ':'."""
+    rs = loads("""table inet fw4
+    flush table inet fw4
+    table inet fw4 {
+        define noaddr_subnets = {  }
+        chain dstnat { type nat hook prerouting priority dstnat; policy accept;
+            meta nfproto ipv4 tcp dport 22 counter dnat 192.168.26.100:22 comment "!fw4: fwd"
+            meta nfproto ipv6 tcp dport 25 counter dnat [2001:db8:1000:1::1234]:25
+            meta nfproto ipv4 tcp dport 26 counter redirect to 26
+            ip saddr { 10.0.0.0/24 } ip daddr 10.11.12.194 tcp dport 23 dnat 192.168.26.100:23
+        }
+        chain srcnat { type nat hook postrouting priority srcnat; policy accept;
+            ip daddr 192.168.26.100 tcp dport 22 snat 192.168.26.1
+        }
+    }""")
+    text = rs.format()
+    assert "dnat to 192.168.26.100:22" in text and "redirect to :26" in text
+    assert "dnat to [2001:db8:1000:1::1234]:25" in text and "snat to 192.168.26.1" in text

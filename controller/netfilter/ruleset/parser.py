@@ -1221,7 +1221,7 @@ class _Parser:
             if self.accept("prefix"):
                 raise RulesetError(f"{kind.value} prefix mapping is not supported",
                                    self.peek().loc)
-            self.expect("to")
+            self.accept("to")  # optional: fw4 prints 'dnat 192.168.1.10:80'
             if self.is_selector_start():
                 nat.map = self.nat_map(nat.family)
                 return self.nat_flags(nat)
@@ -1237,6 +1237,8 @@ class _Parser:
                 nat.map = self.map_lookup(key, (dt.INET_SERVICE,))
                 return self.nat_flags(nat)
             target = self.nat_target_text()
+            if target[0].isdigit() and ":" not in target:
+                target = f":{target}"  # 'redirect to 26' is 'redirect to :26'
             values.parse_nat_into(nat, target, tok.loc)
             if nat.addr is not None:
                 raise RulesetError(f"{kind.value} takes ports only (to :PORT)", tok.loc)
