@@ -242,3 +242,26 @@ def test_fw4_redirect_spellings() -> None:
     text = rs.format()
     assert "dnat to 192.168.26.100:22" in text and "redirect to :26" in text
     assert "dnat to [2001:db8:1000:1::1234]:25" in text and "snat to 192.168.26.1" in text
+
+
+def test_fw4_rule_template_constructs() -> None:
+    """What fw4's rule template can print: time windows, marks with masks, DSCP, MACs,
+    helpers, logs, ipsets."""
+    text = """table inet fw4 {
+        set blocked { type ipv4_addr . inet_service; }
+        ct helper ftp { type "ftp" protocol tcp; }
+        chain c { type filter hook forward priority filter; policy accept;
+            meta time >= "2021-01-01 00:00:00" meta time <= "2031-01-01" meta hour >= "08:00" \\
+                meta hour <= "18:00:00" meta day { "Monday", "Tue" } accept comment "!fw4: t"
+            meta mark and 0xff == 0x1 meta mark set mark and 0xffff0000 xor 0x10 \\
+                ip dscp set 0x10 ether saddr { 00:11:22:33:44:55 } ct helper != "ftp" \\
+                log prefix "x: " drop
+            meta nfproto ipv4 ip saddr . tcp dport != @blocked counter accept
+            meta l4proto tcp tcp dport 21 ct helper set "ftp"
+        }
+    }"""
+    rs = loads(text)
+    assert loads(rs.format()) == rs
+    formatted = rs.format()
+    assert 'meta day { "Monday", "Tuesday" }' in formatted
+    assert "meta mark set meta mark & 0xffff0000 ^ 0x00000010" in formatted

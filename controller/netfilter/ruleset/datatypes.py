@@ -9,6 +9,7 @@ helper names. Matching then is one comparison whatever the type, as the kernel c
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -53,8 +54,35 @@ def parse_number(text: str) -> int | None:
     return None
 
 
+def _parse_time(dtype: DataType, text: str, loc: Loc) -> int:
+    """``meta time`` dates (ns since the epoch), ``meta hour`` clock times (seconds since
+    midnight), ``meta day`` names; UTC, as the kernel compares them (``nft_meta_get_eval``)."""
+    if dtype.kind == "hour":
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", text)
+        if m is None or int(m[1]) > 23 or int(m[2]) > 59 or int(m[3] or 0) > 59:
+            raise RulesetError(f"invalid hour '{text}' (HH:MM[:SS])", loc)
+        return int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3] or 0)
+    number = parse_number(text)
+    if number is not None:
+        return number * 1_000_000_000
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        try:
+            when = datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.UTC)
+        except ValueError:
+            continue
+        return int(when.timestamp()) * 1_000_000_000
+    raise RulesetError(f"invalid date '{text}' (YYYY-MM-DD [HH:MM[:SS]])", loc)
+
+
 def parse_scalar(dtype: DataType, text: str, loc: Loc) -> int:
     """One value of ``dtype`` (no range, no prefix)."""
+    if dtype.kind in ("time", "hour"):
+        return _parse_time(dtype, text, loc)
+    if dtype.name == "day":
+        lowered = text.lower()
+        for name, value in dtype.symbols.items():
+            if lowered in (name, name[:3]):
+                return value
     if dtype.kind in ("ipv4", "ipv6"):
         number = parse_number(text)
         if number is not None and number <= dtype.max:
@@ -128,6 +156,13 @@ def _looks_scalar(dtype: DataType, text: str) -> bool:
 
 
 def format_scalar(dtype: DataType, value: int) -> str:
+    if dtype.kind == "time":
+        when = datetime.datetime.fromtimestamp(value // 1_000_000_000, datetime.UTC)
+        return f'"{when:%Y-%m-%d %H:%M:%S}"'
+    if dtype.kind == "hour":
+        return f'"{value // 3600:02d}:{value // 60 % 60:02d}:{value % 60:02d}"'
+    if dtype.name == "day":
+        return f'"{dtype.names().get(value, str(value)).capitalize()}"'
     if dtype.kind == "ipv4":
         return str(ipaddress.IPv4Address(value))
     if dtype.kind == "ipv6":
@@ -295,5 +330,5 @@ BY_NAME: dict[str, DataType] = {
 BY_NAME["integer"] = INTEGER[32]
 BY_NAME["iface_index"] = IFNAME  # iif/oif: we match by name (interfaces are switch ports)
 BY_NAME["ct_label"] = _t("ct_label", 128)
-BY_NAME["time"] = _t("time", 64)
-BY_NAME["hour"] = _t("hour", 32)
+BY_NAME["time"] = _t("time", 64, kind="time")
+BY_NAME["hour"] = _t("hour", 32, kind="hour")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -369,7 +370,15 @@ def _pkttype(ctx: Any) -> int | None:
     return 2 if pkt.eth_dst[0] & 1 else 0
 
 
+def _wall_clock() -> float:
+    """``ktime_get_real``: meta time/day/hour read the real clock (UTC), not the packet's."""
+    return time.time()
+
+
 _CTX_GETTERS: dict[str, Getter] = {
+    "time": lambda ctx: int(_wall_clock() * 1_000_000_000),
+    "hour": lambda ctx: int(_wall_clock()) % 86400,
+    "day": lambda ctx: (int(_wall_clock()) // 86400 + 4) % 7,  # 1970-01-01 was a Thursday
     "proto": lambda ctx: ctx.proto,
     "ethertype": lambda ctx: 0x0800 if ctx.family == 4 else 0x86DD,
     "nfproto": lambda ctx: _NFPROTO.get(ctx.family),

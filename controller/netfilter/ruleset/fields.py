@@ -27,7 +27,7 @@ class Field:
     @property
     def nft(self) -> str:
         """The spelling ``nft list ruleset`` uses (``iifname``, not ``meta iifname``)."""
-        if self.ns == "meta" and self.key in _BARE_META:
+        if self.ns == "meta" and self.key in _PRINTED_BARE:
             return self.key
         return f"{self.ns} {self.key}"
 
@@ -59,6 +59,9 @@ class Field:
 _BARE_META = frozenset({"iifname", "oifname", "iif", "oif", "mark", "iiftype", "oiftype",
                         "skuid", "skgid", "nftrace", "rtclassid",
                         "iifgroup", "oifgroup", "cgroup", "ipsec", "time", "day", "hour"})
+
+_PRINTED_BARE = frozenset({"iifname", "oifname", "iif", "oif", "iifgroup", "oifgroup"})
+"""meta keys nft prints without ``meta`` (``meta_key_is_unqualified``)."""
 
 FIELDS: dict[tuple[str, str], Field] = {}
 
@@ -173,9 +176,9 @@ for _key, _dtype, _src in (
     ("ipsec", dt.BOOLEAN, ("ctx", "zero")),
     ("sdif", dt.IFNAME, ()),
     ("sdifname", dt.IFNAME, ()),
-    ("time", dt.BY_NAME["time"], ()),
-    ("day", dt.DAY, ()),
-    ("hour", dt.BY_NAME["hour"], ()),
+    ("time", dt.BY_NAME["time"], ("ctx", "time")),
+    ("day", dt.DAY, ("ctx", "day")),
+    ("hour", dt.BY_NAME["hour"], ("ctx", "hour")),
 ):
     _add("meta", _key, _dtype, None, None, _src)
 
