@@ -99,12 +99,12 @@ def test_port_forward_reaches_the_inside_host() -> None:
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
-        ("dnat to 1.2.3.4", "specify `dnat ip' or 'dnat ip6' in inet table to disambiguate"),
-        ("snat to 1.2.3.4", "specify `snat ip' or 'snat ip6' in inet table to disambiguate"),
+        ("dnat to 1.2.3.4", "ip or ip6 must be specified with address for inet tables."),
+        ("snat to 1.2.3.4", "ip or ip6 must be specified with address for inet tables."),
         ("dnat ip to 1.2.3.4:80", "transport protocol mapping is only valid after transport"),
         ("meta l4proto udp tcp dport 22", "conflicting protocols specified: udp vs. tcp"),
         ("ip protocol udp tcp dport 22", "conflicting protocols specified: udp vs. tcp"),
-        ('iifname "*"', "interface name '*' matches nothing"),
+        ('iifname "*"', "All-wildcard strings are not supported"),
     ],
 )
 def test_no_false_accepts_in_nat_rules(rule: str, message: str) -> None:

@@ -1025,8 +1025,7 @@ class _Parser:
             op = "=="
         for vt in raw_tokens:
             if vt.kind is Kind.STRING and types[0] is dt.IFNAME and vt.text == "*":
-                raise RulesetError("interface name '*' matches nothing; use a name or 'eth*'",
-                                   vt.loc)
+                raise RulesetError("All-wildcard strings are not supported", vt.loc)
         return Match(expr, (value,), op, False, start.loc)
 
     def set_value(self, target: Field) -> Value | Expr | MapLookup:

@@ -286,18 +286,14 @@ def _check_nat(family: Family, stmt: Nat, ctx: _Context, kind: str = "") -> None
             mapped = 4 if addr_type.kind == "ipv4" else 6
             if version is None and ctx.l3 is None:
                 raise RulesetError(
-                    f"specify `{kind} ip' or '{kind} ip6' in {family.value} table to "
-                    "disambiguate",
-                    stmt.loc,
+                    "ip or ip6 must be specified with address for inet tables.", stmt.loc
                 )
             ctx.need_l3(mapped, "ip" if mapped == 4 else "ip6", stmt.loc)
     if stmt.addr is not None:
         if version is None:
             if ctx.l3 is None:
                 raise RulesetError(
-                    f"specify `{kind} ip' or '{kind} ip6' in {family.value} table to "
-                    "disambiguate",
-                    stmt.loc,
+                    "ip or ip6 must be specified with address for inet tables.", stmt.loc
                 )
             version = ctx.l3[0]
         if stmt.addr.version != version:
