@@ -65,7 +65,8 @@ def run_file(path: Path, verbose: bool) -> collections.Counter:
                     args = args.strip()
                     args = args if args.startswith("{") or not args else f"{{ {args} }}"
                     cmd = f"add {what} {family} {table} {name} {args}"
-                elif kind == "!":
+                elif kind == "!":  # "type T flags F timeout T": one item per separator
+                    body = re.sub(r" (flags|timeout|size|policy) ", r"; \1 ", body)
                     cmd = f"add set {family} {table} {name} {{ {body}; }}"
                 else:
                     cmd = f"add element {family} {table} {name} {{ {body} }}"

@@ -265,3 +265,17 @@ def test_fw4_rule_template_constructs() -> None:
     formatted = rs.format()
     assert 'meta day { "Monday", "Tuesday" }' in formatted
     assert "meta mark set meta mark & 0xffff0000 ^ 0x00000010" in formatted
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "set s { type ipv4_addr; flags interval }",
+        'ct helper h { type "ftp" protocol tcp }',
+        "flowtable f { hook ingress priority 0; devices = { lo } }",
+    ],
+)
+def test_block_items_need_their_separator(block: str) -> None:
+    with pytest.raises(RulesetError, match="expecting newline or ';'"):
+        loads(f"table ip t {{\n {block}\n}}\n")
+    loads("table ip t {\n set s { type ipv4_addr; elements = { 1.2.3.4 } }\n}\n")

@@ -585,8 +585,10 @@ class _Parser:
             elif self.accept("elements"):
                 self.expect("=")
                 raw = self.raw_elements()
+                continue  # nft takes '... elements = { } }' without a separator
             else:
                 raise self.unexpected(tok, "'type', 'typeof', 'flags', 'elements' or '}'")
+            self.separator()  # other set_block items end with a newline or ';' (parser_bison.y)
         if not sdef.key:
             raise RulesetError(f"set '{name.text}' needs a 'type' or 'typeof'", name.loc)
         if is_map != sdef.is_map:
@@ -692,15 +694,19 @@ class _Parser:
                     obj.packets = num
                 else:
                     obj.bytes = num
+                if not self.at("}"):
+                    self.separator()
                 continue
             if kind == "ct helper" and self.accept("type"):
                 helper = self.value_token("a helper name")
                 self.expect("protocol")
                 proto = self.expect("tcp", "udp")
                 options.append(("type", f'"{helper.text}" protocol {proto.text}'))
+                self.separator()
                 continue
             if kind == "ct helper" and self.accept("l3proto"):
                 options.append(("l3proto", self.expect("ip", "ip6", "inet").text))
+                self.separator()
                 continue
             words = []
             while not self.at_end():
