@@ -144,10 +144,6 @@ class ClassicPath:
                 return self._drop("ndp_bad_checksum")
             return self._neighbor_input(self.neighbors.handle_ndp(pkt, in_port, now), "ndp")
         original = bytes(pkt.frame)  # what ICMP errors quote (before NAT rewrites)
-        tracked = self._track(pkt, now)
-        if tracked is None:
-            return self._drop("conntrack_full")
-        conn, direction, ctinfo = tracked
         ctx = _Ctx(
             pkt.family,
             pkt.proto,
@@ -157,16 +153,27 @@ class ClassicPath:
             pkt.dport,
             port.name,
             None,
-            ctinfo,
-            conn is not None and not conn.confirmed,
+            CtInfo.INVALID,  # raw chains run before conntrack: no entry yet
+            False,
             pkt.ip_len,
             pkt=pkt,
-            conn=conn,
-            direction=direction,
             now=now,
             in_port=in_port,
         )
-        verdict = self.evaluator.run(Hook.PREROUTING, pkt.family, ctx)
+        verdict = self.evaluator.run(Hook.PREROUTING, pkt.family, ctx, before_conntrack=True)
+        if not verdict.accept:
+            return self._rejected(verdict, original, in_port, now, "ruleset_prerouting")
+        if ctx.notrack:  # nft 'notrack' in a raw chain: conntrack leaves the packet alone
+            tracked: tuple[Conn | None, int, CtInfo] | None = (None, ORIGINAL, CtInfo.UNTRACKED)
+            self.counters["notrack"] += 1
+        else:
+            tracked = self._track(pkt, now)
+        if tracked is None:
+            return self._drop("conntrack_full")
+        conn, direction, ctinfo = tracked
+        ctx.conn, ctx.direction, ctx.ct_state = conn, direction, ctinfo
+        ctx.ct_new = conn is not None and not conn.confirmed
+        verdict = self.evaluator.run(Hook.PREROUTING, pkt.family, ctx, before_conntrack=False)
         if not verdict.accept:
             return self._rejected(verdict, original, in_port, now, "ruleset_prerouting")
         if conn is not None:

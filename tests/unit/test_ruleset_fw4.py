@@ -301,3 +301,21 @@ def test_p4ft_simulate_with_the_fw4_example(tmp_path: Path) -> None:
     inside = [Ether(f) for _, f in read_pcap(tmp_path / "1.pcap")]
     forwarded = [p for p in inside if TCP in p and p[TCP].sport == 50000]
     assert forwarded and all(p[TCP].dport == 80 and p[IP].dst == H1 for p in forwarded)
+
+
+def test_notrack_in_a_raw_chain_leaves_the_packet_untracked() -> None:
+    """fw4's raw_prerouting runs before conntrack (priority raw < NF_IP_PRI_CONNTRACK): a
+    notrack'ed packet gets no connection and later chains see ct state untracked."""
+    text = """table inet t {
+        chain raw_prerouting { type filter hook prerouting priority raw; policy accept;
+            tcp dport 8888 notrack
+        }
+        chain forward { type filter hook forward priority filter; policy drop;
+            ct state untracked accept
+        }
+    }"""
+    r = Router(router_config(text))
+    out = r.receive(tcp4("S", dport=8888), 1, NOW)
+    assert out.path == "classic" and not list(r.conntrack)
+    out = r.receive(tcp4("S", dport=80), 1, NOW)
+    assert out.path == "drop" and out.reason == "ruleset_forward"

@@ -152,8 +152,8 @@ def test_ip6_and_udp_matches_and_negation() -> None:
         "ct state != invalid udp sport 53 drop"
     )
     assert rule_text(text) == (
-        "ip6 saddr 2001:db8::/32 ip6 daddr != ::1 udp dport != { domain, ntp } "
-        "ct state != invalid udp sport domain drop"
+        "ip6 saddr 2001:db8::/32 ip6 daddr != ::1 udp dport != { 53, 123 } "
+        "ct state != invalid udp sport 53 drop"
     )
     assert only_rule_items(text)[1].negate
 

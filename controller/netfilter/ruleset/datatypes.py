@@ -169,7 +169,7 @@ def format_scalar(dtype: DataType, value: int) -> str:
         return str(ipaddress.IPv6Address(value))
     if dtype.kind == "ether":
         return ":".join(f"{b:02x}" for b in value.to_bytes(6, "big"))
-    name = dtype.names().get(value)
+    name = None if dtype.name == "inet_service" else dtype.names().get(value)  # nft -S only
     if name is not None and not dtype.bitmask:
         return name
     if dtype.bitmask and value:

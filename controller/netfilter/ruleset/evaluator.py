@@ -125,6 +125,7 @@ class Verdict:
 
 ACCEPT = Verdict(True)
 DROP = Verdict(False)
+CONNTRACK_PRIORITY = -200  # NF_IP_PRI_CONNTRACK: raw chains (-300) run before it
 
 FlowAddHook = Callable[[FlowtableDef, PacketContext], None]
 Getter = Callable[[Any], Any]
@@ -177,9 +178,18 @@ class Evaluator:
             key: tuple(sorted(v, key=lambda c: c.priority)) for key, v in chains.items()
         }
 
-    def run(self, hook: Hook, family: int, ctx: PacketContext) -> Verdict:
+    def run(
+        self, hook: Hook, family: int, ctx: PacketContext, before_conntrack: bool | None = None
+    ) -> Verdict:
+        """``before_conntrack``: True runs only the chains conntrack follows (priority below
+        ``NF_IP_PRI_CONNTRACK``, the raw chains where ``notrack`` works), False only the rest,
+        None all of them."""
         nat: NatAction | None = None
         for chain in self._chains.get((hook, family), ()):
+            if before_conntrack is not None and (chain.priority < CONNTRACK_PRIORITY) != (
+                before_conntrack
+            ):
+                continue
             if chain.is_nat and (nat is not None or not ctx.ct_new):
                 continue
             verdict = chain.run_base(ctx)
