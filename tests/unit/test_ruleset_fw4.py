@@ -319,3 +319,12 @@ def test_notrack_in_a_raw_chain_leaves_the_packet_untracked() -> None:
     assert out.path == "classic" and not list(r.conntrack)
     out = r.receive(tcp4("S", dport=80), 1, NOW)
     assert out.path == "drop" and out.reason == "ruleset_forward"
+
+
+def test_tokens_are_read_on_demand() -> None:
+    """An unsupported construct is reported where it is, not at a later character the
+    scanner cannot read."""
+    text = "table ip t {\n chain c {\n  osf name \"Linux\" accept\n  ip saddr ~ 1\n }\n}\n"
+    with pytest.raises(RulesetError) as err:
+        loads(text, "f.nft")
+    assert str(err.value).startswith("f.nft:3:3: ") and "'osf'" in str(err.value)
