@@ -16,6 +16,7 @@ connection) ends the rule, as ``NFT_BREAK`` does. Rules are compiled once into c
 from __future__ import annotations
 
 import copy
+import operator
 import random
 import time
 from collections.abc import Callable
@@ -141,7 +142,15 @@ _CTX_ADDR = {("ip", "saddr"): "src", ("ip", "daddr"): "dst", ("ip6", "saddr"): "
              ("ip6", "daddr"): "dst"}
 _CTX_PROTO = frozenset({("ip", "protocol"), ("ip6", "nexthdr"), ("meta", "l4proto")})
 _PORT_NS = frozenset({"tcp", "udp", "udplite", "sctp", "dccp", "th"})
-_BREAK = False
+_ATTR_GETTERS: dict[str, Getter] = {
+    name: operator.attrgetter(name) for name in ("proto", "sport", "dport", "iifname")
+}
+_ADDR_GETTERS: dict[str, Getter] = {
+    "src": lambda ctx: int.from_bytes(ctx.src, "big"),
+    "dst": lambda ctx: int.from_bytes(ctx.dst, "big"),
+}
+_NEVER_NONE = frozenset([*_ATTR_GETTERS.values(), *_ADDR_GETTERS.values()])
+"""Getters that always find their value (attributes every rule context has)."""
 
 
 class Evaluator:
@@ -174,9 +183,14 @@ class Evaluator:
                     chains.setdefault((chain.base.hook, version), []).append(
                         compiled_chains[chain.name]
                     )
-        self._chains = {
-            key: tuple(sorted(v, key=lambda c: c.priority)) for key, v in chains.items()
-        }
+        self._chains: dict[tuple[Hook, int, bool | None], tuple[_CompiledChain, ...]] = {}
+        for (hook, version), found in chains.items():
+            ordered = sorted(found, key=lambda c: c.priority)
+            self._chains[(hook, version, None)] = tuple(ordered)
+            for stage in (True, False):
+                self._chains[(hook, version, stage)] = tuple(
+                    c for c in ordered if (c.priority < CONNTRACK_PRIORITY) == stage
+                )
 
     def run(
         self, hook: Hook, family: int, ctx: PacketContext, before_conntrack: bool | None = None
@@ -185,11 +199,7 @@ class Evaluator:
         ``NF_IP_PRI_CONNTRACK``, the raw chains where ``notrack`` works), False only the rest,
         None all of them."""
         nat: NatAction | None = None
-        for chain in self._chains.get((hook, family), ()):
-            if before_conntrack is not None and (chain.priority < CONNTRACK_PRIORITY) != (
-                before_conntrack
-            ):
-                continue
+        for chain in self._chains.get((hook, family, before_conntrack), ()):
             if chain.is_nat and (nat is not None or not ctx.ct_new):
                 continue
             verdict = chain.run_base(ctx)
@@ -340,13 +350,13 @@ def field_getter(fld: Field) -> Getter:
     """How to read ``fld`` from a rule context (None: not there)."""
     key = (fld.ns, fld.key)
     if key in _CTX_ADDR:
-        attr = _CTX_ADDR[key]
-        return lambda ctx: int.from_bytes(getattr(ctx, attr), "big")
+        return _ADDR_GETTERS[_CTX_ADDR[key]]
     if key in _CTX_PROTO:
-        return lambda ctx: ctx.proto
+        return _ATTR_GETTERS["proto"]
     if fld.ns in _PORT_NS and fld.key in ("sport", "dport"):
-        attr = fld.key
-        return lambda ctx: getattr(ctx, attr)
+        return _ATTR_GETTERS[fld.key]
+    if key in (("meta", "iifname"), ("meta", "iif")):
+        return _ATTR_GETTERS["iifname"]
     source = fld.source
     if not source:
         return lambda ctx: None  # a key the mirror does not model: the rule never matches
@@ -580,6 +590,13 @@ def _compile_match(match: Match, table: Table) -> Step:
         def test(value: Any) -> bool:
             return not positive(value)
 
+    if get in _NEVER_NONE:
+
+        def always(ctx: Any) -> bool:
+            return test(get(ctx))
+
+        return always
+
     def step(ctx: Any) -> bool:
         value = get(ctx)
         return value is not None and test(value)
@@ -611,7 +628,7 @@ def _comparison(dtypes: list[dt.DataType], op: str, value: Any) -> Callable[[Any
     if op == ">=":
         return lambda v: v >= lo
     if lo == hi:
-        return lambda v: v == lo
+        return frozenset((lo,)).__contains__
     return lambda v: lo <= v <= hi
 
 
@@ -629,8 +646,7 @@ def _membership(dtypes: list[dt.DataType], elements: list) -> Callable[[Any], bo
     if dtypes[0].is_string:
         return _string_test(elements)
     if all(lo == hi for lo, hi in elements):
-        exact = frozenset(lo for lo, _ in elements)
-        return lambda v: v in exact
+        return frozenset(lo for lo, _ in elements).__contains__
     bounds = tuple(elements)
     return lambda v: any(lo <= v <= hi for lo, hi in bounds)
 
@@ -667,7 +683,9 @@ def _string_test(names: list[str]) -> Callable[[Any], bool]:
         else:
             exact.add(name.replace("\\*", "*"))
     prefix_tuple = tuple(prefixes)
-    return lambda v: v in exact or (bool(prefix_tuple) and v.startswith(prefix_tuple))
+    if not prefix_tuple:
+        return frozenset(exact).__contains__
+    return lambda v: v in exact or v.startswith(prefix_tuple)
 
 
 # -- statements ------------------------------------------------------------------------------------
