@@ -197,3 +197,30 @@ def test_jhash_matches_the_kernel_reference_values() -> None:
     assert jhash(b"", 0xDEADBEEF) == 0xBD5B7DDE
     assert jhash(b"Four score and seven years ago", 0) == 0x17770551
     assert jhash(b"Four score and seven years ago", 1) == 0xCD628161
+
+
+def test_tunnel_inner_headers() -> None:
+    from scapy.layers.inet import UDP
+    from scapy.layers.l2 import GRE
+    from scapy.layers.vxlan import VXLAN
+
+    def vxlan(inner_src: str) -> RuleContext:
+        frame = (Ether() / IP(src="10.0.0.1", dst="192.0.2.1") / UDP(sport=1, dport=4789)
+                 / VXLAN(vni=10) / Ether() / IP(src=inner_src, dst="10.8.8.8") / TCP(dport=22))
+        return ctx(proto=17, dport=4789, pkt=parse(bytes(frame)))
+
+    def gre(inner_src: str) -> RuleContext:
+        frame = (Ether() / IP(src="10.0.0.1", dst="192.0.2.1") / GRE()
+                 / IP(src=inner_src, dst="10.8.8.8") / TCP(dport=22))
+        return ctx(proto=47, pkt=parse(bytes(frame)))
+
+    ev = Evaluator(loads(fwd("udp dport 4789 vxlan vni 10 vxlan ip saddr 10.9.9.9 "
+                             "vxlan tcp dport 22 drop\ngre ip saddr 10.9.9.9 drop")))
+    assert not ev.run(Hook.FORWARD, 4, vxlan("10.9.9.9")).accept
+    assert ev.run(Hook.FORWARD, 4, vxlan("10.9.9.8")).accept
+    assert not ev.run(Hook.FORWARD, 4, gre("10.9.9.9")).accept
+    assert ev.run(Hook.FORWARD, 4, gre("10.9.9.8")).accept
+    with pytest.raises(RulesetError, match="needs a udp dport"):
+        loads(fwd("vxlan vni 10"))
+    with pytest.raises(RulesetError, match="cannot be set"):
+        loads(fwd("udp dport 4789 vxlan ip saddr set 1.2.3.4"))

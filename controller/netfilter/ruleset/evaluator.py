@@ -366,6 +366,8 @@ def field_getter(fld: Field) -> Getter:
         return _payload_getter(source[0], source[1], source[2])
     if source[0] == "tcpopt":
         return _tcpopt_getter(source[1], source[2], source[3])
+    if source[0] == "tunnel":
+        return _tunnel_getter(source[1], source[2:])
     if source[0] == "numgen":
         return _numgen_getter(source[1], source[2], source[3])
     if source[0] == "jhash":
@@ -468,6 +470,55 @@ def _tcpopt_getter(kind: int, off: int, bits: int) -> Getter:
         return 0 if off < 0 else None
 
     return tcpopt
+
+
+def _tunnel_start(kind: str, pkt: Any) -> tuple[int, int] | None:
+    """Offset of the tunnel header and of what it carries (``nft_inner``'s parse)."""
+    if pkt.l4 < 0 or not pkt.first_fragment:
+        return None
+    buf, end = pkt.frame, pkt.l3 + pkt.ip_len
+    if kind in ("vxlan", "geneve"):
+        hdr = pkt.l4 + 8
+        if hdr + 8 > end:
+            return None
+        inner = hdr + 8 + ((buf[hdr] & 0x3F) * 4 if kind == "geneve" else 0)
+        return hdr, inner
+    hdr = pkt.l4
+    if hdr + 4 > end:
+        return None
+    flags = buf[hdr]
+    inner = hdr + 4 + 4 * bool(flags & 0x80) + 4 * bool(flags & 0x20) + 4 * bool(flags & 0x10)
+    return hdr, inner
+
+
+def _tunnel_getter(kind: str, inner: tuple) -> Getter:
+    """A tunnel header field, or a selector applied to the encapsulated packet."""
+
+    def tunnel(ctx: Any) -> int | None:
+        pkt = getattr(ctx, "pkt", None)
+        if pkt is None:
+            return None
+        found = _tunnel_start(kind, pkt)
+        if found is None:
+            return None
+        hdr, start = found
+        buf, end = pkt.frame, pkt.l3 + pkt.ip_len
+        base, off, bits = inner
+        if base == "hdr":
+            return _bits(buf, hdr, off, bits, end)
+        if kind != "gre":  # Ethernet inside
+            if base == "ll":
+                return _bits(buf, start, off, bits, end)
+            start += 14
+        if base == "nh":
+            return _bits(buf, start, off, bits, end)
+        if start >= end:
+            return None
+        version = buf[start] >> 4
+        l4 = start + ((buf[start] & 0x0F) * 4 if version == 4 else 40)
+        return _bits(buf, l4, off, bits, end)
+
+    return tunnel
 
 
 def _numgen_getter(mode: str, modulus: int, offset: int) -> Getter:

@@ -86,6 +86,15 @@ _LOG_LEVELS = ("emerg", "alert", "crit", "err", "warn", "notice", "info", "debug
 _RATE_UNITS = ("second", "minute", "hour", "day", "week")
 _BYTE_UNITS = ("bytes", "kbytes", "mbytes")
 _NAT_FLAGS = ("random", "fully-random", "persistent", "netmap")
+_TUNNELS = ("vxlan", "geneve", "gre", "gretap")
+_TUNNEL_L4 = {"vxlan": 17, "geneve": 17, "gre": 47, "gretap": 47}
+_TUNNEL_FIELDS: dict[str, dict[str, tuple[int, int]]] = {  # bit offset, bits in the header
+    "vxlan": {"flags": (0, 8), "vni": (32, 24)},
+    "geneve": {"version": (0, 2), "opt-len": (2, 6), "flags": (8, 8), "type": (16, 16),
+               "vni": (32, 24)},
+    "gre": {"flags": (0, 5), "version": (13, 3), "protocol": (16, 16)},
+    "gretap": {},
+}
 # tcp options (nft's tcpopt.c): kind, and field -> (bit offset from the option start, bits)
 _TCPOPT_BASE = {"kind": (0, 8), "length": (8, 8)}
 _TCP_OPTIONS: dict[str, tuple[int, dict[str, tuple[int, int]]]] = {
@@ -801,7 +810,7 @@ class _Parser:
         tok = self.peek()
         if tok.kind is not Kind.WORD:
             return False
-        if tok.text in BARE_META or tok.text in ("numgen", "jhash", "symhash", "fib"):
+        if tok.text in BARE_META or tok.text in ("numgen", "jhash", "symhash", "fib", *_TUNNELS):
             return True
         return tok.text in NAMESPACES
 
@@ -818,6 +827,8 @@ class _Parser:
             return self.hash_expr(ns)
         if ns == "fib":
             return self.fib_expr(tok)
+        if ns in _TUNNELS:
+            return self.tunnel_field(tok)
         if ns == "tcp" and self.at("option"):
             self.next()
             return self.tcp_option_field()
@@ -909,6 +920,25 @@ class _Parser:
             raise RulesetError("fib: 'type' needs iif, not oif", result.loc)
         return Field("fib", f"{' . '.join(keys)} {result.text}", dtype)
 
+    def tunnel_field(self, tok: Token) -> Field:
+        """``vxlan|geneve|gre|gretap FIELD`` or ``... INNER-SELECTOR``: the tunnel header, or
+        a header inside the tunnel (``nft_inner``); inner selectors read the encapsulated
+        packet (Ethernet for vxlan/geneve/gretap, IP for gre)."""
+        kind = tok.text
+        own = _TUNNEL_FIELDS[kind]
+        nxt = self.peek()
+        if nxt.kind is Kind.WORD and nxt.text in own:
+            self.next()
+            off, bits = own[nxt.text]
+            return Field(kind, nxt.text, dt.INTEGER.get(bits, dt.INTEGER[32]), None,
+                         _TUNNEL_L4[kind], ("tunnel", kind, "hdr", off, bits))
+        inner = self.selector()
+        base = inner.source[0] if inner.source else ""
+        if base not in ("nh", "th", "ll") or (base == "ll" and kind == "gre"):
+            raise RulesetError(f"{kind} cannot match '{inner.nft}' inside the tunnel", tok.loc)
+        return Field(kind, f"{inner.ns} {inner.key}", inner.dtype, None, _TUNNEL_L4[kind],
+                     ("tunnel", kind, *inner.source))
+
     def sctp_chunk(self) -> Field:
         """``sctp chunk NAME [FIELD]``: a chunk's field, or its presence (``exists``); the
         mirror does not walk SCTP chunks, so such a match never matches (it is refused by no
@@ -938,7 +968,7 @@ class _Parser:
 
     def _selector_word(self, ahead: int) -> bool:
         text = self.peek(ahead).text
-        return text in BARE_META or text in NAMESPACES
+        return text in BARE_META or text in NAMESPACES or text in _TUNNELS
 
     def constant_int(self, dtype: DataType, op: str) -> int:
         """The operand of ``&``/``|``: a number or symbols of ``dtype``, maybe ``(a | b)``."""
@@ -966,6 +996,8 @@ class _Parser:
                 return Other(f"{first.nft} set rt mtu", start.loc)
             value = self.number("a value", first.dtype.max)
             return Other(f"{first.nft} set {value}", start.loc)
+        if self.at("set") and first.source and first.source[0] == "tunnel":
+            raise RulesetError("headers inside a tunnel cannot be set", self.peek().loc)
         if self.accept("set"):
             return SetStatement(first, self.set_value(first), start.loc)
         expr: Expr = first

@@ -174,6 +174,10 @@ _NEEDS_L3 = frozenset({("rt", "nexthop"), ("ct", "original saddr"), ("ct", "orig
 
 
 def _field_context(fld, ctx: _Context, loc: Loc) -> None:
+    if fld.source and fld.source[0] == "tunnel" and fld.ns in ("vxlan", "geneve"):
+        if ctx.l4 is None or ctx.l4[0] != frozenset({17}):  # the UDP port says it is vxlan
+            raise RulesetError(f"{fld.ns} needs a udp dport match before it", loc)
+        return
     if (fld.ns, fld.key) in _NEEDS_L3:  # the address family comes from the rule's context
         if ctx.l3 is None:
             raise RulesetError(f"{fld.ns} {fld.key}: missing network protocol context "
