@@ -314,6 +314,7 @@ IGMP_TYPE = _t("igmp_type", 8, {"membership-query": 0x11, "membership-report-v1"
                                "membership-report-v2": 0x16, "membership-report-v3": 0x22,
                                "leave-group": 0x17})
 VERDICT = _t("verdict", 32, kind="verdict")
+OSF_NAME = _t("string", 16 * 8, kind="string")  # NFT_OSF_MAXGENRELEN
 FIB_ADDRTYPE = _t("fib_addrtype", 32, {"unspec": 0, "unicast": 1, "local": 2, "broadcast": 3,
                                       "anycast": 4, "multicast": 5, "blackhole": 6,
                                       "unreachable": 7, "prohibit": 8})

@@ -810,7 +810,9 @@ class _Parser:
         tok = self.peek()
         if tok.kind is not Kind.WORD:
             return False
-        if tok.text in BARE_META or tok.text in ("numgen", "jhash", "symhash", "fib", *_TUNNELS):
+        if tok.text in BARE_META or tok.text in (
+            "numgen", "jhash", "symhash", "fib", "osf", "socket", *_TUNNELS
+        ):
             return True
         return tok.text in NAMESPACES
 
@@ -829,6 +831,16 @@ class _Parser:
             return self.fib_expr(tok)
         if ns in _TUNNELS:
             return self.tunnel_field(tok)
+        if ns == "osf":
+            ttl = ""
+            if self.accept("ttl"):
+                ttl = f"ttl {self.expect('loose', 'skip').text} "
+            key = self.expect("name", "version")
+            return Field("osf", ttl + key.text, dt.OSF_NAME)
+        if ns == "socket":
+            key = self.expect("transparent", "mark", "wildcard")
+            dtype = dt.MARK if key.text == "mark" else dt.BOOLEAN
+            return Field("socket", key.text, dtype)
         if ns == "tcp" and self.at("option"):
             self.next()
             return self.tcp_option_field()

@@ -227,6 +227,8 @@ def _component(dtype: DataType, toks: list[Token]) -> Value:
     if dtype.is_string:
         if len(toks) != 1:
             raise RulesetError(f"invalid {dtype.name} '{text}'", loc)
+        if len(text.replace("\\*", "*")) >= dtype.bits // 8:
+            raise RulesetError(f"'{text}' is longer than {dtype.bits // 8 - 1} characters", loc)
         if dtype.name == "ifname":
             parse_ifname(text.replace("\\*", "*"), loc)
         return text
