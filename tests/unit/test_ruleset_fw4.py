@@ -324,7 +324,7 @@ def test_notrack_in_a_raw_chain_leaves_the_packet_untracked() -> None:
 def test_tokens_are_read_on_demand() -> None:
     """An unsupported construct is reported where it is, not at a later character the
     scanner cannot read."""
-    text = "table ip t {\n chain c {\n  osf name \"Linux\" accept\n  ip saddr ~ 1\n }\n}\n"
+    text = "table ip t {\n chain c {\n  synproxy mss 1460\n  ip saddr ~ 1\n }\n}\n"
     with pytest.raises(RulesetError) as err:
         loads(text, "f.nft")
-    assert str(err.value).startswith("f.nft:3:3: ") and "'osf'" in str(err.value)
+    assert str(err.value).startswith("f.nft:3:3: ") and "'synproxy'" in str(err.value)
