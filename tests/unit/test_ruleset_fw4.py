@@ -328,3 +328,25 @@ def test_tokens_are_read_on_demand() -> None:
     with pytest.raises(RulesetError) as err:
         loads(text, "f.nft")
     assert str(err.value).startswith("f.nft:3:3: ") and "'synproxy'" in str(err.value)
+
+
+def test_fw4_wildcard_and_never_devices() -> None:
+    """fw4 spells an impossible device "/never/" and 'name+' devices as "name*" (never in
+    sets); names are strings to nft, only device lists are real interface names."""
+    from controller.netfilter.ct import CtInfo
+    from controller.netfilter.ruleset import Evaluator, Hook, RuleContext
+
+    rs = loads("""table inet fw4 { chain input { type filter hook input priority filter;
+        policy accept;
+        iifname "/never/" counter drop
+        iifname "foo*" iifname != { "test3", "test4" } iifname != "baz*" drop
+    } }""")
+    ev = Evaluator(rs)
+
+    def accepted(name: str) -> bool:
+        ctx = RuleContext(4, 6, bytes(4), bytes(4), 1, 2, name, None, CtInfo.NEW, True, 60)
+        return ev.run(Hook.INPUT, 4, ctx).accept
+
+    assert not accepted("foo1") and accepted("test3") and accepted("baz0")
+    with pytest.raises(RulesetError, match="invalid interface name"):
+        loads('table ip t { flowtable f { hook ingress priority 0; devices = { "/x" }; } }')

@@ -539,8 +539,8 @@ class _Reader:
         if dtype.is_string:
             if not isinstance(raw, str):
                 raise RulesetError(f"{dtype.name} needs a string, not {raw!r}", loc)
-            if dtype is dt.IFNAME:
-                values.parse_ifname(raw.replace("\\*", "*"), loc)
+            if not raw or len(raw.replace("\\*", "*")) >= dtype.bits // 8:
+                raise RulesetError(f"invalid {dtype.name} {json.dumps(raw)}", loc)
             return raw
         return dt.parse_interval(dtype, str(raw), loc)
 

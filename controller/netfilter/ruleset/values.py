@@ -229,8 +229,8 @@ def _component(dtype: DataType, toks: list[Token]) -> Value:
             raise RulesetError(f"invalid {dtype.name} '{text}'", loc)
         if len(text.replace("\\*", "*")) >= dtype.bits // 8:
             raise RulesetError(f"'{text}' is longer than {dtype.bits // 8 - 1} characters", loc)
-        if dtype.name == "ifname":
-            parse_ifname(text.replace("\\*", "*"), loc)
+        if not text:
+            raise RulesetError(f"empty {dtype.name}", loc)
         return text
     if toks[0].kind is Kind.STRING and len(toks) == 1 and dtype.kind not in ("ipv4", "ipv6"):
         pass  # nft reads quoted symbols the same as bare ones
