@@ -224,3 +224,24 @@ def test_tunnel_inner_headers() -> None:
         loads(fwd("vxlan vni 10"))
     with pytest.raises(RulesetError, match="cannot be set"):
         loads(fwd("udp dport 4789 vxlan ip saddr set 1.2.3.4"))
+
+
+@pytest.mark.parametrize(
+    ("rule", "check"),
+    [
+        ("ip dscp set 0x1", lambda p: p[IP].tos >> 2 == 1),
+        ("ip ttl set 9", lambda p: p[IP].ttl == 9),
+        ("ip daddr set 10.9.9.9", lambda p: p[IP].dst == "10.9.9.9"),
+        ("tcp dport set 8080", lambda p: p[TCP].dport == 8080),
+        ("tcp window set 1000", lambda p: p[TCP].window == 1000),
+    ],
+)
+def test_payload_set_rewrites_the_packet_and_its_checksums(rule: str, check) -> None:
+    from tests.unit.router_helpers import assert_checksums
+
+    frame = Ether() / IP(src="10.0.0.1", dst="192.0.2.1", tos=0x10) / TCP(dport=22) / b"data"
+    pkt = parse(bytes(frame))
+    c = ctx(pkt=pkt)
+    assert Evaluator(loads(fwd(rule))).run(Hook.FORWARD, 4, c).accept
+    out = assert_checksums(bytes(pkt.frame))
+    assert check(out)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from controller.ip import mangle
 from controller.netfilter.ct import CtInfo
 from controller.netfilter.ruleset import datatypes as dt
 from controller.netfilter.ruleset.fields import Field
@@ -868,6 +869,8 @@ def _setting(stmt: SetStatement, table: Table) -> Step:
         if new is None:
             return False
         conn = _conn(ctx)
+        if target.source and target.source[0] in ("nh", "th"):
+            return _set_payload(ctx, target, new)
         if key == ("meta", "mark"):
             ctx.mark = new & 0xFFFFFFFF
         elif conn is not None and key == ("ct", "mark"):
@@ -879,6 +882,35 @@ def _setting(stmt: SetStatement, table: Table) -> Step:
         return True
 
     return step
+
+
+def _set_payload(ctx: Any, target: Field, value: int) -> bool:
+    """``ip daddr set``, ``tcp dport set``, ``ip dscp set``...: rewrite the packet (addresses
+    and ports with their checksums, as NAT does), and what the rules read follows."""
+    pkt = getattr(ctx, "pkt", None)
+    if pkt is None or (target.l3 is not None and pkt.family != target.l3) or (
+        target.l4 is not None and pkt.proto != target.l4
+    ):
+        return False
+    key = target.key
+    if key in ("saddr", "daddr") and target.ns in ("ip", "ip6"):
+        addr = value.to_bytes(4 if target.ns == "ip" else 16, "big")
+        (mangle.set_src_addr if key == "saddr" else mangle.set_dst_addr)(pkt, addr)
+        ctx.src, ctx.dst = pkt.src, pkt.dst
+        return True
+    if key in ("sport", "dport") and pkt.l4 >= 0 and pkt.first_fragment:
+        try:
+            (mangle.set_src_port if key == "sport" else mangle.set_dst_port)(pkt, value)
+        except ValueError:
+            return False
+        ctx.sport, ctx.dport = pkt.sport, pkt.dport
+        return True
+    _, offset, bits = target.source
+    if not mangle.set_header_bits(pkt, target.source[0], offset, bits, value):
+        return False
+    if key in ("ttl", "hoplimit"):
+        pkt.ttl = value
+    return True
 
 
 def _notrack(ctx: Any) -> bool:
