@@ -13,7 +13,7 @@ from scapy.layers.l2 import Ether
 from controller.ip.packet import parse
 from controller.netfilter.ct import CtInfo, Status
 from controller.netfilter.ruleset import Evaluator, Hook, RuleContext, RulesetError, loads
-from controller.netfilter.ruleset.evaluator import jhash
+from controller.netfilter.ruleset.selectors import jhash
 
 
 def ctx(**kw: object) -> RuleContext:
