@@ -4,20 +4,22 @@ Usage: ``python bench/nft_suite.py DIR [-v]`` where DIR holds a fetched copy of 
 (``DIR/ip/*.t``, ``DIR/ip6/*.t``, ``DIR/inet/*.t``; nftables' sources are not part of this
 repository). Each rule line runs as ``add rule`` on a ruleset with the file's tables, chains
 and sets, like nft-test.py does; a line counts as accepted when every table of the file takes
-it. Prints accepted/ok lines, false accepts (lines marked ``;fail`` we take) and crashes.
+it. Prints accepted/ok lines, false accepts (lines marked ``;fail`` we take), crashes, and
+whether each accepted ruleset reads back the same from its nft-syntax and JSON listings.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.netfilter.ruleset import Ruleset, RulesetError
+from controller.netfilter.ruleset import Ruleset, RulesetError, loads
 
 FAMILIES = ("ip", "ip6", "inet")
 
@@ -82,7 +84,8 @@ def run_file(path: Path, verbose: bool) -> collections.Counter:
         for family, table, names in tables:
             for chain in names:
                 try:
-                    base.apply(f"add rule {family} {table} {chain} {text}")
+                    rs = base.apply(f"add rule {family} {table} {chain} {text}")
+                    round_trip(rs, stats, f"{path.parent.name}/{path.name}: {text}")
                 except RulesetError as e:
                     accepted, error = False, str(e)
                 except Exception as e:
@@ -97,6 +100,18 @@ def run_file(path: Path, verbose: bool) -> collections.Counter:
     return stats
 
 
+def round_trip(rs: Ruleset, stats: collections.Counter, where: str) -> None:
+    """The ruleset must read back the same from its nft-syntax and JSON listings."""
+    stats["round_trips"] += 1
+    try:
+        same = loads(rs.format()) == rs and loads(json.dumps(rs.to_json())) == rs
+    except RulesetError as e:
+        same, where = False, f"{where} ({e})"
+    if not same:
+        stats["round_trip_mismatch"] += 1
+        print(f"ROUND TRIP {where}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir", type=Path)
@@ -109,7 +124,8 @@ def main() -> int:
     ok, acc = total["ok_total"], total["ok_accepted"]
     print(f"accepted {acc} of {ok} ok lines ({100 * acc / max(ok, 1):.1f} %); "
           f"false accepts {total['fail_accepted']} of {total['fail_total']} fail lines; "
-          f"crashes {total['crash']}")
+          f"crashes {total['crash']}; {total['round_trip_mismatch']} of {total['round_trips']} "
+          "accepted rulesets differ after 'nft list'/'nft -j' output is read back")
     return 0
 
 

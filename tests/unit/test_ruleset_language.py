@@ -245,3 +245,27 @@ def test_payload_set_rewrites_the_packet_and_its_checksums(rule: str, check) -> 
     assert Evaluator(loads(fwd(rule))).run(Hook.FORWARD, 4, c).accept
     out = assert_checksums(bytes(pkt.frame))
     assert check(out)
+
+
+def test_listings_read_back_the_same() -> None:
+    """Whatever is accepted reads back the same from its nft-syntax and JSON listings."""
+    import json
+
+    rs = loads("""table inet t {
+        set s { type ipv4_addr; flags timeout; timeout 1d2h; }
+        quota q { 25 mbytes; }
+        limit l { rate 400/minute; }
+        counter c { packets 1 bytes 2; }
+        chain j { }
+        chain f { type filter hook forward priority 0;
+            sctp chunk data exists counter
+            tcp option maxseg size 1460 tcp flags == syn counter
+            udp dport 4789 vxlan ip saddr 10.0.0.1 accept
+            quota name "q" limit name "l" counter name c meter m { ip saddr limit rate 5/second }
+            ct mark set numgen inc mod 2 ip saddr vmap { 10.0.0.0/8 : jump j, 1.2.3.4 : drop }
+            fib daddr . iif type vmap { local : accept }
+            ip dscp set 0x1 meta mark set meta mark & 0xff00 | 0x0001 add @s { ip saddr }
+        }
+    }""")
+    assert loads(rs.format()) == rs
+    assert loads(json.dumps(rs.to_json())) == rs

@@ -74,6 +74,30 @@ def _parse_time(dtype: DataType, text: str, loc: Loc) -> int:
     raise RulesetError(f"invalid date '{text}' (YYYY-MM-DD [HH:MM[:SS]])", loc)
 
 
+_DURATION_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def parse_duration(text: str, loc: Loc) -> int:
+    """``1d2h3m4s``/``600s``/``10m`` (or plain seconds) as seconds, as nft's time type reads."""
+    if text.isdigit():
+        return int(text)
+    m = re.fullmatch(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?", text)
+    if m is None or not text:
+        raise RulesetError(f"invalid duration '{text}'", loc)
+    days, hours, minutes, seconds, _ = (int(g or 0) for g in m.groups())
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
+def format_duration(seconds: int) -> str:
+    """nft's spelling of a duration: ``1d2h``, ``10m``, ``0s``."""
+    out = ""
+    for unit, size in _DURATION_UNITS:
+        if seconds >= size:
+            out += f"{seconds // size}{unit}"
+            seconds %= size
+    return out or "0s"
+
+
 def parse_scalar(dtype: DataType, text: str, loc: Loc) -> int:
     """One value of ``dtype`` (no range, no prefix)."""
     if dtype.kind in ("time", "hour"):

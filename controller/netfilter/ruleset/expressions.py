@@ -378,7 +378,7 @@ class ExpressionSyntax(Syntax):
     def set_value(self, target: Field) -> Value | Expr | MapLookup:
         """The right of ``set``: a constant, an expression (with ``& | ^`` operands), or a
         map lookup (``meta mark set ip saddr map { ... }``)."""
-        if self.is_selector_start():
+        if self.is_selector_start() and self.peek().text not in target.dtype.symbols:
             source = self.selector()
             expr: Expr = source
             while self.at(*_BINOPS):  # operands take the target's type (ct mark set x | 0x10)

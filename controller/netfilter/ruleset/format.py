@@ -240,8 +240,12 @@ def format_expr(expr: Expr) -> str:
         return " . ".join(format_expr(p) for p in expr.parts)
     if isinstance(expr, Masked):
         dtype = expr_fields(expr.expr)[0].dtype
-        operand = (str(expr.operand) if expr.op in ("<<", ">>")
-                   else dt.format_scalar(dtype, expr.operand))
+        if expr.op in ("<<", ">>"):
+            operand = str(expr.operand)
+        elif expr.op == "&":
+            operand = dt.format_scalar(dtype, expr.operand)
+        else:  # | and ^ take the statement's type (ct mark set ip6 dscp << 2 | 0x10)
+            operand = f"0x{expr.operand:08x}"
         if dtype.bitmask and " | " in operand:
             operand = f"({operand})"
         return f"{format_expr(expr.expr)} {expr.op} {operand}"
@@ -250,11 +254,11 @@ def format_expr(expr: Expr) -> str:
 
 def format_match(match: Match) -> str:
     left = format_expr(match.left)
-    op = {"implicit": "", "==": "== " if isinstance(match.left, Masked) else ""}.get(
-        match.op, f"{match.op} ")
+    types = expr_types(match.left)
+    explicit = isinstance(match.left, Masked) or (types[0].bitmask and not match.is_set)
+    op = {"implicit": "", "==": "== " if explicit else ""}.get(match.op, f"{match.op} ")
     if isinstance(match.values, SetRef):
         return f"{left} {op}@{match.values.name}"
-    types = expr_types(match.left)
     texts = [format_value(types, v) for v in match.values]
     if match.is_set:
         operand = "{ " + ", ".join(texts) + " }"

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from controller.netfilter.ruleset import datatypes as dt
-from controller.netfilter.ruleset import values
+from controller.netfilter.ruleset import rules, values
 from controller.netfilter.ruleset.errors import Loc, RulesetError
 from controller.netfilter.ruleset.model import (
     FIELDS_BY_WORDS,
@@ -63,7 +63,9 @@ from controller.netfilter.ruleset.script import (
     FlushRuleset,
 )
 
-_LIST_ORDER = {"table": 0, "set": 1, "map": 1, "counter": 1, "ct helper": 1, "chain": 2,
+_OBJECTS = ("counter", "ct helper", "quota", "limit", "ct timeout", "ct expectation",
+            "secmark", "synproxy")
+_LIST_ORDER = {"table": 0, "set": 1, "map": 1, **dict.fromkeys(_OBJECTS, 1), "chain": 2,
                "flowtable": 3, "rule": 4}
 _VERBS = ("add", "insert", "delete", "flush")
 
@@ -194,7 +196,7 @@ class _Reader:
             ]
         if kind in ("set", "map"):
             return [AddSet(family, table, self.set_def(obj, kind == "map", path, loc), loc)]
-        if kind in ("counter", "ct helper"):
+        if kind in _OBJECTS:
             return [AddObject(family, table, self.object_def(kind, obj, path, loc), loc)]
         if kind == "rule":
             exprs = self.get(obj, "expr", path, list)
@@ -222,7 +224,7 @@ class _Reader:
             raise self.error(f"invalid set flags {json.dumps(flags)}", f"{path}.flags")
         sdef.flags = tuple(flags)
         if "timeout" in obj:
-            sdef.timeout = f"{self.get(obj, 'timeout', path, int)}s"
+            sdef.timeout = dt.format_duration(self.get(obj, "timeout", path, int))
             sdef.options = (("timeout", sdef.timeout),)
         elems = obj.get("elem", [])
         if not isinstance(elems, list):
@@ -257,6 +259,14 @@ class _Reader:
         if kind == "counter":
             return ObjectDef("counter", name, (), obj.get("packets", 0), obj.get("bytes", 0),
                              loc)
+        if kind != "ct helper":
+            options = obj.get("nft", [])
+            if not (isinstance(options, list) and all(
+                isinstance(o, list) and len(o) == 2 and all(isinstance(w, str) for w in o)
+                for o in options
+            )):
+                raise self.error(f"unsupported {kind} object", path)
+            return ObjectDef(kind, name, tuple((k, v) for k, v in options), loc=loc)
         helper = self.get(obj, "type", path)
         proto = self.get(obj, "protocol", path)
         if proto not in ("tcp", "udp"):
@@ -397,6 +407,15 @@ class _Reader:
                          loc=loc)
         if kind == "notrack":
             return Notrack(loc)
+        if kind == "xt" and isinstance(body, dict) and body.get("type") == "nft":
+            # what nftjson_dump writes for a statement JSON has no form for: its nft text
+            text = body.get("name")
+            if not isinstance(text, str):
+                raise self.error("'xt' of type nft needs its text in 'name'", path)
+            items = rules.parse_items(text, f"{self.filename}: {path}.name")
+            if len(items) != 1:
+                raise self.error("'xt' of type nft holds one statement", path)
+            return items[0]
         if kind == "vmap":
             body = self.obj(body, path)
             key = self.expr(body.get("key"), f"{path}.key")

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from controller.netfilter.ruleset import datatypes as dt
+from controller.netfilter.ruleset.fields import FIELDS
 from controller.netfilter.ruleset.format import format_item
 from controller.netfilter.ruleset.model import (
     Concat,
@@ -31,6 +32,7 @@ from controller.netfilter.ruleset.model import (
     Value,
     VerdictStatement,
     Vmap,
+    expr_fields,
     expr_types,
 )
 
@@ -78,6 +80,8 @@ def _dump_set(family: str, table: str, sdef: SetDef) -> dict[str, Any]:
         obj["map"] = sdef.data.name  # type: ignore[union-attr]
     if sdef.flags:
         obj["flags"] = list(sdef.flags)
+    if sdef.timeout is not None:
+        obj["timeout"] = dt.parse_duration(sdef.timeout, sdef.loc)
     if sdef.elements:
         if sdef.is_map:
             obj["elem"] = [
@@ -102,7 +106,7 @@ def _dump_object(family: str, table: str, obj: ObjectDef) -> dict[str, Any]:
         if "l3proto" in dict(obj.options):
             body["l3proto"] = dict(obj.options)["l3proto"]
         return {"ct helper": body}
-    body["text"] = " ".join(f"{k} {v}" for k, v in obj.options)
+    body["nft"] = [[k, v] for k, v in obj.options]  # quota, limit...: their nft options
     return {obj.kind: body}
 
 
@@ -123,7 +127,9 @@ def _dump_flowtable(ft: FlowtableDef) -> dict[str, Any]:
 
 
 def _dump_item(item: Item) -> dict[str, Any]:
-    if isinstance(item, Match):
+    if isinstance(item, Match) and all(
+        FIELDS.get(f.value) == f for f in expr_fields(item.left)
+    ):
         return {"match": _dump_match(item)}
     if isinstance(item, Counter):
         if item.name is not None:
@@ -167,7 +173,7 @@ def _dump_item(item: Item) -> dict[str, Any]:
                           **({"inv": True} if item.over else {})}}
     if isinstance(item, Notrack):
         return {"notrack": None}
-    if isinstance(item, Vmap):
+    if isinstance(item, Vmap) and all(FIELDS.get(f.value) == f for f in expr_fields(item.key)):
         if isinstance(item.mapping, SetRef):
             data: Any = f"@{item.mapping.name}"
         else:
@@ -182,7 +188,7 @@ def _dump_item(item: Item) -> dict[str, Any]:
         value = item.text.rsplit(" set ", 1)[1]
         return {"mangle": {"key": {"tcp option": {"name": "maxseg", "field": "size"}},
                            "value": {"rt": {"key": "mtu"}} if value == "rt mtu" else int(value)}}
-    return {"xt": {"type": "nft", "name": format_item(item)}}
+    return {"xt": {"type": "nft", "name": format_item(item)}}  # read back by nftjson
 
 
 def _num(text: str) -> Any:

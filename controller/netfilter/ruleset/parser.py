@@ -443,7 +443,11 @@ class _Parser(RuleSyntax):
                     if not self.accept(","):
                         break
                 sdef.flags = tuple(dict.fromkeys(sdef.flags + tuple(flags)))
-            elif self.accept("timeout", "gc-interval", "size", "policy", "comment"):
+            elif self.accept("timeout", "gc-interval"):
+                value = self.value_token("a duration")
+                duration = dt.parse_duration(value.text, value.loc)
+                options.append((tok.text, dt.format_duration(duration)))
+            elif self.accept("size", "policy", "comment"):
                 options.append((tok.text, self.value_token(f"a {tok.text}").text))
             elif self.accept("counter", "auto-merge"):
                 options.append((tok.text, ""))
@@ -506,13 +510,14 @@ class _Parser(RuleSyntax):
             if tok.kind is Kind.EOF:
                 raise self.unexpected(tok, "'}'")
             if kind == "counter" and self.accept("packets", "bytes"):
-                num = self.number(tok.text)
+                num = self.number(tok.text)  # 'packets N bytes M' is one item
                 if tok.text == "packets":
                     obj.packets = num
                 else:
                     obj.bytes = num
-                if not self.at("}"):
-                    self.separator()
+                if self.at("packets", "bytes"):
+                    continue
+                self.separator()
                 continue
             if kind == "ct helper" and self.accept("type"):
                 helper = self.value_token("a helper name")

@@ -351,3 +351,7 @@ class RuleSyntax(ExpressionSyntax):
                 raise RulesetError("packet limit burst must be > 0", tok.loc)
         return limit
 
+
+def parse_items(text: str, filename: str) -> list[Item]:
+    """The matches and statements of one rule written in nft syntax."""
+    return RuleSyntax(text, filename).rule().items
