@@ -350,3 +350,22 @@ def test_fw4_wildcard_and_never_devices() -> None:
     assert not accepted("foo1") and accepted("test3") and accepted("baz0")
     with pytest.raises(RulesetError, match="invalid interface name"):
         loads('table ip t { flowtable f { hook ingress priority 0; devices = { "/x" }; } }')
+
+
+def test_mld_is_untracked_for_ct_state_untracked() -> None:
+    """conntrack leaves MLD untracked (``nf_conntrack_icmpv6``'s noct_valid_new): a rule
+    on ``ct state untracked`` sees it."""
+    from scapy.layers.inet6 import ICMPv6MLReport, IPv6
+
+    from tests.unit.router_helpers import H1_MAC, R1_MAC
+
+    text = """table inet t { chain pre { type filter hook prerouting priority 0; policy accept;
+        ct state untracked counter drop
+    } }"""
+    r = Router(router_config(text))
+    frame = (Ether(src=H1_MAC, dst=R1_MAC) / IPv6(src="fe80::1", dst="2001:db8:1::fe", hlim=1)
+             / ICMPv6MLReport())
+    out = r.receive(bytes(frame), 1, NOW)
+    assert out.path == "drop" and out.reason == "ruleset_prerouting"
+    rule = r.ruleset.table("inet", "t").chains["pre"].rules[0]
+    assert rule.items[1].packets == 1
