@@ -324,7 +324,6 @@ GID = _t("gid", 32, {"root": 0})
 CLASSID = _t("classid", 32, {"none": 0, "root": 0xFFFFFFFF})
 DAY = _t("day", 8, {"sunday": 0, "monday": 1, "tuesday": 2, "wednesday": 3, "thursday": 4,
                     "friday": 5, "saturday": 6})
-SCTP_CHUNK = _t("integer", 8)
 DCCP_PKTTYPE = _t("dccp_pkttype", 4, {"request": 0, "response": 1, "data": 2, "ack": 3,
                                      "dataack": 4, "closereq": 5, "close": 6, "reset": 7,
                                      "sync": 8, "syncack": 9})

@@ -39,21 +39,6 @@ class Field:
     def is_protocol(self) -> bool:
         return self.dtype is dt.INET_PROTO
 
-    @property
-    def is_ifname(self) -> bool:
-        return self.key in ("iifname", "oifname", "iif", "oif") and self.ns == "meta"
-
-    @property
-    def is_port(self) -> bool:
-        return self.key in ("sport", "dport")
-
-    @property
-    def ip_version(self) -> int | None:
-        return self.l3
-
-    @property
-    def l4proto(self) -> int | None:
-        return self.l4
 
 
 _BARE_META = frozenset({"iifname", "oifname", "iif", "oif", "mark", "iiftype", "oiftype",

@@ -59,7 +59,6 @@ REJECT_HOOKS = frozenset({Hook.INPUT, Hook.FORWARD, Hook.OUTPUT, Hook.PREROUTING
 JUMP_STACK_SIZE = 16  # NFT_JUMP_STACK_SIZE
 _PORT_PROTOCOLS = frozenset({6, 17, 33, 132, 136})  # protocols with 16-bit ports at offset 0
 _PROTO_NAMES = {v: k for k, v in reversed(dt.PROTOCOLS.items())}
-_FAMILY_OF_VERSION = {4: Family.IP, 6: Family.IP6}
 _NFPROTO_VERSION = {2: 4, 10: 6}
 
 

@@ -19,7 +19,6 @@ from controller.netfilter.ruleset.model import (
     Hook,
     IPAddress,
     Nat,
-    NatKind,
     SetDef,
     Value,
     VerdictStatement,
@@ -27,8 +26,6 @@ from controller.netfilter.ruleset.model import (
 
 UNSUPPORTED_FAMILIES = ("arp", "bridge", "netdev")
 
-PROTOCOLS = datatypes.PROTOCOLS
-PROTOCOL_NAMES = {number: name for name, number in PROTOCOLS.items()}
 SERVICES = datatypes.SERVICES
 
 # nft's standard priority names (src/rule.c std_prios), with the hooks each is valid for.
@@ -73,12 +70,6 @@ def parse_int(text: str | int, loc: Loc, what: str, lo: int, hi: int) -> int:
     return value
 
 
-def parse_protocol(text: str | int, loc: Loc) -> int:
-    if isinstance(text, str) and text in PROTOCOLS:
-        return PROTOCOLS[text]
-    if isinstance(text, str) and not text.isdigit():
-        raise RulesetError(f"unknown protocol '{text}'", loc)
-    return parse_int(text, loc, "protocol", 0, 255)
 
 
 def parse_port(text: str | int, loc: Loc) -> int:
@@ -112,11 +103,6 @@ def parse_ifname(text: str, loc: Loc) -> str:
     return text
 
 
-def parse_nat_target(text: str, loc: Loc) -> tuple[IPAddress | None, int | None, int | None]:
-    """``ADDR``, ``ADDR:PORT[-PORT]``, ``[V6ADDR]:PORT[-PORT]``, ``V6ADDR`` or ``:PORT[-PORT]``."""
-    nat = Nat(NatKind.DNAT)
-    parse_nat_into(nat, text, loc)
-    return nat.addr, nat.port_min, nat.port_max
 
 
 def parse_nat_into(nat: Nat, text: str, loc: Loc) -> None:
@@ -154,14 +140,6 @@ def parse_nat_into(nat: Nat, text: str, loc: Loc) -> None:
         nat.port_min, nat.port_max = parse_port_range(port_text, loc)
 
 
-def format_nat_target(addr: IPAddress | None, port_min: int | None, port_max: int | None) -> str:
-    text = "" if addr is None else str(addr)
-    if port_min is None:
-        return text
-    if addr is not None and addr.version == 6:
-        text = f"[{text}]"
-    ports = str(port_min) if port_min == port_max else f"{port_min}-{port_max}"
-    return f"{text}:{ports}"
 
 
 def format_priority(value: int, names: dict[str, int]) -> str:
