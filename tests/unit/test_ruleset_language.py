@@ -269,3 +269,23 @@ def test_listings_read_back_the_same() -> None:
     }""")
     assert loads(rs.format()) == rs
     assert loads(json.dumps(rs.to_json())) == rs
+
+
+def test_ct_timeout_and_expectation_objects() -> None:
+    text = """table ip t {
+        ct timeout aggressive {
+            protocol tcp;
+            l3proto ip;
+            policy = { established: 100, close_wait: 4 }
+        }
+        ct expectation e { protocol tcp; dport 22; timeout 1m; size 12; l3proto ip; }
+        chain c { type filter hook prerouting priority 0;
+            ct timeout set "aggressive"
+            ct expectation set "e"
+        }
+    }"""
+    rs = loads(text)
+    assert loads(rs.format()) == rs
+    with pytest.raises(RulesetError, match="no ct timeout nope"):
+        loads('table ip t { chain c { type filter hook prerouting priority 0;\n'
+              'ct timeout set "nope"\n} }')

@@ -394,7 +394,7 @@ class ExpressionSyntax(Syntax):
             if self.accept("map"):
                 return self.map_lookup(expr, (target.dtype,))
             return expr
-        if (target.ns == "ct" and target.key == "helper") or target.dtype.is_string:
+        if target.dtype.is_string:
             return self.string("a name")
         tok = self.value_token("a value")
         value = dt.parse_scalar(target.dtype, tok.text, tok.loc)

@@ -176,6 +176,8 @@ for _key, _dtype, _src in (
     ("direction", dt.CT_DIR, ("ctx", "ct_direction")),
     ("zone", dt.INTEGER[16], ("ctx", "ct_zone")),
     ("helper", dt.STRING, ("ctx", "ct_helper")),
+    ("timeout", dt.STRING, ()),  # a ct timeout object's name (set only)
+    ("expectation", dt.STRING, ()),  # a ct expectation object's name (set only)
     ("expiration", dt.INTEGER[32], ()),
     ("label", dt.BY_NAME["ct_label"], ()),
     ("l3proto", dt.NFPROTO, ("ctx", "nfproto")),

@@ -531,12 +531,17 @@ class _Parser(RuleSyntax):
                 self.separator()
                 continue
             words = []
-            while not self.at_end():
+            depth = 0  # 'policy = { established: 100, close: 4 }' keeps its braces
+            while depth or not self.at_end():
                 t = self.next()
+                if t.kind is Kind.EOF:
+                    raise self.unexpected(t, "'}'")
+                if t.kind is Kind.PUNCT and t.text in "{}":
+                    depth += 1 if t.text == "{" else -1
                 words.append(f'"{t.text}"' if t.kind is Kind.STRING else t.text)
             if not words:
                 raise self.unexpected(self.peek(), "an option")
-            options.append((words[0], " ".join(words[1:])))
+            options.append((words[0], " ".join(words[1:]).replace(" ,", ",")))
         if kind == "ct helper" and "type" not in dict(options):
             raise RulesetError(f"ct helper {name.text} needs 'type \"NAME\" protocol P'",
                                name.loc)

@@ -260,9 +260,12 @@ def _check_set_statement(table: Table, stmt: SetStatement, ctx: _Context) -> Non
                 if ("ct helper", name) not in table.objects:
                     raise RulesetError(f"{ENOENT} (no ct helper {name} in table {table.name})",
                                        stmt.loc)
-    if target.ns == "ct" and target.key == "helper" and isinstance(stmt.value, str):
-        if ("ct helper", stmt.value) not in table.objects:
-            raise RulesetError(f"{ENOENT} (no ct helper {stmt.value} in table {table.name})",
+    if target.ns == "ct" and target.key in ("helper", "timeout", "expectation") and isinstance(
+        stmt.value, str
+    ):
+        kind = f"ct {target.key}"
+        if (kind, stmt.value) not in table.objects:
+            raise RulesetError(f"{ENOENT} (no {kind} {stmt.value} in table {table.name})",
                                stmt.loc)
         return
     if target.ns not in ("meta", "ct"):
