@@ -289,3 +289,23 @@ def test_ct_timeout_and_expectation_objects() -> None:
     with pytest.raises(RulesetError, match="no ct timeout nope"):
         loads('table ip t { chain c { type filter hook prerouting priority 0;\n'
               'ct timeout set "nope"\n} }')
+
+
+def test_object_maps_and_interval_map_data() -> None:
+    """Whole-ruleset spellings from nft's own listings: maps to named objects and to address
+    ranges (``type ipv4_addr : interval ipv4_addr``)."""
+    rs = loads("""table inet x {
+        quota user124 { over 2000 bytes }
+        map test { type ipv4_addr : quota; elements = { 192.168.2.2 : "user124" } }
+        map y { type ipv4_addr : interval ipv4_addr; flags interval;
+            elements = { 10.141.10.0/24 : 192.168.2.2-192.168.2.4 } }
+        chain c { type filter hook input priority 0; quota name ip saddr map @test drop
+        }
+        chain n { type nat hook postrouting priority srcnat; snat ip to ip saddr map @y
+        }
+    }""")
+    assert loads(rs.format()) == rs
+    ev = Evaluator(rs)
+    v = ev.run(Hook.POSTROUTING, 4, ctx(src=ipaddress.ip_address("10.141.10.7").packed))
+    assert v.nat.addr == ipaddress.ip_address("192.168.2.2").packed
+    assert v.nat.addr_max == ipaddress.ip_address("192.168.2.4").packed

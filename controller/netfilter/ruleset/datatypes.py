@@ -338,6 +338,8 @@ IGMP_TYPE = _t("igmp_type", 8, {"membership-query": 0x11, "membership-report-v1"
                                "leave-group": 0x17})
 VERDICT = _t("verdict", 32, kind="verdict")
 OSF_NAME = _t("string", 16 * 8, kind="string")  # NFT_OSF_MAXGENRELEN
+OBJECT_REFS = {kind: _t(kind, 32 * 8, kind="string") for kind in ("counter", "quota", "limit")}
+"""Map data naming stateful objects (``type ipv4_addr : quota``)."""
 FIB_ADDRTYPE = _t("fib_addrtype", 32, {"unspec": 0, "unicast": 1, "local": 2, "broadcast": 3,
                                       "anycast": 4, "multicast": 5, "blackhole": 6,
                                       "unreachable": 7, "prohibit": 8})

@@ -425,9 +425,11 @@ class ExpressionSyntax(Syntax):
         key = self.expression()
         self.expect("map")
         lookup = self.map_lookup(key, (dt.STRING,))
-        names = tuple((kind, str(v)) for _, v in lookup.mapping)  # type: ignore[union-attr]
-        pairs = ", ".join(f'{format_value(expr_types(key), k)} : "{v}"'
-                          for k, v in lookup.mapping)  # type: ignore[union-attr]
+        if isinstance(lookup.mapping, SetRef):
+            ref = lookup.mapping.name
+            return Other(f"{kind} name {format_expr(key)} map @{ref}", tok.loc)
+        names = tuple((kind, str(v)) for _, v in lookup.mapping)
+        pairs = ", ".join(f'{format_value(expr_types(key), k)} : "{v}"' for k, v in lookup.mapping)
         return Other(f"{kind} name {format_expr(key)} map {{ {pairs} }}", tok.loc, names)
 
     def vmap_body(self, key: Expr) -> tuple | SetRef:

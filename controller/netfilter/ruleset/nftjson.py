@@ -216,7 +216,12 @@ class _Reader:
         sdef = SetDef(name, types, loc=loc)
         if is_map:
             data = self.get(obj, "map", path)
-            sdef.data = dt.VERDICT if data == "verdict" else self.types(data, f"{path}.map")[0]
+            if data == "verdict":
+                sdef.data = dt.VERDICT
+            elif isinstance(data, str) and data in dt.OBJECT_REFS:
+                sdef.data = dt.OBJECT_REFS[data]
+            else:
+                sdef.data = self.types(data, f"{path}.map")[0]
         flags = obj.get("flags", [])
         flags = [flags] if isinstance(flags, str) else flags
         if not isinstance(flags, list) or not all(f in ("constant", "interval", "timeout",

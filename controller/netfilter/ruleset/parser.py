@@ -481,10 +481,14 @@ class _Parser(RuleSyntax):
                 return tuple(types)
 
     def map_data_type(self) -> DataType:
+        """``verdict``, a data type (``interval T``: data that are ranges), or an object kind
+        (``counter``, ``quota``, ``limit``: maps to named objects)."""
         word = self.word("a data type")
         if word.text == "verdict":
             return dt.VERDICT
-        dtype = dt.BY_NAME.get(word.text)
+        if word.text == "interval":
+            word = self.word("a data type")
+        dtype = dt.BY_NAME.get(word.text) or dt.OBJECT_REFS.get(word.text)
         if dtype is None:
             raise RulesetError(f"unknown datatype {word.text}", word.loc)
         if self.at("."):
