@@ -309,3 +309,24 @@ def test_object_maps_and_interval_map_data() -> None:
     v = ev.run(Hook.POSTROUTING, 4, ctx(src=ipaddress.ip_address("10.141.10.7").packed))
     assert v.nat.addr == ipaddress.ip_address("192.168.2.2").packed
     assert v.nat.addr_max == ipaddress.ip_address("192.168.2.4").packed
+
+
+def test_catch_all_map_elements_and_stateful_set_elements() -> None:
+    rules = "tcp dport vmap { 22 : accept, * : drop }"
+    assert verdict(fwd(rules), dport=22)
+    assert not verdict(fwd(rules), dport=80)
+    rs = loads("""table ip x {
+        map y { type ipv4_addr : mark; elements = { 10.0.0.1 : 0x1, * : 0x2 } }
+        set s { type ipv4_addr; flags dynamic; counter quota 500 bytes
+            elements = { 1.1.1.1 counter packets 0 bytes 0 quota 500 bytes used 0 bytes } }
+        chain f { type filter hook forward priority 0;
+            meta mark set ip saddr map @y update @s { ip daddr }
+        }
+    }""")
+    assert loads(rs.format()) == rs
+    for src, mark in (("10.0.0.1", 1), ("10.9.9.9", 2)):
+        c = ctx(src=ipaddress.ip_address(src).packed)
+        Evaluator(rs).run(Hook.FORWARD, 4, c)
+        assert c.mark == mark
+    with pytest.raises(RulesetError, match="'\\*' is for maps"):
+        loads("table ip x { set s { type ipv4_addr; elements = { * } } }")

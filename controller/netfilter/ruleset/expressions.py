@@ -84,7 +84,7 @@ def _check_overlaps(types: tuple[DataType, ...], pairs: list, loc: Loc) -> None:
     specified``: one key, two verdicts)."""
     if len(types) != 1 or types[0].is_string:
         return
-    ranges = sorted((key, verdict.text) for key, verdict in pairs)
+    ranges = sorted((key, verdict.text) for key, verdict in pairs if key != "*")
     for (low, prev), (high, _) in itertools.pairwise(ranges):
         if high[0] <= low[1] and low != high:
             raise RulesetError(f"conflicting intervals specified ({prev})", loc)

@@ -270,6 +270,8 @@ def format_match(match: Match) -> str:
 
 
 def format_value(types: tuple | list, value: Any) -> str:
+    if value == "*":  # a map's catch-all element
+        return "*"
     if len(types) > 1:
         return " . ".join(format_value((t,), v) for t, v in zip(types, value, strict=True))
     dtype = types[0]

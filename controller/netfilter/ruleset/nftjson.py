@@ -525,6 +525,8 @@ class _Reader:
         return self.left(raw, path)
 
     def typed(self, types: tuple[dt.DataType, ...], raw: Any, path: str) -> Value:
+        if raw == "*":
+            return "*"  # a map's catch-all element
         if len(types) > 1:
             parts = raw.get("concat") if isinstance(raw, dict) else None
             if not isinstance(parts, list) or len(parts) != len(types):

@@ -221,6 +221,8 @@ def _dump_match(match: Match) -> dict[str, Any]:
 
 
 def _dump_value(types: tuple, value: Value) -> Any:
+    if value == "*":
+        return "*"
     if len(types) > 1:
         return {"concat": [_dump_value((t,), v) for t, v in zip(types, value, strict=True)]}  # type: ignore
     dtype = types[0]

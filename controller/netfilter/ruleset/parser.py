@@ -449,8 +449,13 @@ class _Parser(RuleSyntax):
                 options.append((tok.text, dt.format_duration(duration)))
             elif self.accept("size", "policy", "comment"):
                 options.append((tok.text, self.value_token(f"a {tok.text}").text))
-            elif self.accept("counter", "auto-merge"):
+            elif self.accept("auto-merge"):
                 options.append((tok.text, ""))
+            elif self.at("counter", "quota", "limit"):  # stateful statements per element
+                words = []
+                while not self.at_end():
+                    words.append(self.next().text)
+                options.append((words[0], " ".join(words[1:])))
             elif self.accept("elements"):
                 self.expect("=")
                 raw = self.raw_elements()

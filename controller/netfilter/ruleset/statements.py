@@ -97,7 +97,8 @@ def map_getter(lookup: MapLookup, table: Table) -> Getter:
     dtypes = expr_dtypes(lookup.key)
     pairs = (table.sets[lookup.mapping.name].elements if isinstance(lookup.mapping, SetRef)
              else list(lookup.mapping))
-    tests = [(membership(dtypes, [key]), data) for key, data in pairs]
+    tests = [(membership(dtypes, [key]), data) for key, data in pairs if key != "*"]
+    tests += [(lambda value: True, data) for key, data in pairs if key == "*"]  # catch-all last
 
     def find(ctx: Any) -> Any:
         value = get(ctx)
@@ -310,7 +311,9 @@ def vmap_step(vmap: Vmap, table: Table, chains: dict[str, Any]) -> Step:
     pairs = table.sets[vmap.mapping.name].elements if isinstance(vmap.mapping, SetRef) else list(
         vmap.mapping)
     compiled = [(membership(dtypes, [key]), verdict_step(verdict, chains)(None))
-                for key, verdict in pairs]
+                for key, verdict in pairs if key != "*"]
+    compiled += [(lambda value: True, verdict_step(verdict, chains)(None))
+                 for key, verdict in pairs if key == "*"]  # the catch-all is tried last
 
     def step(ctx: Any) -> Any:
         value = get(ctx)

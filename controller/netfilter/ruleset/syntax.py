@@ -98,22 +98,32 @@ class Syntax:
                 return out
             key = self.raw_value()
             data = None
-            while self.at("timeout", "expires", "comment", "counter"):
-                opt = self.next()
-                if opt.text != "counter":
-                    self.value_token("a value")
+            self.element_options()
             if self.accept(":"):
                 data = self.raw_value()
+                self.element_options()
             out.append((key, data))
             self.skip_newlines()
             if self.accept("}"):
                 return out
             self.expect(",")
 
+    def element_options(self) -> None:
+        """Skip an element's ``timeout``/``expires``/``comment`` and its stateful statements
+        (``counter packets N bytes M``, ``quota 500 bytes used 0 bytes``, ``limit rate ...``):
+        per-element state the mirror does not keep."""
+        while self.at("timeout", "expires", "comment", "counter", "quota", "limit"):
+            self.next()
+            while not (self.at(",", "}", ":") or self.at_end() or self.peek().kind is Kind.EOF
+                       or self.at("timeout", "expires", "comment", "counter", "quota", "limit")):
+                self.next()
+
     def raw_value(self) -> list[Token]:
         """The tokens of one element: parts joined by ``.`` or ``-``, a verdict, a nested
         ``{ }`` from a variable (flattened by the caller)."""
         toks: list[Token] = []
+        if self.at("*"):  # the catch-all element of a map
+            return [self.next()]
         if self.at("jump", "goto"):
             toks.append(self.next())
             toks.append(self.identifier("chain name"))

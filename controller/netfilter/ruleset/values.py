@@ -178,8 +178,14 @@ def typed_values(types: tuple[DataType, ...], toks: list[Token]) -> list[Value]:
     return [typed_value(types, toks)]
 
 
+CATCH_ALL = "*"
+"""The ``*`` element of a map: what a key no other element holds maps to."""
+
+
 def typed_value(types: tuple[DataType, ...], toks: list[Token]) -> Value:
     """One constant of ``types`` (several for a concatenation ``a . b``) from its tokens."""
+    if len(toks) == 1 and toks[0].kind is Kind.PUNCT and toks[0].text == "*":
+        return CATCH_ALL
     parts: list[list[Token]] = [[]]
     for tok in toks:
         if tok.kind is Kind.PUNCT and tok.text == ".":
@@ -228,6 +234,8 @@ def set_elements(sdef: SetDef, raw: list) -> list:
     for key_toks, data_toks in raw:
         keys = typed_values(sdef.key, key_toks)
         if sdef.data is None:
+            if CATCH_ALL in keys:
+                raise RulesetError(f"set {sdef.name}: '*' is for maps", key_toks[0].loc)
             if data_toks is not None:
                 raise RulesetError(f"set {sdef.name} is not a map", key_toks[0].loc)
             out += keys
