@@ -58,6 +58,7 @@ from controller.netfilter.ruleset import (
     NatAction,
     RuleContext,
     Ruleset,
+    Verdict,
 )
 from inet.checksum import checksum
 from inet.encap import Encaps
@@ -89,11 +90,7 @@ class ClassicResult:
 class _Ctx(RuleContext):
     """What rules see plus what ``flow add`` needs."""
 
-    pkt: Packet
-    conn: Conn | None
-    direction: int
-    in_port: int
-    now: float
+    in_port: int = 0
 
 
 class ClassicPath:
@@ -149,10 +146,6 @@ class ClassicPath:
                 return self._drop("ndp_bad_checksum")
             return self._neighbor_input(self.neighbors.handle_ndp(pkt, in_port, now), "ndp")
         original = bytes(pkt.frame)  # what ICMP errors quote (before NAT rewrites)
-        tracked = self._track(pkt, now)
-        if tracked is None:
-            return self._drop("conntrack_full")
-        conn, direction, ctinfo = tracked
         ctx = _Ctx(
             pkt.family,
             pkt.proto,
@@ -162,20 +155,34 @@ class ClassicPath:
             pkt.dport,
             port.name,
             None,
-            ctinfo,
-            conn is not None and not conn.confirmed,
+            CtInfo.INVALID,  # raw chains run before conntrack: no entry yet
+            False,
             pkt.ip_len,
-            pkt,
-            conn,
-            direction,
-            in_port,
-            now,
+            pkt=pkt,
+            now=now,
+            in_port=in_port,
         )
-        verdict = self.evaluator.run(Hook.PREROUTING, pkt.family, ctx)
+        verdict = self.evaluator.run(Hook.PREROUTING, pkt.family, ctx, before_conntrack=True)
         if not verdict.accept:
-            return self._drop("ruleset_prerouting")
+            return self._rejected(verdict, original, in_port, now, "ruleset_prerouting")
+        if ctx.notrack:  # nft 'notrack' in a raw chain: conntrack leaves the packet alone
+            tracked: tuple[Conn | None, int, CtInfo] | None = (None, ORIGINAL, CtInfo.UNTRACKED)
+            self.counters["notrack"] += 1
+        else:
+            tracked = self._track(pkt, now)
+        if tracked is None:
+            return self._drop("conntrack_full")
+        conn, direction, ctinfo = tracked
+        ctx.conn, ctx.direction, ctx.ct_state = conn, direction, ctinfo
+        ctx.ct_new = conn is not None and not conn.confirmed
+        verdict = self.evaluator.run(Hook.PREROUTING, pkt.family, ctx, before_conntrack=False)
+        if not verdict.accept:
+            return self._rejected(verdict, original, in_port, now, "ruleset_prerouting")
         if conn is not None:
-            if verdict.nat is not None and ctx.ct_new and not self.nat.apply(conn, verdict.nat):
+            if verdict.nat is not None and ctx.ct_new and not self.nat.apply(
+                conn, verdict.nat, egress_addr=self.routing.port_address(in_port, pkt.family,
+                                                                         pkt.src)
+            ):
                 return self._drop("nat_failed")
             if conn.status & Status.NAT_MASK:
                 mangle_prerouting(pkt, conn, direction)
@@ -200,7 +207,7 @@ class ClassicPath:
         ctx.oifname = out.name
         verdict = self.evaluator.run(Hook.FORWARD, pkt.family, ctx)
         if not verdict.accept:
-            return self._drop("ruleset_forward")
+            return self._rejected(verdict, original, in_port, now, "ruleset_forward")
         verdict = self.evaluator.run(Hook.POSTROUTING, pkt.family, ctx)
         if not verdict.accept:
             return self._drop("ruleset_postrouting")
@@ -239,7 +246,7 @@ class ClassicPath:
         """Traffic for the router itself: the input chain, then echo requests are answered."""
         verdict = self.evaluator.run(Hook.INPUT, pkt.family, ctx)
         if not verdict.accept:
-            return self._drop("ruleset_input")
+            return self._rejected(verdict, bytes(pkt.frame), ctx.in_port, now, "ruleset_input")
         conn = ctx.conn
         if conn is not None and not conn.confirmed and not self.conntrack.confirm(conn, now):
             return self._drop("conntrack_insert_failed")
@@ -409,6 +416,30 @@ class ClassicPath:
                 return src
         hop = self.routing.lookup(pkt.src)
         return hop.src if hop is not None else None
+
+    def _rejected(
+        self, verdict: Verdict, frame: bytes, in_port: int, now: float, reason: str
+    ) -> ClassicResult:
+        """A dropped packet, answered first if the rule was ``reject`` (``nft_reject_inet_eval``:
+        ``nf_send_unreach``/``nf_send_unreach6`` or ``nf_send_reset``; not rate-limited)."""
+        rej = verdict.reject
+        if rej is None:
+            return self._drop(reason)
+        try:
+            pkt = parse(frame)
+        except Malformed:
+            return self._drop(reason)
+        datagram = None
+        if rej.kind == "tcp reset":
+            datagram = icmp.tcp_reset(pkt)
+        else:
+            src = self._icmp_source(pkt, in_port)
+            if src is not None:
+                datagram = icmp.unreachable_code(pkt, src, rej.code)
+        sends = self._send_local(datagram, now) if datagram is not None else []
+        if sends:
+            self.counters[f"reject_{rej.kind.replace(' ', '_')}"] += 1
+        return self._drop(reason, sends)
 
     def _drop(self, reason: str, sends: list[Send] | None = None) -> ClassicResult:
         self.drops[reason] += 1

@@ -32,6 +32,7 @@ from controller.ip.packet import (
 )
 from controller.netfilter.ct import IPPROTO_ICMP, IPPROTO_ICMPV6
 
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 ICMP_HLEN = 8
 IPV4_ERROR_MAX = 576  # RFC 1812 §4.3.2.3: the whole error datagram stays within 576 bytes
 IPV6_ERROR_MAX = 1280  # RFC 4443 §2.4 (c): ... within the IPv6 minimum MTU
@@ -64,6 +65,34 @@ def dest_unreachable(pkt: Packet, src: bytes, why: Unreachable) -> bytes | None:
     """Destination unreachable with the family's code for ``why``."""
     icmp_type = ICMP_DEST_UNREACH if pkt.family == 4 else ICMPV6_DEST_UNREACH
     return _error(pkt, src, icmp_type, why.code(pkt.family), bytes(4))
+
+
+def unreachable_code(pkt: Packet, src: bytes, code: int) -> bytes | None:
+    """Destination unreachable with an explicit code: nft's ``reject with icmp[v6] type CODE``
+    (``nf_send_unreach``/``nf_send_unreach6``)."""
+    icmp_type = ICMP_DEST_UNREACH if pkt.family == 4 else ICMPV6_DEST_UNREACH
+    return _error(pkt, src, icmp_type, code, bytes(4))
+
+
+def tcp_reset(pkt: Packet) -> bytes | None:
+    """The RST ``nf_send_reset``/``nf_send_reset6`` answer a TCP segment with: from its
+    destination back to its source, ``seq = ack_seq`` if it had ACK, else ``ack = seq + SYN +
+    FIN + payload`` with RST|ACK; never in answer to a RST or a non-first fragment."""
+    if pkt.proto != 6 or pkt.l4 < 0 or not pkt.first_fragment or pkt.tcp_flags & TCP_RST:
+        return None
+    if not _is_host_source(pkt):
+        return None
+    seq_in, ack_in = struct.unpack_from("!II", pkt.frame, pkt.l4 + 4)
+    doff = (pkt.frame[pkt.l4 + 12] >> 4) * 4
+    payload = pkt.l4_len - doff
+    if pkt.tcp_flags & TCP_ACK:
+        seq, ack, flags = ack_in, 0, TCP_RST
+    else:
+        syn_fin = (1 if pkt.tcp_flags & TCP_SYN else 0) + (1 if pkt.tcp_flags & TCP_FIN else 0)
+        seq, ack, flags = 0, (seq_in + syn_fin + payload) & 0xFFFFFFFF, TCP_RST | TCP_ACK
+    segment = frames.tcp(pkt.dst, pkt.src, pkt.dport, pkt.sport, seq=seq, ack=ack, flags=flags,
+                         window=0)
+    return frames.ip(pkt.dst, pkt.src, 6, segment)
 
 
 def packet_too_big(pkt: Packet, src: bytes, mtu: int) -> bytes | None:

@@ -95,6 +95,37 @@ def recompute_icmp_checksum(pkt: Packet) -> None:
     _H.pack_into(frame, l4 + 2, checksum(memoryview(frame)[l4:end], initial))
 
 
+def set_header_bits(pkt: Packet, base: str, bit_offset: int, bits: int, value: int) -> bool:
+    """nft's payload set (``nft_payload_set_eval``) of a field in the network (``nh``) or
+    transport (``th``) header: the bits change and the checksums covering them follow (the
+    IPv4 header checksum, the L4 checksum), unless the field is that checksum itself.
+    False when the header is not in the packet."""
+    start = pkt.l3 if base == "nh" else pkt.l4
+    end = pkt.l3 + pkt.ip_len
+    if start < 0 or start + (bit_offset + bits + 7) // 8 > end:
+        return False
+    if base == "th" and not pkt.first_fragment:
+        return False
+    frame = pkt.frame
+    lo = start + (bit_offset // 8 & ~1)  # whole 16-bit words, for the checksum deltas
+    hi = start + (((bit_offset + bits + 7) // 8 + 1) & ~1)
+    old = bytes(frame[lo:hi])
+    width = (hi - lo) * 8
+    shift = width - (bit_offset - (lo - start) * 8) - bits
+    mask = ((1 << bits) - 1) << shift
+    word = (int.from_bytes(old, "big") & ~mask) | ((value << shift) & mask)
+    frame[lo:hi] = word.to_bytes(hi - lo, "big")
+    delta = replace_delta(old, bytes(frame[lo:hi]))
+    if base == "nh" and pkt.family == 4 and not lo <= pkt.l3 + 10 < hi:
+        where = pkt.l3 + 10
+        _H.pack_into(frame, where, apply_delta(_H.unpack_from(frame, where)[0], delta))
+    if base == "th":
+        layout = _L4_CHECK.get(pkt.proto)
+        if layout is None or not lo <= pkt.l4 + layout[0] < hi:
+            _fix_l4(pkt, delta)
+    return True
+
+
 def _set_addr(pkt: Packet, addr: bytes, offset: int) -> None:
     family = pkt.family
     size = 4 if family == 4 else 16

@@ -62,7 +62,7 @@ class NatAction(Protocol):
     """What a NAT rule asks for (``controller.netfilter.ruleset`` supplies it)."""
 
     @property
-    def kind(self) -> str: ...  # "snat" | "dnat" | "masquerade"
+    def kind(self) -> str: ...  # "snat" | "dnat" | "masquerade" | "redirect"
 
     @property
     def addr(self) -> bytes | None: ...
@@ -153,7 +153,8 @@ class Nat:
         self._bysource: dict[tuple[int, int, bytes, int], Conn] = {}
 
     def apply(self, conn: Conn, action: NatAction, *, egress_addr: bytes | None = None) -> bool:
-        """Bind a ruleset NAT action; masquerade uses ``egress_addr`` (the output address).
+        """Bind a ruleset NAT action; masquerade uses ``egress_addr`` (the output address),
+        redirect the address of the input interface passed the same way (``nf_nat_redirect``).
 
         False (counted) when the address does not fit the connection's family, masquerade has
         no address to use, or no unique tuple is left in the range; the kernel drops the packet.
@@ -161,6 +162,11 @@ class Nat:
         kind = action.kind
         if kind == "dnat":
             manip, addr = Manip.DST, action.addr
+        elif kind == "redirect":
+            manip, addr = Manip.DST, egress_addr
+            if addr is None:
+                self.stats["bad_address"] += 1
+                return False
         elif kind in ("snat", "masquerade"):
             manip = Manip.SRC
             addr = egress_addr if kind == "masquerade" and action.addr is None else action.addr

@@ -241,8 +241,9 @@ def test_bad_actions_are_refused_and_counted() -> None:
     assert not r.nat.apply(conn, MASQ, egress_addr=None)
     assert not r.nat.apply(conn, Action("snat", ip("2001:db8::1")))
     assert r.nat.stats["bad_address"] == 2 and conn.tuples[REPLY] == reply_tuple(conn.tuples[0])
+    assert not r.nat.apply(conn, Action("redirect"), egress_addr=None)
     with pytest.raises(ValueError, match="unknown NAT action"):
-        r.nat.apply(conn, Action("redirect"))
+        r.nat.apply(conn, Action("netmap"))
 
 
 def test_bindings_are_refused_after_confirm() -> None:

@@ -171,7 +171,7 @@ table ip nat {
         oifname "eth1" counter masquerade
     }
     chain post2 { type nat hook postrouting priority srcnat + 5; policy accept;
-        snat to 192.0.2.1:1000-2000
+        meta l4proto tcp snat to 192.0.2.1:1000-2000
     }
 }
 """

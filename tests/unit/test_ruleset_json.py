@@ -30,7 +30,7 @@ table inet filter {
 	chain post {
 		type nat hook postrouting priority srcnat; policy accept;
 		oifname "eth1" masquerade
-		ip daddr 192.0.2.1 snat ip to 198.51.100.1:1024-2048
+		ip daddr 192.0.2.1 meta l4proto tcp snat ip to 198.51.100.1:1024-2048
 	}
 
 	chain pre {
@@ -86,6 +86,7 @@ NFT_JSON = {
         {"rule": {"family": "inet", "table": "filter", "chain": "post", "handle": 10, "expr": [
             {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
                        "right": "192.0.2.1"}},
+            {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}},
             {"snat": {"family": "ip", "addr": "198.51.100.1",
                       "port": {"range": [1024, 2048]}}}]}},
         {"rule": {"family": "inet", "table": "filter", "chain": "pre", "handle": 12, "expr": [
@@ -198,7 +199,8 @@ def rule_doc(*expr: object) -> str:
                     }
                 }
             ),
-            "r.json: $.nftables[2].rule.expr[0].match.right[0]: invalid port 'httpx'",
+            "r.json: $.nftables[2].rule.expr[0].match.right[0]: 'httpx' is not a valid "
+            "inet_service value",
         ),
         (
             rule_doc(
@@ -210,13 +212,13 @@ def rule_doc(*expr: object) -> str:
                     }
                 }
             ),
-            "r.json: $.nftables[2].rule.expr[0].match.right.set[1]: port 99999 out of range "
-            "0-65535",
+            "r.json: $.nftables[2].rule.expr[0].match.right.set[1]: value 99999 exceeds valid "
+            "range 0-65535 of inet_service",
         ),
         (
-            rule_doc({"match": {"op": "==", "left": {"meta": {"key": "mark"}}, "right": 1}}),
+            rule_doc({"match": {"op": "==", "left": {"meta": {"key": "bogus"}}, "right": 1}}),
             "r.json: $.nftables[2].rule.expr[0].match.left: unsupported match on "
-            '{"meta": {"key": "mark"}}',
+            '{"meta": {"key": "bogus"}}',
         ),
         (
             rule_doc({"flow": {"op": "add", "flowtable": "@nope"}}),
@@ -229,8 +231,8 @@ def rule_doc(*expr: object) -> str:
             "no effect",
         ),
         (
-            rule_doc({"log": None}),
-            "r.json: $.nftables[2].rule.expr[0].log: unsupported expression 'log'",
+            rule_doc({"synproxy": None}),
+            "r.json: $.nftables[2].rule.expr[0].synproxy: unsupported expression 'synproxy'",
         ),
         (
             '{"nftables": [{"table": {"family": "bridge", "name": "t"}}]}',

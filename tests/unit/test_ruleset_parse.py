@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 from controller.netfilter.ruleset import Family, Hook, Ruleset, RulesetError, load_file, loads
+from controller.netfilter.ruleset.format import format_rule
 from controller.netfilter.ruleset.model import (
     ChainType,
     Counter,
-    Field,
     FlowAdd,
     Match,
     Nat,
     NatKind,
+    Rule,
     VerdictStatement,
 )
 
@@ -118,42 +119,50 @@ def test_table_family_defaults_to_ip_and_policy_drop() -> None:
     assert chain.base.policy_accept is False
 
 
+def rule_text(rule: str) -> str:
+    return format_rule(Rule(only_rule_items(rule)))
+
+
 def test_matches() -> None:
     items = only_rule_items(
         "meta l4proto { tcp, udp } ip protocol tcp ct state { established, related } "
         "ip saddr 10.0.0.0/8 ip daddr { 192.0.2.1, 198.51.100.0/24 } tcp sport 1024-65535 "
         'tcp dport { 22, 80 } iifname "eth0" oifname { "eth1", eth2 } accept'
     )
-    fields = [(m.field, m.values) for m in items if isinstance(m, Match)]
-    net = ipaddress.ip_network
+    fields = [(m.field.nft, m.values) for m in items if isinstance(m, Match)]
+    ip = lambda a: int(ipaddress.ip_address(a))  # noqa: E731
     assert fields == [
-        (Field.META_L4PROTO, (6, 17)),
-        (Field.IP_PROTOCOL, (6,)),
-        (Field.CT_STATE, ("established", "related")),
-        (Field.IP_SADDR, (net("10.0.0.0/8"),)),
-        (Field.IP_DADDR, (net("192.0.2.1/32"), net("198.51.100.0/24"))),
-        (Field.TCP_SPORT, ((1024, 65535),)),
-        (Field.TCP_DPORT, ((22, 22), (80, 80))),
-        (Field.IIFNAME, ("eth0",)),
-        (Field.OIFNAME, ("eth1", "eth2")),
+        ("meta l4proto", ((6, 6), (17, 17))),
+        ("ip protocol", ((6, 6),)),
+        ("ct state", ((2, 2), (4, 4))),
+        ("ip saddr", ((ip("10.0.0.0"), ip("10.255.255.255")),)),
+        ("ip daddr", ((ip("192.0.2.1"), ip("192.0.2.1")),
+                      (ip("198.51.100.0"), ip("198.51.100.255")))),
+        ("tcp sport", ((1024, 65535),)),
+        ("tcp dport", ((22, 22), (80, 80))),
+        ("iifname", ("eth0",)),
+        ("oifname", ("eth1", "eth2")),
     ]
     assert items[-1] == VerdictStatement(True)
 
 
 def test_ip6_and_udp_matches_and_negation() -> None:
-    items = only_rule_items(
+    text = (
         "ip6 saddr 2001:db8::/32 ip6 daddr != ::1 udp dport != { 53, 123 } "
         "ct state != invalid udp sport 53 drop"
     )
-    assert items[0] == Match(Field.IP6_SADDR, (ipaddress.ip_network("2001:db8::/32"),))
-    assert items[1] == Match(Field.IP6_DADDR, (ipaddress.ip_network("::1/128"),), negate=True)
-    assert items[2] == Match(Field.UDP_DPORT, ((53, 53), (123, 123)), negate=True)
-    assert items[3] == Match(Field.CT_STATE, ("invalid",), negate=True)
-    assert items[-1] == VerdictStatement(False)
+    assert rule_text(text) == (
+        "ip6 saddr 2001:db8::/32 ip6 daddr != ::1 udp dport != { 53, 123 } "
+        "ct state != invalid udp sport 53 drop"
+    )
+    assert only_rule_items(text)[1].negate
 
 
-def test_ct_state_bitmask_spelling_equals_set_spelling() -> None:
-    assert only_rule_items("ct state established,related accept") == only_rule_items(
+def test_ct_state_bitmask_spelling_and_set_spelling() -> None:
+    assert rule_text("ct state established,related accept") == (
+        "ct state established,related accept"
+    )
+    assert rule_text("ct state { established, related } accept") == (
         "ct state { established, related } accept"
     )
 
@@ -179,16 +188,20 @@ def nat_items(chain_hook: str, statement: str, family: str = "ip") -> Nat:
     ("hook", "statement", "expected"),
     [
         ("postrouting", "masquerade", Nat(NatKind.MASQUERADE)),
-        ("postrouting", "masquerade to :1024-2048", Nat(NatKind.MASQUERADE, None, 1024, 2048)),
+        (
+            "postrouting",
+            "meta l4proto tcp masquerade to :1024-2048",
+            Nat(NatKind.MASQUERADE, None, 1024, 2048),
+        ),
         ("postrouting", "snat to 192.0.2.1", Nat(NatKind.SNAT, ipaddress.ip_address("192.0.2.1"))),
         (
             "postrouting",
-            "snat to 192.0.2.1:1000-2000",
+            "meta l4proto tcp snat to 192.0.2.1:1000-2000",
             Nat(NatKind.SNAT, ipaddress.ip_address("192.0.2.1"), 1000, 2000),
         ),
         (
             "postrouting",
-            "snat ip to 192.0.2.1:5000",
+            "meta l4proto udp snat ip to 192.0.2.1:5000",
             Nat(NatKind.SNAT, ipaddress.ip_address("192.0.2.1"), 5000, 5000, Family.IP),
         ),
         (
@@ -208,7 +221,7 @@ def test_nat_statements(hook: str, statement: str, expected: Nat) -> None:
 
 
 def test_ip6_dnat_with_bracketed_address_and_port() -> None:
-    nat = nat_items("prerouting", "dnat ip6 to [2001:db8::5]:80", family="inet")
+    nat = nat_items("prerouting", "tcp dport 80 dnat ip6 to [2001:db8::5]:80", family="inet")
     assert nat == Nat(NatKind.DNAT, ipaddress.ip_address("2001:db8::5"), 80, 80, Family.IP6)
 
 

@@ -14,6 +14,7 @@ from controller.netfilter.ruleset.evaluator import (
     Evaluator,
     NatAction,
     PacketContext,
+    RejectAction,
     RuleContext,
     Verdict,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "Loc",
     "NatAction",
     "PacketContext",
+    "RejectAction",
     "RuleContext",
     "Ruleset",
     "RulesetError",

@@ -1,38 +1,71 @@
-"""Run a packet through the base chains of one hook, as netfilter does.
+"""Run a packet through the base chains of one hook, as netfilter does (``nft_do_chain``).
 
 Chains of the hook are taken in priority order across every table whose family matches (inet
-matches IPv4 and IPv6). ``accept`` ends a chain and the packet goes on to the next chain; ``drop``
-ends everything; the policy applies when a chain runs out of rules. NAT chains see only the first
-packet of a connection (``ctx.ct_new``), and once one of them has bound a mapping, later NAT
-chains of the hook are skipped, like ``nf_nat_inet_fn``. ``flow add @ft`` calls ``flow_add`` and
-the rule continues.
+matches IPv4 and IPv6). ``accept`` ends a chain and the packet goes on to the next chain;
+``drop`` (and ``reject``) ends everything; the policy applies when a base chain runs out of
+rules. ``jump`` runs a regular chain and comes back, ``goto`` does not come back, ``return``
+leaves the current chain (at most 16 levels, ``NFT_JUMP_STACK_SIZE``); ``continue`` goes on
+with the next rule. NAT chains see only the first packet of a connection (``ctx.ct_new``), and
+once one of them has bound a mapping, later NAT chains of the hook are skipped, like
+``nf_nat_inet_fn``. ``flow add @ft`` calls ``flow_add`` and the rule continues.
 
-Rules are compiled once into closures so that a packet costs a few attribute reads and set
-lookups per rule, never string work.
+A selector whose value is not there (a payload beyond the packet, a ct key without a
+connection) ends the rule, as ``NFT_BREAK`` does. Rules are compiled once into closures.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from controller.netfilter.ct import CtInfo
 from controller.netfilter.ruleset.model import (
     ChainType,
     Counter,
-    Field,
     FlowAdd,
     FlowtableDef,
     Hook,
+    Limit,
     Match,
     Nat,
+    Notrack,
+    Reject,
     Rule,
+    SetRef,
+    SetStatement,
+    SetUpdate,
     Table,
     VerdictStatement,
+    Vmap,
 )
 from controller.netfilter.ruleset.ruleset import Ruleset
+from controller.netfilter.ruleset.selectors import (
+    NEVER_NONE,
+    Step,
+    comparison,
+    expr_dtypes,
+    expr_getter,
+    guards,
+    live_membership,
+    membership,
+)
+from controller.netfilter.ruleset.statements import (
+    counting,
+    limiting,
+    nat_map_step,
+    nat_steps,
+    notrack,
+    reject_steps,
+    set_update,
+    setting,
+    verdict_step,
+    vmap_step,
+)
+from controller.netfilter.ruleset.verdicts import ACCEPT, DROP, NatAction, RejectAction, Verdict
+
+__all__ = ["ACCEPT", "DROP", "Evaluator", "NatAction", "PacketContext", "RejectAction",
+           "RuleContext", "Verdict"]
 
 
 class PacketContext(Protocol):
@@ -54,7 +87,10 @@ class PacketContext(Protocol):
 @dataclass(slots=True)
 class RuleContext:
     """A :class:`PacketContext` as plain data: the classic path extends it with its packet;
-    kernel mode's offload selectors hand it a connection's original direction."""
+    kernel mode's offload selectors hand it a connection's original direction.
+
+    ``mark`` is the packet mark (``meta mark``, set by ``meta mark set``); ``pkt`` the parsed
+    packet payload selectors read; ``conn``/``direction`` the connection ct keys read."""
 
     family: int
     proto: int
@@ -67,76 +103,24 @@ class RuleContext:
     ct_state: CtInfo
     ct_new: bool
     length: int
+    mark: int = 0
+    pkt: Any = None
+    conn: Any = None
+    direction: int = 0
+    now: float = 0.0
+    notrack: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class NatAction:
-    """The mapping a NAT rule asks for; ``addr`` None means "the egress address" (masquerade)."""
-
-    kind: str  # "snat" | "dnat" | "masquerade"
-    addr: bytes | None = None
-    port_min: int | None = None
-    port_max: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    accept: bool
-    nat: NatAction | None = None
 
 
-ACCEPT = Verdict(True)
-DROP = Verdict(False)
+
+
+CONNTRACK_PRIORITY = -200  # NF_IP_PRI_CONNTRACK: raw chains (-300) run before it
 
 FlowAddHook = Callable[[FlowtableDef, PacketContext], None]
-Step = Callable[[PacketContext], bool]
 
-_CT_STATES = {
-    "established": (CtInfo.ESTABLISHED, CtInfo.ESTABLISHED_REPLY),
-    "related": (CtInfo.RELATED, CtInfo.RELATED_REPLY),
-    "new": (CtInfo.NEW,),
-    "invalid": (CtInfo.INVALID,),
-    "untracked": (),  # we track everything
-}
-_ATTRS = {
-    Field.IP_SADDR: "src",
-    Field.IP6_SADDR: "src",
-    Field.IP_DADDR: "dst",
-    Field.IP6_DADDR: "dst",
-    Field.TCP_SPORT: "sport",
-    Field.UDP_SPORT: "sport",
-    Field.TCP_DPORT: "dport",
-    Field.UDP_DPORT: "dport",
-    Field.IIFNAME: "iifname",
-    Field.OIFNAME: "oifname",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _CompiledRule:
-    steps: tuple[Step, ...]
-    outcome: Verdict | None  # what the rule's terminal statement decides
-    outcome_family: int | None  # ``snat ip to`` in an inet table acts only on IPv4
-
-
-@dataclass(frozen=True, slots=True)
-class _CompiledChain:
-    priority: int
-    is_nat: bool
-    rules: tuple[_CompiledRule, ...]
-    policy: Verdict
-
-    def run(self, ctx: PacketContext) -> Verdict:
-        family = ctx.family
-        for rule in self.rules:
-            for step in rule.steps:
-                if not step(ctx):
-                    break
-            else:
-                outcome = rule.outcome
-                if outcome is not None and rule.outcome_family in (None, family):
-                    return outcome
-        return self.policy
 
 
 class Evaluator:
@@ -145,57 +129,99 @@ class Evaluator:
     def __init__(self, ruleset: Ruleset, *, flow_add: FlowAddHook | None = None) -> None:
         self._flow_add = flow_add
         chains: dict[tuple[Hook, int], list[_CompiledChain]] = {}
-        for table, chain in ruleset.chains():
-            if chain.base is None:
-                continue  # regular chains are only reached by jump/goto, which we lack
-            compiled = _CompiledChain(
-                chain.base.priority,
-                chain.base.type is ChainType.NAT,
-                tuple(self._compile_rule(table, rule) for rule in chain.rules),
-                ACCEPT if chain.base.policy_accept else DROP,
-            )
-            for version in table.family.ip_versions:
-                chains.setdefault((chain.base.hook, version), []).append(compiled)
-        self._chains = {
-            key: tuple(sorted(v, key=lambda c: c.priority)) for key, v in chains.items()
-        }
+        for table in ruleset.tables.values():
+            compiled_chains: dict[str, _CompiledChain] = {}
+            for chain in table.chains.values():
+                policy = ACCEPT
+                if chain.base is not None and not chain.base.policy_accept:
+                    policy = DROP
+                compiled_chains[chain.name] = _CompiledChain(
+                    chain.name,
+                    chain.base.priority if chain.base else 0,
+                    chain.base is not None and chain.base.type is ChainType.NAT,
+                    [],
+                    policy,
+                )
+            for chain in table.chains.values():
+                compiled_chains[chain.name].rules.extend(
+                    self._compile_rule(table, rule, compiled_chains) for rule in chain.rules
+                )
+            for chain in table.chains.values():
+                if chain.base is None:
+                    continue
+                for version in table.family.ip_versions:
+                    chains.setdefault((chain.base.hook, version), []).append(
+                        compiled_chains[chain.name]
+                    )
+        self._chains: dict[tuple[Hook, int, bool | None], tuple[_CompiledChain, ...]] = {}
+        for (hook, version), found in chains.items():
+            ordered = sorted(found, key=lambda c: c.priority)
+            self._chains[(hook, version, None)] = tuple(ordered)
+            for stage in (True, False):
+                self._chains[(hook, version, stage)] = tuple(
+                    c for c in ordered if (c.priority < CONNTRACK_PRIORITY) == stage
+                )
 
-    def run(self, hook: Hook, family: int, ctx: PacketContext) -> Verdict:
+    def run(
+        self, hook: Hook, family: int, ctx: PacketContext, before_conntrack: bool | None = None
+    ) -> Verdict:
+        """``before_conntrack``: True runs only the chains conntrack follows (priority below
+        ``NF_IP_PRI_CONNTRACK``, the raw chains where ``notrack`` works), False only the rest,
+        None all of them."""
         nat: NatAction | None = None
-        for chain in self._chains.get((hook, family), ()):
+        for chain in self._chains.get((hook, family, before_conntrack), ()):
             if chain.is_nat and (nat is not None or not ctx.ct_new):
                 continue
-            verdict = chain.run(ctx)
+            verdict = chain.run_base(ctx)
             if not verdict.accept:
-                return verdict if nat is None else Verdict(False, nat)
+                return verdict if nat is None else Verdict(False, nat, verdict.reject)
             if verdict.nat is not None:
                 nat = verdict.nat
         return ACCEPT if nat is None else Verdict(True, nat)
 
     # -- compilation -----------------------------------------------------------------------------
 
-    def _compile_rule(self, table: Table, rule: Rule) -> _CompiledRule:
+    def _compile_rule(
+        self, table: Table, rule: Rule, chains: dict[str, _CompiledChain]
+    ) -> tuple[Step, ...]:
         steps: list[Step] = []
-        outcome: Verdict | None = None
-        outcome_family: int | None = None
         for item in rule.items:
             if isinstance(item, Match):
-                steps.append(_compile_match(item))
+                steps.append(_compile_match(item, table))
+                for guard in guards(item.left):
+                    steps.insert(len(steps) - 1, guard)
             elif isinstance(item, Counter):
-                steps.append(_counting(item))
+                steps.append(counting(item, table))
             elif isinstance(item, FlowAdd):
                 steps.append(self._flow_adding(table.flowtables[item.flowtable]))
             elif isinstance(item, VerdictStatement):
-                outcome = ACCEPT if item.accept else DROP
-            else:
-                assert isinstance(item, Nat)
-                outcome, outcome_family = _nat_outcome(item)
-        return _CompiledRule(tuple(steps), outcome, outcome_family)
+                steps.append(verdict_step(item, chains))
+            elif isinstance(item, Nat) and item.map is not None:
+                steps.extend(guards(item.map.key))
+                steps.append(nat_map_step(item, table))
+            elif isinstance(item, Nat):
+                steps.extend(nat_steps(item))
+            elif isinstance(item, Reject):
+                steps.extend(reject_steps(item))
+            elif isinstance(item, Limit):
+                steps.append(limiting(item, table))
+            elif isinstance(item, SetStatement):
+                steps.append(setting(item, table))
+            elif isinstance(item, Notrack):
+                steps.append(notrack)
+            elif isinstance(item, SetUpdate):
+                steps.extend(guards(item.key))
+                steps.append(set_update(item, table))
+            elif isinstance(item, Vmap):
+                steps.extend(guards(item.key))
+                steps.append(vmap_step(item, table, chains))
+            # log and the statements kept as text change nothing the mirror models
+        return tuple(steps)
 
     def _flow_adding(self, ft: FlowtableDef) -> Step:
         hook = self._flow_add
 
-        def flow_add(ctx: PacketContext) -> bool:
+        def flow_add(ctx: Any) -> bool:
             if hook is not None:
                 hook(ft, ctx)
             return True
@@ -203,93 +229,154 @@ class Evaluator:
         return flow_add
 
 
-def _counting(counter: Counter) -> Step:
-    def count(ctx: PacketContext) -> bool:
-        counter.packets += 1
-        counter.bytes += ctx.length
-        return True
+@dataclass(slots=True)
+class _CompiledChain:
+    name: str
+    priority: int
+    is_nat: bool
+    rules: list[tuple[Step, ...]]
+    policy: Verdict
 
-    return count
+    def run_base(self, ctx: Any) -> Verdict:
+        outcome = self.run(ctx, 0)
+        if outcome is None:
+            return self.policy
+        return outcome
+
+    def run(self, ctx: Any, depth: int) -> Verdict | None:
+        """``nft_do_chain`` for this chain: a final verdict, or None (fell off / returned)."""
+        for steps in self.rules:
+            outcome: Any = True
+            for step in steps:
+                outcome = step(ctx)
+                if outcome is not True:
+                    break
+            if outcome is True or outcome is False:
+                continue
+            kind, arg = outcome
+            if kind == "verdict":
+                return arg
+            if kind == "continue":
+                continue
+            if kind == "return":
+                return None
+            if depth >= 16:
+                return DROP  # the kernel never gets here: validation refuses deep jumps
+            result = arg.run(ctx, depth + 1)
+            if kind == "goto" or result is not None:
+                return result
+        return None
 
 
-def _nat_outcome(nat: Nat) -> tuple[Verdict, int | None]:
-    family = None
-    if nat.family is not None:
-        family = nat.family.ip_versions[0]
-    if nat.addr is not None:
-        family = nat.addr.version
-    addr = nat.addr.packed if nat.addr is not None else None
-    return Verdict(True, NatAction(nat.kind.value, addr, nat.port_min, nat.port_max)), family
+# -- matches ---------------------------------------------------------------------------------------
 
 
-def _compile_match(match: Match) -> Step:
-    test = _value_test(match)
-    if match.negate:
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+def _compile_match(match: Match, table: Table) -> Step:
+    get = expr_getter(match.left)
+    dtypes = expr_dtypes(match.left)
+    values = match.values
+    if isinstance(values, SetRef):
+        test = live_membership(dtypes, table.sets[values.name])
+    elif match.is_set:
+        test = membership(dtypes, list(values))
+    else:
+        test = comparison(dtypes, match.op, values[0])
+    if match.op == "!=":
         positive = test
 
-        def test(ctx: PacketContext) -> bool:
-            return not positive(ctx)
+        def test(value: Any) -> bool:
+            return not positive(value)
 
-    l4 = match.field.l4proto
-    if l4 is not None:
-        inner = test
+    if get in NEVER_NONE:
 
-        def test(ctx: PacketContext) -> bool:
-            return ctx.proto == l4 and inner(ctx)
+        def always(ctx: Any) -> bool:
+            return test(get(ctx))
 
-    version = match.field.ip_version
-    if version is not None:
-        unversioned = test
+        return always
 
-        def test(ctx: PacketContext) -> bool:
-            return ctx.family == version and unversioned(ctx)
+    def step(ctx: Any) -> bool:
+        value = get(ctx)
+        return value is not None and test(value)
 
-    return test
+    return step
 
 
-def _value_test(match: Match) -> Step:
-    field, vals = match.field, match.values
-    if field.is_protocol:
-        protos = frozenset(vals)
-        return lambda ctx: ctx.proto in protos
-    if field is Field.CT_STATE:
-        states = frozenset(s for v in vals for s in _CT_STATES[str(v)])
-        return lambda ctx: ctx.ct_state in states
-    attr = _ATTRS[field]
-    if field.is_ifname:
-        return _ifname_test(attr, [str(v) for v in vals])
-    if field.is_port:
-        return _port_test(attr, vals)  # type: ignore[arg-type]
-    return _address_test(attr, vals)  # type: ignore[arg-type]
 
 
-def _ifname_test(attr: str, names: list[str]) -> Step:
-    exact = frozenset(n for n in names if not n.endswith("*"))
-    prefixes = tuple(n[:-1] for n in names if n.endswith("*"))  # nft wildcard "eth*"
-
-    def test(ctx: PacketContext) -> bool:
-        name = getattr(ctx, attr) or ""
-        return name in exact or (bool(prefixes) and name.startswith(prefixes))
-
-    return test
 
 
-def _port_test(attr: str, ranges: Sequence[tuple[int, int]]) -> Step:
-    if all(lo == hi for lo, hi in ranges):
-        ports = frozenset(lo for lo, _ in ranges)
-        return lambda ctx: getattr(ctx, attr) in ports
-    bounds = tuple(ranges)
-    return lambda ctx: any(lo <= getattr(ctx, attr) <= hi for lo, hi in bounds)
 
 
-def _address_test(attr: str, nets: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> Step:
-    if all(n.prefixlen == n.max_prefixlen for n in nets):
-        hosts = frozenset(n.network_address.packed for n in nets)
-        return lambda ctx: getattr(ctx, attr) in hosts
-    masks = tuple((int(n.network_address), int(n.netmask)) for n in nets)
 
-    def test(ctx: PacketContext) -> bool:
-        value = int.from_bytes(getattr(ctx, attr), "big")
-        return any(value & mask == net for net, mask in masks)
 
-    return test
+
+
+
+
+# -- statements ------------------------------------------------------------------------------------
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+

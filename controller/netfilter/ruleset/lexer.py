@@ -2,7 +2,9 @@
 
 nft's scanner keeps addresses, prefixes, ranges and ``addr:port`` together as one word
 (``10.0.0.0/8``, ``2001:db8::/32``, ``1000-2000``, ``[2001:db8::1]:80``); the parser gives such
-words their meaning from context. Newlines are tokens because they end rules.
+words their meaning from context. Newlines are tokens because they end rules. Tokens are made
+on demand, so the parser reports the first construct it cannot read, wherever the file goes
+wrong later.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ _TOKEN = re.compile(
   | (?P<newline>\n)
   | (?P<string>"[^"\n]*")
   | (?P<badstring>"[^"\n]*)
-  | (?P<punct>==|!=|[{}();,=@+\-!])
-  | (?P<word>(?:[A-Za-z0-9_.\[]|::?)[A-Za-z0-9_.:/\-\[\]]*)
+  | (?P<punct>==|!=|<=|>=|<<|>>|[{}();,=@+\-!&|^<>$*/])
+  | (?P<word>(?:[A-Za-z0-9_.\[]|::?)
+      [A-Za-z0-9_.:/\-\[\]%]*)
     """,
     re.VERBOSE,
 )
@@ -69,7 +72,7 @@ def tokenize(text: str, filename: str = "<string>") -> Iterator[Token]:
         elif kind == "punct":
             yield Token(Kind.PUNCT, value, loc)
         elif kind == "word":
-            yield Token(Kind.WORD, value, loc)
+            yield Token(Kind.PUNCT if value in (".", ":") else Kind.WORD, value, loc)
         pos = m.end()
         if "\n" in value:
             line += value.count("\n")

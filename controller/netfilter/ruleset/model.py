@@ -12,7 +12,11 @@ import enum
 import ipaddress
 from dataclasses import dataclass, field
 
+from controller.netfilter.ruleset.datatypes import DataType, Interval
 from controller.netfilter.ruleset.errors import Loc
+from controller.netfilter.ruleset.fields import FIELDS, Field
+
+FIELDS_BY_WORDS = FIELDS
 
 NOWHERE = Loc("<model>")
 
@@ -45,88 +49,114 @@ class Hook(enum.StrEnum):
 class ChainType(enum.StrEnum):
     FILTER = "filter"
     NAT = "nat"
+    ROUTE = "route"  # output hook only; a filter chain that re-routes on mark changes
 
 
-class Field(enum.Enum):
-    """What a match reads from the packet; value = (nft word 1, nft word 2)."""
+@dataclass(frozen=True, slots=True)
+class Masked:
+    """``EXPR & MASK`` (also ``| OR``, ``^ XOR``, ``>> N``, ``<< N``): nft's bitwise expression
+    (``nft_bitwise``), applied to the value before the comparison."""
 
-    META_L4PROTO = ("meta", "l4proto")
-    IP_PROTOCOL = ("ip", "protocol")
-    IP_SADDR = ("ip", "saddr")
-    IP_DADDR = ("ip", "daddr")
-    IP6_NEXTHDR = ("ip6", "nexthdr")
-    IP6_SADDR = ("ip6", "saddr")
-    IP6_DADDR = ("ip6", "daddr")
-    TCP_SPORT = ("tcp", "sport")
-    TCP_DPORT = ("tcp", "dport")
-    UDP_SPORT = ("udp", "sport")
-    UDP_DPORT = ("udp", "dport")
-    CT_STATE = ("ct", "state")
-    IIFNAME = ("meta", "iifname")
-    OIFNAME = ("meta", "oifname")
-
-    @property
-    def nft(self) -> str:
-        """The spelling ``nft list ruleset`` uses."""
-        if self.is_ifname:
-            return self.value[1]
-        return " ".join(self.value)
-
-    @property
-    def is_protocol(self) -> bool:
-        return self.value[1] in ("l4proto", "protocol", "nexthdr")
-
-    @property
-    def is_ifname(self) -> bool:
-        return self.value[1] in ("iifname", "oifname")
-
-    @property
-    def is_port(self) -> bool:
-        return self.value[1] in ("sport", "dport")
-
-    @property
-    def ip_version(self) -> int | None:
-        """The IP version a match implies (nft adds this dependency implicitly)."""
-        return {"ip": 4, "ip6": 6}.get(self.value[0])
-
-    @property
-    def l4proto(self) -> int | None:
-        """The L4 protocol a match implies (``tcp dport`` only matches TCP)."""
-        return {"tcp": 6, "udp": 17}.get(self.value[0])
+    expr: Expr
+    op: str
+    operand: int
 
 
-FIELDS_BY_WORDS: dict[tuple[str, str], Field] = {f.value: f for f in Field}
-"""``("tcp", "dport")`` → Field: how both readers name what a match reads."""
+@dataclass(frozen=True, slots=True)
+class Concat:
+    """``a . b . c``: the key of a concatenated set lookup."""
 
-Value = int | tuple[int, int] | IPNetwork | str
-"""A match operand: protocol number, inclusive port range, network, interface name or ct state."""
+    parts: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MapLookup:
+    """``EXPR map { KEY : DATA, ... }`` / ``EXPR map @m``: the data of the element the key
+    falls in (``nft_lookup`` with a map); no element, and the rule ends."""
+
+    key: Expr
+    mapping: tuple[tuple[Value, Value], ...] | SetRef
+    data: tuple[DataType, ...]
+
+
+Expr = Field | Masked | Concat
+Value = Interval | str | tuple
+"""A constant: an interval ``(lo, hi)`` on the type's encoding, a string (interface or helper
+name), or for concatenations a tuple of those."""
+
+
+def expr_fields(expr: Expr) -> list[Field]:
+    if isinstance(expr, Field):
+        return [expr]
+    if isinstance(expr, Masked):
+        return expr_fields(expr.expr)
+    return [f for part in expr.parts for f in expr_fields(part)]
+
+
+def expr_types(expr: Expr) -> tuple[DataType, ...]:
+    if isinstance(expr, Concat):
+        return tuple(t for part in expr.parts for t in expr_types(part))
+    return (expr_fields(expr)[0].dtype,)
+
+
+@dataclass(frozen=True, slots=True)
+class SetRef:
+    """``@name``: a named set or map of the table."""
+
+    name: str
 
 
 @dataclass(slots=True)
 class Match:
-    """``FIELD [!=] VALUE`` or ``FIELD [!=] { VALUE, ... }``: true if any value matches."""
+    """``EXPR [OP] VALUE``, ``EXPR [!=] { VALUE, ... }`` or ``EXPR [!=] @set``.
 
-    field: Field
-    values: tuple[Value, ...]
-    negate: bool = False
+    ``op`` is ``==``, ``!=``, ``<``, ``>``, ``<=``, ``>=`` or ``implicit`` (no operator: for
+    bitmask types nft means ``EXPR & VALUE != 0``)."""
+
+    left: Expr
+    values: tuple[Value, ...] | SetRef
+    op: str = "implicit"
+    is_set: bool = False  # written with braces: an anonymous set lookup
     loc: Loc = field(default=NOWHERE, compare=False)
+
+    @property
+    def negate(self) -> bool:
+        return self.op == "!="
+
+    @property
+    def field(self) -> Field:
+        return expr_fields(self.left)[0]
 
 
 @dataclass(slots=True)
 class Counter:
-    """``counter``: mutable packet and byte counts, like nft's per-rule counter."""
+    """``counter``: mutable packet and byte counts; ``name``: ``counter name X`` uses the named
+    counter object X instead."""
 
     packets: int = 0
     bytes: int = 0
     loc: Loc = field(default=NOWHERE, compare=False)
+    name: str | None = None
 
 
 @dataclass(slots=True)
 class VerdictStatement:
-    """``accept`` or ``drop``: ends evaluation of the chain."""
+    """``accept``/``drop``/``continue``/``return``/``jump C``/``goto C``/``queue``."""
 
-    accept: bool
+    accept: bool | None = None  # kept for accept/drop
     loc: Loc = field(default=NOWHERE, compare=False)
+    kind: str = ""
+    chain: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            self.kind = "accept" if self.accept else "drop"
+        if self.kind in ("accept", "drop"):
+            self.accept = self.kind == "accept"
+
+    @property
+    def text(self) -> str:
+        return f"{self.kind} {self.chain}" if self.chain else self.kind
 
 
 @dataclass(slots=True)
@@ -141,11 +171,13 @@ class NatKind(enum.StrEnum):
     SNAT = "snat"
     DNAT = "dnat"
     MASQUERADE = "masquerade"
+    REDIRECT = "redirect"
 
 
 @dataclass(slots=True)
 class Nat:
-    """``snat|dnat [ip|ip6] to ADDR[:PORT[-PORT]]`` or ``masquerade [to :PORT[-PORT]]``."""
+    """``snat|dnat [ip|ip6] to ADDR[-ADDR][:PORT[-PORT]] [FLAGS]``, ``masquerade [to :PORTS]``
+    or ``redirect [to :PORTS]``; ``addr_max`` is the top of an address range."""
 
     kind: NatKind
     addr: IPAddress | None = None
@@ -153,10 +185,103 @@ class Nat:
     port_max: int | None = None
     family: Family | None = None  # the explicit ``ip``/``ip6`` of ``snat ip to``
     loc: Loc = field(default=NOWHERE, compare=False)
+    addr_max: IPAddress | None = None
+    flags: tuple[str, ...] = ()
+    addr_len: int | None = None  # ``dnat to 10.0.0.0/24``: a prefix (mapped as a range)
+    map: MapLookup | None = None  # ``dnat to ip daddr map { ... }``: address[/port] per packet
 
 
-Statement = Counter | VerdictStatement | FlowAdd | Nat
+@dataclass(slots=True)
+class Reject:
+    """``reject [with icmp|icmpv6|icmpx [type] CODE | with tcp reset]``."""
+
+    kind: str | None = None  # None (default per family) | icmp | icmpv6 | icmpx | tcp reset
+    code: int | None = None
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+@dataclass(slots=True)
+class Log:
+    """``log [prefix S] [level L] [group N] [snaplen N] [queue-threshold N] [flags F]``."""
+
+    options: tuple[tuple[str, str], ...] = ()
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+@dataclass(slots=True)
+class Limit:
+    """``limit rate [over] N/UNIT [burst M packets]`` or a byte rate; token bucket state rides
+    along (``nft_limit_eval``)."""
+
+    rate: int
+    unit: str
+    burst: int = 5
+    over: bool = False
+    byte_unit: str | None = None  # bytes/kbytes/mbytes for byte rates
+    burst_unit: str | None = None
+    loc: Loc = field(default=NOWHERE, compare=False)
+    tokens: float = field(default=-1.0, compare=False)
+    last: float = field(default=0.0, compare=False)
+
+
+@dataclass(slots=True)
+class SetStatement:
+    """``meta mark set V``, ``ct mark set V``, ``ct helper set "ftp"``, ``ip dscp set cs1``...;
+    the value is a constant or another expression (``ct mark set meta mark``)."""
+
+    target: Field
+    value: Value | Expr | MapLookup
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+@dataclass(slots=True)
+class Notrack:
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+@dataclass(slots=True)
+class Vmap:
+    """``EXPR vmap { VALUE : VERDICT, ... }`` or ``EXPR vmap @map``."""
+
+    key: Expr
+    mapping: tuple[tuple[Value, VerdictStatement], ...] | SetRef
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+@dataclass(slots=True)
+class SetUpdate:
+    """``add|update|delete @SET { KEY [timeout T] [STATEFUL] }`` (``nft_dynset``) or
+    ``meter NAME { KEY [STATEFUL] }``: the key enters (or leaves) the set from the packet path;
+    stateful statements (``limit``, ``counter``) run per element, a ``limit`` deciding whether
+    the rule goes on."""
+
+    op: str  # add | update | delete
+    set: str
+    key: Expr
+    timeout: str | None = None
+    stateful: tuple[Limit | Counter, ...] = ()
+    meter: bool = False
+    size: int | None = None
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+@dataclass(slots=True)
+class Other:
+    """A statement that changes nothing the mirror models (``tcp option maxseg size set rt mtu``,
+    ``dup``, ``fwd``, ``synproxy``...): kept as nft prints it, evaluated as a no-op."""
+
+    text: str
+    loc: Loc = field(default=NOWHERE, compare=False)
+    refs: tuple[tuple[str, str], ...] = ()  # named objects it uses (``quota name X``)
+    tproxy: Nat | None = None  # ``tproxy``: its target, checked like a NAT target
+
+
+Statement = (
+    Counter | VerdictStatement | FlowAdd | Nat | Reject | Log | Limit | SetStatement | Notrack
+    | Vmap | SetUpdate | Other
+)
 Item = Match | Statement
+TERMINAL = (VerdictStatement, Nat, Reject)  # a vmap may be followed (nft accepts it)
 
 
 @dataclass(slots=True)
@@ -165,6 +290,8 @@ class Rule:
 
     items: list[Item]
     loc: Loc = field(default=NOWHERE, compare=False)
+    comment: str | None = None
+    handle: int = field(default=0, compare=False)
 
     def flowtable_refs(self) -> list[FlowAdd]:
         return [i for i in self.items if isinstance(i, FlowAdd)]
@@ -211,12 +338,48 @@ class FlowtableDef:
 
 
 @dataclass(slots=True)
+class SetDef:
+    """A named set or map: key types, optional data type (``verdict`` for vmaps), flags,
+    elements (``(key, data)`` pairs for maps)."""
+
+    name: str
+    key: tuple[DataType, ...]
+    data: DataType | None = None
+    flags: tuple[str, ...] = ()
+    timeout: str | None = None
+    elements: list = field(default_factory=list)
+    options: tuple[tuple[str, str], ...] = ()  # size, policy, gc-interval, counter, comment...
+    typeof: str | None = None  # the ``typeof`` spelling, printed back as given
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+    @property
+    def is_map(self) -> bool:
+        return self.data is not None
+
+
+@dataclass(slots=True)
+class ObjectDef:
+    """A stateful object: ``counter``, ``quota``, ``limit``, ``ct helper``, ``ct timeout``,
+    ``ct expectation``, ``synproxy``, ``secmark``; ``options`` as nft prints them."""
+
+    kind: str
+    name: str
+    options: tuple[tuple[str, str], ...] = ()
+    packets: int = 0
+    bytes: int = 0
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+@dataclass(slots=True)
 class Table:
     family: Family
     name: str
     chains: dict[str, Chain] = field(default_factory=dict)
     flowtables: dict[str, FlowtableDef] = field(default_factory=dict)
     loc: Loc = field(default=NOWHERE, compare=False)
+    sets: dict[str, SetDef] = field(default_factory=dict)
+    objects: dict[tuple[str, str], ObjectDef] = field(default_factory=dict)
+    comment: str | None = None
 
     def flowtable_users(self, name: str) -> list[FlowAdd]:
         """Every ``flow add @name`` in this table (the kernel's ``flowtable->use``)."""

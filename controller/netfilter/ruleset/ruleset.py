@@ -12,7 +12,7 @@ import os
 from collections.abc import Collection, Iterator, Sequence
 
 from controller.netfilter.ruleset import format as fmt
-from controller.netfilter.ruleset import nftjson, parser
+from controller.netfilter.ruleset import nftjson, nftjson_dump, parser
 from controller.netfilter.ruleset.model import Chain, Family, FlowtableDef, Table
 from controller.netfilter.ruleset.script import Command
 from controller.netfilter.ruleset.transaction import Tables, execute
@@ -62,7 +62,7 @@ class Ruleset:
 
     def to_json(self) -> dict:
         """The ``nft -j list ruleset`` document for this ruleset."""
-        return nftjson.dump(self.tables.values())
+        return nftjson_dump.dump(self.tables.values())
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Ruleset) and self.tables == other.tables

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from controller.netfilter.ruleset.errors import Loc
-from controller.netfilter.ruleset.model import NOWHERE, BaseSpec, Family, Rule
+from controller.netfilter.ruleset.model import NOWHERE, BaseSpec, Family, ObjectDef, Rule, SetDef
 
 
 @dataclass(slots=True)
@@ -17,6 +17,7 @@ class AddTable:
     family: Family
     name: str
     loc: Loc = NOWHERE
+    create: bool = False  # ``create``: EEXIST if it exists
 
 
 @dataclass(slots=True)
@@ -27,6 +28,7 @@ class AddChain:
     base: BaseSpec | None = None
     loc: Loc = NOWHERE
     base_loc: Loc = NOWHERE  # the ``type`` clause, where hook/type errors point
+    create: bool = False
 
 
 @dataclass(slots=True)
@@ -70,6 +72,67 @@ class AddRule:
     rule: Rule
     insert: bool = False  # ``insert rule``: prepend instead of append
     loc: Loc = NOWHERE
+    handle: int | None = None  # ``position N``/``handle N``: next to that rule
+    replace: bool = False  # ``replace rule ... handle N``
+
+
+@dataclass(slots=True)
+class DeleteRule:
+    family: Family
+    table: str
+    chain: str
+    handle: int
+    loc: Loc = NOWHERE
+
+
+@dataclass(slots=True)
+class AddSet:
+    family: Family
+    table: str
+    set: SetDef
+    loc: Loc = NOWHERE
+    create: bool = False
+
+
+@dataclass(slots=True)
+class SetElements:
+    """``add element`` / ``delete element``: keys (with data for maps)."""
+
+    family: Family
+    table: str
+    name: str
+    elements: list
+    delete: bool = False
+    loc: Loc = NOWHERE
+
+
+@dataclass(slots=True)
+class DeleteSet:
+    """``delete set``/``delete map`` (``flush``: only the elements)."""
+
+    family: Family
+    table: str
+    name: str
+    flush: bool = False
+    loc: Loc = NOWHERE
+
+
+@dataclass(slots=True)
+class AddObject:
+    family: Family
+    table: str
+    obj: ObjectDef
+    loc: Loc = NOWHERE
+    create: bool = False
+
+
+@dataclass(slots=True)
+class DeleteObject:
+    family: Family
+    table: str
+    kind: str
+    name: str
+    loc: Loc = NOWHERE
 
 
 @dataclass(slots=True)
@@ -77,6 +140,7 @@ class DeleteTable:
     family: Family
     name: str
     loc: Loc = NOWHERE
+    must_exist: bool = True  # ``destroy``: no error when it is missing
 
 
 @dataclass(slots=True)
@@ -90,7 +154,7 @@ class DeleteFlowtable:
 
 @dataclass(slots=True)
 class DeleteChain:
-    """Deletes the chain with its rules (nothing can jump to it: we have no jumps)."""
+    """Deletes the chain with its rules (refused while a rule jumps to it)."""
 
     family: Family
     table: str
@@ -115,7 +179,13 @@ class FlushRuleset:
 
 
 Command = (
-    AddTable
+    AddSet
+    | SetElements
+    | DeleteSet
+    | AddObject
+    | DeleteObject
+    | DeleteRule
+    | AddTable
     | AddChain
     | AddFlowtable
     | AddRule

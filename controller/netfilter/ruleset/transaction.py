@@ -15,22 +15,34 @@ import itertools
 from collections.abc import Collection, Iterable
 from dataclasses import replace
 
+from controller.netfilter.ruleset import values
 from controller.netfilter.ruleset.errors import Loc, RulesetError
 from controller.netfilter.ruleset.model import Chain, Family, FlowtableDef, Table
 from controller.netfilter.ruleset.script import (
     AddChain,
     AddFlowtable,
+    AddObject,
     AddRule,
+    AddSet,
     AddTable,
     Command,
     DeleteChain,
     DeleteFlowtable,
+    DeleteObject,
+    DeleteRule,
+    DeleteSet,
     DeleteTable,
     Device,
     FlushChain,
     FlushRuleset,
+    SetElements,
 )
-from controller.netfilter.ruleset.validate import check_base_chain, check_rule
+from controller.netfilter.ruleset.validate import (
+    chain_users,
+    check_base_chain,
+    check_rule,
+    check_tables,
+)
 
 Tables = dict[tuple[Family, str], Table]
 
@@ -52,6 +64,7 @@ def execute(
         if devices is not None and isinstance(cmd, AddFlowtable):
             _check_devices(cmd.spec.devices, devices)
         _HANDLERS[type(cmd)](tables, cmd)
+    check_tables(tables.values())  # the commit phase: jumps, loops, hooks of reached chains
 
 
 def _check_devices(wanted: Iterable[Device], devices: Collection[str]) -> None:
@@ -68,14 +81,18 @@ def _table(tables: Tables, family: Family, name: str, loc: Loc) -> Table:
 
 
 def _add_table(tables: Tables, cmd: AddTable) -> None:
+    if cmd.create and (cmd.family, cmd.name) in tables:
+        raise RulesetError(f"{EEXIST} (table {cmd.family.value} {cmd.name})", cmd.loc)
     tables.setdefault((cmd.family, cmd.name), Table(cmd.family, cmd.name, loc=cmd.loc))
 
 
 def _add_chain(tables: Tables, cmd: AddChain) -> None:
     table = _table(tables, cmd.family, cmd.table, cmd.loc)
     if cmd.base is not None:
-        check_base_chain(cmd.base, cmd.base_loc)
+        check_base_chain(table.family, cmd.base, cmd.base_loc)
     chain = table.chains.get(cmd.name)
+    if chain is not None and cmd.create:
+        raise RulesetError(f"{EEXIST} (chain {cmd.name})", cmd.loc)
     if chain is None:
         table.chains[cmd.name] = Chain(cmd.name, cmd.base, loc=cmd.loc)
         return
@@ -163,13 +180,88 @@ def _add_rule(tables: Tables, cmd: AddRule) -> None:
     table = _table(tables, cmd.family, cmd.table, cmd.loc)
     chain = _chain(table, cmd.chain, cmd.loc)
     check_rule(table, chain, cmd.rule)
-    if cmd.insert:
-        chain.rules.insert(0, cmd.rule)
+    cmd.rule.handle = next(_handles)
+    if cmd.handle is None:
+        if cmd.insert:
+            chain.rules.insert(0, cmd.rule)
+        else:
+            chain.rules.append(cmd.rule)
+        return
+    index = _rule_index(chain, cmd.handle, cmd.loc)
+    if cmd.replace:
+        chain.rules[index] = cmd.rule
     else:
-        chain.rules.append(cmd.rule)
+        chain.rules.insert(index if cmd.insert else index + 1, cmd.rule)
+
+
+def _rule_index(chain: Chain, handle: int, loc: Loc) -> int:
+    for index, rule in enumerate(chain.rules):
+        if rule.handle == handle:
+            return index
+    raise RulesetError(f"{ENOENT} (no rule with handle {handle} in chain {chain.name})", loc)
+
+
+def _delete_rule(tables: Tables, cmd: DeleteRule) -> None:
+    table = _table(tables, cmd.family, cmd.table, cmd.loc)
+    chain = _chain(table, cmd.chain, cmd.loc)
+    del chain.rules[_rule_index(chain, cmd.handle, cmd.loc)]
+
+
+def _add_set(tables: Tables, cmd: AddSet) -> None:
+    table = _table(tables, cmd.family, cmd.table, cmd.loc)
+    old = table.sets.get(cmd.set.name)
+    if old is None:
+        table.sets[cmd.set.name] = cmd.set
+        return
+    if cmd.create:
+        raise RulesetError(f"{EEXIST} (set {cmd.set.name})", cmd.loc)
+    if (old.key, old.data) != (cmd.set.key, cmd.set.data):
+        raise RulesetError(f"{EEXIST} (set {cmd.set.name} exists with another type)", cmd.loc)
+    old.elements += [e for e in cmd.set.elements if e not in old.elements]
+
+
+def _set_elements(tables: Tables, cmd: SetElements) -> None:
+    table = _table(tables, cmd.family, cmd.table, cmd.loc)
+    sdef = table.sets.get(cmd.name)
+    if sdef is None:
+        raise RulesetError(f"{ENOENT} (no set {cmd.name} in table {cmd.table})", cmd.loc)
+    elements = values.set_elements(sdef, cmd.elements)
+    if cmd.delete:
+        for element in elements:
+            if element not in sdef.elements:
+                raise RulesetError(f"{ENOENT} (element not in set {cmd.name})", cmd.loc)
+            sdef.elements.remove(element)
+    else:
+        sdef.elements += [e for e in elements if e not in sdef.elements]
+
+
+def _delete_set(tables: Tables, cmd: DeleteSet) -> None:
+    table = _table(tables, cmd.family, cmd.table, cmd.loc)
+    if cmd.name not in table.sets:
+        raise RulesetError(f"{ENOENT} (no set {cmd.name} in table {cmd.table})", cmd.loc)
+    if cmd.flush:
+        table.sets[cmd.name].elements.clear()
+        return
+    del table.sets[cmd.name]
+
+
+def _add_object(tables: Tables, cmd: AddObject) -> None:
+    table = _table(tables, cmd.family, cmd.table, cmd.loc)
+    key = (cmd.obj.kind, cmd.obj.name)
+    if key in table.objects and cmd.create:
+        raise RulesetError(f"{EEXIST} ({cmd.obj.kind} {cmd.obj.name})", cmd.loc)
+    table.objects.setdefault(key, cmd.obj)
+
+
+def _delete_object(tables: Tables, cmd: DeleteObject) -> None:
+    table = _table(tables, cmd.family, cmd.table, cmd.loc)
+    if table.objects.pop((cmd.kind, cmd.name), None) is None:
+        raise RulesetError(f"{ENOENT} (no {cmd.kind} {cmd.name} in table {cmd.table})", cmd.loc)
 
 
 def _delete_table(tables: Tables, cmd: DeleteTable) -> None:
+    if not cmd.must_exist and (cmd.family, cmd.name) not in tables:
+        return
     _table(tables, cmd.family, cmd.name, cmd.loc)
     del tables[(cmd.family, cmd.name)]
 
@@ -177,6 +269,10 @@ def _delete_table(tables: Tables, cmd: DeleteTable) -> None:
 def _delete_chain(tables: Tables, cmd: DeleteChain) -> None:
     table = _table(tables, cmd.family, cmd.table, cmd.loc)
     _chain(table, cmd.name, cmd.loc)
+    users = chain_users(table, cmd.name)
+    if users:
+        where = ", ".join(str(loc) for loc in users)
+        raise RulesetError(f"{EBUSY} (chain {cmd.name} is used by: {where})", cmd.loc)
     del table.chains[cmd.name]
 
 
@@ -218,7 +314,13 @@ def _flush_ruleset(tables: Tables, cmd: FlushRuleset) -> None:
         del tables[key]
 
 
-_HANDLERS = {
+_HANDLERS: dict = {
+    DeleteRule: _delete_rule,
+    AddSet: _add_set,
+    SetElements: _set_elements,
+    DeleteSet: _delete_set,
+    AddObject: _add_object,
+    DeleteObject: _delete_object,
     AddTable: _add_table,
     AddChain: _add_chain,
     AddFlowtable: _add_flowtable,

@@ -10,39 +10,23 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from controller.netfilter.ruleset import datatypes
+from controller.netfilter.ruleset.datatypes import DataType
 from controller.netfilter.ruleset.errors import Loc, RulesetError
-from controller.netfilter.ruleset.model import Family, Field, Hook, IPAddress, IPNetwork, Value
+from controller.netfilter.ruleset.lexer import Kind, Token
+from controller.netfilter.ruleset.model import (
+    Family,
+    Hook,
+    IPAddress,
+    Nat,
+    SetDef,
+    Value,
+    VerdictStatement,
+)
 
 UNSUPPORTED_FAMILIES = ("arp", "bridge", "netdev")
 
-PROTOCOLS = {
-    "icmp": 1,
-    "igmp": 2,
-    "tcp": 6,
-    "udp": 17,
-    "icmpv6": 58,
-    "ipv6-icmp": 58,  # after icmpv6: the name nft prints (/etc/protocols)
-    "gre": 47,
-    "esp": 50,
-    "ah": 51,
-    "sctp": 132,
-    "udplite": 136,
-}
-PROTOCOL_NAMES = {number: name for name, number in PROTOCOLS.items()}
-
-SERVICES = {
-    "ftp": 21,
-    "ssh": 22,
-    "telnet": 23,
-    "smtp": 25,
-    "domain": 53,
-    "http": 80,
-    "ntp": 123,
-    "https": 443,
-    "bgp": 179,
-}
-
-CT_STATES = ("invalid", "established", "related", "new", "untracked")
+SERVICES = datatypes.SERVICES
 
 # nft's standard priority names (src/rule.c std_prios), with the hooks each is valid for.
 _ANY_HOOK = frozenset(Hook)
@@ -78,21 +62,14 @@ def parse_family(word: str, loc: Loc) -> Family:
 def parse_int(text: str | int, loc: Loc, what: str, lo: int, hi: int) -> int:
     if isinstance(text, bool):
         raise RulesetError(f"invalid {what} {text!r}", loc)
-    try:
-        value = text if isinstance(text, int) else int(text, 0)
-    except ValueError:
-        raise RulesetError(f"invalid {what} '{text}'", loc) from None
+    value = text if isinstance(text, int) else datatypes.parse_number(text)
+    if value is None:
+        raise RulesetError(f"invalid {what} '{text}'", loc)
     if not lo <= value <= hi:
         raise RulesetError(f"{what} {value} out of range {lo}-{hi}", loc)
     return value
 
 
-def parse_protocol(text: str | int, loc: Loc) -> int:
-    if isinstance(text, str) and text in PROTOCOLS:
-        return PROTOCOLS[text]
-    if isinstance(text, str) and not text.isdigit():
-        raise RulesetError(f"unknown protocol '{text}'", loc)
-    return parse_int(text, loc, "protocol", 0, 255)
 
 
 def parse_port(text: str | int, loc: Loc) -> int:
@@ -113,29 +90,11 @@ def parse_port_range(text: str | int, loc: Loc) -> tuple[int, int]:
     return port, port
 
 
-def parse_network(text: str, version: int | None, loc: Loc) -> IPNetwork:
-    """``ADDR`` or ``ADDR/LEN`` of the given IP version (None: either)."""
-    try:
-        net = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        kind = {4: "IPv4 address", 6: "IPv6 address"}.get(version or 0, "address")
-        raise RulesetError(f"invalid {kind} '{text}'", loc) from None
-    if version is not None and net.version != version:
-        raise RulesetError(f"'{text}' is not an IPv{version} address", loc)
-    return net
-
-
 def parse_address(text: str, loc: Loc) -> IPAddress:
     try:
         return ipaddress.ip_address(text)
     except ValueError:
         raise RulesetError(f"invalid address '{text}'", loc) from None
-
-
-def parse_ct_state(text: str, loc: Loc) -> str:
-    if text not in CT_STATES:
-        raise RulesetError(f"unknown ct state '{text}' (one of {', '.join(CT_STATES)})", loc)
-    return text
 
 
 def parse_ifname(text: str, loc: Loc) -> str:
@@ -144,33 +103,43 @@ def parse_ifname(text: str, loc: Loc) -> str:
     return text
 
 
-def parse_nat_target(text: str, loc: Loc) -> tuple[IPAddress | None, int | None, int | None]:
-    """``ADDR``, ``ADDR:PORT[-PORT]``, ``[V6ADDR]:PORT[-PORT]``, ``V6ADDR`` or ``:PORT[-PORT]``."""
+
+
+def parse_nat_into(nat: Nat, text: str, loc: Loc) -> None:
+    """Fill ``nat`` from ``ADDR[-ADDR|/LEN][:PORT[-PORT]]`` (IPv6 in brackets when a port
+    follows) or ``:PORT[-PORT]``."""
     addr_text, port_text = text, None
-    if text.startswith("["):
-        addr_text, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
+    if text.startswith("["):  # [A], [A]-[B], [A]/LEN, each maybe followed by :PORTS
+        bracketed = re.fullmatch(r"\[([^\]]+)\](?:-\[([^\]]+)\]|(/\d+))?(?::(.*))?", text)
+        if bracketed is None:
             raise RulesetError(f"invalid NAT target '{text}'", loc)
-        port_text = rest[1:] or None
+        low, high, plen, port_text = bracketed.groups()
+        addr_text = f"{low}-{high}" if high else low + (plen or "")
+        if port_text == "":
+            raise RulesetError(f"invalid NAT target '{text}'", loc)
     elif text.startswith(":") and not text.startswith("::"):
         addr_text, port_text = "", text[1:]
     elif text.count(":") == 1:
         addr_text, _, port_text = text.partition(":")
-    addr = parse_address(addr_text, loc) if addr_text else None
-    if port_text is None:
-        return addr, None, None
-    lo, hi = parse_port_range(port_text, loc)
-    return addr, lo, hi
+    if addr_text:
+        if "/" in addr_text:
+            try:
+                net = ipaddress.ip_network(addr_text, strict=False)
+            except ValueError:
+                raise RulesetError(f"invalid address '{addr_text}'", loc) from None
+            nat.addr, nat.addr_max = net.network_address, net.broadcast_address
+            nat.addr_len = net.prefixlen
+        elif "-" in addr_text:
+            lo, _, hi = addr_text.partition("-")
+            nat.addr, nat.addr_max = parse_address(lo, loc), parse_address(hi, loc)
+            if nat.addr.version != nat.addr_max.version or nat.addr > nat.addr_max:
+                raise RulesetError(f"invalid address range '{addr_text}'", loc)
+        else:
+            nat.addr = parse_address(addr_text, loc)
+    if port_text is not None:
+        nat.port_min, nat.port_max = parse_port_range(port_text, loc)
 
 
-def format_nat_target(addr: IPAddress | None, port_min: int | None, port_max: int | None) -> str:
-    text = "" if addr is None else str(addr)
-    if port_min is None:
-        return text
-    if addr is not None and addr.version == 6:
-        text = f"[{text}]"
-    ports = str(port_min) if port_min == port_max else f"{port_min}-{port_max}"
-    return f"{text}:{ports}"
 
 
 def format_priority(value: int, names: dict[str, int]) -> str:
@@ -188,16 +157,103 @@ def chain_priority_names(hook: Hook) -> dict[str, int]:
     return {name: prio for name, (prio, hooks) in STD_PRIORITIES.items() if hook in hooks}
 
 
-def parse_value(field: Field, raw: str | int, loc: Loc) -> Value:
-    """Turn the operand of a match on ``field`` into its model value."""
-    if field.is_protocol:
-        return parse_protocol(raw, loc)
-    if field.is_port:
-        return parse_port_range(raw, loc)
-    if not isinstance(raw, str):
-        raise RulesetError(f"{field.nft} needs a string, not {raw!r}", loc)
-    if field is Field.CT_STATE:
-        return parse_ct_state(raw, loc)
-    if field.is_ifname:
-        return parse_ifname(raw, loc)
-    return parse_network(raw, field.ip_version, loc)
+def typed_values(types: tuple[DataType, ...], toks: list[Token]) -> list[Value]:
+    """The values of one element: several when it is a nested ``{ }`` (a variable holding a
+    set inside another set; nft flattens it)."""
+    if toks and toks[0].kind is Kind.PUNCT and toks[0].text == "{":
+        out: list[Value] = []
+        group: list[Token] = []
+        depth = 0
+        for tok in toks[1:-1]:
+            if tok.kind is Kind.PUNCT and tok.text in ("{", "}"):
+                depth += 1 if tok.text == "{" else -1
+            if depth == 0 and tok.kind is Kind.PUNCT and tok.text == ",":
+                out += typed_values(types, group) if group else []
+                group = []
+            elif tok.kind is not Kind.NEWLINE:
+                group.append(tok)
+        if group:
+            out += typed_values(types, group)
+        return out
+    return [typed_value(types, toks)]
+
+
+CATCH_ALL = "*"
+"""The ``*`` element of a map: what a key no other element holds maps to."""
+
+
+def typed_value(types: tuple[DataType, ...], toks: list[Token]) -> Value:
+    """One constant of ``types`` (several for a concatenation ``a . b``) from its tokens."""
+    if len(toks) == 1 and toks[0].kind is Kind.PUNCT and toks[0].text == "*":
+        return CATCH_ALL
+    parts: list[list[Token]] = [[]]
+    for tok in toks:
+        if tok.kind is Kind.PUNCT and tok.text == ".":
+            parts.append([])
+        else:
+            parts[-1].append(tok)
+    if len(parts) != len(types):
+        loc = toks[0].loc
+        raise RulesetError(
+            f"datatype mismatch: expected {' . '.join(t.name for t in types)}, "
+            f"got {len(parts)} part(s)", loc)
+    vals = [_component(t, p) for t, p in zip(types, parts, strict=True)]
+    return vals[0] if len(vals) == 1 else tuple(vals)
+
+
+def _component(dtype: DataType, toks: list[Token]) -> Value:
+    if not toks:
+        raise RulesetError(f"missing {dtype.name} value", Loc("<model>"))
+    loc = toks[0].loc
+    if dtype.kind == "verdict":
+        raise RulesetError("verdicts are not values here", loc)
+    text = "".join(t.text for t in toks)
+    if dtype.is_string:
+        if len(toks) != 1:
+            raise RulesetError(f"invalid {dtype.name} '{text}'", loc)
+        if len(text.replace("\\*", "*")) >= dtype.bits // 8:
+            raise RulesetError(f"'{text}' is longer than {dtype.bits // 8 - 1} characters", loc)
+        if not text:
+            raise RulesetError(f"empty {dtype.name}", loc)
+        return text
+    if toks[0].kind is Kind.STRING and len(toks) == 1 and dtype.kind not in ("ipv4", "ipv6"):
+        pass  # nft reads quoted symbols the same as bare ones
+    if dtype.bitmask and "|" in text:
+        value = 0
+        for part in text.split("|"):
+            value |= datatypes.parse_scalar(dtype, part, loc)
+        return value, value
+    if text.startswith("-") or not text:
+        raise RulesetError(f"syntax error, unexpected '{text}'", loc)
+    return datatypes.parse_interval(dtype, text, loc)
+
+
+def set_elements(sdef: SetDef, raw: list) -> list:
+    """Typed elements of a set (keys) or map (``(key, data)``; a vmap's data a verdict)."""
+    out: list = []
+    for key_toks, data_toks in raw:
+        keys = typed_values(sdef.key, key_toks)
+        if sdef.data is None:
+            if CATCH_ALL in keys:
+                raise RulesetError(f"set {sdef.name}: '*' is for maps", key_toks[0].loc)
+            if data_toks is not None:
+                raise RulesetError(f"set {sdef.name} is not a map", key_toks[0].loc)
+            out += keys
+            continue
+        if data_toks is None:
+            raise RulesetError(f"map {sdef.name} needs 'KEY : DATA' elements", key_toks[0].loc)
+        if sdef.data.kind == "verdict":
+            data = _verdict(data_toks)
+        else:
+            data = typed_value((sdef.data,), data_toks)
+        out += [(k, data) for k in keys]
+    return out
+
+
+def _verdict(toks: list[Token]) -> VerdictStatement:
+    word = toks[0].text
+    if word in ("jump", "goto") and len(toks) == 2:
+        return VerdictStatement(None, toks[0].loc, word, toks[1].text)
+    if word in ("accept", "drop", "continue", "return") and len(toks) == 1:
+        return VerdictStatement(None, toks[0].loc, word)
+    raise RulesetError(f"invalid verdict '{' '.join(t.text for t in toks)}'", toks[0].loc)
