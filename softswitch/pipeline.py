@@ -17,6 +17,7 @@ from typing import Any
 
 from softswitch.actions import DROP_PORT, ActionCompiler, StdSlots
 from softswitch.checksums import Calculation, Checksum, compile_calculation, compile_checksum
+from softswitch.codegen import Generated, specialise_default
 from softswitch.deparser import deparse_order, make_deparser, make_serializer
 from softswitch.expressions import ExprCompiler
 from softswitch.externs import CounterArray, MeterArray, RegisterArray
@@ -55,9 +56,15 @@ class Pipeline:
 
     # ---- construction --------------------------------------------------------------------
     @classmethod
-    def from_json(cls, doc: dict, *, table_size_override: int | None = None) -> Pipeline:
+    def from_json(cls, doc: dict, *, table_size_override: int | None = None,
+                  specialise: bool | None = None) -> Pipeline:
+        """``specialise`` (default: on unless SOFTSWITCH_GENERIC=1) generates straight-line
+        Python for expressions and actions at load time (codegen.py); off, the same program
+        runs as a tree of closures. Both paths have one semantics."""
+        if specialise is None:
+            specialise = specialise_default()
         try:
-            return _Builder(doc, table_size_override).build(cls())
+            return _Builder(doc, table_size_override, specialise).build(cls())
         except PipelineError:
             raise
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -312,6 +319,7 @@ class Pipeline:
             node = node(s)
 
     # set by _Builder
+    generated: Generated | None  # the generated source (``generated.dump()``), None if generic
     _action_compiler: ActionCompiler
     _field_lists: dict[int, list[int]]
     _learn_lists: dict[int, tuple[str, list[int]]]
@@ -338,16 +346,18 @@ class Pipeline:
 class _Builder:
     """Compiles one JSON document into a Pipeline (kept apart so Pipeline stays small)."""
 
-    def __init__(self, doc: dict, table_size_override: int | None) -> None:
+    def __init__(self, doc: dict, table_size_override: int | None, specialise: bool) -> None:
         self.doc = doc
         self.size_override = table_size_override
+        self.gen = Generated() if specialise else None
 
     def build(self, p: Pipeline) -> Pipeline:
         doc = self.doc
         layout = build_layout(doc)
         p.layout = layout
         self._externs(p)
-        exprs = ExprCompiler(layout, p.registers)
+        p.generated = self.gen
+        exprs = ExprCompiler(layout, p.registers, self.gen)
         serializers = [make_serializer(h) for h in layout.headers]
         order = deparse_order(doc, layout)
         calcs: dict[str, Calculation] = {}
