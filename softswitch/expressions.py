@@ -148,10 +148,11 @@ class ExprCompiler:
     def source(self, node: Any, path: str, depth: int = 0) -> str:
         """A Python expression over ``s`` (PacketState) and ``p`` (action data) computing the
         node, validated as ``_closure`` validates it; sub-nodes it does not inline become calls
-        to their closure. Raises TooDeep past MAX_SOURCE_DEPTH (needs ``self.gen``)."""
+        to their closure, subtrees past MAX_SOURCE_DEPTH calls to their own generated function
+        (needs ``self.gen``)."""
         assert self.gen is not None
-        if depth > MAX_SOURCE_DEPTH:
-            raise TooDeep(path)
+        if depth > MAX_SOURCE_DEPTH:  # a deeper subtree becomes its own generated function
+            return self._call(self.compile(node, path))
         kind = get(node, "type", path, str)
         value = node.get("value")
         if kind == "field":

@@ -1,0 +1,89 @@
+"""Load-time specialisation (softswitch/codegen.py): the generated path and the closure path are
+one semantics; JSON names never reach generated source; what Python cannot nest stays a closure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from softswitch.codegen import MAX_SOURCE_DEPTH
+from softswitch.pipeline import Pipeline
+from softswitch.stf import run_stf
+from tests.p4build import REPO, require_current
+from tests.softswitch.fuzzing import frames, fuzz_pipeline
+from tests.softswitch.p4json import assign, fld, hexstr, op, rd, router_program
+from tests.softswitch.test_stf_suite import STF_FILES, program_of
+
+
+def _run_all(pipe: Pipeline, count: int) -> list:
+    return [pipe.process(1 + (i >> 2) % 4, frame, now=i * 1e-3)
+            for i, frame in enumerate(frames(count, seed=7))]
+
+
+def test_specialised_and_generic_paths_emit_identical_frames_on_fuzzed_input() -> None:
+    fast, generic = fuzz_pipeline(specialise=True), fuzz_pipeline(specialise=False)
+    assert fast.generated is not None and fast.generated.sources
+    assert generic.generated is None
+    out_fast, out_generic = _run_all(fast, 4000), _run_all(generic, 4000)
+    assert out_fast == out_generic
+    assert sum(len(o) for o in out_fast) > 0
+    assert fast.drops == generic.drops and fast.drops["internal_error"] == 0
+    for name, table in fast.tables.items():
+        other = generic.tables[name]
+        assert [e.packets for e in table.entries()] == [e.packets for e in other.entries()]
+    assert any(e.packets for t in fast.tables.values() for e in t.entries())
+
+
+@pytest.mark.parametrize("stf", STF_FILES, ids=[p.stem for p in STF_FILES])
+def test_stf_suite_also_passes_on_the_generic_path(stf: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    compiled = require_current(program_of(stf))
+    monkeypatch.setenv("SOFTSWITCH_GENERIC", "1")
+    result = run_stf(json.loads(compiled.json.read_text()), stf.read_text(),
+                     str(stf.relative_to(REPO)))
+    assert result.ok, result.report()
+
+
+EVIL = 'ipv4"]); import os; os._exit(3)  # \n'
+
+
+def test_json_names_never_reach_generated_source() -> None:
+    text = json.dumps(router_program())
+    doc = json.loads(text.replace('"ipv4"', json.dumps(EVIL))
+                     .replace('"ingress.forward"', json.dumps("f\n__import__('os')")))
+    pipe = Pipeline.from_json(doc, specialise=True)
+    assert pipe.generated is not None
+    source = pipe.generated.dump()
+    assert "ipv4" not in source and "import" not in source and "os" not in source.split()
+    pipe.tables["ingress.fwd"].insert((0x0A000002,), 0, "f\n__import__('os')",
+                                      (3, 0x0200000000AA, 0x0200000000BB))
+    frame = bytes(Ether() / IP(dst="10.0.0.2", ttl=9) / UDP() / b"x")
+    (port, out), = pipe.process(1, frame)
+    assert port == 3 and IP(out[14:]).ttl == 8
+
+
+def _nested_add(depth: int) -> dict:
+    node = fld("ipv4", "ttl")
+    for _ in range(depth):
+        node = op("+", node, hexstr(1, 1))
+    return op("&", node, hexstr(0xFF, 1))
+
+
+@pytest.mark.parametrize("depth", [3, MAX_SOURCE_DEPTH + 20, 300])
+def test_expressions_deeper_than_python_nests_still_compute(depth: int) -> None:
+    results = []
+    for specialise in (True, False):
+        doc = router_program()
+        forward = next(a for a in doc["actions"] if a["name"] == "ingress.forward")
+        forward["primitives"][-1] = assign(fld("ipv4", "ttl"), _nested_add(depth))
+        forward["primitives"].append(assign(fld("ipv4", "identification"), rd(0)))
+        pipe = Pipeline.from_json(doc, specialise=specialise)
+        pipe.tables["ingress.fwd"].insert((0x0A000002,), 0, "ingress.forward", (3, 1, 2))
+        (port, out), = pipe.process(1, bytes(Ether() / IP(dst="10.0.0.2", ttl=9) / UDP()))
+        results.append((port, out))
+    assert results[0] == results[1]
+    assert IP(results[0][1][14:]).ttl == (9 + depth) & 0xFF
