@@ -36,7 +36,7 @@ class Generated:
     """The namespace and source text of one program's generated functions."""
 
     def __init__(self) -> None:
-        self.namespace: dict[str, Any] = {"__builtins__": {"int": int, "bool": bool}}
+        self.namespace: dict[str, Any] = {"__builtins__": {"int": int, "bool": bool, "len": len}}
         self.sources: list[str] = []
         self._bound = 0
 

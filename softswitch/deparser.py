@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from softswitch.codegen import Generated
 from softswitch.json_model import HeaderInfo, Layout, get
 from softswitch.state import PacketState
 
 Serializer = Callable[[PacketState], bytes]
 
 
-def make_serializer(h: HeaderInfo) -> Serializer:
-    """Pack the fields of ``h`` MSB-first into bytes (a varbit field at its current width)."""
+def make_serializer(h: HeaderInfo, gen: Generated | None = None) -> Serializer:
+    """Pack the fields of ``h`` MSB-first into bytes (a varbit field at its current width);
+    with ``gen``, a fixed-width header is one generated expression (the same shifts)."""
     specs = [(fi.slot, fi.width, (1 << fi.width) - 1) for fi in h.fields]
     if h.varbit is None:
         nbytes = h.fixed_bits // 8
+        if gen is not None:
+            terms, shift = [], h.fixed_bits
+            for slot, width, mask in specs:
+                shift -= width
+                terms.append(f"((f[{slot:d}] & {mask:d}) << {shift:d})")
+            packed = " | ".join(terms) or "0"
+            return gen.function("serialize", "s",
+                                ["f = s.f", f"return ({packed}).to_bytes({nbytes:d}, 'big')"])
 
         def serialize(s: PacketState) -> bytes:
             f = s.f

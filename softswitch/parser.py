@@ -362,6 +362,22 @@ class ParserCompiler:
             return self._extract_vl(h, length or (lambda s, p: 0), others)
         nbytes = h.fixed_bits // 8
         specs = _unpack_specs(h, h.fixed_bits, 0)
+        gen = self.exprs.gen
+        if gen is not None:  # the same steps as ``extract``, _store unrolled per field
+            raise_short = f"raise {gen.bind(ParserError)}({gen.bind(too_short)})"
+            body = ["pos = s.pos", f"end = pos + {nbytes:d}", "if end > len(s.data):",
+                    f"    {raise_short}",
+                    "v = int.from_bytes(s.data[pos:end], 'big')", "f = s.f"]
+            for slot, shift, mask, half in specs:
+                if half:
+                    body += [f"x = (v >> {shift:d}) & {mask:d}",
+                             f"f[{slot:d}] = x - ((x & {half:d}) << 1)"]
+                else:
+                    body.append(f"f[{slot:d}] = (v >> {shift:d}) & {mask:d}")
+            body += ["valid = s.valid", f"valid[{index:d}] = True"]
+            body += [f"valid[{o:d}] = False" for o in others]
+            body.append("s.pos = end")
+            return gen.function("extract", "s, p", body)
 
         def extract(s: PacketState, p: tuple) -> None:
             pos = s.pos

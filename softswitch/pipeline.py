@@ -358,7 +358,7 @@ class _Builder:
         self._externs(p)
         p.generated = self.gen
         exprs = ExprCompiler(layout, p.registers, self.gen)
-        serializers = [make_serializer(h) for h in layout.headers]
+        serializers = [make_serializer(h, self.gen) for h in layout.headers]
         order = deparse_order(doc, layout)
         calcs: dict[str, Calculation] = {}
         for i, c in enumerate(doc.get("calculations") or []):
