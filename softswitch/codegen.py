@@ -47,6 +47,11 @@ class Generated:
         self.namespace[name] = obj
         return name
 
+    def resolve(self, name: str, obj: Any) -> None:
+        """Bind ``name`` (from ``bind(None)``) once its object exists: control nodes refer to
+        nodes built after them."""
+        self.namespace[name] = obj
+
     def function(self, kind: str, params: str, body: list[str]) -> Callable:
         """Compile ``def <kind>_N(params): body`` and return the function."""
         name = f"{kind}_{len(self.sources)}"

@@ -485,8 +485,16 @@ class _Builder:
             table, node = self._table(t, tpath, exprs, std, lookup)
             p.tables[table.name] = table
             nodes[table.name] = node
+        later: list[tuple[str, Any]] = []  # generated names of successors, bound below
         for i, c in enumerate(pl.get("conditionals") or []):
             cpath = f"{path}.conditionals[{i}]"
+            if self.gen is not None:  # one function: the condition inline, successors bound
+                src = exprs.source(get(c, "expression", cpath), f"{cpath}.expression")
+                t_name, f_name = self.gen.bind(None), self.gen.bind(None)
+                later += [(t_name, c.get("true_next")), (f_name, c.get("false_next"))]
+                nodes[get(c, "name", cpath, str)] = self.gen.function(
+                    "branch", "s, p=()", [f"return {t_name} if {src} else {f_name}"])
+                continue
             cond = exprs.compile(get(c, "expression", cpath), f"{cpath}.expression")
             nodes[get(c, "name", cpath, str)] = _conditional(
                 cond, c.get("true_next"), c.get("false_next"), lookup
@@ -498,6 +506,8 @@ class _Builder:
         for name in _referenced_nodes(pl):
             if name not in nodes:
                 raise fail(path, f"reference to unknown control node {name!r}")
+        for name, target in later:
+            self.gen.resolve(name, lookup(target))  # type: ignore[union-attr]
         init = pl.get("init_table")
         if init not in nodes:
             raise fail(f"{path}.init_table", f"unknown node {init!r}")
