@@ -350,6 +350,7 @@ class _Builder:
         self.doc = doc
         self.size_override = table_size_override
         self.gen = Generated() if specialise else None
+        self.later: list[tuple[str, Any]] = []  # generated names of successors, bound below
 
     def build(self, p: Pipeline) -> Pipeline:
         doc = self.doc
@@ -480,18 +481,18 @@ class _Builder:
     ) -> Node | None:
         nodes: dict[str | None, Node | None] = {None: None}
         lookup = nodes.get
+        self.later = []
         for i, t in enumerate(pl.get("tables") or []):
             tpath = f"{path}.tables[{i}]"
             table, node = self._table(t, tpath, exprs, std, lookup)
             p.tables[table.name] = table
             nodes[table.name] = node
-        later: list[tuple[str, Any]] = []  # generated names of successors, bound below
         for i, c in enumerate(pl.get("conditionals") or []):
             cpath = f"{path}.conditionals[{i}]"
             if self.gen is not None:  # one function: the condition inline, successors bound
                 src = exprs.source(get(c, "expression", cpath), f"{cpath}.expression")
                 t_name, f_name = self.gen.bind(None), self.gen.bind(None)
-                later += [(t_name, c.get("true_next")), (f_name, c.get("false_next"))]
+                self.later += [(t_name, c.get("true_next")), (f_name, c.get("false_next"))]
                 nodes[get(c, "name", cpath, str)] = self.gen.function(
                     "branch", "s, p=()", [f"return {t_name} if {src} else {f_name}"])
                 continue
@@ -506,7 +507,7 @@ class _Builder:
         for name in _referenced_nodes(pl):
             if name not in nodes:
                 raise fail(path, f"reference to unknown control node {name!r}")
-        for name, target in later:
+        for name, target in self.later:
             self.gen.resolve(name, lookup(target))  # type: ignore[union-attr]
         init = pl.get("init_table")
         if init not in nodes:
@@ -577,10 +578,47 @@ class _Builder:
             for i, e in enumerate(t["entries"]):
                 self._const_entry(table, e, f"{path}.entries[{i}]")
             table.const_entries = True
+        if self.gen is not None:
+            return table, self._generated_table_node(
+                table, readers, hit_miss, next_tables, fallback_next, std, lookup)
         node = _table_node(
             table, _key_reader(readers, keys), hit_miss, next_tables, fallback_next, std, lookup
         )
         return table, node
+
+    def _generated_table_node(self, table: Table, readers: list, hit_miss: bool,
+                              next_tables: dict, fallback_next: str | None, std: StdSlots,
+                              lookup: Callable) -> Node:
+        """``_table_node`` as one function: the key tuple built inline, the hit/miss successors
+        bound once all nodes exist (``later``), the action's successor looked up by name."""
+        gen = self.gen
+        assert gen is not None
+        parts = [f"s.valid[{w:d}]" if kind == "valid" else
+                 f"s.f[{w:d}]" if mask is None else f"(s.f[{w:d}] & {mask:d})"
+                 for kind, w, mask in readers]
+        tbl, nodes = gen.bind(table), gen.bind(lookup)
+        size = f"s.f[{std.packet_length:d}]" if std.packet_length is not None else "len(s.data)"
+        if hit_miss:
+            hit_name, miss_name = gen.bind(None), gen.bind(None)
+            self.later += [(hit_name, next_tables.get("__HIT__", fallback_next)),
+                           (miss_name, next_tables.get("__MISS__", fallback_next))]
+            on_hit, on_miss = hit_name, miss_name
+        else:
+            on_hit = on_miss = f"{nodes}(nxt)"
+        lookup_src = f"{tbl}.lookup(({', '.join(parts)},))" if parts else "None"
+        return gen.function("table", "s, p=()", [
+            f"entry = {lookup_src}",
+            "if entry is not None:",
+            "    entry.packets += 1",
+            f"    entry.bytes += {size}",
+            "    entry.last_hit = s.now",
+            "    fn, nxt = entry.handle",
+            "    fn(s, entry.params)",
+            f"    return {on_hit}",
+            f"fn, nxt = {tbl}.default_handle",
+            f"fn(s, {tbl}.default_action[1])",
+            f"return {on_miss}",
+        ])
 
     def _key(self, k: dict, path: str, layout: Layout) -> tuple[MatchKey, Any]:
         mt = get(k, "match_type", path, str)
