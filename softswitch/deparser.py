@@ -60,7 +60,12 @@ def deparse_order(doc: dict, layout: Layout) -> list[int]:
     return [layout.header(name, f"$.deparsers[0].order[{i}]").index for i, name in enumerate(order)]
 
 
-def make_deparser(order: list[int], serializers: list[Serializer]) -> Serializer:
+def make_deparser(order: list[int], serializers: list[Serializer],
+                  gen: Generated | None = None) -> Serializer:
+    if gen is not None:  # the loop unrolled: one test and call per header in order
+        parts = [f"({gen.bind(serializers[h])}(s) if valid[{h:d}] else b'')" for h in order]
+        return gen.function("deparse", "s", ["valid = s.valid",
+                                             f"return b''.join([{', '.join(parts)}]) + s.payload"])
     pairs = [(h, serializers[h]) for h in order]
 
     def deparse(s: PacketState) -> bytes:

@@ -395,7 +395,7 @@ class _Builder:
         if not parsers:
             raise fail("$.parsers", "the program has no parser")
         p._parse = pcomp.compile(parsers[0], "$.parsers[0]")
-        p._deparse = make_deparser(order, serializers)
+        p._deparse = make_deparser(order, serializers, self.gen)
         checksums = [
             compile_checksum(c, f"$.checksums[{i}]", layout, exprs, calcs)
             for i, c in enumerate(doc.get("checksums") or [])
