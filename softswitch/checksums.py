@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from softswitch.codegen import Generated
 from softswitch.expressions import Expr, ExprCompiler, field_setter
 from softswitch.json_model import Layout, fail, get, parse_hexstr
 from softswitch.state import PacketState
@@ -267,3 +268,43 @@ def compile_checksum(
         calcs[calc_name],
         field_setter(fi),
     )
+
+
+def make_verifier(checksums: list[Checksum], error_slot: int,
+                  gen: Generated | None) -> Callable[[PacketState], None]:
+    """bm_sim's verify step after parsing: checksum_error = 1 when an applicable checksum
+    does not match its field (with ``gen``: one test per checksum, unrolled)."""
+    if gen is not None:
+        body = []
+        for ck in checksums:
+            cond = f"{gen.bind(ck.condition)}(s, ()) and " if ck.condition is not None else ""
+            body += [f"if {cond}not ({gen.bind(ck.calc.compute)}(s, ()) == "
+                     f"s.f[{ck.target_slot:d}]):", f"    s.f[{error_slot:d}] = 1"]
+        return gen.function("verify_checksums", "s", body)
+
+    def verify(s: PacketState) -> None:
+        for ck in checksums:
+            if ck.applies(s) and not ck.matches(s):
+                s.f[error_slot] = 1
+
+    return verify
+
+
+def make_updater(checksums: list[Checksum], gen: Generated | None) -> Callable[[PacketState], None]:
+    """bm_sim's update step before deparsing: each applicable checksum written, in order."""
+    if gen is not None:
+        body = []
+        for ck in checksums:
+            store = f"{gen.bind(ck.write)}(s, {gen.bind(ck.calc.compute)}(s, ()))"
+            if ck.condition is None:
+                body.append(store)
+            else:
+                body += [f"if {gen.bind(ck.condition)}(s, ()):", f"    {store}"]
+        return gen.function("update_checksums", "s", body)
+
+    def update(s: PacketState) -> None:
+        for ck in checksums:
+            if ck.applies(s):
+                ck.store(s)
+
+    return update

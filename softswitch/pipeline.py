@@ -16,7 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 from softswitch.actions import DROP_PORT, ActionCompiler, StdSlots
-from softswitch.checksums import Calculation, Checksum, compile_calculation, compile_checksum
+from softswitch.checksums import (
+    Calculation,
+    compile_calculation,
+    compile_checksum,
+    make_updater,
+    make_verifier,
+)
 from softswitch.codegen import Generated, specialise_default
 from softswitch.deparser import deparse_order, make_deparser, make_serializer
 from softswitch.expressions import ExprCompiler
@@ -165,10 +171,8 @@ class Pipeline:
             if set_errors and std.parser_error is not None:
                 f[std.parser_error] = err.code
         s.payload = s.data[s.pos :]
-        if set_errors and std.checksum_error is not None:
-            for ck in self._verify:
-                if ck.applies(s) and not ck.matches(s):
-                    f[std.checksum_error] = 1
+        if set_errors and self._verify is not None:
+            self._verify(s)
 
     def _copy_type(self, src: PacketState, dst: PacketState, itype: int, field_list: int) -> None:
         """simple_switch ``copy_field_list_and_set_type``: metadata zeroed, the field list
@@ -295,9 +299,7 @@ class Pipeline:
             self.drops["egress_spec"] += 1
             self._release(s)
             return
-        for ck in self._update:
-            if ck.applies(s):
-                ck.store(s)
+        self._update(s)
         frame = self._deparse(s)
         if s.recirculate >= 0:
             again = self._fresh(frame, s.now)
@@ -336,8 +338,8 @@ class Pipeline:
     _std: StdSlots
     _parse: Callable[[PacketState], None]
     _deparse: Callable[[PacketState], bytes]
-    _verify: list[Checksum]
-    _update: list[Checksum]
+    _verify: Callable[[PacketState], None] | None  # None: no checksum_error to set
+    _update: Callable[[PacketState], None]
     _ingress_start: Node | None
     _egress_start: Node | None
     layout: Layout
@@ -400,8 +402,9 @@ class _Builder:
             compile_checksum(c, f"$.checksums[{i}]", layout, exprs, calcs)
             for i, c in enumerate(doc.get("checksums") or [])
         ]
-        p._verify = [c for c in checksums if c.verify]
-        p._update = [c for c in checksums if c.update]
+        p._verify = None if std.checksum_error is None else make_verifier(
+            [c for c in checksums if c.verify], std.checksum_error, self.gen)
+        p._update = make_updater([c for c in checksums if c.update], self.gen)
         p._std = std
         p._field_lists = self._field_lists(layout, "field_lists")
         names = {ll.get("id"): str(ll.get("name")) for ll in doc.get("learn_lists") or []}
