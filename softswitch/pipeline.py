@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 NORMAL, INGRESS_CLONE, EGRESS_CLONE, RECIRC, REPLICATION, RESUBMIT = 0, 1, 2, 4, 5, 6
 MAX_PASSES = 16  # bound on resubmit/recirculate passes per input frame
 MAX_JOBS = 4096  # bound on all traffic-manager work per input frame (egress clones of clones)
+INLINE_CONDITIONALS = 4  # nesting depth of conditionals inlined into one generated function
 BIG_PRIORITY = (1 << 31) - 1  # BMv2 priority p (lower wins) ↔ P4Runtime BIG_PRIORITY - p
 
 Node = Callable[[PacketState], Any]
@@ -490,15 +491,10 @@ class _Builder:
             table, node = self._table(t, tpath, exprs, std, lookup)
             p.tables[table.name] = table
             nodes[table.name] = node
-        for i, c in enumerate(pl.get("conditionals") or []):
+        if self.gen is not None:
+            self._generated_conditionals(pl, path, exprs, nodes)
+        for i, c in enumerate(pl.get("conditionals") if self.gen is None else ()):
             cpath = f"{path}.conditionals[{i}]"
-            if self.gen is not None:  # one function: the condition inline, successors bound
-                src = exprs.source(get(c, "expression", cpath), f"{cpath}.expression")
-                t_name, f_name = self.gen.bind(None), self.gen.bind(None)
-                self.later += [(t_name, c.get("true_next")), (f_name, c.get("false_next"))]
-                nodes[get(c, "name", cpath, str)] = self.gen.function(
-                    "branch", "s, p=()", [f"return {t_name} if {src} else {f_name}"])
-                continue
             cond = exprs.compile(get(c, "expression", cpath), f"{cpath}.expression")
             nodes[get(c, "name", cpath, str)] = _conditional(
                 cond, c.get("true_next"), c.get("false_next"), lookup
@@ -516,6 +512,38 @@ class _Builder:
         if init not in nodes:
             raise fail(f"{path}.init_table", f"unknown node {init!r}")
         return nodes[init]
+
+    def _generated_conditionals(self, pl: dict, path: str, exprs: ExprCompiler,
+                                nodes: dict) -> None:
+        """Each conditional as one function: its condition inline, and a successor that is
+        itself a conditional inlined as a nested ``if`` (up to INLINE_CONDITIONALS deep), so
+        ``_run`` dispatches once per decision tree. Conditions have no side effects and never
+        set ``exit``, so skipping ``_run``'s check between them changes nothing."""
+        conds: dict[str, tuple[str, Any, Any]] = {}
+        names = []
+        for i, c in enumerate(pl.get("conditionals") or []):
+            cpath = f"{path}.conditionals[{i}]"
+            src = exprs.source(get(c, "expression", cpath), f"{cpath}.expression")
+            name = get(c, "name", cpath, str)
+            conds[name] = (src, c.get("true_next"), c.get("false_next"))
+            names.append(name)
+        calls = {a.get("name") for a in pl.get("action_calls") or []}  # these win a name clash
+
+        def tree(name: str, depth: int, pad: str) -> list[str]:
+            src, true_next, false_next = conds[name]
+            return [f"{pad}if {src}:", *leaf(true_next, depth + 1, pad + "    "),
+                    f"{pad}else:",
+                    *leaf(false_next, depth + 1, pad + "    ")]
+
+        def leaf(target: Any, depth: int, pad: str) -> list[str]:
+            if target in conds and target not in calls and depth < INLINE_CONDITIONALS:
+                return tree(target, depth, pad)
+            bound = self.gen.bind(None)  # type: ignore[union-attr]
+            self.later.append((bound, target))
+            return [f"{pad}return {bound}"]
+
+        for name in names:
+            nodes[name] = self.gen.function("branch", "s, p=()", tree(name, 0, ""))  # type: ignore[union-attr]
 
     def _action_fn(self, aid: int, path: str) -> Callable:
         fn = self.action_fns.get(aid)
