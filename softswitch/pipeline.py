@@ -636,7 +636,9 @@ class _Builder:
             on_hit, on_miss = hit_name, miss_name
         else:
             on_hit = on_miss = f"{nodes}(nxt)"
-        lookup_src = f"{tbl}.lookup(({', '.join(parts)},))" if parts else "None"
+        exact = table.exact_lookup()
+        find = gen.bind(exact) if exact is not None else f"{tbl}.lookup"
+        lookup_src = f"{find}(({', '.join(parts)},))" if parts else "None"
         return gen.function("table", "s, p=()", [
             f"entry = {lookup_src}",
             "if entry is not None:",
