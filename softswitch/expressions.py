@@ -135,6 +135,7 @@ class ExprCompiler:
         self.layout = layout
         self.registers = registers or {}
         self.gen = gen
+        self._masked: dict[str, tuple[str, int]] = {}  # source "(x & c)" -> (x, c), for folding
 
     # ---- rvalues -------------------------------------------------------------------------
     def compile(self, node: Any, path: str) -> Expr:
@@ -212,6 +213,12 @@ class ExprCompiler:
             helper = _checked_shift(_BINARY[op])
         if helper is not None:
             return f"{self.gen.bind(helper)}({left}, {r})"  # type: ignore[union-attr]
+        if op == "&" and const is not None:
+            # p4c masks the same value again at every cast: (x & a) & b is x & (a & b)
+            inner, mask = self._masked.get(left, (left, -1))
+            out = f"({inner} & {mask & const:d})"
+            self._masked[out] = (inner, mask & const)
+            return out
         return f"({left} {op} {r})"
 
     def _closure(self, node: Any, path: str) -> Expr:
