@@ -123,7 +123,8 @@ LAYOUT = build_layout(program(
     states=[state("start", [extract("h")])], ingress=pipeline("ingress", 0, None, []),
     actions=[], deparse=["h"]))
 BINARY = ["+", "-", "*", "&", "|", "^", "==", "!=", "<", "<=", ">", ">=", "<<", ">>", "/", "%",
-          "and", "or", "two_comp_mod", "usat_cast", "sat_cast"]
+          "and", "or"]
+CASTS = ["two_comp_mod", "usat_cast", "sat_cast"]  # p4c gives them a constant width
 LEAVES = st.one_of(
     st.sampled_from([n for n, _, _ in H_FIELDS]).map(lambda n: fld("h", n)),
     st.just(fld("h", "$valid$")),
@@ -142,6 +143,8 @@ def _grow(children: st.SearchStrategy) -> st.SearchStrategy:
             "type": "expression", "value": {"op": "?", "cond": t[0], "left": t[1], "right": t[2]}}),
         st.tuples(children, st.integers(0, 40))
         .map(lambda t: op("&", t[0], hexstr((1 << t[1]) - 1))),
+        st.tuples(st.sampled_from(CASTS), children, st.integers(0, 40))
+        .map(lambda t: op(t[0], t[1], hexstr(t[2]))),
     )
 
 
