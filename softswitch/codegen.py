@@ -24,7 +24,8 @@ MAX_SOURCE_DEPTH = 80
 
 
 class TooDeep(Exception):
-    """An expression too deep for one generated source: the caller keeps its closure."""
+    """Source CPython's parser refuses (nesting beyond its limits): an expression keeps its
+    closure; anywhere else ``Pipeline.from_json`` falls back to the closure interpreter."""
 
 
 def specialise_default() -> bool:

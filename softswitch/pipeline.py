@@ -23,7 +23,7 @@ from softswitch.checksums import (
     make_updater,
     make_verifier,
 )
-from softswitch.codegen import Generated, specialise_default
+from softswitch.codegen import Generated, TooDeep, specialise_default
 from softswitch.deparser import deparse_order, make_deparser, make_serializer
 from softswitch.expressions import ExprCompiler
 from softswitch.externs import CounterArray, MeterArray, RegisterArray
@@ -72,6 +72,8 @@ class Pipeline:
             specialise = specialise_default()
         try:
             return _Builder(doc, table_size_override, specialise).build(cls())
+        except TooDeep:  # source CPython's parser refuses: the closures run the program
+            return cls.from_json(doc, table_size_override=table_size_override, specialise=False)
         except PipelineError:
             raise
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from softswitch.codegen import MAX_SOURCE_DEPTH, Generated
+from softswitch.codegen import MAX_SOURCE_DEPTH, Generated, TooDeep
 from softswitch.expressions import ExprCompiler
 from softswitch.json_model import build_layout
 from softswitch.pipeline import Pipeline
@@ -172,3 +172,20 @@ def test_generated_expressions_compute_what_the_closures_compute(tree, values, i
     valid[h.index] = is_valid
     s = PacketState(f, valid, 0)
     assert _outcome(fast, s, params) == _outcome(generic, s, params)
+
+
+def test_a_program_python_cannot_compile_as_source_runs_on_the_closures(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Generated.function
+
+    def refuse_actions(self: Generated, kind: str, params: str, body: list[str]):
+        if kind == "action":
+            raise TooDeep(kind)
+        return real(self, kind, params, body)
+
+    monkeypatch.setattr(Generated, "function", refuse_actions)
+    pipe = Pipeline.from_json(router_program())
+    assert pipe.generated is None
+    pipe.tables["ingress.fwd"].insert((0x0A000002,), 0, "ingress.forward", (3, 1, 2))
+    (port, out), = pipe.process(1, bytes(Ether() / IP(dst="10.0.0.2", ttl=9) / UDP()))
+    assert port == 3 and IP(out[14:]).ttl == 8
