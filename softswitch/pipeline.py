@@ -66,8 +66,8 @@ class Pipeline:
     def from_json(cls, doc: dict, *, table_size_override: int | None = None,
                   specialise: bool | None = None) -> Pipeline:
         """``specialise`` (default: on unless SOFTSWITCH_GENERIC=1) generates straight-line
-        Python for expressions and actions at load time (codegen.py); off, the same program
-        runs as a tree of closures. Both paths have one semantics."""
+        Python at load time for the per-packet work (codegen.py, INTERPRETER.md); off, the
+        same program runs as a tree of closures. Both paths have one semantics."""
         if specialise is None:
             specialise = specialise_default()
         try:
@@ -495,12 +495,13 @@ class _Builder:
             nodes[table.name] = node
         if self.gen is not None:
             self._generated_conditionals(pl, path, exprs, nodes)
-        for i, c in enumerate(pl.get("conditionals") if self.gen is None else ()):
-            cpath = f"{path}.conditionals[{i}]"
-            cond = exprs.compile(get(c, "expression", cpath), f"{cpath}.expression")
-            nodes[get(c, "name", cpath, str)] = _conditional(
-                cond, c.get("true_next"), c.get("false_next"), lookup
-            )
+        else:
+            for i, c in enumerate(pl.get("conditionals") or []):
+                cpath = f"{path}.conditionals[{i}]"
+                cond = exprs.compile(get(c, "expression", cpath), f"{cpath}.expression")
+                nodes[get(c, "name", cpath, str)] = _conditional(
+                    cond, c.get("true_next"), c.get("false_next"), lookup
+                )
         for i, a in enumerate(pl.get("action_calls") or []):
             apath = f"{path}.action_calls[{i}]"
             fn = self._action_fn(get(a, "action_id", apath, int), apath)
