@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from softswitch.checksums import Calculation
+from softswitch.codegen import Generated
 from softswitch.expressions import Expr, ExprCompiler, Params
 from softswitch.externs import CounterArray, MeterArray, RegisterArray
 from softswitch.json_model import Layout, fail, get
@@ -78,6 +79,12 @@ class ActionCompiler:
     assert_failures: int = 0  # failed assert/assume (BMv2 would abort the process)
 
     def compile_action(self, doc: dict, path: str) -> Callable[[PacketState, Params], None]:
+        gen = self.exprs.gen
+        docs = get(doc, "primitives", path, list)
+        if gen is not None and not any(
+            isinstance(d, dict) and d.get("op") in ("_jump", "_jump_if_zero", "exit") for d in docs
+        ):
+            return self._generated_action(docs, path, gen)
         prims = [
             self.compile_primitive(p, f"{path}.primitives[{i}]")
             for i, p in enumerate(get(doc, "primitives", path, list))
@@ -95,6 +102,37 @@ class ActionCompiler:
                 prim(s, p)
 
         return run
+
+    def _generated_action(self, docs: list, path: str, gen: Generated) -> Prim:
+        """The action as one straight-line function: field assignments inline, every other
+        primitive a call to its closure, in order (as ``run`` calls them)."""
+        body = []
+        for i, d in enumerate(docs):
+            ppath = f"{path}.primitives[{i}]"
+            line = self._assign_source(d, ppath)
+            if line is None:
+                line = f"{gen.bind(self.compile_primitive(d, ppath))}(s, p)"
+            body.append(line)
+        return gen.function("action", "s, p", body)
+
+    def _assign_source(self, doc: Any, path: str) -> str | None:
+        """``assign`` to an unsigned field as one statement (what ``_assign_to_slot`` does),
+        or None for the closure."""
+        if not isinstance(doc, dict) or doc.get("op") not in ("assign", "modify_field"):
+            return None
+        params = doc.get("parameters")
+        if not (isinstance(params, list) and len(params) == 2 and isinstance(params[0], dict)
+                and params[0].get("type") == "field" and isinstance(params[1], dict)):
+            return None
+        value = self.exprs.source(params[1], f"{path}.parameters[1]")
+        _, fi = self.layout.field(params[0].get("value"), f"{path}.parameters[0]")
+        if fi is None or not fi.width or fi.signed:
+            return None
+        if params[1].get("type") == "field":
+            _, sf = self.layout.field(params[1].get("value"), "assign")
+            if sf is not None and sf.width and not sf.signed and sf.width <= fi.width:
+                return f"s.f[{fi.slot:d}] = {value}"  # as copy_field: the value already fits
+        return f"s.f[{fi.slot:d}] = {value} & {(1 << fi.width) - 1:d}"
 
     def compile_primitive(self, doc: dict, path: str) -> Prim:
         op = get(doc, "op", path, str)

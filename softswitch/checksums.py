@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from softswitch.codegen import Generated
 from softswitch.expressions import Expr, ExprCompiler, field_setter
 from softswitch.json_model import Layout, fail, get, parse_hexstr
 from softswitch.state import PacketState
@@ -143,6 +144,12 @@ def compile_calculation(
         else:
             raise fail(ipath, f"unsupported calculation input {kind!r}")
     trailing = deparse_order[last_header + 1 :] if with_payload else []
+    if exprs.gen is not None:
+        gen = exprs.gen
+        compute = gen.function("calculation", "s, p=()", _calculation_source(
+            segments, [(h, gen.bind(serializers[h])) for h in trailing] if with_payload else None,
+            gen.bind(algo), gen.bind))
+        return Calculation(name, algo_name, compute)
 
     def compute(s: PacketState, p: tuple = ()) -> int:
         acc = 0
@@ -174,6 +181,42 @@ def compile_calculation(
         return algo(data)
 
     return Calculation(name, algo_name, compute)
+
+
+def _calculation_source(segments: list[tuple], trailing: list[tuple[int, str]] | None,
+                        algo: str, bind: Callable) -> list[str]:
+    """The body of ``compute`` for these segments, unrolled (the same shifts, in order);
+    ``trailing``: (header, bound serializer) deparsed after the inputs when there is a payload."""
+    body = ["f, valid = s.f, s.valid", "acc = bits = 0"]
+    for kind, a, b in segments:
+        guard = kind != "const" and a >= 0
+        if guard:
+            body.append(f"if valid[{a:d}]:")
+        pad = "    " if guard else ""
+        if kind == "fields":
+            total, terms = sum(w for _, w, _ in b), []
+            shift = total
+            for slot, width, mask in b:
+                shift -= width
+                terms.append(f"((f[{slot:d}] & {mask:d}) << {shift:d})")
+            body += [f"{pad}acc = (acc << {total:d}) | {' | '.join(terms)}",
+                     f"{pad}bits += {total:d}"]
+        elif kind == "const":
+            body += [f"acc = (acc << {b:d}) | {a:d}", f"bits += {b:d}"]
+        elif kind == "varbit":
+            body += [f"{pad}width = s.vlen.get({a:d}, 0)",
+                     f"{pad}acc = (acc << width) | (f[{b:d}] & ((1 << width) - 1))",
+                     f"{pad}bits += width"]
+        else:
+            body += [f"{pad}data = {bind(b)}(s)",
+                     f"{pad}acc = (acc << (8 * len(data))) | int.from_bytes(data, 'big')",
+                     f"{pad}bits += 8 * len(data)"]
+    body += ["pad = -bits % 8", "data = (acc << pad).to_bytes((bits + pad) // 8, 'big')"]
+    if trailing is not None:
+        parts = [f"({ser}(s) if valid[{h:d}] else b'')" for h, ser in trailing]
+        body.append(f"data += {' + '.join([*parts, 's.payload'])}")
+    body.append(f"return {algo}(data)")
+    return body
 
 
 def _order_pos(order: list[int], header: int) -> int:
@@ -225,3 +268,43 @@ def compile_checksum(
         calcs[calc_name],
         field_setter(fi),
     )
+
+
+def make_verifier(checksums: list[Checksum], error_slot: int,
+                  gen: Generated | None) -> Callable[[PacketState], None]:
+    """bm_sim's verify step after parsing: checksum_error = 1 when an applicable checksum
+    does not match its field (with ``gen``: one test per checksum, unrolled)."""
+    if gen is not None:
+        body = []
+        for ck in checksums:
+            cond = f"{gen.bind(ck.condition)}(s, ()) and " if ck.condition is not None else ""
+            body += [f"if {cond}not ({gen.bind(ck.calc.compute)}(s, ()) == "
+                     f"s.f[{ck.target_slot:d}]):", f"    s.f[{error_slot:d}] = 1"]
+        return gen.function("verify_checksums", "s", body)
+
+    def verify(s: PacketState) -> None:
+        for ck in checksums:
+            if ck.applies(s) and not ck.matches(s):
+                s.f[error_slot] = 1
+
+    return verify
+
+
+def make_updater(checksums: list[Checksum], gen: Generated | None) -> Callable[[PacketState], None]:
+    """bm_sim's update step before deparsing: each applicable checksum written, in order."""
+    if gen is not None:
+        body = []
+        for ck in checksums:
+            store = f"{gen.bind(ck.write)}(s, {gen.bind(ck.calc.compute)}(s, ()))"
+            if ck.condition is None:
+                body.append(store)
+            else:
+                body += [f"if {gen.bind(ck.condition)}(s, ()):", f"    {store}"]
+        return gen.function("update_checksums", "s", body)
+
+    def update(s: PacketState) -> None:
+        for ck in checksums:
+            if ck.applies(s):
+                ck.store(s)
+
+    return update

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from softswitch.codegen import Generated
 from softswitch.json_model import HeaderInfo, Layout, get
 from softswitch.state import PacketState
 
 Serializer = Callable[[PacketState], bytes]
 
 
-def make_serializer(h: HeaderInfo) -> Serializer:
-    """Pack the fields of ``h`` MSB-first into bytes (a varbit field at its current width)."""
+def make_serializer(h: HeaderInfo, gen: Generated | None = None) -> Serializer:
+    """Pack the fields of ``h`` MSB-first into bytes (a varbit field at its current width);
+    with ``gen``, a fixed-width header is one generated expression (the same shifts)."""
     specs = [(fi.slot, fi.width, (1 << fi.width) - 1) for fi in h.fields]
     if h.varbit is None:
         nbytes = h.fixed_bits // 8
+        if gen is not None:
+            terms, shift = [], h.fixed_bits
+            for slot, width, mask in specs:
+                shift -= width
+                terms.append(f"((f[{slot:d}] & {mask:d}) << {shift:d})")
+            packed = " | ".join(terms) or "0"
+            return gen.function("serialize", "s",
+                                ["f = s.f", f"return ({packed}).to_bytes({nbytes:d}, 'big')"])
 
         def serialize(s: PacketState) -> bytes:
             f = s.f
@@ -50,7 +60,12 @@ def deparse_order(doc: dict, layout: Layout) -> list[int]:
     return [layout.header(name, f"$.deparsers[0].order[{i}]").index for i, name in enumerate(order)]
 
 
-def make_deparser(order: list[int], serializers: list[Serializer]) -> Serializer:
+def make_deparser(order: list[int], serializers: list[Serializer],
+                  gen: Generated | None = None) -> Serializer:
+    if gen is not None:  # the loop unrolled: one test and call per header in order
+        parts = [f"({gen.bind(serializers[h])}(s) if valid[{h:d}] else b'')" for h in order]
+        return gen.function("deparse", "s", ["valid = s.valid",
+                                             f"return b''.join([{', '.join(parts)}]) + s.payload"])
     pairs = [(h, serializers[h]) for h in order]
 
     def deparse(s: PacketState) -> bytes:

@@ -12,6 +12,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+from softswitch.codegen import MAX_SOURCE_DEPTH, Generated, TooDeep
 from softswitch.json_model import FieldInfo, HeaderInfo, Layout, fail, get, parse_hexstr
 from softswitch.state import PacketState
 
@@ -115,15 +116,112 @@ def _checked_shift(op: Callable[[int, int], int]) -> Callable[[int, int], int]:
     return shift
 
 
-class ExprCompiler:
-    """Turns JSON nodes into closures. ``registers`` resolves the ``register`` node type."""
+# Operators whose JSON nodes the source generator hands to the closures (rare on a hot path).
+_CLOSURE_ONLY = frozenset({
+    "access_field", "access_union_header", "valid_union", "dereference_union_stack",
+    "dereference_header_stack", "last_stack_index", "size_stack",
+})
+_NAMED = ("header", "header_union", "header_stack", "header_union_stack")
 
-    def __init__(self, layout: Layout, registers: dict[str, Any] | None = None) -> None:
+
+class ExprCompiler:
+    """Turns JSON nodes into closures. ``registers`` resolves the ``register`` node type.
+
+    With ``gen`` (codegen.Generated), an expression whose nodes all map onto Python operators
+    becomes one generated function instead of a tree of closures (``source``)."""
+
+    def __init__(self, layout: Layout, registers: dict[str, Any] | None = None,
+                 gen: Generated | None = None) -> None:
         self.layout = layout
         self.registers = registers or {}
+        self.gen = gen
+        self._masked: dict[str, tuple[str, int]] = {}  # source "(x & c)" -> (x, c), for folding
 
     # ---- rvalues -------------------------------------------------------------------------
     def compile(self, node: Any, path: str) -> Expr:
+        if self.gen is not None:
+            try:
+                return self.gen.function("expr", "s, p", [f"return {self.source(node, path)}"])
+            except TooDeep:
+                pass
+        return self._closure(node, path)
+
+    def source(self, node: Any, path: str, depth: int = 0) -> str:
+        """A Python expression over ``s`` (PacketState) and ``p`` (action data) computing the
+        node, validated as ``_closure`` validates it; sub-nodes it does not inline become calls
+        to their closure, subtrees past MAX_SOURCE_DEPTH calls to their own generated function
+        (needs ``self.gen``)."""
+        assert self.gen is not None
+        if depth > MAX_SOURCE_DEPTH:  # a deeper subtree becomes its own generated function
+            return self._call(self.compile(node, path))
+        kind = get(node, "type", path, str)
+        value = node.get("value")
+        if kind == "field":
+            hdr, fi = self.layout.field(value, f"{path}.value")
+            return f"int(s.valid[{hdr.index:d}])" if fi is None else f"s.f[{fi.slot:d}]"
+        if kind == "hexstr":
+            return f"({parse_hexstr(value, f'{path}.value'):d})"
+        if kind == "bool":
+            return "True" if value else "False"
+        if kind in ("runtime_data", "local") and isinstance(value, int):
+            return f"p[{value:d}]"
+        if kind == "expression":
+            return self._expression_source(value, f"{path}.value", depth + 1)
+        if kind not in ("runtime_data", "local") and self.layout.p4c_kind(kind, value) in _NAMED:
+            return f"({self._named_index(self.layout.p4c_kind(kind, value), value, path):d})"
+        return self._call(self._closure(node, path))
+
+    def _call(self, fn: Callable) -> str:
+        assert self.gen is not None
+        return f"{self.gen.bind(fn)}(s, p)"
+
+    def _expression_source(self, node: Any, path: str, depth: int) -> str:
+        if isinstance(node, dict) and "type" in node and "op" not in node:
+            return self.source(node, path, depth)
+        op = get(node, "op", path, str)
+        left_node, right_node = node.get("left"), node.get("right")
+        if op == "?":
+            c = self.source(get(node, "cond", path), f"{path}.cond", depth + 1)
+            a = self.source(left_node, f"{path}.left", depth + 1)
+            b = self.source(right_node, f"{path}.right", depth + 1)
+            return f"({a} if {c} else {b})"
+        if op in _CLOSURE_ONLY:
+            return self._call(self._expression(node, path))
+        r = self.source(get(node, "right", path), f"{path}.right", depth + 1)
+        if op == "valid":
+            return f"s.valid[{r}]"
+        if op in ("not", "!"):
+            return f"(not {r})"
+        if op == "~":
+            return f"(~{r})"
+        if op == "d2b":
+            valid_of = self._valid_field(get(node, "right", path))
+            return f"s.valid[{valid_of:d}]" if valid_of is not None else f"bool({r})"
+        if op == "b2d":
+            return f"int({r})"
+        if op == "-" and left_node is None:
+            return f"(-{r})"
+        left = self.source(left_node, f"{path}.left", depth + 1)
+        if op in ("and", "or"):
+            return f"(bool({left}) {op} bool({r}))"
+        helper = {"two_comp_mod": _two_comp_mod, "usat_cast": _usat_cast, "sat_cast": _sat_cast,
+                  "/": _safe_div, "%": _safe_mod}.get(op)
+        if helper is None and op not in _BINARY:
+            raise fail(path, f"unsupported operator {op!r}")
+        const = _constant(right_node)
+        if op in ("<<", ">>") and not (const is not None and 0 <= const <= 4096):
+            helper = _checked_shift(_BINARY[op])
+        if helper is not None:
+            return f"{self.gen.bind(helper)}({left}, {r})"  # type: ignore[union-attr]
+        if op == "&" and const is not None:
+            # p4c masks the same value again at every cast: (x & a) & b is x & (a & b)
+            inner, mask = self._masked.get(left, (left, -1))
+            out = f"({inner} & {mask & const:d})"
+            self._masked[out] = (inner, mask & const)
+            return out
+        return f"({left} {op} {r})"
+
+    def _closure(self, node: Any, path: str) -> Expr:
         kind = get(node, "type", path, str)
         value = node.get("value")
         if kind == "field":
@@ -245,7 +343,7 @@ class ExprCompiler:
         if op == "two_comp_mod":
             return lambda s, p: _two_comp_mod(left(s, p), right(s, p))
         if op == "usat_cast":
-            return lambda s, p: max(0, min(left(s, p), (1 << right(s, p)) - 1))
+            return lambda s, p: _usat_cast(left(s, p), right(s, p))
         if op == "sat_cast":
             return lambda s, p: _sat_cast(left(s, p), right(s, p))
         fn = {"/": _safe_div, "%": _safe_mod}.get(op) or _BINARY.get(op)
@@ -373,6 +471,10 @@ def _two_comp_mod(v: int, width: int) -> int:
         return 0
     half = 1 << (width - 1)
     return ((v + half) & ((1 << width) - 1)) - half
+
+
+def _usat_cast(v: int, width: int) -> int:
+    return max(0, min(v, (1 << width) - 1))
 
 
 def _sat_cast(v: int, width: int) -> int:

@@ -161,6 +161,8 @@ class ParserCompiler:
         ]
         no_match = self.no_match
         exact = _exact_select(st, path) if len(key_parts) == 1 else None
+        if self.exprs.gen is not None:
+            return self._generated_state(st, path, ops, key_parts, rules, exact, states)
         if exact is not None:
             return _dict_select(ops, key_parts[0], exact, states, no_match)
 
@@ -174,7 +176,7 @@ class ParserCompiler:
             for op in ops:
                 op(s, ())
             k = key(s) if key_parts else 0
-            for matches, target in rules:
+            for matches, target, _ in rules:
                 if matches(k):
                     return states[target] if target is not None else None
             if not rules:
@@ -183,17 +185,73 @@ class ParserCompiler:
 
         return state
 
-    def _transition(self, t: dict, path: str, key_parts: list) -> tuple[Callable, str | None]:
+    def _generated_state(self, st: dict, path: str, ops: list[Op], key_parts: list,
+                         rules: list, exact: tuple | None, states: dict[str, State]) -> State:
+        """``state``/``select_state`` as one function: parser ops called (or a ``set``
+        written) in order, the key built inline, the transitions an if-chain."""
+        gen = self.exprs.gen
+        assert gen is not None
+        body = []
+        for i, (op, node) in enumerate(zip(ops, st.get("parser_ops") or [], strict=True)):
+            body.append(self._set_source(node, f"{path}.parser_ops[{i}]")
+                        or f"{gen.bind(op)}(s, ())")
+        reads = [self._key_source(k, part, f"{path}.transition_key[{i}]")
+                 for i, (k, part) in enumerate(zip(st.get("transition_key") or [], key_parts,
+                                                    strict=True))]
+        table = gen.bind(states)
+        raise_no_match = f"raise {gen.bind(ParserError)}({gen.bind(self.no_match)})"
+        if exact is not None:
+            values, default = exact
+            body += [f"k = {reads[0]} & {key_parts[0][2]:d}",
+                     f"target = {gen.bind(values)}.get(k, {gen.bind(default)})",
+                     f"if target is {gen.bind(_NO_DEFAULT)}:", f"    {raise_no_match}",
+                     f"return {table}[target] if target is not None else None"]
+            return gen.function("parse_state", "s, p=()", body)
+        if key_parts:
+            body.append("k = 0")
+            for read, (_, bits, mask) in zip(reads, key_parts, strict=True):
+                body.append(f"k = (k << {bits:d}) | ({read} & {mask:d})")
+        else:
+            body.append("k = 0")
+        for matches, target, test in rules:
+            goto = f"{table}[{gen.bind(target)}]" if target is not None else "None"
+            body += [f"if {test or f'{gen.bind(matches)}(k)'}:", f"    return {goto}"]
+        body.append(raise_no_match if rules else "return None")
+        return gen.function("parse_state", "s, p=()", body)
+
+    def _key_source(self, k: dict, part: tuple, path: str) -> str:
+        if isinstance(k, dict) and k.get("type") == "field":
+            return self.exprs.source(k, path)
+        return f"{self.exprs.gen.bind(part[0])}(s, ())"  # type: ignore[union-attr]
+
+    def _set_source(self, op: dict, path: str) -> str | None:
+        """A parser ``set`` of an unsigned field from an expression as one statement (what the
+        ``set`` op's setter does), else None."""
+        params = op.get("parameters")
+        if op.get("op") != "set" or not (isinstance(params, list) and len(params) == 2):
+            return None
+        dst, src = params
+        if not (isinstance(dst, dict) and dst.get("type") == "field" and isinstance(src, dict)
+                and src.get("type") != "lookahead"):
+            return None
+        _, fi = self.layout.field(dst.get("value"), path)
+        if fi is None or not fi.width or fi.signed:
+            return None
+        value = self.exprs.source(src, f"{path}.parameters[1]")
+        return f"s.f[{fi.slot:d}] = int({value}) & {(1 << fi.width) - 1:d}"
+
+    def _transition(self, t: dict, path: str, key_parts: list) -> tuple[Callable, str | None, str]:
+        """(matches, next state, the test as source over ``k``: "" when only ``matches``)."""
         # Older p4c output omits "type" and writes the default transition as value "default".
         kind = t.get("type") or ("default" if t.get("value") in (None, "default") else "hexstr")
         target = t.get("next_state")
         mask_text = t.get("mask")
         mask = parse_hexstr(mask_text, f"{path}.mask") if mask_text is not None else -1
         if kind == "default":
-            return (lambda k: True), target
+            return (lambda k: True), target, "True"
         if kind == "hexstr":
             value = parse_hexstr(t.get("value"), f"{path}.value") & mask
-            return (lambda k: (k & mask) == value), target
+            return (lambda k: (k & mask) == value), target, f"(k & {mask:d}) == {value:d}"
         if kind == "parse_vset":
             vs = self.value_sets.get(t.get("value"))
             if vs is None:
@@ -203,7 +261,7 @@ class ParserCompiler:
                 km = k & mask
                 return any((km & m) == (v & mask) for v, m in vs.members)
 
-            return in_set, target
+            return in_set, target, ""
         raise fail(f"{path}.type", f"unsupported transition type {kind!r}")
 
     def _key_part(self, k: dict, path: str) -> tuple[Expr, int, int]:
@@ -362,6 +420,22 @@ class ParserCompiler:
             return self._extract_vl(h, length or (lambda s, p: 0), others)
         nbytes = h.fixed_bits // 8
         specs = _unpack_specs(h, h.fixed_bits, 0)
+        gen = self.exprs.gen
+        if gen is not None:  # the same steps as ``extract``, _store unrolled per field
+            raise_short = f"raise {gen.bind(ParserError)}({gen.bind(too_short)})"
+            body = ["pos = s.pos", f"end = pos + {nbytes:d}", "if end > len(s.data):",
+                    f"    {raise_short}",
+                    "v = int.from_bytes(s.data[pos:end], 'big')", "f = s.f"]
+            for slot, shift, mask, half in specs:
+                if half:
+                    body += [f"x = (v >> {shift:d}) & {mask:d}",
+                             f"f[{slot:d}] = x - ((x & {half:d}) << 1)"]
+                else:
+                    body.append(f"f[{slot:d}] = (v >> {shift:d}) & {mask:d}")
+            body += ["valid = s.valid", f"valid[{index:d}] = True"]
+            body += [f"valid[{o:d}] = False" for o in others]
+            body.append("s.pos = end")
+            return gen.function("extract", "s, p", body)
 
         def extract(s: PacketState, p: tuple) -> None:
             pos = s.pos

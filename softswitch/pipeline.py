@@ -16,7 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 from softswitch.actions import DROP_PORT, ActionCompiler, StdSlots
-from softswitch.checksums import Calculation, Checksum, compile_calculation, compile_checksum
+from softswitch.checksums import (
+    Calculation,
+    compile_calculation,
+    compile_checksum,
+    make_updater,
+    make_verifier,
+)
+from softswitch.codegen import Generated, TooDeep, specialise_default
 from softswitch.deparser import deparse_order, make_deparser, make_serializer
 from softswitch.expressions import ExprCompiler
 from softswitch.externs import CounterArray, MeterArray, RegisterArray
@@ -34,6 +41,7 @@ log = logging.getLogger(__name__)
 NORMAL, INGRESS_CLONE, EGRESS_CLONE, RECIRC, REPLICATION, RESUBMIT = 0, 1, 2, 4, 5, 6
 MAX_PASSES = 16  # bound on resubmit/recirculate passes per input frame
 MAX_JOBS = 4096  # bound on all traffic-manager work per input frame (egress clones of clones)
+INLINE_CONDITIONALS = 4  # nesting depth of conditionals inlined into one generated function
 BIG_PRIORITY = (1 << 31) - 1  # BMv2 priority p (lower wins) ↔ P4Runtime BIG_PRIORITY - p
 
 Node = Callable[[PacketState], Any]
@@ -55,9 +63,17 @@ class Pipeline:
 
     # ---- construction --------------------------------------------------------------------
     @classmethod
-    def from_json(cls, doc: dict, *, table_size_override: int | None = None) -> Pipeline:
+    def from_json(cls, doc: dict, *, table_size_override: int | None = None,
+                  specialise: bool | None = None) -> Pipeline:
+        """``specialise`` (default: on unless SOFTSWITCH_GENERIC=1) generates straight-line
+        Python at load time for the per-packet work (codegen.py, INTERPRETER.md); off, the
+        same program runs as a tree of closures. Both paths have one semantics."""
+        if specialise is None:
+            specialise = specialise_default()
         try:
-            return _Builder(doc, table_size_override).build(cls())
+            return _Builder(doc, table_size_override, specialise).build(cls())
+        except TooDeep:  # source CPython's parser refuses: the closures run the program
+            return cls.from_json(doc, table_size_override=table_size_override, specialise=False)
         except PipelineError:
             raise
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -158,10 +174,8 @@ class Pipeline:
             if set_errors and std.parser_error is not None:
                 f[std.parser_error] = err.code
         s.payload = s.data[s.pos :]
-        if set_errors and std.checksum_error is not None:
-            for ck in self._verify:
-                if ck.applies(s) and not ck.matches(s):
-                    f[std.checksum_error] = 1
+        if set_errors and self._verify is not None:
+            self._verify(s)
 
     def _copy_type(self, src: PacketState, dst: PacketState, itype: int, field_list: int) -> None:
         """simple_switch ``copy_field_list_and_set_type``: metadata zeroed, the field list
@@ -288,9 +302,7 @@ class Pipeline:
             self.drops["egress_spec"] += 1
             self._release(s)
             return
-        for ck in self._update:
-            if ck.applies(s):
-                ck.store(s)
+        self._update(s)
         frame = self._deparse(s)
         if s.recirculate >= 0:
             again = self._fresh(frame, s.now)
@@ -312,6 +324,7 @@ class Pipeline:
             node = node(s)
 
     # set by _Builder
+    generated: Generated | None  # the generated source (``generated.dump()``), None if generic
     _action_compiler: ActionCompiler
     _field_lists: dict[int, list[int]]
     _learn_lists: dict[int, tuple[str, list[int]]]
@@ -328,8 +341,8 @@ class Pipeline:
     _std: StdSlots
     _parse: Callable[[PacketState], None]
     _deparse: Callable[[PacketState], bytes]
-    _verify: list[Checksum]
-    _update: list[Checksum]
+    _verify: Callable[[PacketState], None] | None  # None: no checksum_error to set
+    _update: Callable[[PacketState], None]
     _ingress_start: Node | None
     _egress_start: Node | None
     layout: Layout
@@ -338,17 +351,20 @@ class Pipeline:
 class _Builder:
     """Compiles one JSON document into a Pipeline (kept apart so Pipeline stays small)."""
 
-    def __init__(self, doc: dict, table_size_override: int | None) -> None:
+    def __init__(self, doc: dict, table_size_override: int | None, specialise: bool) -> None:
         self.doc = doc
         self.size_override = table_size_override
+        self.gen = Generated() if specialise else None
+        self.later: list[tuple[str, Any]] = []  # generated names of successors, bound below
 
     def build(self, p: Pipeline) -> Pipeline:
         doc = self.doc
         layout = build_layout(doc)
         p.layout = layout
         self._externs(p)
-        exprs = ExprCompiler(layout, p.registers)
-        serializers = [make_serializer(h) for h in layout.headers]
+        p.generated = self.gen
+        exprs = ExprCompiler(layout, p.registers, self.gen)
+        serializers = [make_serializer(h, self.gen) for h in layout.headers]
         order = deparse_order(doc, layout)
         calcs: dict[str, Calculation] = {}
         for i, c in enumerate(doc.get("calculations") or []):
@@ -384,13 +400,14 @@ class _Builder:
         if not parsers:
             raise fail("$.parsers", "the program has no parser")
         p._parse = pcomp.compile(parsers[0], "$.parsers[0]")
-        p._deparse = make_deparser(order, serializers)
+        p._deparse = make_deparser(order, serializers, self.gen)
         checksums = [
             compile_checksum(c, f"$.checksums[{i}]", layout, exprs, calcs)
             for i, c in enumerate(doc.get("checksums") or [])
         ]
-        p._verify = [c for c in checksums if c.verify]
-        p._update = [c for c in checksums if c.update]
+        p._verify = None if std.checksum_error is None else make_verifier(
+            [c for c in checksums if c.verify], std.checksum_error, self.gen)
+        p._update = make_updater([c for c in checksums if c.update], self.gen)
         p._std = std
         p._field_lists = self._field_lists(layout, "field_lists")
         names = {ll.get("id"): str(ll.get("name")) for ll in doc.get("learn_lists") or []}
@@ -470,17 +487,21 @@ class _Builder:
     ) -> Node | None:
         nodes: dict[str | None, Node | None] = {None: None}
         lookup = nodes.get
+        self.later = []
         for i, t in enumerate(pl.get("tables") or []):
             tpath = f"{path}.tables[{i}]"
             table, node = self._table(t, tpath, exprs, std, lookup)
             p.tables[table.name] = table
             nodes[table.name] = node
-        for i, c in enumerate(pl.get("conditionals") or []):
-            cpath = f"{path}.conditionals[{i}]"
-            cond = exprs.compile(get(c, "expression", cpath), f"{cpath}.expression")
-            nodes[get(c, "name", cpath, str)] = _conditional(
-                cond, c.get("true_next"), c.get("false_next"), lookup
-            )
+        if self.gen is not None:
+            self._generated_conditionals(pl, path, exprs, nodes)
+        else:
+            for i, c in enumerate(pl.get("conditionals") or []):
+                cpath = f"{path}.conditionals[{i}]"
+                cond = exprs.compile(get(c, "expression", cpath), f"{cpath}.expression")
+                nodes[get(c, "name", cpath, str)] = _conditional(
+                    cond, c.get("true_next"), c.get("false_next"), lookup
+                )
         for i, a in enumerate(pl.get("action_calls") or []):
             apath = f"{path}.action_calls[{i}]"
             fn = self._action_fn(get(a, "action_id", apath, int), apath)
@@ -488,10 +509,44 @@ class _Builder:
         for name in _referenced_nodes(pl):
             if name not in nodes:
                 raise fail(path, f"reference to unknown control node {name!r}")
+        for name, target in self.later:
+            self.gen.resolve(name, lookup(target))  # type: ignore[union-attr]
         init = pl.get("init_table")
         if init not in nodes:
             raise fail(f"{path}.init_table", f"unknown node {init!r}")
         return nodes[init]
+
+    def _generated_conditionals(self, pl: dict, path: str, exprs: ExprCompiler,
+                                nodes: dict) -> None:
+        """Each conditional as one function: its condition inline, and a successor that is
+        itself a conditional inlined as a nested ``if`` (up to INLINE_CONDITIONALS deep), so
+        ``_run`` dispatches once per decision tree. Conditions have no side effects and never
+        set ``exit``, so skipping ``_run``'s check between them changes nothing."""
+        conds: dict[str, tuple[str, Any, Any]] = {}
+        names = []
+        for i, c in enumerate(pl.get("conditionals") or []):
+            cpath = f"{path}.conditionals[{i}]"
+            src = exprs.source(get(c, "expression", cpath), f"{cpath}.expression")
+            name = get(c, "name", cpath, str)
+            conds[name] = (src, c.get("true_next"), c.get("false_next"))
+            names.append(name)
+        calls = {a.get("name") for a in pl.get("action_calls") or []}  # these win a name clash
+
+        def tree(name: str, depth: int, pad: str) -> list[str]:
+            src, true_next, false_next = conds[name]
+            return [f"{pad}if {src}:", *leaf(true_next, depth + 1, pad + "    "),
+                    f"{pad}else:",
+                    *leaf(false_next, depth + 1, pad + "    ")]
+
+        def leaf(target: Any, depth: int, pad: str) -> list[str]:
+            if target in conds and target not in calls and depth < INLINE_CONDITIONALS:
+                return tree(target, depth, pad)
+            bound = self.gen.bind(None)  # type: ignore[union-attr]
+            self.later.append((bound, target))
+            return [f"{pad}return {bound}"]
+
+        for name in names:
+            nodes[name] = self.gen.function("branch", "s, p=()", tree(name, 0, ""))  # type: ignore[union-attr]
 
     def _action_fn(self, aid: int, path: str) -> Callable:
         fn = self.action_fns.get(aid)
@@ -557,10 +612,49 @@ class _Builder:
             for i, e in enumerate(t["entries"]):
                 self._const_entry(table, e, f"{path}.entries[{i}]")
             table.const_entries = True
+        if self.gen is not None:
+            return table, self._generated_table_node(
+                table, readers, hit_miss, next_tables, fallback_next, std, lookup)
         node = _table_node(
             table, _key_reader(readers, keys), hit_miss, next_tables, fallback_next, std, lookup
         )
         return table, node
+
+    def _generated_table_node(self, table: Table, readers: list, hit_miss: bool,
+                              next_tables: dict, fallback_next: str | None, std: StdSlots,
+                              lookup: Callable) -> Node:
+        """``_table_node`` as one function: the key tuple built inline, the hit/miss successors
+        bound once all nodes exist (``later``), the action's successor looked up by name."""
+        gen = self.gen
+        assert gen is not None
+        parts = [f"s.valid[{w:d}]" if kind == "valid" else
+                 f"s.f[{w:d}]" if mask is None else f"(s.f[{w:d}] & {mask:d})"
+                 for kind, w, mask in readers]
+        tbl, nodes = gen.bind(table), gen.bind(lookup)
+        size = f"s.f[{std.packet_length:d}]" if std.packet_length is not None else "len(s.data)"
+        if hit_miss:
+            hit_name, miss_name = gen.bind(None), gen.bind(None)
+            self.later += [(hit_name, next_tables.get("__HIT__", fallback_next)),
+                           (miss_name, next_tables.get("__MISS__", fallback_next))]
+            on_hit, on_miss = hit_name, miss_name
+        else:
+            on_hit = on_miss = f"{nodes}(nxt)"
+        exact = table.exact_lookup()
+        find = gen.bind(exact) if exact is not None else f"{tbl}.lookup"
+        lookup_src = f"{find}(({', '.join(parts)},))" if parts else "None"
+        return gen.function("table", "s, p=()", [
+            f"entry = {lookup_src}",
+            "if entry is not None:",
+            "    entry.packets += 1",
+            f"    entry.bytes += {size}",
+            "    entry.last_hit = s.now",
+            "    fn, nxt = entry.handle",
+            "    fn(s, entry.params)",
+            f"    return {on_hit}",
+            f"fn, nxt = {tbl}.default_handle",
+            f"fn(s, {tbl}.default_action[1])",
+            f"return {on_miss}",
+        ])
 
     def _key(self, k: dict, path: str, layout: Layout) -> tuple[MatchKey, Any]:
         mt = get(k, "match_type", path, str)

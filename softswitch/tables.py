@@ -197,6 +197,11 @@ class Table:
         ]
 
     # ---- packet path ---------------------------------------------------------------------
+    def exact_lookup(self) -> Callable[[tuple], Entry | None] | None:
+        """When every key is exact (or valid): the lookup itself, for generated code to call
+        directly (the dict lives as long as the table); else None."""
+        return self._by_key.get if self._all_exact else None
+
     def lookup(self, key: tuple) -> Entry | None:
         """The best entry for a packet's key tuple, or None on a miss."""
         if self._all_exact:

@@ -45,9 +45,9 @@ def frames(count: int, seed: int = 1) -> Iterator[bytes]:
             yield bytes(data)
 
 
-def fuzz_pipeline() -> Pipeline:
+def fuzz_pipeline(specialise: bool | None = None) -> Pipeline:
     """flowtable.p4's compiled JSON with the seeds' flows, so mutations also run the hit path."""
-    pipe = Pipeline.from_json(json.loads(DEVICE_CONFIG.read_text()))
+    pipe = Pipeline.from_json(json.loads(DEVICE_CONFIG.read_text()), specialise=specialise)
     v4 = (2, 0x2FE, 0x202, 0xC0000201, 0x0A000202, 5, 6, 1500)
     for proto in (6, 17):
         key = (1, 0x0A000101, 0x0A000202, proto, 1, 2)
