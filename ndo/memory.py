@@ -39,6 +39,10 @@ _PORTS = struct.Struct("!HH")
 _TCP, _UDP = 6, 17
 _FIN_RST = 0x05
 _L4_CHECK = {_TCP: 16, _UDP: 6}
+# from the ethertype (offset 12) to the L4 ports of an IPv4 header without options: ethertype,
+# version/IHL, total length, flags/fragment offset, TTL, protocol, addresses, ports
+_V4 = struct.Struct("!HBxH2xHBB2x4s4sHH")
+_V4_END = 12 + _V4.size  # the ports' end; a UDP header needs 42 bytes, a TCP one 54
 
 FailureHook = Callable[[FlowCommand], Refusal | None]
 """Injected failure: return a refusal to make the driver refuse this command."""
@@ -191,6 +195,23 @@ class MemoryDriver(FlowDriver):
     def process(self, frame: bytes | bytearray, in_port: int) -> tuple[int, bytearray] | None:
         """Forward ``frame`` if it hits a rule: (egress port, rewritten frame); None = punt."""
         buf = frame if isinstance(frame, bytes) else bytes(frame)  # slices are the keys: bytes
+        if len(buf) >= _V4_END:
+            # the common frame, untagged IPv4 without options: every key field in one unpack
+            ethertype, ver_ihl, ip_len, frag, ttl, proto, src, dst, sport, dport = (
+                _V4.unpack_from(buf, 12)
+            )
+            if ethertype == 0x0800 and ver_ihl == 0x45:
+                if frag & 0x3FFF or ttl <= 1:
+                    return None
+                if proto == _TCP:
+                    if len(buf) < 54 or buf[47] & _FIN_RST:
+                        return None
+                elif proto != _UDP or len(buf) < 42:
+                    return None
+                cookie = self._by_match.get((in_port, 4, src, dst, proto, sport, dport, ()))
+                if cookie is None:
+                    return None
+                return self._hit(buf, cookie, 4, proto, 14, 34, ip_len, ())
         if len(buf) < 14:
             return None
         ethertype = _H.unpack_from(buf, 12)[0]
@@ -228,6 +249,21 @@ class MemoryDriver(FlowDriver):
         cookie = self._by_match.get((in_port, family, src, dst, proto, sport, dport, encaps))
         if cookie is None:
             return None
+        return self._hit(buf, cookie, family, proto, l3, l4, ip_len, encaps, ethertype)
+
+    def _hit(
+        self,
+        buf: bytes,
+        cookie: Cookie,
+        family: int,
+        proto: int,
+        l3: int,
+        l4: int,
+        ip_len: int,
+        encaps: encap.Encaps,
+        ethertype: int = 0x0800,
+    ) -> tuple[int, bytearray] | None:
+        """A frame that matched rule ``cookie``: counted and rewritten (None: over the MTU)."""
         entry = self.rules[cookie]
         act = entry.rule.actions
         if ip_len > act.mtu:
