@@ -38,7 +38,6 @@ _H = struct.Struct("!H")
 _PORTS = struct.Struct("!HH")
 _TCP, _UDP = 6, 17
 _FIN_RST = 0x05
-_L4_CHECK = {_TCP: 16, _UDP: 6}
 # from the ethertype (offset 12) to the protocol of an IPv4 header: ethertype, version/IHL,
 # total length, flags/fragment offset, TTL, protocol
 _V4 = struct.Struct("!HBxH2xHBB")
@@ -299,9 +298,12 @@ def _rewrite(buf: bytearray, family: int, proto: int, l3: int, l4: int, rw: _Rew
         buf[l3 + 8 if family == 4 else l3 + 7] -= 1
     if family == 4 and rw.ip_delta:
         _H.pack_into(buf, l3 + 10, apply_delta(_H.unpack_from(buf, l3 + 10)[0], rw.ip_delta))
-    l4_check = l4 + _L4_CHECK[proto]
-    old = _H.unpack_from(buf, l4_check)[0]
-    if rw.l4_delta and not (proto == _UDP and old == 0):
-        check = apply_delta(old, rw.l4_delta)
-        _H.pack_into(buf, l4_check, (check or 0xFFFF) if proto == _UDP else check)
+    if rw.l4_delta:
+        if proto == _TCP:
+            l4_check = l4 + 16
+            _H.pack_into(buf, l4_check, apply_delta(_H.unpack_from(buf, l4_check)[0], rw.l4_delta))
+        else:
+            old = _H.unpack_from(buf, l4 + 6)[0]
+            if old:
+                _H.pack_into(buf, l4 + 6, apply_delta(old, rw.l4_delta) or 0xFFFF)
     buf[0:12] = rw.macs
