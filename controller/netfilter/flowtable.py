@@ -340,9 +340,12 @@ class Flowtable:
         return NF_FLOW_TIMEOUT
 
     def stats_due(self, flow: Flow, now: float) -> bool:
-        """``nf_flow_offload_stats``'s first test: a STATS only once 10 % of the flow's idle
-        budget is used up (``nf_flow_timeout_delta(flow->timeout) < 9/10 * timeout``)."""
-        return flow.timeout - now < STATS_THRESHOLD * self.timeout_of(flow.conn.proto)
+        """Whether ``nf_flow_offload_stats`` would ask the hardware: only once 10 % of the
+        flow's idle budget is used up (``nf_flow_timeout_delta(flow->timeout) < 9/10 *
+        timeout``), and only for rules it holds (of none, a driver answers "unknown cookie")."""
+        return bool(flow.hw_dirs) and (
+            flow.timeout - now < STATS_THRESHOLD * self.timeout_of(flow.conn.proto)
+        )
 
     def new_flow(self, conn: Conn, routes: tuple[FlowRoute, FlowRoute]) -> Flow:
         """``flow_offload_alloc`` (the caller checked the ct is not dying)."""
@@ -501,19 +504,22 @@ class Flowtable:
         todo = self.gc_batch if budget is None else budget
         visited = 0
         gc_flow, flows, stats_due = self.gc_flow, self._flows, self.stats_due
-        busy = TEARDOWN | CLOSING
         for flow in self._gc_pass:
             visited += 1
-            # the common case, inlined: a live flow with nothing to do this pass (a flow freed
-            # earlier in this pass, by device down or flush, is skipped). For a hardware flow
-            # gc_flow's only work is nf_flow_offload_stats, which returns at once until 10 %
-            # of the idle budget is used up: testing that first skips the call, not the STATS.
+            # gc_flow's tests inlined, to skip the call for a live flow with nothing to do this
+            # pass (a flow freed earlier in this pass, by device down or flush, is skipped): a
+            # hardware flow that is not CLOSING with its rules still in place has only
+            # nf_flow_offload_stats to do, which returns at once unless a STATS is due.
+            flags = flow.flags
             if (
-                flow.flags & busy
+                flags & TEARDOWN
                 or flow.timeout <= now
                 or _and(flow.conn.status, _DYING)
                 or flow.conn.timeout - now < CT_EXTEND_THRESHOLD  # as _extend_ct_timeout
-                or (flow.flags & HW and stats_due(flow, now))
+                or (
+                    flags & HW
+                    and ((flags & CLOSING and not flags & HW_DYING) or stats_due(flow, now))
+                )
             ) and flow.id in flows:
                 gc_flow(flow, now)
             if visited >= todo:

@@ -165,8 +165,6 @@ class OffloadQueue:
         """``nf_flow_offload_stats``: only once 10 % of the idle budget has elapsed."""
         if not ft.stats_due(flow, now) or flow.flags & HW_PENDING:
             return False
-        if not flow.hw_dirs:  # nothing installed: the driver would answer "unknown cookie"
-            return False
         commands = [
             FlowCommand(Command.STATS, cookie_of(flow, d))
             for d in (ORIGINAL, REPLY)
