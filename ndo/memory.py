@@ -38,7 +38,10 @@ _H = struct.Struct("!H")
 _PORTS = struct.Struct("!HH")
 _TCP, _UDP = 6, 17
 _FIN_RST = 0x05
-_L4_CHECK = {_TCP: 16, _UDP: 6}
+# from the ethertype (offset 12) to the protocol of an IPv4 header: ethertype, version/IHL,
+# total length, flags/fragment offset, TTL, protocol
+_V4 = struct.Struct("!HBxH2xHBB")
+_V4_MIN = 14 + 20 + 8  # Ethernet, IPv4 without options and UDP; TCP needs 54
 
 FailureHook = Callable[[FlowCommand], Refusal | None]
 """Injected failure: return a refusal to make the driver refuse this command."""
@@ -82,13 +85,16 @@ class _Rewrite:
 
 
 def _key(match: FlowMatch) -> tuple:
-    """The lookup key of a match: a plain tuple hashes in C, a dataclass in Python."""
-    return (match.ingress_port, match.family, match.src, match.dst, match.proto, match.sport,
-            match.dport, match.encap)
+    """The lookup key of a match: a plain tuple hashes in C, a dataclass in Python. Addresses
+    and ports are one string, as they lie in a frame (IPv4 without options, IPv6 without
+    extension headers): a lookup slices it once."""
+    where = match.src + match.dst + _PORTS.pack(match.sport, match.dport)
+    return (match.ingress_port, match.family, match.proto, where, match.encap)
 
 
 @dataclass(eq=False, slots=True)
 class _Entry:
+    cookie: Cookie
     rule: FlowRule
     rewrite: _Rewrite
     packets: int = 0
@@ -116,7 +122,7 @@ class MemoryDriver(FlowDriver):
         self.clock = clock
         self.fail = fail
         self.rules: dict[Cookie, _Entry] = {}
-        self._by_match: dict[tuple, Cookie] = {}  # _key(match) -> cookie
+        self._by_match: dict[tuple, _Entry] = {}  # _key(match) -> its rule
         self.in_table: dict[int, int] = {4: 0, 6: 0}  # rules per family table
         self._idle_callback: IdleCallback | None = None
         self.batches = 0
@@ -170,20 +176,21 @@ class MemoryDriver(FlowDriver):
             return FlowResult(cmd.cookie, cmd.command, Refusal.UNSUPPORTED, bad)
         key = _key(rule.match)
         owner = self._by_match.get(key)
-        if owner is not None and owner != cmd.cookie:
+        if owner is not None and owner.cookie != cmd.cookie:
             return FlowResult(cmd.cookie, cmd.command, Refusal.ERROR, "match has another cookie")
         entry = self.rules.get(cmd.cookie)
         if entry is None:
             family = rule.match.family
             if self.capacity is not None and self.in_table[family] >= self.capacity:
                 return FlowResult(cmd.cookie, cmd.command, Refusal.NO_SPACE, "table full")
-            self.rules[cmd.cookie] = _Entry(rule, _Rewrite.of(rule), lastused=self.clock())
+            entry = _Entry(cmd.cookie, rule, _Rewrite.of(rule), lastused=self.clock())
+            self.rules[cmd.cookie] = entry
             self.in_table[family] += 1
         else:  # a repeated REPLACE (same flow, same family) updates the rule, keeps counters
             del self._by_match[_key(entry.rule.match)]
             entry.rule = rule
             entry.rewrite = _Rewrite.of(rule)
-        self._by_match[key] = cmd.cookie
+        self._by_match[key] = entry
         return FlowResult(cmd.cookie, cmd.command)
 
     # -- the data plane ---------------------------------------------------------------------------
@@ -191,6 +198,21 @@ class MemoryDriver(FlowDriver):
     def process(self, frame: bytes | bytearray, in_port: int) -> tuple[int, bytearray] | None:
         """Forward ``frame`` if it hits a rule: (egress port, rewritten frame); None = punt."""
         buf = frame if isinstance(frame, bytes) else bytes(frame)  # slices are the keys: bytes
+        if len(buf) >= _V4_MIN:
+            # the common frame, untagged IPv4 without options: its header in one unpack
+            ethertype, ver_ihl, ip_len, frag, ttl, proto = _V4.unpack_from(buf, 12)
+            if ethertype == 0x0800 and ver_ihl == 0x45:
+                if frag & 0x3FFF or ttl <= 1:
+                    return None
+                if proto == _TCP:
+                    if len(buf) < 54 or buf[47] & _FIN_RST:
+                        return None
+                elif proto != _UDP:
+                    return None
+                entry = self._by_match.get((in_port, 4, proto, buf[26:38], ()))
+                if entry is None:
+                    return None
+                return self._hit(buf, entry, 4, proto, 14, 34, ip_len, ())
         if len(buf) < 14:
             return None
         ethertype = _H.unpack_from(buf, 12)[0]
@@ -207,14 +229,12 @@ class MemoryDriver(FlowDriver):
                 return None
             if _H.unpack_from(buf, l3 + 6)[0] & 0x3FFF:  # MF or a fragment offset
                 return None
-            family, l4, ttl_at = 4, l3 + 20, l3 + 8
+            family, l4, ttl_at, addrs = 4, l3 + 20, l3 + 8, l3 + 12
             proto = buf[l3 + 9]
-            src, dst = buf[l3 + 12 : l3 + 16], buf[l3 + 16 : l3 + 20]
             ip_len = _H.unpack_from(buf, l3 + 2)[0]
         elif buf[l3] >> 4 == 6 and len(buf) >= l3 + 40:
-            family, l4, ttl_at = 6, l3 + 40, l3 + 7
+            family, l4, ttl_at, addrs = 6, l3 + 40, l3 + 7, l3 + 8
             proto = buf[l3 + 6]
-            src, dst = buf[l3 + 8 : l3 + 24], buf[l3 + 24 : l3 + 40]
             ip_len = 40 + _H.unpack_from(buf, l3 + 4)[0]
         else:
             return None
@@ -224,11 +244,24 @@ class MemoryDriver(FlowDriver):
             return None
         if proto == _TCP and buf[l4 + 13] & _FIN_RST:
             return None
-        sport, dport = _PORTS.unpack_from(buf, l4)
-        cookie = self._by_match.get((in_port, family, src, dst, proto, sport, dport, encaps))
-        if cookie is None:
+        entry = self._by_match.get((in_port, family, proto, buf[addrs : l4 + 4], encaps))
+        if entry is None:
             return None
-        entry = self.rules[cookie]
+        return self._hit(buf, entry, family, proto, l3, l4, ip_len, encaps, ethertype)
+
+    def _hit(
+        self,
+        buf: bytes,
+        entry: _Entry,
+        family: int,
+        proto: int,
+        l3: int,
+        l4: int,
+        ip_len: int,
+        encaps: encap.Encaps,
+        ethertype: int = 0x0800,
+    ) -> tuple[int, bytearray] | None:
+        """A frame that matched ``entry``: counted and rewritten (None: over the MTU)."""
         act = entry.rule.actions
         if ip_len > act.mtu:
             return None
@@ -265,9 +298,12 @@ def _rewrite(buf: bytearray, family: int, proto: int, l3: int, l4: int, rw: _Rew
         buf[l3 + 8 if family == 4 else l3 + 7] -= 1
     if family == 4 and rw.ip_delta:
         _H.pack_into(buf, l3 + 10, apply_delta(_H.unpack_from(buf, l3 + 10)[0], rw.ip_delta))
-    l4_check = l4 + _L4_CHECK[proto]
-    old = _H.unpack_from(buf, l4_check)[0]
-    if rw.l4_delta and not (proto == _UDP and old == 0):
-        check = apply_delta(old, rw.l4_delta)
-        _H.pack_into(buf, l4_check, (check or 0xFFFF) if proto == _UDP else check)
+    if rw.l4_delta:
+        if proto == _TCP:
+            l4_check = l4 + 16
+            _H.pack_into(buf, l4_check, apply_delta(_H.unpack_from(buf, l4_check)[0], rw.l4_delta))
+        else:
+            old = _H.unpack_from(buf, l4 + 6)[0]
+            if old:
+                _H.pack_into(buf, l4 + 6, apply_delta(old, rw.l4_delta) or 0xFFFF)
     buf[0:12] = rw.macs

@@ -225,13 +225,13 @@ class Simulation:
 
     def _packet(self, port: int, frame: bytes) -> None:
         sends, punt = self.hw.process(frame, port)
-        if sends:
+        if sends and self.send is not None:
             self._output(sends)
         if punt is not None:
             reason = reason_name(punt.reason)
             outcome = self.router.receive(punt.frame, punt.ingress_port, self.now, punt.reason)
             path = outcome.path
-            if outcome.sends:
+            if outcome.sends and self.send is not None:
                 self._output(outcome.sends)
         else:
             reason = ""
@@ -244,7 +244,7 @@ class Simulation:
             observer.packet(port, self.now, frame, path, reason, events)
         if events:
             events.clear()
-        if len(self.router.offload):
+        if punt is not None and len(self.router.offload):  # only the router queues offload work
             self._take_batch()
 
     # -- the clock and the hardware ----------------------------------------------------------

@@ -35,6 +35,7 @@ MAX_BINS = 600
 TOP_FLOWS = 20
 SAMPLE = 10_000  # reservoir size of each distribution
 _H = struct.Struct("!H")
+_NONE = (0, 0)  # packets, bytes of a path absent from a bin
 _VLAN = (0x8100, 0x88A8)
 _PPP = {0x0021: 0x0800, 0x0057: 0x86DD}  # PPP protocol -> the ethertype it carries
 _PROTOS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp", 47: "gre", 50: "esp"}
@@ -56,6 +57,8 @@ def classify(frame: bytes) -> tuple[str, bytes | None]:
         l3 += 8
     if ethertype == 0x0800 and len(frame) >= l3 + 20:
         proto = frame[l3 + 9]
+        if frame[l3] & 0x0F == 5:  # no options: the ports follow the addresses
+            return _PROTOS.get(proto, "ipv4"), frame[l3 + 9 : l3 + 10] + frame[l3 + 12 : l3 + 24]
         l4 = l3 + (frame[l3] & 0x0F) * 4
         return _PROTOS.get(proto, "ipv4"), bytes((proto,)) + frame[l3 + 12 : l3 + 20] + frame[
             l4 : l4 + 4
@@ -70,14 +73,18 @@ def classify(frame: bytes) -> tuple[str, bytes | None]:
 
 @dataclass(slots=True)
 class _Bin:
-    packets: Counter[str] = field(default_factory=Counter)
-    bytes: Counter[str] = field(default_factory=Counter)
+    """One time bin: [packets, bytes] per path (one lookup a packet), punts per reason, the
+    peak entries per table."""
+
+    paths: dict[str, list[int]] = field(default_factory=dict)
     punts: Counter[str] = field(default_factory=Counter)
     occupancy: dict[str, int] = field(default_factory=dict)
 
     def merge(self, other: _Bin) -> None:
-        self.packets.update(other.packets)
-        self.bytes.update(other.bytes)
+        for path, (pkts, nbytes) in other.paths.items():
+            counts = self.paths.setdefault(path, [0, 0])
+            counts[0] += pkts
+            counts[1] += nbytes
         self.punts.update(other.punts)
         for table, n in other.occupancy.items():
             self.occupancy[table] = max(n, self.occupancy.get(table, 0))
@@ -147,6 +154,7 @@ class Summary:
         self.bins: dict[int, _Bin] = {}
         self._bin_index = -1
         self._bin = _Bin()
+        self._bin_span = (0.0, -1.0)  # [lo, hi) of the current bin, in seconds after start
         self.flows: dict[tuple[int, bytes], _Flow] = {}  # by (in_port, key)
         self._retired: list[tuple[int, int, tuple[int, bytes], _Flow]] = []  # min-heap by bytes
         self._retired_seq = 0
@@ -168,12 +176,16 @@ class Summary:
         size = len(frame)
         if self.start is None:
             self.start = when
-        index = int((when - self.start) / self.width)
-        if index != self._bin_index:
-            self._enter_bin(index)
+        at = when - self.start
+        lo, hi = self._bin_span
+        if not lo <= at < hi:  # the width is a power of two: exactly int(at / width) changed
+            self._enter_bin(int(at / self.width))
         b = self._bin
-        b.packets[path] += 1
-        b.bytes[path] += size
+        counts = b.paths.get(path)
+        if counts is None:
+            counts = b.paths[path] = [0, 0]
+        counts[0] += 1
+        counts[1] += size
         if reason:
             b.punts[reason] += 1
         proto, key = classify(frame)
@@ -221,6 +233,7 @@ class Summary:
             index //= 2
         self._bin_index = index
         self._bin = self.bins.pop(index, None) or _Bin()
+        self._bin_span = (index * self.width, (index + 1) * self.width)
 
     def _store(self, index: int, b: _Bin) -> None:
         have = self.bins.get(index)
@@ -236,6 +249,7 @@ class Summary:
             self._store(index // 2, b)
         if self._bin_index >= 0:
             self._bin_index //= 2
+            self._bin_span = (self._bin_index * self.width, (self._bin_index + 1) * self.width)
 
     def event(self, when: float, ev: Event) -> None:
         """Connections' milestones at the virtual time they happened."""
@@ -292,6 +306,7 @@ class Summary:
             self._store(self._bin_index, self._bin)
             self._bin_index = -1
             self._bin = _Bin()
+            self._bin_span = (0.0, -1.0)
         for key in list(self.flows):
             self._keep(key, self.flows.pop(key))
         paths: dict[str, dict[str, int]] = {}
@@ -371,7 +386,7 @@ class Summary:
         last = max(self.bins)
         indexes = range(last + 1)
         bins = [self.bins.get(i) or _Bin() for i in indexes]
-        paths = sorted({p for b in bins for p in b.packets})
+        paths = sorted({p for b in bins for p in b.paths})
         reasons = sorted({r for b in bins for r in b.punts})
         tables = sorted({t for b in bins for t in b.occupancy})
         occupancy: dict[str, list[int | None]] = {t: [] for t in tables}
@@ -384,8 +399,8 @@ class Summary:
             "width": self.width,
             "start": self.start,
             "t": [i * self.width for i in indexes],
-            "packets": {p: [b.packets.get(p, 0) for b in bins] for p in paths},
-            "bytes": {p: [b.bytes.get(p, 0) for b in bins] for p in paths},
+            "packets": {p: [b.paths.get(p, _NONE)[0] for b in bins] for p in paths},
+            "bytes": {p: [b.paths.get(p, _NONE)[1] for b in bins] for p in paths},
             "punts_per_s": {r: [b.punts.get(r, 0) / self.width for b in bins] for r in reasons},
             "occupancy": occupancy,
         }

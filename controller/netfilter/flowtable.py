@@ -46,6 +46,7 @@ NF_CT_DAY = 86400.0
 CT_EXTEND_THRESHOLD = 300.0  # nf_flow_table_extend_ct_timeout acts when < 5 min remain
 
 _DYING = int(Status.DYING)
+STATS_THRESHOLD = 0.9  # STATS only once 10 % of the idle budget is used up
 _flow_ids = itertools.count(1)  # global: cookies (id * 2 + dir) must be unique per driver
 _and = int.__and__  # IntFlag.__and__ is Python-level; the hot path masks plain ints
 
@@ -338,6 +339,14 @@ class Flowtable:
             return self.udp_timeout
         return NF_FLOW_TIMEOUT
 
+    def stats_due(self, flow: Flow, now: float) -> bool:
+        """Whether ``nf_flow_offload_stats`` would ask the hardware: only once 10 % of the
+        flow's idle budget is used up (``nf_flow_timeout_delta(flow->timeout) < 9/10 *
+        timeout``), and only for rules it holds (of none, a driver answers "unknown cookie")."""
+        return bool(flow.hw_dirs) and (
+            flow.timeout - now < STATS_THRESHOLD * self.timeout_of(flow.conn.proto)
+        )
+
     def new_flow(self, conn: Conn, routes: tuple[FlowRoute, FlowRoute]) -> Flow:
         """``flow_offload_alloc`` (the caller checked the ct is not dying)."""
         return Flow(next(_flow_ids), conn, routes)
@@ -494,18 +503,23 @@ class Flowtable:
             self._gc_pass_started = now
         todo = self.gc_batch if budget is None else budget
         visited = 0
-        gc_flow, flows = self.gc_flow, self._flows
-        busy = TEARDOWN | CLOSING | HW
-        extend_before = now + CT_EXTEND_THRESHOLD
+        gc_flow, flows, stats_due = self.gc_flow, self._flows, self.stats_due
         for flow in self._gc_pass:
             visited += 1
-            # the common case, inlined: a live software flow with nothing to do this pass
-            # (a flow freed earlier in this pass, by device down or flush, is skipped)
+            # gc_flow's tests inlined, to skip the call for a live flow with nothing to do this
+            # pass (a flow freed earlier in this pass, by device down or flush, is skipped): a
+            # hardware flow that is not CLOSING with its rules still in place has only
+            # nf_flow_offload_stats to do, which returns at once unless a STATS is due.
+            flags = flow.flags
             if (
-                flow.flags & busy
+                flags & TEARDOWN
                 or flow.timeout <= now
                 or _and(flow.conn.status, _DYING)
-                or flow.conn.timeout < extend_before
+                or flow.conn.timeout - now < CT_EXTEND_THRESHOLD  # as _extend_ct_timeout
+                or (
+                    flags & HW
+                    and ((flags & CLOSING and not flags & HW_DYING) or stats_due(flow, now))
+                )
             ) and flow.id in flows:
                 gc_flow(flow, now)
             if visited >= todo:

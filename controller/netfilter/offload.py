@@ -43,8 +43,6 @@ from ndo.api import (
     Refusal,
 )
 
-STATS_THRESHOLD = 0.9  # STATS only once 10 % of the idle budget is used up
-
 # what a work item does: a DESTROY that frees the flow ("destroy") or only its slot ("evict")
 REPLACE, DESTROY, EVICT, STATS = "replace", "destroy", "evict", "stats"
 _COMMAND = {
@@ -165,10 +163,7 @@ class OffloadQueue:
 
     def stats(self, ft: Flowtable, flow: Flow, now: float) -> bool:
         """``nf_flow_offload_stats``: only once 10 % of the idle budget has elapsed."""
-        budget = ft.timeout_of(flow.conn.proto)
-        if flow.timeout - now >= STATS_THRESHOLD * budget or flow.flags & HW_PENDING:
-            return False
-        if not flow.hw_dirs:  # nothing installed: the driver would answer "unknown cookie"
+        if not ft.stats_due(flow, now) or flow.flags & HW_PENDING:
             return False
         commands = [
             FlowCommand(Command.STATS, cookie_of(flow, d))

@@ -208,3 +208,35 @@ def test_b15_rule_build_fails_without_neighbour_or_for_gre() -> None:
     assert not conn.status & Status.HW_OFFLOAD
     gre = rig.admit(make_conn(47, sport=0, dport=0, conn_id=5))
     assert gre is not None and build_rule(gre, ORIGINAL) is None
+
+
+def test_b14_gc_step_passes_over_only_flows_with_nothing_to_do() -> None:
+    """The incremental GC skips gc_flow for hardware flows with no STATS due and CLOSING
+    flows whose rules are gone: what it queues and frees is what gc_flow on every flow does."""
+
+    def replay(step: bool) -> list[tuple[dict[str, int], list[int]]]:
+        rig = Rig()
+        flows = [rig.admit(make_conn(sport=40000 + i, conn_id=i + 1)) for i in range(4)]
+        rig.drain()  # all four in hardware
+        seen = []
+        for second in range(45):
+            rig.tick(1)
+            if second == 2:
+                rig.ft.set_closing(flows[0])  # a FIN: DESTROY on the next pass
+            if second in (1, 5, 9):  # flow 1 stays busy in hardware
+                assert flows[1] is not None
+                frame = bytes(packet_for(flows[1].conn, ORIGINAL).frame)
+                assert rig.hw.process(frame, 1) is not None
+            if step:
+                rig.ft.gc_step(rig.now, budget=100)
+            else:
+                rig.ft.gc_run(rig.now)
+            seen.append((dict(rig.queue.outstanding()), sorted(f.conn.id for f in rig.ft.flows())))
+            rig.drain()
+        return seen
+
+    full = replay(step=False)
+    assert any(queued.get("stats") for queued, _ in full)
+    assert any(queued.get("destroy") for queued, _ in full)
+    assert full[-1][1] == []  # everything aged out in the end
+    assert replay(step=True) == full

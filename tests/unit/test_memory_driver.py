@@ -113,6 +113,23 @@ def test_fin_rst_ttl_and_mtu_never_hit() -> None:
     assert drv.rules[1].packets == 0
 
 
+def test_truncated_fragmented_or_optioned_ipv4_never_hits() -> None:
+    drv = MemoryDriver()
+    replace(drv, 1, rule())
+    replace(drv, 2, rule(17))
+    tcp, udp = frame(size=0), frame(17, size=0)
+    assert len(tcp) == 54 and len(udp) == 42
+    assert drv.process(tcp, 1) is not None and drv.process(udp, 1) is not None
+    assert drv.process(tcp[:53], 1) is None  # the TCP flags are not all there
+    assert drv.process(udp[:41], 1) is None
+    more_fragments = bytearray(tcp)
+    more_fragments[20] |= 0x20
+    assert drv.process(bytes(more_fragments), 1) is None
+    optioned = Ether(src=MAC_IN) / IP(src="10.0.1.1", dst="10.0.2.2", options=b"\x01" * 4)
+    assert drv.process(bytes(optioned / TCP(sport=40000, dport=80, flags="A")), 1) is None
+    assert (drv.rules[1].packets, drv.rules[2].packets) == (1, 1)
+
+
 def test_stats_are_deltas_with_lastused() -> None:
     clock = Clock()
     drv = MemoryDriver(clock=clock)
