@@ -67,6 +67,7 @@ Send = tuple[int, bytes]
 
 FORWARDED, TO_ROUTER, DROPPED = "classic", "to_router", "drop"
 _H = struct.Struct("!H")
+_NAT_MASK = int(Status.NAT_MASK)  # a plain int: IntFlag's & builds a member per call
 _NDP = (NDISC_NEIGHBOUR_SOLICITATION, NDISC_NEIGHBOUR_ADVERTISEMENT)
 
 
@@ -177,7 +178,7 @@ class ClassicPath:
         if conn is not None:
             if verdict.nat is not None and ctx.ct_new and not self.nat.apply(conn, verdict.nat):
                 return self._drop("nat_failed")
-            if conn.status & Status.NAT_MASK:
+            if int(conn.status) & _NAT_MASK:
                 mangle_prerouting(pkt, conn, direction)
                 ctx.src, ctx.dst, ctx.sport, ctx.dport = pkt.src, pkt.dst, pkt.sport, pkt.dport
         if self._is_local(pkt.dst):
@@ -207,7 +208,7 @@ class ClassicPath:
         if conn is not None:
             if ctx.ct_new and not self._bind_source(conn, verdict.nat, hop):
                 return self._drop("nat_failed")
-            if conn.status & Status.NAT_MASK:
+            if int(conn.status) & _NAT_MASK:
                 mangle_postrouting(pkt, conn, direction)
             if not conn.confirmed and not self.conntrack.confirm(conn, now):
                 return self._drop("conntrack_insert_failed")
