@@ -350,6 +350,9 @@ class ClassicPath:
         """``neigh_xmit``: a routed frame to ``next_hop`` out of ``port`` with the MACs of the
         neighbour cache, or queued while the neighbour resolves (host unreachable if it fails).
         Also the software fast path's NEIGH xmit."""
+        ready = self.neighbors.output(next_hop, port, frame, now)
+        if ready is not None:
+            return [(port, ready)]
         return self._neighbor_output(self.neighbors.resolve(next_hop, port, frame, now), now)
 
     def _send_local(self, datagram: bytes, now: float) -> list[Send]:
