@@ -12,7 +12,9 @@ simulator) moves frames and drains :attr:`Router.offload` into a driver::
 
 Events are plain dicts ``{"type": NEW|UPDATE|DESTROY|OFFLOAD|HW_OFFLOAD|TEARDOWN, ...}`` with
 the connection's tuples; flowtable events also carry ``flowtable`` and ``flow``. Every event goes
-to ``on_event``; those produced inside :meth:`receive` are also returned in its outcome.
+to ``on_event``; those produced inside :meth:`receive` are also returned in its outcome. An edge
+whose listeners come and go (``p4ft monitor``) passes ``wants``: an event type it says no to is
+never built (describing a connection costs more than forwarding its packet).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ Event = dict[str, object]
 EventCallback = Callable[[Event], None]
 
 PATHS = ("classic", "sw_fastpath", "to_router", "drop")
+_PATH_KEYS = {p: f"path_{p}" for p in PATHS}  # per punt: no string formatting
 
 
 @dataclass(slots=True)
@@ -63,9 +66,11 @@ class Router:
         *,
         ruleset: Ruleset | None = None,
         on_event: EventCallback | None = None,
+        wants: Callable[[str], bool] | None = None,
     ) -> None:
         self.config = config
         self.on_event = on_event
+        self.wants = wants
         self.ports = {p.id: p for p in config.ports}
         self.routing = RoutingTable.from_config(config)
         self.neighbors = NeighborTable.from_config(config)
@@ -116,7 +121,7 @@ class Router:
         finally:
             self._events = None
         outcome.events = events
-        self.stats[f"path_{outcome.path}"] += 1
+        self.stats[_PATH_KEYS[outcome.path]] += 1
         return outcome
 
     def _receive(self, frame: bytes, in_port: int, now: float) -> Outcome:
@@ -300,10 +305,18 @@ class Router:
         if self.on_event is not None:
             self.on_event(event)
 
+    def _wanted(self, kind: str) -> bool:
+        if self._events is None and self.on_event is None:
+            return False
+        return self.wants is None or self.wants(kind)
+
     def _ct_event(self, event: CtEvent) -> None:
-        self._emit(event.to_dict())
+        if self._wanted(event.type):
+            self._emit(event.to_dict())
 
     def _flow_event(self, ft: Flowtable, event: FlowEvent) -> None:
+        if not self._wanted(event.type):
+            return
         out = event.to_dict()
         flow = ft.flow_by_id(event.flow_id)
         if flow is not None:

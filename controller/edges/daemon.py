@@ -177,7 +177,7 @@ class SwitchSession:
         """The slow path: the mirror (a kernel-mode session brings the kernel's)."""
         from controller.router import Router
 
-        return Router(config, on_event=self._publish)
+        return Router(config, on_event=self._publish, wants=self.wanted)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -332,6 +332,10 @@ class SwitchSession:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
                 self.counters["monitor_events_lost"] += 1
+
+    def wanted(self, kind: str) -> bool:
+        """Whether any monitor listens for events of type ``kind`` (else none is built)."""
+        return any(types is None or kind in types for types in self._subscribers.values())
 
     def subscribe(self, queue: asyncio.Queue[dict[str, Any]],
                   types: frozenset[str] | None = None) -> None:

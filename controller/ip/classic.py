@@ -29,7 +29,7 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from controller.config import RouterConfig
 from controller.ip import frames, icmp, mangle
@@ -68,6 +68,7 @@ Send = tuple[int, bytes]
 
 FORWARDED, TO_ROUTER, DROPPED = "classic", "to_router", "drop"
 _H = struct.Struct("!H")
+_NAT_MASK = int(Status.NAT_MASK)  # a plain int: IntFlag's & builds a member per call
 _NDP = (NDISC_NEIGHBOUR_SOLICITATION, NDISC_NEIGHBOUR_ADVERTISEMENT)
 
 
@@ -184,7 +185,7 @@ class ClassicPath:
                                                                          pkt.src)
             ):
                 return self._drop("nat_failed")
-            if conn.status & Status.NAT_MASK:
+            if int(conn.status) & _NAT_MASK:
                 mangle_prerouting(pkt, conn, direction)
                 ctx.src, ctx.dst, ctx.sport, ctx.dport = pkt.src, pkt.dst, pkt.sport, pkt.dport
         if self._is_local(pkt.dst):
@@ -214,7 +215,7 @@ class ClassicPath:
         if conn is not None:
             if ctx.ct_new and not self._bind_source(conn, verdict.nat, hop):
                 return self._drop("nat_failed")
-            if conn.status & Status.NAT_MASK:
+            if int(conn.status) & _NAT_MASK:
                 mangle_postrouting(pkt, conn, direction)
             if not conn.confirmed and not self.conntrack.confirm(conn, now):
                 return self._drop("conntrack_insert_failed")
@@ -290,29 +291,26 @@ class ClassicPath:
         no such port, cannot hold them. None when either destination has no route.
         """
         other = 1 - direction
-        hops = {direction: self._route(translate(conn, direction).dst),
-                other: self._route(translate(conn, other).dst)}
-        this_hop, other_hop = hops[direction], hops[other]
+        this_hop = self._route(translate(conn, direction).dst)
+        other_hop = self._route(translate(conn, other).dst)
         if this_hop is None or other_hop is None:
             return None
-        routes = {direction: self._neigh_route(this_hop, in_port),
-                  other: self._neigh_route(other_hop, this_hop.port)}
-        for d in (direction, other):
-            hop = hops[d]
-            assert hop is not None
-            path = self._forward_path(hop, ft)
-            if path is None:
-                continue
-            real, encaps, mac = path
-            routes[1 - d] = replace(routes[1 - d], in_port=real, in_encap=encaps)
-            if ft.offload:
-                routes[d] = replace(routes[d], out_port=real, eth_dst=mac, direct=True)
+        hops = {direction: this_hop, other: other_hop}
+        ingress = {direction: in_port, other: this_hop.port}  # nft_default_forward_path
+        paths = {direction: self._forward_path(this_hop, ft),
+                 other: self._forward_path(other_hop, ft)}
+        routes = []
+        for d in (ORIGINAL, 1):
+            hop, path, back = hops[d], paths[d], paths[1 - d]
+            out = self.ports[hop.port]
+            in_dev, in_encap = (back[0], back[1]) if back is not None else (ingress[d], ())
+            if path is not None and ft.offload:  # DIRECT out of the real port, MACs cached
+                routes.append(FlowRoute(in_dev, path[0], out.mac, path[2], out.mtu, in_encap,
+                                        hop.next_hop, direct=True))
+            else:
+                routes.append(FlowRoute(in_dev, hop.port, out.mac, b"", out.mtu, in_encap,
+                                        hop.next_hop, direct=False))
         return routes[ORIGINAL], routes[1]
-
-    def _neigh_route(self, hop: NextHop, in_port: int) -> FlowRoute:
-        out = self.ports[hop.port]
-        return FlowRoute(in_port, hop.port, out.mac, b"", out.mtu, next_hop=hop.next_hop,
-                         direct=False)
 
     def _forward_path(self, hop: NextHop, ft: Flowtable) -> tuple[int, Encaps, bytes] | None:
         """(real port, encapsulations outermost first, next hop MAC) below ``hop``'s device
@@ -359,11 +357,14 @@ class ClassicPath:
         """``neigh_xmit``: a routed frame to ``next_hop`` out of ``port`` with the MACs of the
         neighbour cache, or queued while the neighbour resolves (host unreachable if it fails).
         Also the software fast path's NEIGH xmit."""
+        ready = self.neighbors.output(next_hop, port, frame, now)
+        if ready is not None:
+            return [(port, ready)]
         return self._neighbor_output(self.neighbors.resolve(next_hop, port, frame, now), now)
 
     def _send_local(self, datagram: bytes, now: float) -> list[Send]:
         """Route a datagram the router originates (echo reply, ICMP error)."""
-        hop = self._route(datagram[16:20] if datagram[0] >> 4 == 4 else datagram[24:40])
+        hop = self._route(bytes(datagram[16:20] if datagram[0] >> 4 == 4 else datagram[24:40]))
         if hop is None:
             self.drops["local_out_no_route"] += 1
             return []

@@ -151,6 +151,21 @@ class NeighborTable:
 
     # -- sending ----------------------------------------------------------------------------
 
+    def output(self, next_hop: bytes, port: int, frame: bytearray, now: float) -> bytes | None:
+        """The routed frame with its MAC addresses when the neighbour needs no resolving (a
+        valid entry, or an IFF_NOARP device's peer): ``neigh_output`` on a connected
+        neighbour. None: :meth:`resolve` must queue it. Nothing is allocated on the way."""
+        dev = self.ports.get(port)
+        if dev is not None and dev.peer_mac is not None:  # IFF_NOARP: no neighbour to resolve
+            return self._with_macs(frame, port, dev.peer_mac)
+        entry = self.entries.get((port, next_hop))
+        if entry is None or entry.state not in _VALID:
+            return None
+        entry.used = now
+        if entry.state is Nud.STALE:
+            self._set(entry, Nud.DELAY, now, now + self.params.delay_first_probe_time)
+        return self._with_macs(frame, port, entry.mac)  # type: ignore[arg-type]
+
     def resolve(self, next_hop: bytes, port: int, frame: bytearray, now: float) -> NeighborOutput:
         """Send a routed frame to ``next_hop`` out of ``port``, rewriting its MAC addresses.
 
@@ -158,17 +173,11 @@ class NeighborTable:
         on overflow, as the kernel does) while ARP / NS probes go out.
         """
         out = NeighborOutput()
-        dev = self.ports.get(port)
-        if dev is not None and dev.peer_mac is not None:  # IFF_NOARP: no neighbour to resolve
-            out.send.append(Tx(port, self._with_macs(frame, port, dev.peer_mac)))
+        ready = self.output(next_hop, port, frame, now)
+        if ready is not None:
+            out.send.append(Tx(port, ready))
             return out
         entry = self.entries.get((port, next_hop))
-        if entry is not None and entry.state in _VALID:
-            entry.used = now
-            if entry.state is Nud.STALE:
-                self._set(entry, Nud.DELAY, now, now + self.params.delay_first_probe_time)
-            out.send.append(Tx(port, self._with_macs(frame, port, entry.mac)))  # type: ignore[arg-type]
-            return out
         if entry is None or entry.state is Nud.FAILED:
             entry = self._create(port, next_hop, Nud.INCOMPLETE, now)
             if entry is None:

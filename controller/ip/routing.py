@@ -85,11 +85,20 @@ class _Fib:
         return [r for plen in self.lengths for r in self.by_len[plen].values()]
 
 
+_MEMO_MAX = 4096  # destinations remembered between route changes (then forgotten at once)
+
+
 class RoutingTable:
-    """Connected and static routes of both families, plus the router's own addresses."""
+    """Connected and static routes of both families, plus the router's own addresses.
+
+    Lookups are memoised per destination (every punt of a connection asks the same few), and
+    the memo is emptied by every route change, so an answer is always the FIB's current one.
+    """
 
     def __init__(self) -> None:
         self._fibs = {4: _Fib(32), 6: _Fib(128)}
+        self._hops: dict[bytes, NextHop | None] = {}  # memo of lookup()
+        self._broadcasts: dict[bytes, bool] = {}  # memo of is_directed_broadcast()
         self._local: dict[bytes, int] = {}  # router address -> port id
         self._port_addrs: dict[int, list[IPInterface]] = {}
 
@@ -119,7 +128,7 @@ class RoutingTable:
         self._local[iface.ip.packed] = port
         self._port_addrs.setdefault(port, []).append(iface)
         route = Route(iface.network, port, None, iface.ip.packed, connected=True)
-        self._fibs[iface.version].add(route)
+        self._add(route)
         return route
 
     def add_peer(self, port: int, peer: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Route:
@@ -127,7 +136,7 @@ class RoutingTable:
         host route, so routes may go ``via`` it."""
         net = ipaddress.ip_network(f"{peer}/{peer.max_prefixlen}")
         route = Route(net, port, None, self._source(port, net.version, net), connected=True)
-        self._fibs[net.version].add(route)
+        self._add(route)
         return route
 
     def add_static(
@@ -151,20 +160,35 @@ class RoutingTable:
             if link is None or not link.connected or (port is not None and link.port != port):
                 raise RouteError(f"{net}: next hop {gw} is not on a connected network")
             route = Route(net, link.port, gw.packed, link.src)
-        self._fibs[net.version].add(route)
+        self._add(route)
         return route
 
     def remove(self, prefix: IPNetwork | str) -> Route | None:
         net = ipaddress.ip_network(prefix)
+        self._forget()
         return self._fibs[net.version].remove(net)
+
+    def _add(self, route: Route) -> None:
+        self._forget()
+        self._fibs[route.prefix.version].add(route)
+
+    def _forget(self) -> None:
+        self._hops.clear()
+        self._broadcasts.clear()
 
     def lookup(self, dst: bytes) -> NextHop | None:
         """Longest-prefix match for a 4- or 16-byte destination; None means "no route"."""
+        try:
+            return self._hops[dst]
+        except KeyError:
+            pass
         fib = self._fibs[4 if len(dst) == 4 else 6]
         route = fib.lookup(int.from_bytes(dst, "big"))
-        if route is None:
-            return None
-        return NextHop(route.port, route.via or dst, route.src, route)
+        hop = None if route is None else NextHop(route.port, route.via or dst, route.src, route)
+        if len(self._hops) >= _MEMO_MAX:
+            self._hops.clear()
+        self._hops[dst] = hop
+        return hop
 
     def local_port(self, addr: bytes) -> int | None:
         """The port owning ``addr`` if it is one of the router's addresses."""
@@ -179,15 +203,20 @@ class RoutingTable:
 
     def is_directed_broadcast(self, addr: bytes) -> bool:
         """The broadcast address of a connected IPv4 network (``ip_route_input``: RTN_BROADCAST)."""
-        if len(addr) != 4:
-            return False
-        route = self._fibs[4].lookup(int.from_bytes(addr, "big"))
-        return (
-            route is not None
-            and route.connected
-            and route.prefix.prefixlen < 31
-            and addr == route.prefix.broadcast_address.packed
+        answer = self._broadcasts.get(addr)
+        if answer is not None:
+            return answer
+        hop = self.lookup(addr) if len(addr) == 4 else None
+        answer = (
+            hop is not None
+            and hop.route.connected
+            and hop.route.prefix.prefixlen < 31
+            and addr == hop.route.prefix.broadcast_address.packed
         )
+        if len(self._broadcasts) >= _MEMO_MAX:
+            self._broadcasts.clear()
+        self._broadcasts[addr] = answer
+        return answer
 
     def routes(self) -> list[Route]:
         """All routes, IPv4 then IPv6, longest prefixes first."""

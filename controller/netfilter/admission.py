@@ -26,7 +26,9 @@ RouteResolver = Callable[[Conn, int, int, Flowtable], tuple[FlowRoute, FlowRoute
 """(conn, direction of the packet, its ingress port, flowtable) -> routes indexed by flow
 direction (``nft_flow_route``: the flowtable decides DIRECT or NEIGH xmit)."""
 
-_NEVER = Status.SEQ_ADJUST | Status.NAT_CLASH
+# plain ints: IntFlag's & builds a member per call
+_NEVER = int(Status.SEQ_ADJUST | Status.NAT_CLASH)
+_ASSURED, _NAT_MASK, _HELPER = int(Status.ASSURED), int(Status.NAT_MASK), int(Status.HELPER)
 
 
 class PacketView(Protocol):
@@ -50,22 +52,23 @@ def refusal(
     if conn is None:
         return "untracked"
     proto = conn.proto
+    status = int(conn.status)
     if proto == IPPROTO_TCP:
         if pkt.tcp_flags & (TCP_FIN | TCP_RST):
             return "tcp_fin_rst"
-        if conn.tcp_state != TcpState.ESTABLISHED or not conn.status & Status.ASSURED:
+        if conn.tcp_state != TcpState.ESTABLISHED or not status & _ASSURED:
             return "tcp_not_established"
     elif proto == IPPROTO_GRE:
-        if conn.status & Status.NAT_MASK:
+        if status & _NAT_MASK:
             return "gre_nat"
         orig = conn.tuples[0]
         if orig.sport or orig.dport:
             return "gre_keys"
     elif proto != IPPROTO_UDP:
         return "protocol"
-    if conn.helper is not None or conn.status & Status.HELPER:
+    if conn.helper is not None or status & _HELPER:
         return "helper"
-    if conn.status & _NEVER:
+    if status & _NEVER:
         return "seq_adjust_or_nat_clash"
     if not conn.confirmed:
         return "unconfirmed"

@@ -483,11 +483,11 @@ class Conntrack:
         False (counted) when the connection is dying, the table is full, or either tuple is
         already in use (possibly under a REPLY tuple that NAT changed).
         """
-        if conn.status & Status.CONFIRMED:
+        if int(conn.status) & _CONFIRMED:
             return True
         orig, reply = conn.tuples
         self.now = now
-        if conn.status & Status.DYING or self._live(orig, now) or self._live(reply, now):
+        if int(conn.status) & _DYING or self._live(orig, now) or self._live(reply, now):
             self.stats["insert_failed"] += 1
             return False
         if len(self._conns) >= self.max_entries and not self._early_drop(now):

@@ -67,6 +67,7 @@ class FlowFlag(enum.IntFlag):
 
 SNAT = int(FlowFlag.SNAT)
 DNAT = int(FlowFlag.DNAT)
+_SRC_NAT, _DST_NAT = int(Status.SRC_NAT), int(Status.DST_NAT)
 CLOSING = int(FlowFlag.CLOSING)
 TEARDOWN = int(FlowFlag.TEARDOWN)
 HW = int(FlowFlag.HW)
@@ -195,10 +196,8 @@ class Flow:
                 make_key(t.family, t.proto, t.src, t.dst, t.sport, t.dport, r.in_port, r.in_encap)
             )
         self.keys: tuple[FlowKey, FlowKey] = (keys[0], keys[1])
-        status = conn.status
-        self.flags = (SNAT if status & Status.SRC_NAT else 0) | (
-            DNAT if status & Status.DST_NAT else 0
-        )
+        status = int(conn.status)
+        self.flags = (SNAT if status & _SRC_NAT else 0) | (DNAT if status & _DST_NAT else 0)
         self.timeout = 0.0
         self.hw_dirs = 0  # bit d set: hardware holds the rule of direction d
         self.sw_packets = 0  # software fast-path hits, both directions (capacity policy)

@@ -56,6 +56,8 @@ class Manip(enum.IntEnum):
 
 _NAT_BIT = {Manip.SRC: Status.SRC_NAT, Manip.DST: Status.DST_NAT}
 _DONE_BIT = {Manip.SRC: Status.SRC_NAT_DONE, Manip.DST: Status.DST_NAT_DONE}
+_DONE_INT = {manip: int(bit) for manip, bit in _DONE_BIT.items()}  # IntFlag & is slow
+_CONFIRMED = int(Status.CONFIRMED)
 
 
 class NatAction(Protocol):
@@ -186,7 +188,7 @@ class Nat:
     def null_binding(self, conn: Conn, manip: Manip = Manip.SRC) -> bool:
         """``nf_nat_alloc_null_binding``: no NAT rule matched, but the REPLY tuple must still be
         unique, so a source port that clashes with another connection's is moved."""
-        if conn.status & _DONE_BIT[manip]:
+        if int(conn.status) & _DONE_INT[manip]:
             return True
         current = reply_tuple(conn.tuples[REPLY])
         addr = current.src if manip is Manip.SRC else current.dst
@@ -201,9 +203,10 @@ class Nat:
         One binding per manip type (the first one wins, as in the kernel); SRC_NAT/DST_NAT are
         set only when the tuple actually changed.
         """
-        if conn.status & Status.CONFIRMED:
+        status = int(conn.status)
+        if status & _CONFIRMED:
             raise ValueError("NAT bindings are only made before the connection is confirmed")
-        if conn.status & _DONE_BIT[manip]:
+        if status & _DONE_INT[manip]:
             return True
         current = reply_tuple(conn.tuples[REPLY])
         chosen = self._unique_tuple(conn, current, rng, manip)

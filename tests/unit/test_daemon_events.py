@@ -26,3 +26,17 @@ async def test_a_monitor_asking_for_some_types_gets_only_those() -> None:
     session.unsubscribe(some)
     session._publish({"type": "NEW"})
     assert some.empty()
+
+
+async def test_the_router_builds_only_the_types_some_monitor_wants() -> None:
+    session = SwitchSession("r1", config("127.0.0.1:1"), pipeline())  # never started
+    assert session.router.wants is not None
+    assert not session.router.wants("NEW")  # nobody listens: nothing is described
+    some: asyncio.Queue = asyncio.Queue()
+    session.subscribe(some, frozenset({"HW_OFFLOAD"}))
+    assert session.router.wants("HW_OFFLOAD") and not session.router.wants("NEW")
+    every: asyncio.Queue = asyncio.Queue()
+    session.subscribe(every)
+    assert session.router.wants("NEW")
+    session.unsubscribe(every)
+    assert not session.router.wants("NEW")

@@ -301,6 +301,19 @@ def test_events_returned_with_the_packet_that_caused_them() -> None:
     assert outcome.events[0]["original"]["sport"] == 40000
 
 
+def test_only_wanted_event_types_are_built_and_delivered() -> None:
+    """A monitor listening for HW_OFFLOAD only (bench_cps's): the rest are never described."""
+    b = Bench()
+    b.router.wants = lambda kind: kind == "HW_OFFLOAD"
+    for frame, port in ((tcp4("S"), 1), (tcp4_reply("SA"), 2), (tcp4("A"), 1)):
+        assert b.router.receive(frame, port, b.now).events == []
+    b.drain()
+    (conn,) = list(b.router.conntrack)
+    assert conn.status & Status.HW_OFFLOAD  # the state moved on regardless
+    assert b.types() == ["HW_OFFLOAD"]
+    assert b.router.snapshot(b.now)["stats"]["conntrack"]["insert"] == 1
+
+
 def test_two_routers_share_nothing() -> None:
     a, c = Bench(), Bench()
     a.handshake()

@@ -119,6 +119,25 @@ def test_replace_and_remove() -> None:
     assert len(table.routes()) == 2
 
 
+def test_answers_follow_route_changes() -> None:
+    """Lookups are remembered per destination; every route change is seen at once."""
+    table = RoutingTable()
+    table.add_connected(1, ipaddress.ip_interface("10.0.1.254/24"))
+    table.add_connected(2, ipaddress.ip_interface("10.0.2.254/24"))
+    assert table.lookup(a("1.1.1.1")) is None
+    assert table.is_directed_broadcast(a("10.0.1.255"))
+    table.add_static("0.0.0.0/0", via="10.0.1.1")
+    assert table.lookup(a("1.1.1.1")).next_hop == a("10.0.1.1")  # type: ignore[union-attr]
+    table.add_static("1.1.1.0/24", via="10.0.2.1")
+    assert table.lookup(a("1.1.1.1")).next_hop == a("10.0.2.1")  # type: ignore[union-attr]
+    table.add_static("10.0.1.255/32", via="10.0.2.1")  # a host route over the broadcast
+    assert not table.is_directed_broadcast(a("10.0.1.255"))
+    table.remove("10.0.1.255/32")
+    table.remove("1.1.1.0/24")
+    assert table.lookup(a("1.1.1.1")).next_hop == a("10.0.1.1")  # type: ignore[union-attr]
+    assert table.is_directed_broadcast(a("10.0.1.255"))
+
+
 def test_host_route_beats_everything() -> None:
     table = RoutingTable()
     table.add_connected(1, ipaddress.ip_interface("10.0.1.254/24"))
