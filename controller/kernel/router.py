@@ -53,10 +53,12 @@ class KernelRouter:
 
     def __init__(self, config: RouterConfig, policy: OffloadPolicy, *,
                  timeouts: Timeouts = DEFAULT_TIMEOUTS,
-                 on_event: Callable[[Event], None] | None = None) -> None:
+                 on_event: Callable[[Event], None] | None = None,
+                 wants: Callable[[str], bool] | None = None) -> None:
         self.config = config
         self.policy = policy
         self.on_event = on_event
+        self.wants = wants  # as Router's: event types nobody listens for are never built
         self.conntrack = KernelConntrack(timeouts, on_change=self._ct_changed)
         ftc = config.flowtable
         self.offload = OffloadQueue(CapacityPolicy())  # no software fast path: no min counts
@@ -212,8 +214,11 @@ class KernelRouter:
 
     # -- events and snapshots ------------------------------------------------------------
 
+    def _wanted(self, kind: str) -> bool:
+        return self.on_event is not None and (self.wants is None or self.wants(kind))
+
     def _ct_changed(self, kind: str, conn: Conn) -> None:
-        if self.on_event is not None:
+        if self._wanted(kind):
             self.on_event({"type": kind, **describe(conn, self.now)})
 
     def _flow_event(self, event: FlowEvent) -> None:
@@ -223,7 +228,7 @@ class KernelRouter:
                 # flow_offload_fixup_ct (>= 6.14) on every teardown: the kernel's td_maxack
                 # is stale, or it would hold a RST it cannot check to ESTABLISHED
                 self.conntrack.request_tcp_fixup(flow.conn)
-        if self.on_event is None:
+        if not self._wanted(event.type):
             return
         out = event.to_dict()
         flow = self.flowtable.flow_by_id(event.flow_id)

@@ -78,7 +78,7 @@ class KernelSession(SwitchSession):
         self.rt: NetlinkSocket | None = None
         self.sysctls: SysctlTimeouts | None = None
         self.kernel = KernelRouter(config, OffloadPolicy(kernel.offload, kernel.match),
-                                   on_event=self._publish)
+                                   on_event=self._publish, wants=self.wanted)
         self.kernel.ruleset = KernelRuleset(kernel.netns)  # type: ignore[attr-defined]
         return self.kernel
 

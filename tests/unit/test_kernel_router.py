@@ -297,3 +297,21 @@ def test_kernel_config_refuses_what_kernel_mode_cannot_do() -> None:
     for key, text in refused.items():
         with pytest.raises(ConfigError, match=key):
             parse_config(text)
+
+
+def test_only_the_event_types_someone_wants_are_built() -> None:
+    """As the mirror's Router: with a monitor wanting only HW_OFFLOAD, conntrack's NEW/UPDATE and
+    the flowtable's OFFLOAD are never described, and the connection still reaches hardware."""
+    events: list[dict] = []
+    asked: list[str] = []
+
+    def wants(kind: str) -> bool:
+        asked.append(kind)
+        return kind == "HW_OFFLOAD"
+
+    router = KernelRouter(parse_config(CONFIG), OffloadPolicy(), on_event=events.append,
+                          wants=wants)
+    offloaded(router)
+    assert [e["type"] for e in events] == ["HW_OFFLOAD"]
+    assert {"OFFLOAD", "HW_OFFLOAD"} <= set(asked)
+    assert router.snapshot(0.0)["conns"][0]["offload"] == "HW_OFFLOAD"
