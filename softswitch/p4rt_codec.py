@@ -191,9 +191,10 @@ def decode_match(table: TableSchema, matches: Sequence[p4r.FieldMatch]) -> Match
     Omitted fields are don't-care (exact fields may not be omitted); don't-care values that are
     spelled out (mask 0, prefix 0, full range) are refused as the spec requires.
     """
-    key = _exact_in_order(table, matches)
-    if key is not None:
-        return key
+    if table.all_exact:  # m.exact.value is b"" unless an exact match
+        key = _in_order(table.match_fields, [(m.field_id, m.exact.value) for m in matches])
+        if key is not None:
+            return key
     given: dict[int, p4r.FieldMatch] = {}
     for m in matches:
         if m.field_id in given:
@@ -205,23 +206,23 @@ def decode_match(table: TableSchema, matches: Sequence[p4r.FieldMatch]) -> Match
     return tuple(_decode_field(table, f, given.get(f.id)) for f in table.match_fields)
 
 
-def _exact_in_order(table: TableSchema, matches: Sequence[p4r.FieldMatch]) -> MatchKey | None:
-    """The key of a batch's usual entry: every field exact, given once in P4Info order, every
-    value fitting. None for anything else, which decode_match's general path judges (and names
-    the error of), so both paths accept and refuse the same entries."""
-    fields = table.match_fields
-    if not table.all_exact or len(matches) != len(fields):
+def _in_order(schemas: Sequence[FieldSchema], given: Sequence[tuple[int, bytes]]
+              ) -> tuple[int, ...] | None:
+    """The values of a batch's usual entry or action: every (id, bytes) given once, in P4Info
+    order, non-empty and fitting. None for anything else, which the general path of
+    decode_match or decode_action judges (and names the error of), so both paths accept and
+    refuse the same writes."""
+    if len(given) != len(schemas):
         return None
-    key = []
-    for field, m in zip(fields, matches, strict=True):
-        data = m.exact.value  # b"" unless an exact match
-        if m.field_id != field.id or not data:
+    values = []
+    for schema, (given_id, data) in zip(schemas, given, strict=True):
+        if given_id != schema.id or not data:
             return None
         value = int.from_bytes(data, "big")
-        if value >> field.bitwidth:
+        if value >> schema.bitwidth:
             return None
-        key.append(value)
-    return tuple(key)
+        values.append(value)
+    return tuple(values)
 
 
 def _decode_field(table: TableSchema, field: FieldSchema, m: p4r.FieldMatch | None) -> object:
@@ -301,7 +302,7 @@ def decode_action(table: TableSchema, actions: dict[int, ActionSchema], action: 
         raise P4RTError(rpc_code.PERMISSION_DENIED,
                         f"table {table.name}: action id {action.action_id} not allowed for {where}")
     schema = actions[action.action_id]
-    params = _params_in_order(schema, action.params)
+    params = _in_order(schema.params, [(p.param_id, p.value) for p in action.params])
     if params is not None:
         return schema.name, params
     given: dict[int, bytes] = {}
@@ -318,24 +319,6 @@ def decode_action(table: TableSchema, actions: dict[int, ActionSchema], action: 
     params = tuple(decode_value(given[p.id], p.bitwidth, f"{schema.name}.{p.name}")
                    for p in schema.params)
     return schema.name, params
-
-
-def _params_in_order(schema: ActionSchema, params: Sequence[p4r.Action.Param]
-                     ) -> tuple[int, ...] | None:
-    """Every parameter given once in P4Info order and fitting (a batch's usual action); None for
-    anything else, left to decode_action's general path."""
-    if len(params) != len(schema.params):
-        return None
-    values = []
-    for info, p in zip(schema.params, params, strict=True):
-        data = p.value
-        if p.param_id != info.id or not data:
-            return None
-        value = int.from_bytes(data, "big")
-        if value >> info.bitwidth:
-            return None
-        values.append(value)
-    return tuple(values)
 
 
 def encode_action(schema: ActionSchema, params: Iterable[int]) -> p4r.Action:
