@@ -248,11 +248,11 @@ class Pipeline:
 
     def _clone_out(self, clone: PacketState, targets: list[tuple[int, int | None]], session: int,
                    jobs: deque, queued: dict[int, int]) -> None:
-        clone.max_len = self.pre.sessions[session & MAX_MIRROR_SESSION_ID].truncate
+        max_len = self.pre.sessions[session & MAX_MIRROR_SESSION_ID].truncate
         rid_slot = self._std.egress_rid
         for eport, rid in targets:
             copy = clone.copy()
-            copy.max_len = clone.max_len
+            copy.max_len = max_len
             if rid is not None and rid_slot is not None:
                 copy.f[rid_slot] = rid
             self._enqueue(copy, eport, jobs, queued)
