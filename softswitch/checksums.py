@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from softswitch.codegen import Generated
+from softswitch.codegen import Generated, packed_source
 from softswitch.expressions import Expr, ExprCompiler, field_setter
 from softswitch.json_model import Layout, fail, get, parse_hexstr
 from softswitch.state import PacketState
@@ -194,12 +194,8 @@ def _calculation_source(segments: list[tuple], trailing: list[tuple[int, str]] |
             body.append(f"if valid[{a:d}]:")
         pad = "    " if guard else ""
         if kind == "fields":
-            total, terms = sum(w for _, w, _ in b), []
-            shift = total
-            for slot, width, mask in b:
-                shift -= width
-                terms.append(f"((f[{slot:d}] & {mask:d}) << {shift:d})")
-            body += [f"{pad}acc = (acc << {total:d}) | {' | '.join(terms)}",
+            total = sum(w for _, w, _ in b)
+            body += [f"{pad}acc = (acc << {total:d}) | {packed_source(b)}",
                      f"{pad}bits += {total:d}"]
         elif kind == "const":
             body += [f"acc = (acc << {b:d}) | {a:d}", f"bits += {b:d}"]

@@ -16,7 +16,7 @@ compilers built (closures, helpers). ``Generated.dump()`` prints every function 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 # CPython's parser refuses deeper nesting (tokenizer MAXLEVEL, 200 parentheses); stay well below.
@@ -31,6 +31,17 @@ class TooDeep(Exception):
 def specialise_default() -> bool:
     """Specialisation is on unless SOFTSWITCH_GENERIC=1 asks for the closure interpreter."""
     return os.environ.get("SOFTSWITCH_GENERIC", "") not in ("1", "true", "yes")
+
+
+def packed_source(specs: Sequence[tuple[int, int, int]]) -> str:
+    """Fields ``(slot, width, mask)`` of ``f`` packed MSB-first into one int, as source: the
+    shifts a serializer and a checksum input both make."""
+    shift = sum(width for _, width, _ in specs)
+    terms = []
+    for slot, width, mask in specs:
+        shift -= width
+        terms.append(f"((f[{slot:d}] & {mask:d}) << {shift:d})")
+    return " | ".join(terms) or "0"
 
 
 class Generated:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from softswitch.codegen import Generated
+from softswitch.codegen import Generated, packed_source
 from softswitch.json_model import HeaderInfo, Layout, get
 from softswitch.state import PacketState
 
@@ -18,13 +18,8 @@ def make_serializer(h: HeaderInfo, gen: Generated | None = None) -> Serializer:
     if h.varbit is None:
         nbytes = h.fixed_bits // 8
         if gen is not None:
-            terms, shift = [], h.fixed_bits
-            for slot, width, mask in specs:
-                shift -= width
-                terms.append(f"((f[{slot:d}] & {mask:d}) << {shift:d})")
-            packed = " | ".join(terms) or "0"
-            return gen.function("serialize", "s",
-                                ["f = s.f", f"return ({packed}).to_bytes({nbytes:d}, 'big')"])
+            return gen.function("serialize", "s", [
+                "f = s.f", f"return ({packed_source(specs)}).to_bytes({nbytes:d}, 'big')"])
 
         def serialize(s: PacketState) -> bytes:
             f = s.f
