@@ -131,7 +131,6 @@ class Pipeline:
         s.data = frame
         s.now = now
         s.us = int(now * 1e6)
-        s.length = len(frame)
         return s
 
     def _release(self, s: PacketState) -> None:
@@ -193,7 +192,7 @@ class Pipeline:
         ingress clone, learning, resubmit, multicast, unicast or drop."""
         std = self._std
         if std.packet_length is not None:
-            s.f[std.packet_length] = s.length
+            s.f[std.packet_length] = len(s.data)
         self._parse_into(s, True)
         self._run(self._ingress_start, s)
         f = s.f
@@ -206,7 +205,6 @@ class Pipeline:
                     clone.f[std.ingress_port] = f[std.ingress_port]
                 self._parse_into(clone, False)
                 self._copy_type(s, clone, INGRESS_CLONE, s.clone_field_list)
-                clone.length = s.length
                 self._clone_out(clone, targets, s.clone_session, jobs, queued)
         if s.learn > 0 and self.learn_sink is not None:
             fields = self._learn_lists.get(s.learn)
@@ -215,7 +213,6 @@ class Pipeline:
         if s.resubmit >= 0:
             again = self._fresh(s.data, s.now)
             self._copy_type(s, again, RESUBMIT, s.resubmit)
-            again.length = s.length
             jobs.append(("ingress", again))
             self._release(s)
             return
@@ -287,7 +284,7 @@ class Pipeline:
         if std.egress_spec is not None:
             f[std.egress_spec] = self._spec_init
         if std.packet_length is not None:
-            f[std.packet_length] = s.length
+            f[std.packet_length] = len(s.data)  # bm_sim PACKET_LENGTH: the frame as received
         s.exit = False
         s.clone_session = -1
         s.recirculate = -1

@@ -23,7 +23,6 @@ class PacketState:
         "exit",
         "f",
         "learn",
-        "length",
         "max_len",
         "now",
         "payload",
@@ -54,7 +53,6 @@ class PacketState:
         self.truncate = 0
         self.max_len = 0  # a clone session's packet_length_bytes (0: no limit)
         self.learn = 0  # learn list of the last generate_digest (bm_sim lf_field_list)
-        self.length = 0  # bm_sim's PACKET_LENGTH register: egress packet_length
         self.now = 0.0
         self.us = 0  # now in microseconds: bm_sim's get_ts() for the timestamps
 
@@ -68,5 +66,4 @@ class PacketState:
         other.payload = self.payload
         other.now = self.now
         other.us = self.us
-        other.length = self.length
         return other
