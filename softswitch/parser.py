@@ -207,12 +207,9 @@ class ParserCompiler:
                      f"if target is {gen.bind(_NO_DEFAULT)}:", f"    {raise_no_match}",
                      f"return {table}[target] if target is not None else None"]
             return gen.function("parse_state", "s, p=()", body)
-        if key_parts:
-            body.append("k = 0")
-            for read, (_, bits, mask) in zip(reads, key_parts, strict=True):
-                body.append(f"k = (k << {bits:d}) | ({read} & {mask:d})")
-        else:
-            body.append("k = 0")
+        body.append("k = 0")
+        for read, (_, bits, mask) in zip(reads, key_parts, strict=True):
+            body.append(f"k = (k << {bits:d}) | ({read} & {mask:d})")
         for matches, target, test in rules:
             goto = f"{table}[{gen.bind(target)}]" if target is not None else "None"
             body += [f"if {test or f'{gen.bind(matches)}(k)'}:", f"    return {goto}"]
