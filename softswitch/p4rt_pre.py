@@ -175,7 +175,7 @@ def _read_sessions(pre: Pre, sid: int) -> list[p4r.Entity]:
     out = []
     for i in ids:
         session = pre.sessions[i]
-        targets = pre.clone_targets(i) or []
+        targets = pre.clone_targets(session)
         out.append(p4r.Entity(packet_replication_engine_entry=p4r.PacketReplicationEngineEntry(
             clone_session_entry=p4r.CloneSessionEntry(
                 session_id=i, class_of_service=session.class_of_service,

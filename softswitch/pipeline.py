@@ -29,7 +29,7 @@ from softswitch.expressions import ExprCompiler
 from softswitch.externs import CounterArray, MeterArray, RegisterArray
 from softswitch.json_model import Layout, PipelineError, build_layout, fail, get, parse_hexstr
 from softswitch.parser import ParserCompiler, ValueSet
-from softswitch.pre import MAX_MIRROR_SESSION_ID, Pre
+from softswitch.pre import MirrorSession, Pre
 from softswitch.state import PacketState, ParserError
 from softswitch.tables import ActionInfo, MatchKey, Table
 
@@ -197,15 +197,15 @@ class Pipeline:
         self._run(self._ingress_start, s)
         f = s.f
         if s.clone_session >= 0:
-            targets = self.pre.clone_targets(s.clone_session)
-            if targets is not None:
+            session = self.pre.session(s.clone_session)
+            if session is not None:
                 # re-parsed from the frame as received, with the ingress port it came in on
                 clone = self._fresh(s.data, s.now)
                 if std.ingress_port is not None:
                     clone.f[std.ingress_port] = f[std.ingress_port]
                 self._parse_into(clone, False)
                 self._copy_type(s, clone, INGRESS_CLONE, s.clone_field_list)
-                self._clone_out(clone, targets, s.clone_session, jobs, queued)
+                self._clone_out(clone, session, jobs, queued)
         if s.learn > 0 and self.learn_sink is not None:
             fields = self._learn_lists.get(s.learn)
             if fields is not None:
@@ -243,13 +243,13 @@ class Pipeline:
                 s.f[rid_slot] = rid
             self._enqueue(s.copy(), eport, jobs, queued)
 
-    def _clone_out(self, clone: PacketState, targets: list[tuple[int, int | None]], session: int,
-                   jobs: deque, queued: dict[int, int]) -> None:
-        max_len = self.pre.sessions[session & MAX_MIRROR_SESSION_ID].truncate
+    def _clone_out(self, clone: PacketState, session: MirrorSession, jobs: deque,
+                   queued: dict[int, int]) -> None:
+        """One copy of ``clone`` per target of ``session``, cut to its truncation."""
         rid_slot = self._std.egress_rid
-        for eport, rid in targets:
+        for eport, rid in self.pre.clone_targets(session):
             copy = clone.copy()
-            copy.max_len = max_len
+            copy.max_len = session.truncate
             if rid is not None and rid_slot is not None:
                 copy.f[rid_slot] = rid
             self._enqueue(copy, eport, jobs, queued)
@@ -290,11 +290,11 @@ class Pipeline:
         s.recirculate = -1
         self._run(self._egress_start, s)
         if s.clone_session >= 0:
-            targets = self.pre.clone_targets(s.clone_session)
-            if targets is not None:
+            session = self.pre.session(s.clone_session)
+            if session is not None:
                 clone = s.copy()  # clone_with_phv_reset_metadata: headers as egress left them
                 self._copy_type(s, clone, EGRESS_CLONE, s.clone_field_list)
-                self._clone_out(clone, targets, s.clone_session, jobs, queued)
+                self._clone_out(clone, session, jobs, queued)
         if std.egress_spec is not None and f[std.egress_spec] == DROP_PORT:
             self.drops["egress_spec"] += 1
             self._release(s)

@@ -105,13 +105,13 @@ class Pre:
         if self.sessions.pop(session_id, None) is None:
             raise PreError(f"mirroring session {session_id} does not exist")
 
-    def clone_targets(self, session_id: int) -> list[tuple[int, int | None]] | None:
-        """Where a clone to ``session_id`` goes, as ``(port, rid)``: the session's multicast
-        group first, then its port with egress_rid untouched (simple_switch's order); None for
-        no such session."""
-        session = self.sessions.get(session_id & MAX_MIRROR_SESSION_ID)
-        if session is None:
-            return None
+    def session(self, session_id: int) -> MirrorSession | None:
+        """The session a clone to ``session_id`` uses (its low 15 bits), None if none."""
+        return self.sessions.get(session_id & MAX_MIRROR_SESSION_ID)
+
+    def clone_targets(self, session: MirrorSession) -> list[tuple[int, int | None]]:
+        """Where a clone to ``session`` goes, as ``(port, rid)``: the session's multicast
+        group first, then its port with egress_rid untouched (simple_switch's order)."""
         out: list[tuple[int, int | None]] = []
         if session.mgid is not None:
             out += self.replicate(session.mgid)
