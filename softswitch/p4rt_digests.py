@@ -84,6 +84,7 @@ class DigestEngine:
         self.counters = DigestCounters()
         self._digests: dict[int, _Digest] = {}
         self._by_name: dict[str, _Digest] = {}
+        self._learn_lists: dict[str, _Digest | None] = {}  # learn list name -> its digest
         for d in p4info.digests:
             digest = _Digest(d.preamble.id, d.preamble.name, *_shape(d, p4info.type_info))
             self._digests[digest.digest_id] = digest
@@ -139,7 +140,10 @@ class DigestEngine:
         """One sample of the learn list ``name``: into bm_sim's buffer
         (LearnList::add_sample), which hands it on when full."""
         self.counters.samples += 1
-        digest = self._by_name.get(name) or self._by_suffix(name)
+        try:
+            digest = self._learn_lists[name]
+        except KeyError:  # the first sample of this learn list: matched to a digest once
+            digest = self._learn_lists[name] = self._by_name.get(name) or self._by_suffix(name)
         if digest is None:
             self.counters.dropped += 1
             return
