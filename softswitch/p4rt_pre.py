@@ -119,16 +119,20 @@ def _set_group(pre: Pre, mgid: int, nodes: dict[int, list[int]], *, create: bool
     if create:
         pre.mgrp_create(mgid)
     else:
-        for handle in list(pre.groups[mgid]):
-            pre.node_destroy(handle)
+        _destroy_nodes(pre, mgid)
     for rid, ports in nodes.items():
         pre.node_associate(mgid, pre.node_create(rid, ports))
 
 
 def _delete_group(pre: Pre, mgid: int) -> None:
+    _destroy_nodes(pre, mgid)
+    pre.mgrp_destroy(mgid)
+
+
+def _destroy_nodes(pre: Pre, mgid: int) -> None:
+    """The group's L1 nodes go (PI makes a group's nodes anew on every write)."""
     for handle in list(pre.groups[mgid]):
         pre.node_destroy(handle)
-    pre.mgrp_destroy(mgid)
 
 
 def _replicas(pre: Pre, mgid: int) -> list[p4r.Replica]:
