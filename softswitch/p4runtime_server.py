@@ -103,9 +103,10 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
             raise OSError(f"cannot listen on {address}")
         await self._server.start()
         if self.sweep_period > 0:
-            self._sweeper = asyncio.create_task(self._sweep_forever())
+            self._sweeper = asyncio.create_task(_every(self.sweep_period, self.sweep, "idle"))
         if self.digest_period > 0:
-            self._digest_sweeper = asyncio.create_task(self._digest_sweep_forever())
+            self._digest_sweeper = asyncio.create_task(_every(
+                self.digest_period, lambda: self.device.digest_sweep(self.clock()), "digest"))
         return port
 
     async def stop(self, grace: float | None = 0.5) -> None:
@@ -164,22 +165,6 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
         primary.send(p4r.StreamMessageResponse(digest=message))
         self.counters.digest_lists_sent += 1
         return True
-
-    async def _digest_sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.digest_period)
-            try:
-                self.device.digest_sweep(self.clock())
-            except Exception:  # a sweep must never kill the sweeper
-                log.exception("digest sweep failed")
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.sweep_period)
-            try:
-                self.sweep()
-            except Exception:  # a sweep must never kill the sweeper
-                log.exception("idle sweep failed")
 
     # --- unary RPCs ------------------------------------------------------------------------------
 
@@ -352,6 +337,15 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
             error.error.digest_list_ack.digest_list_ack.CopyFrom(ack)
             conn.send(error)
 
+
+async def _every(period: float, sweep: Callable[[], None], what: str) -> None:
+    """Run ``sweep`` every ``period`` seconds, for the idle-timeout and digest sweepers."""
+    while True:
+        await asyncio.sleep(period)
+        try:
+            sweep()
+        except Exception:  # a sweep must never kill the sweeper
+            log.exception("%s sweep failed", what)
 
 
 def _nothing() -> None:
