@@ -34,6 +34,7 @@ from typing import Any
 
 from controller.edges.eventloop import rearm_reader
 from ndo.api import PacketIn, PuntReason
+from ndo.p4runtime.packet_io import MIN_FRAME  # an Ethernet header, after the controller header
 from ndo.p4runtime.punt_queue import PuntQueue, Queued
 from ndo.p4runtime.schema import FlowSchema, PacketMetadata, SchemaError
 from ndo.timing import Stage
@@ -47,7 +48,6 @@ PACKET_IGNORE_OUTGOING = 23  # Linux 4.20: the kernel's own transmissions are no
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
 SOCKET_BUFFER = 4 * 1024 * 1024
 MAX_FRAME = 65535
-MIN_FRAME = 14  # an Ethernet header after the controller header
 READ_BURST = 256  # frames per readiness callback: the packet loop and the tick get their turn
 WATCH_PERIOD = 0.5  # how soon a device that went away and came back is read again
 _REASONS = {int(r): r for r in PuntReason}
