@@ -4,7 +4,7 @@ A capture of an hour holds tens of millions of frames: nothing here keeps more t
 window of them. :class:`Capture` opens the file and checks its header at once (a bad file fails
 before a replay starts), then yields ``(time, frame)`` as it reads; :attr:`Capture.position`
 says how far it got (progress and ETA). Captures are written by several queues and are often
-slightly out of time order: :func:`time_ordered` restores the order within a window of
+slightly out of time order: :class:`Reorder` restores the order within a window of
 :data:`REORDER_WINDOW` frames and counts the frames that came later than that (they are replayed
 where they are, at the current virtual time). A broken record ends a capture after the frames
 before it.
@@ -18,11 +18,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from controller.edges.pcap import PcapError, pcap_records
-from controller.edges.pcapng import pcapng_records
+from controller.edges.pcapng import SHB, pcapng_records
 
 Frame = tuple[float, bytes]
 REORDER_WINDOW = 1024
-_PCAPNG = b"\x0a\x0d\x0d\x0a"
 
 
 class Capture:
@@ -35,7 +34,7 @@ class Capture:
         try:
             magic = self._fh.read(4)
             self._fh.seek(0)
-            reader = pcapng_records if magic == _PCAPNG else pcap_records
+            reader = pcapng_records if magic == SHB else pcap_records
             self._records = reader(self._fh, str(self.path))
         except BaseException:
             self._fh.close()

@@ -34,20 +34,16 @@ from typing import Any
 
 from controller.edges.eventloop import rearm_reader
 from ndo.api import PacketIn, PuntReason
+from ndo.p4runtime.packet_io import MIN_FRAME  # an Ethernet header, after the controller header
 from ndo.p4runtime.punt_queue import PuntQueue, Queued
 from ndo.p4runtime.schema import FlowSchema, PacketMetadata, SchemaError
 from ndo.timing import Stage
+from softswitch.ports import ETH_P_ALL, MAX_FRAME, SOL_PACKET, _grow_buffers
 
 log = logging.getLogger(__name__)
 
-ETH_P_ALL = 0x0003
-SOL_PACKET = 263
 PACKET_STATISTICS = 6  # struct tpacket_stats: packets, drops (reset by each read)
 PACKET_IGNORE_OUTGOING = 23  # Linux 4.20: the kernel's own transmissions are not ours to read
-SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
-SOCKET_BUFFER = 4 * 1024 * 1024
-MAX_FRAME = 65535
-MIN_FRAME = 14  # an Ethernet header after the controller header
 READ_BURST = 256  # frames per readiness callback: the packet loop and the tick get their turn
 WATCH_PERIOD = 0.5  # how soon a device that went away and came back is read again
 _REASONS = {int(r): r for r in PuntReason}
@@ -148,12 +144,7 @@ class NetdevChannel:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         try:
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF),
-                                 (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
-                except PermissionError:
-                    sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
+            _grow_buffers(sock)  # as the softswitch's own ports: 4 MB, forced when allowed
             sock.bind((self.device, 0))
             sock.setblocking(False)
             self._ifindex = socket.if_nametoindex(self.device)
@@ -255,7 +246,7 @@ class NetdevChannel:
                 return False
         start = time.perf_counter()
         try:
-            sock.send(header + frame)
+            sock.sendmsg((header, frame))  # gathered by the kernel: no joined copy here
         except (BlockingIOError, InterruptedError):
             self.counters["packet_out_overflow"] += 1
             return False

@@ -18,7 +18,8 @@ from typing import BinaryIO
 
 from controller.edges.pcap import LINKTYPE_ETHERNET, MAX_RECORD, PcapError
 
-SHB, IDB, OPB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
+SHB = b"\x0a\x0d\x0d\x0a"  # the Section Header Block type: the same bytes in either order
+IDB, OPB, SPB, EPB = 1, 2, 3, 6
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 OPT_END, OPT_TSRESOL, OPT_TSOFFSET = 0, 9, 14
 MAX_BLOCK = MAX_RECORD + 4096  # a packet block: the frame plus headers and options
@@ -37,7 +38,7 @@ def pcapng_records(
     """The packets of the pcapng open in ``fh``; the first Section Header Block is checked now,
     so that a bad file fails before a long replay starts."""
     head = fh.read(12)
-    if len(head) < 12 or head[:4] != b"\x0a\x0d\x0d\x0a":
+    if len(head) < 12 or head[:4] != SHB:
         raise PcapError(f"{name}: not a pcapng file (no section header block)")
     endian = _endian(head[8:12], name, 0)
     return _blocks(fh, name, linktype, head, endian)
@@ -67,7 +68,7 @@ def _blocks(
         if len(head) < 8:
             raise PcapError(f"{name}: truncated block header at offset {offset}")
         btype_raw = head[:4]
-        if btype_raw == b"\x0a\x0d\x0d\x0a":  # a new section: its own byte order
+        if btype_raw == SHB:  # a new section: its own byte order
             rest = pending if pending else fh.read(4)
             pending = None
             if len(rest) < 4:

@@ -14,8 +14,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-PLOTS = ("hw_share.png", "occupancy.png", "punts.png", "offload.png")
-
 
 def _pyplot() -> Any:
     import matplotlib

@@ -224,5 +224,3 @@ def delete_request(seq: int, orig: CtTuple) -> bytes:
     """``conntrack -D`` of one entry."""
     return _request(CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, orig.family, _attr_tuple(orig))
 
-
-HEADER = nla.HEADER  # struct nlmsghdr

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from controller.edges.eventloop import rearm_reader
+from controller.kernel.nla import HEADER
 
 log = logging.getLogger("p4ft.kernel")
 
@@ -27,7 +28,6 @@ NLM_F_MULTI = 0x02
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
 NETLINK_NO_ENOBUFS = 5
-HEADER = struct.Struct("=IHHII")
 RCVBUF = 8 << 20
 
 Message = tuple[int, int, bytes]  # (type, flags, whole message)

@@ -31,7 +31,7 @@ from controller.config import RouterConfig
 from controller.edges import control
 from controller.edges.daemon import PACKET_BATCH, SwitchSession
 from controller.ip.packet import Malformed, parse
-from controller.kernel import ctnetlink, netns, rtnetlink
+from controller.kernel import ctnetlink, netns, nla, rtnetlink
 from controller.kernel.ctnetlink import CT_DELETE, CT_NEW
 from controller.kernel.netlink import NetlinkError, NetlinkSocket
 from controller.kernel.paths import Path, final_destination
@@ -203,7 +203,7 @@ class KernelSession(SwitchSession):
             self.counters["ct_bad_message"] += 1
             return
         if own is None:
-            own = ctnetlink.HEADER.unpack_from(msg)[4] == self._ct_pid
+            own = nla.HEADER.unpack_from(msg)[4] == self._ct_pid
         conn = self.kernel.on_ct(entry, self.clock(), own=own)
         if conn is not None:
             self._resolve_soon(conn)

@@ -30,12 +30,17 @@ import sys
 
 from inet import encap
 from inet.encap import Encap, Encaps
-from softswitch.ports import AUXDATA_SPACE, PACKET_AUXDATA, SOL_PACKET, with_vlan_tag
+from softswitch.ports import (
+    AUXDATA_SPACE,
+    ETH_P_ALL,
+    PACKET_AUXDATA,
+    SOL_PACKET,
+    with_vlan_tag,
+)
 
 TUNSETIFF = 0x400454CA
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
-ETH_P_ALL = 3
 PACKET_OUTGOING = 4  # sll_pkttype of what this socket (or the host) sent
 _IP_TYPES = (b"\x08\x00", b"\x86\xdd")
 _KINDS = {"vlan": encap.ETH_P_8021Q, "802.1ad": encap.ETH_P_8021AD, "pppoe": encap.ETH_P_PPP_SES}
