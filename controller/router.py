@@ -99,9 +99,8 @@ class Router:
         self.drops: Counter[str] = Counter()
         self._events: list[Event] | None = None
         self.devices = frozenset(p.name for p in config.devices)  # what a flowtable may hook
-        self._devices = {p.id: p for p in config.devices}
-        self._by_name = {p.name: p for p in config.devices}
-        self._uppers = {(self._by_name[p.link].id, p.encap): p for p in config.subdevices
+        by_name = {p.name: p for p in config.devices}
+        self._uppers = {(by_name[p.link].id, p.encap): p for p in config.subdevices
                         if p.link is not None and p.encap is not None}
         if ruleset is None and config.ruleset is not None:
             source = config.ruleset.source or "<ruleset>"
@@ -192,14 +191,16 @@ class Router:
             return sends
         out = []
         for dev, frame in sends:
-            port = self._devices.get(dev)
-            while port is not None and port.link is not None and port.encap is not None:
-                ethertype = int.from_bytes(frame[12:14], "big")
-                dst = port.peer_mac if port.peer_mac is not None else frame[0:6]
-                head = encap.header((port.encap,), ethertype, len(frame) - ETH_HLEN)
-                frame = dst + frame[6:12] + head + frame[ETH_HLEN:]
-                port = self._by_name[port.link]
-            out.append((port.id if port is not None else dev, frame))
+            port = self.classic.ports.get(dev)
+            if port is not None and port.link is not None:
+                real, encaps = self.classic.lower_path(dev)
+                if encaps:  # one header for the whole stack (a PPPoE device is the top one)
+                    ethertype = int.from_bytes(frame[12:14], "big")
+                    dst = port.peer_mac if port.peer_mac is not None else frame[0:6]
+                    head = encap.header(encaps, ethertype, len(frame) - ETH_HLEN)
+                    frame = dst + frame[6:12] + head + frame[ETH_HLEN:]
+                    dev = real
+            out.append((dev, frame))
         return out
 
     def tick(self, now: float) -> list[Send]:
