@@ -151,9 +151,13 @@ class Router:
             if isinstance(upper, str):
                 return self._drop(upper)
             dev = upper
-            # the outer header goes; the rest is rebuilt as it was (PCP of inner tags aside)
-            pkt.frame[ETH_HLEN - 2 : pkt.l3] = encap.header(pkt.encap[1:], pkt.ethertype,
-                                                             pkt.ip_len)
+            # the outer header goes: a tag over more headers is cut out (vlan_do_receive), they
+            # stay as they are (a PPPoE session's may carry LCP, which no EtherType names); the
+            # last one gives way to the payload's EtherType
+            if len(pkt.encap) > 1:
+                del pkt.frame[ETH_HLEN - 2 : ETH_HLEN - 2 + encap.VLAN_HLEN]
+            else:
+                pkt.frame[ETH_HLEN - 2 : pkt.l3] = encap.header((), pkt.ethertype, pkt.ip_len)
             pkt = parse(pkt.frame)
         if pkt.ethertype in (encap.ETH_P_PPP_SES, encap.ETH_P_PPP_DISC):
             return self._drop("pppoe_not_ip")  # discovery, LCP, IPCP: pppd's, not modelled
