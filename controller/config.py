@@ -347,9 +347,7 @@ class _Loader:
     def port(self, t: dict[str, Any], where: str) -> PortConfig:
         self.only(t, where, {"id", "name", "mac", "addresses", "mtu"})
         port_id = self.int_range(t, where, "id", None, 1, 2**32 - 1, required=True)
-        name = self.get(t, where, "name", str, required=True)
-        if not name or len(name) > 15 or any(c.isspace() or c == "/" for c in name):
-            raise self.error(f"{where}.name", f"not a device name: {name!r}")
+        name = self.device_name(t, where)
         mac = self.mac(self.get(t, where, "mac", str, required=True), f"{where}.mac")
         addresses = self.get(t, where, "addresses", list, [])
         interfaces = tuple(
@@ -421,16 +419,16 @@ class _Loader:
             raise self.error(f"{where}.link", f"no device {name!r} defined before it")
         return devices[name]
 
-    def subdevice_name(self, t: dict[str, Any], where: str) -> str:
+    def device_name(self, t: dict[str, Any], where: str) -> str:
         name = self.get(t, where, "name", str, required=True)
-        if not name or len(name) > 15 or any(c.isspace() or c == "/" for c in name):
+        if not _is_device_name(name):
             raise self.error(f"{where}.name", f"not a device name: {name!r}")
         return name
 
     def vlan(self, t: dict[str, Any], where: str, devices: dict[str, PortConfig]) -> PortConfig:
         """``ip link add link LINK name NAME type vlan id ID [protocol 802.1ad]``."""
         self.only(t, where, {"name", "link", "id", "protocol", "mac", "addresses", "mtu"})
-        name = self.subdevice_name(t, where)
+        name = self.device_name(t, where)
         link = self.link(t, where, devices)
         vid = self.int_range(t, where, "id", None, 1, 4094, required=True)
         protocol = self.get(t, where, "protocol", str, "802.1q").lower()
@@ -450,7 +448,7 @@ class _Loader:
         the session id, the access concentrator's MAC, the negotiated addresses."""
         self.only(t, where, {"name", "link", "session", "peer_mac", "local", "peer",
                              "addresses", "mtu"})
-        name = self.subdevice_name(t, where)
+        name = self.device_name(t, where)
         link = self.link(t, where, devices)
         session = self.int_range(t, where, "session", None, 1, 0xFFFE, required=True)
         peer_mac = self.mac(self.get(t, where, "peer_mac", str, required=True),
@@ -605,7 +603,7 @@ class _Loader:
         device = self.get(t, "punt", "device", str, "")
         if channel == "netdev" and not device:
             raise self.error("punt.device", "the netdev channel needs the CPU port's device")
-        if device and (len(device) > 15 or any(c.isspace() or c == "/" for c in device)):
+        if device and not _is_device_name(device):
             raise self.error("punt.device", f"not a device name: {device!r}")
         if device and channel != "netdev":
             raise self.error("punt.device", "only the netdev channel reads a device")
@@ -658,6 +656,12 @@ class _Loader:
         if value not in names:
             raise self.error(key, f"no port named {value!r}")
         return value
+
+
+def _is_device_name(name: str) -> bool:
+    """A device name as ports, VLAN / PPPoE devices and the punt device check it: 1 to
+    IFNAMSIZ - 1 (15) characters, no whitespace or slash (as ``dev_valid_name``)."""
+    return bool(name) and len(name) <= 15 and not any(c.isspace() or c == "/" for c in name)
 
 
 def _subnet_reserved(iface: IPInterface) -> str | None:

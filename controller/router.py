@@ -99,9 +99,8 @@ class Router:
         self.drops: Counter[str] = Counter()
         self._events: list[Event] | None = None
         self.devices = frozenset(p.name for p in config.devices)  # what a flowtable may hook
-        self._devices = {p.id: p for p in config.devices}
-        self._by_name = {p.name: p for p in config.devices}
-        self._uppers = {(self._by_name[p.link].id, p.encap): p for p in config.subdevices
+        by_name = {p.name: p for p in config.devices}
+        self._uppers = {(by_name[p.link].id, p.encap): p for p in config.subdevices
                         if p.link is not None and p.encap is not None}
         if ruleset is None and config.ruleset is not None:
             source = config.ruleset.source or "<ruleset>"
@@ -152,9 +151,13 @@ class Router:
             if isinstance(upper, str):
                 return self._drop(upper)
             dev = upper
-            # the outer header goes; the rest is rebuilt as it was (PCP of inner tags aside)
-            pkt.frame[ETH_HLEN - 2 : pkt.l3] = encap.header(pkt.encap[1:], pkt.ethertype,
-                                                             pkt.ip_len)
+            # the outer header goes: a tag over more headers is cut out (vlan_do_receive), they
+            # stay as they are (a PPPoE session's may carry LCP, which no EtherType names); the
+            # last one gives way to the payload's EtherType
+            if len(pkt.encap) > 1:
+                del pkt.frame[ETH_HLEN - 2 : ETH_HLEN - 2 + encap.VLAN_HLEN]
+            else:
+                pkt.frame[ETH_HLEN - 2 : pkt.l3] = encap.header((), pkt.ethertype, pkt.ip_len)
             pkt = parse(pkt.frame)
         if pkt.ethertype in (encap.ETH_P_PPP_SES, encap.ETH_P_PPP_DISC):
             return self._drop("pppoe_not_ip")  # discovery, LCP, IPCP: pppd's, not modelled
@@ -192,14 +195,16 @@ class Router:
             return sends
         out = []
         for dev, frame in sends:
-            port = self._devices.get(dev)
-            while port is not None and port.link is not None and port.encap is not None:
-                ethertype = int.from_bytes(frame[12:14], "big")
-                dst = port.peer_mac if port.peer_mac is not None else frame[0:6]
-                head = encap.header((port.encap,), ethertype, len(frame) - ETH_HLEN)
-                frame = dst + frame[6:12] + head + frame[ETH_HLEN:]
-                port = self._by_name[port.link]
-            out.append((port.id if port is not None else dev, frame))
+            port = self.classic.ports.get(dev)
+            if port is not None and port.link is not None:
+                real, encaps = self.classic.lower_path(dev)
+                if encaps:  # one header for the whole stack (a PPPoE device is the top one)
+                    ethertype = int.from_bytes(frame[12:14], "big")
+                    dst = port.peer_mac if port.peer_mac is not None else frame[0:6]
+                    head = encap.header(encaps, ethertype, len(frame) - ETH_HLEN)
+                    frame = dst + frame[6:12] + head + frame[ETH_HLEN:]
+                    dev = real
+            out.append((dev, frame))
         return out
 
     def tick(self, now: float) -> list[Send]:

@@ -133,8 +133,3 @@ def header(encaps: Encaps, ethertype: int, ip_len: int) -> bytes:
             out = _TAG.pack(ident & 0x0FFF, inner) + out
         inner = proto
     return _H.pack(inner) + out
-
-
-def overhead(encaps: Encaps) -> int:
-    """Bytes the encapsulations add to a frame."""
-    return sum(PPPOE_SES_HLEN if e.proto == ETH_P_PPP_SES else VLAN_HLEN for e in encaps)

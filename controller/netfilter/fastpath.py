@@ -27,6 +27,7 @@ from controller.netfilter.flowtable import (
     Flowtable,
     make_key,
     nat_targets,
+    push_encap,
 )
 from inet import encap
 
@@ -171,7 +172,7 @@ class FastPath:
                 mangle.set_dst_addr(pkt, dst)
         mangle.decrement_ttl(pkt)
         route = flow.routes[direction]
-        push = flow.routes[1 - direction].in_encap if route.direct else ()
+        push = push_encap(flow, direction)
         if pkt.encap or push:
             head = encap.header(push, pkt.ethertype, pkt.ip_len)
             pkt.frame[ETH_HLEN - 2 : pkt.l3] = head

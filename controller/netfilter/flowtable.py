@@ -237,6 +237,13 @@ def nat_targets(flow: Flow, direction: int) -> NatTargets:
     return src, dst, sport, dport
 
 
+def push_encap(flow: Flow, direction: int) -> Encaps:
+    """The encapsulations ``direction``'s packets leave with: a DIRECT xmit pushes the other
+    direction's ingress ones (``nf_flow_encap_push``, ``nf_flow_rule_route_common``), a NEIGH
+    xmit none (its egress device adds its own)."""
+    return flow.routes[1 - direction].in_encap if flow.routes[direction].direct else ()
+
+
 class FlowtableError(Exception):
     """A request the flowtable refuses (duplicate key, table freed, bad configuration)."""
 

@@ -30,6 +30,7 @@ from controller.netfilter.flowtable import (
     Flow,
     Flowtable,
     nat_targets,
+    push_encap,
 )
 from ndo.api import (
     Command,
@@ -93,7 +94,7 @@ def build_rule(
             nat_dst=dst,
             nat_sport=sport,
             nat_dport=dport,
-            push=flow.routes[1 - direction].in_encap if route.direct else (),
+            push=push_encap(flow, direction),
         ),
     )
 

@@ -16,7 +16,7 @@ from finsy.proto import p4r
 from inet import encap as l2
 from ndo.api import Encap, Encaps, FlowMatch, FlowRule
 from ndo.p4runtime import wire
-from ndo.p4runtime.schema import FlowSchema, FlowTable
+from ndo.p4runtime.schema import ACTION_PARAMS, MATCH_FIELDS, FlowSchema, FlowTable
 
 INSERT, MODIFY, DELETE = p4r.Update.INSERT, p4r.Update.MODIFY, p4r.Update.DELETE
 ADDR_LEN = {4: 4, 6: 16}
@@ -77,8 +77,7 @@ class FlowCodec:
                            p3[len(v3)], v3, p4[len(v4)], v4, p5[len(v5)], v5, p6[len(v6)], v6,
                            p7[len(v7)], v7))
         if tw.encap:
-            action += b"".join(prefix[len(v)] + v for prefix, v in zip(
-                tw.push_params, map(canonical_int, encap_ints(act.push)), strict=True))
+            action += _encap_fields(tw.push_params, act.push)
         table_action = tw.table_action_tag + wire.varint(len(action)) + action
         entry = b"".join((tw.match_bytes(match), tw.action_tag, wire.varint(len(table_action)),
                           table_action, tw.idle))
@@ -192,6 +191,12 @@ def encap_ints(encaps: Encaps) -> tuple[int, int, int, int]:
     return i0, p0, i1, p1
 
 
+def _encap_fields(prefixes: list[list[bytes]], encaps: Encaps) -> bytes:
+    """The four encapsulation fields (keys or push parameters) of ``encaps`` on the wire."""
+    return b"".join(prefix[len(v)] + v for prefix, v in zip(
+        prefixes, map(canonical_int, encap_ints(encaps)), strict=True))
+
+
 def _show(encaps: Encaps) -> str:
     return "+".join(map(str, encaps)) or "untagged"
 
@@ -230,7 +235,9 @@ class _TableWire:
                         for field_id, bits in zip(table.match_ids, table.match_bits, strict=True)]
         params = [_field_prefixes(p4r.Action.Param, "param_id", param_id, bits)
                   for param_id, bits in zip(table.param_ids, table.param_bits, strict=True)]
-        self.params, self.push_params = params[:8], params[8:]
+        split = len(ACTION_PARAMS)
+        self.params, self.push_params = params[:split], params[split:]
+        self.encap_matches = self.matches[len(MATCH_FIELDS):]
         self.encap = table.encap
         self.table_id = wire.key(p4r.TableEntry, "table_id", wire.VARINT) + wire.varint(
             table.table_id)
@@ -248,7 +255,7 @@ class _TableWire:
                       for kind in (INSERT, MODIFY, DELETE)}
 
     def match_bytes(self, match: FlowMatch) -> bytes:
-        m0, m1, m2, m3, m4, m5 = self.matches[:6]
+        m0, m1, m2, m3, m4, m5 = self.matches[: len(MATCH_FIELDS)]
         v0 = canonical_int(match.ingress_port)
         v1 = canonical_bytes(match.src)
         v2 = canonical_bytes(match.dst)
@@ -258,8 +265,7 @@ class _TableWire:
         out = b"".join((self.table_id, m0[len(v0)], v0, m1[len(v1)], v1, m2[len(v2)], v2,
                         m3[len(v3)], v3, m4[len(v4)], v4, m5[len(v5)], v5))
         if self.encap:
-            out += b"".join(prefix[len(v)] + v for prefix, v in zip(
-                self.matches[6:], map(canonical_int, encap_ints(match.encap)), strict=True))
+            out += _encap_fields(self.encap_matches, match.encap)
         return out
 
     def update(self, kind: int, entry: bytes) -> bytes:
