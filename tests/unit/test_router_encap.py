@@ -13,7 +13,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.layers.ppp import PPP, PPPoE, PPPoED
 
-from controller.config import NeighborConfig, load_config
+from controller.config import NeighborConfig, load_config, parse_config
 from controller.netfilter.ct import Status
 from controller.netfilter.ruleset import loads
 from controller.router import Router
@@ -242,3 +242,16 @@ def test_arp_probes_for_a_vlan_host_leave_tagged() -> None:
     got = Ether(probe)
     assert port == 1 and got[Dot1Q].vlan == 10 and got[ARP].pdst == H10
     assert got[ARP].psrc == "10.0.10.254"
+
+
+def test_lcp_in_a_pppoe_session_over_a_vlan_is_dropped_as_not_ip() -> None:
+    """PPPoE over VLAN 7 (a common WAN): an LCP echo arriving tagged is pppd's business, dropped
+    as the untagged one is, once the tag is popped (vlan_do_receive)."""
+    text = EXAMPLE.read_text().replace('link = "eth1"', 'link = "eth1.7"') + (
+        '\n[[vlans]]\nname = "eth1.7"\nlink = "eth1"\nid = 7\n')
+    config = parse_config(text, base_dir=EXAMPLE.parent)
+    router = Router(config, ruleset=loads(RULESET, "test", Bench.devices(config)))
+    lcp = bytes(Ether(src=AC_MAC, dst=WAN_MAC) / Dot1Q(vlan=7) / PPPoE(sessionid=0x1234)
+                / PPP(proto=0xC021) / b"\x09\x01\x00\x08\xde\xad\xbe\xef")
+    outcome = router.receive(lcp, 2, 1000.0)
+    assert (outcome.path, outcome.reason, outcome.sends) == ("drop", "pppoe_not_ip", [])
