@@ -22,6 +22,7 @@ from controller.edges.punt import StreamChannel, open_channel
 from ndo.api import PuntReason
 from ndo.p4runtime.schema import FlowSchema, PacketMetadata, SchemaError
 from tests.ndo.p4rt_support import DEVICE_ID, pipeline
+from tests.unit.test_daemon_flood import FLOOD, config, handshake
 
 SCHEMA = FlowSchema.from_p4info(pipeline().p4info)
 FRAME = bytes(Ether(src="02:00:00:00:01:01", dst="02:00:00:00:01:fe")
@@ -221,60 +222,8 @@ def test_a_device_that_goes_down_or_away_and_comes_back_is_read_again(veth, loop
 # -- a whole session ---------------------------------------------------------------------------
 
 
-H1, H2 = "02:00:00:00:01:01", "02:00:00:00:02:02"
-R1, R2 = "02:00:00:00:01:fe", "02:00:00:00:02:fe"
-
-
-def _config(address: str, device: str, policing: str = ""):  # type: ignore[no-untyped-def]
-    return parse_config(f"""[switch]
-address = "{address}"
-device_id = {DEVICE_ID}
-[[ports]]
-id = 1
-name = "eth0"
-mac = "{R1}"
-addresses = ["10.0.1.254/24"]
-[[ports]]
-id = 2
-name = "eth1"
-mac = "{R2}"
-addresses = ["10.0.2.254/24"]
-[[neighbors]]
-address = "10.0.1.1"
-mac = "{H1}"
-port = "eth0"
-[[neighbors]]
-address = "10.0.2.1"
-mac = "{H2}"
-port = "eth1"
-[punt]
-channel = "netdev"
-device = "{device}"
-{policing}
-[ruleset]
-text = '''table inet filter {{
-    flowtable ft {{ hook ingress priority 0; devices = {{ eth0, eth1 }}; flags offload; }}
-    chain forward {{ type filter hook forward priority 0; policy accept;
-        udp dport 9 accept
-        meta l4proto tcp flow add @ft }}
-}}'''
-""")
-
-
-def _handshake(sport: int) -> list[tuple[int, bytes]]:
-    def seg(port: int, flags: str, seq: int, ack: int) -> tuple[int, bytes]:
-        if port == 1:
-            l3 = Ether(src=H1, dst=R1) / IP(src="10.0.1.1", dst="10.0.2.1")
-            l4 = TCP(sport=sport, dport=80, flags=flags, seq=seq, ack=ack)
-        else:
-            l3 = Ether(src=H2, dst=R2) / IP(src="10.0.2.1", dst="10.0.1.1")
-            l4 = TCP(sport=80, dport=sport, flags=flags, seq=seq, ack=ack)
-        return port, bytes(l3 / l4)
-    return [seg(1, "S", 100, 0), seg(2, "SA", 500, 101), seg(1, "A", 101, 501)]
-
-
-FLOOD = bytes(Ether(src=H1, dst=R1) / IP(src="10.0.1.1", dst="10.0.2.1")
-              / UDP(sport=5000, dport=9) / (b"f" * 18))
+def _config(address: str, device: str):  # type: ignore[no-untyped-def]
+    return config(address, f'[punt]\nchannel = "netdev"\ndevice = "{device}"\n')
 
 
 class _Softswitch:
@@ -323,7 +272,7 @@ async def test_a_session_on_the_netdev_channel_offloads_and_survives_a_punt_floo
         task = asyncio.create_task(flood())
         try:
             out2 = target.ports[2]
-            for port, frame in _handshake(40000):
+            for port, frame in handshake(40000):
                 target.ports[port].inject(frame)
             await _until(lambda: session.router.offload.installed() == 1, timeout=30)
             assert target.entries() == 2  # both directions in the switch's table
@@ -346,7 +295,7 @@ async def test_a_session_on_the_netdev_channel_offloads_and_survives_a_punt_floo
         await session.start()
         try:
             assert session.counters["adopted"] == 2 and target.entries() == 2
-            for port, frame in _handshake(40001):
+            for port, frame in handshake(40001):
                 target.ports[port].inject(frame)
             await _until(lambda: session.router.offload.installed() == 1, timeout=30)
             assert target.entries() == 4
