@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from finsy.proto import p4i
@@ -20,6 +21,7 @@ from controller.config import parse_config
 from controller.edges.netdev import ControllerHeader, NetdevChannel
 from controller.edges.punt import StreamChannel, open_channel
 from ndo.api import PuntReason
+from ndo.p4runtime.punt_queue import Queued
 from ndo.p4runtime.schema import FlowSchema, PacketMetadata, SchemaError
 from tests.ndo.p4rt_support import DEVICE_ID, pipeline
 from tests.unit.test_daemon_flood import FLOOD, config, handshake
@@ -174,6 +176,18 @@ async def test_punts_and_packet_outs_cross_the_veth_with_their_headers(veth) -> 
         await channel.close()
 
 
+async def _round_trip(switch_end: str, channel: NetdevChannel,
+                      batches: AsyncIterator[list[Queued]]) -> None:
+    """A punt from the switch's end reaches the channel and a packet-out comes back."""
+    sw = _switch_socket(switch_end)
+    sw.send(b"\x00\x01\x01" + FRAME)
+    batch = await anext(batches)
+    assert batch[0][0].frame == FRAME
+    assert channel.send_packet(FRAME, 2)
+    assert await _recv(sw) == b"\x00\x02" + FRAME
+    sw.close()
+
+
 async def _down_up_and_recreate(switch_end: str, punt_end: str) -> None:
     channel = NetdevChannel(punt_end, SCHEMA, 16)
     await channel.start()
@@ -182,13 +196,7 @@ async def _down_up_and_recreate(switch_end: str, punt_end: str) -> None:
         _ip("link", "set", punt_end, "down")  # down and up: read again, errors counted
         _ip("link", "set", punt_end, "up")
         await _until(lambda: channel.counters["rx_error_ENETDOWN"] == 1)
-        sw = _switch_socket(switch_end)
-        sw.send(b"\x00\x01\x01" + FRAME)
-        batch = await anext(batches)
-        assert batch[0][0].frame == FRAME
-        assert channel.send_packet(FRAME, 2)
-        assert await _recv(sw) == b"\x00\x02" + FRAME
-        sw.close()
+        await _round_trip(switch_end, channel, batches)
 
         _ip("link", "del", switch_end)  # gone: packet-outs fail, counted, never raise
         await _until(lambda: not channel.up)
@@ -197,13 +205,7 @@ async def _down_up_and_recreate(switch_end: str, punt_end: str) -> None:
 
         _make_veth(switch_end, punt_end)  # back, with a new ifindex
         await _until(lambda: channel.up)
-        sw = _switch_socket(switch_end)
-        sw.send(b"\x00\x01\x01" + FRAME)
-        batch = await anext(batches)
-        assert batch[0][0].frame == FRAME
-        assert channel.send_packet(FRAME, 2)
-        assert await _recv(sw) == b"\x00\x02" + FRAME
-        sw.close()
+        await _round_trip(switch_end, channel, batches)
         assert channel.counters["device_lost"] == 1
     finally:
         await channel.close()
