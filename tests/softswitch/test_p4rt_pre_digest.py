@@ -9,13 +9,12 @@ import json
 
 import grpc
 import pytest
-from finsy.proto import p4d, p4i, p4r, p4r_grpc, rpc_code
+from finsy.proto import p4d, p4i, p4r, rpc_code
 from google.protobuf import text_format
 
 from softswitch.p4rt_codec import P4RTError
 from softswitch.p4rt_digests import DigestEngine
 from softswitch.ports import QueuePort
-from softswitch.switch import SoftSwitch
 from tests.softswitch.p4json import (
     action,
     assign,
@@ -28,7 +27,7 @@ from tests.softswitch.p4json import (
     state,
     table,
 )
-from tests.softswitch.p4rt_support import FakeClock, Stream, write_errors
+from tests.softswitch.p4rt_support import Stream, serving_program, write_errors
 
 SM = "standard_metadata"
 DIGEST_ID = 385875969
@@ -66,21 +65,8 @@ def pre_program() -> dict:
 @pytest.fixture
 async def switch():
     ports = [QueuePort(i) for i in (1, 2, 3, 4)]
-    clock = FakeClock()
-    softswitch = SoftSwitch(ports, device_id=1, clock=clock, sweep_period=0)
-    port = await softswitch.start("127.0.0.1:0")
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    stub = p4r_grpc.P4RuntimeStub(channel)
-    await stub.SetForwardingPipelineConfig(p4r.SetForwardingPipelineConfigRequest(
-        device_id=1, action=p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT,
-        config=p4r.ForwardingPipelineConfig(
-            p4info=text_format.Parse(P4INFO, p4i.P4Info()),
-            p4_device_config=json.dumps(pre_program()).encode())))
-    try:
+    async with serving_program(ports, P4INFO, pre_program()) as (softswitch, stub, clock):
         yield softswitch, stub, {p.port_id: p for p in ports}, clock
-    finally:
-        await channel.close()
-        await softswitch.stop()
 
 
 def group(mgid: int, *replicas: tuple[int, int]) -> p4r.Entity:
