@@ -4,7 +4,6 @@ DigestList on the stream, suppression until acked, DigestListAck."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import grpc
@@ -27,7 +26,7 @@ from tests.softswitch.p4json import (
     state,
     table,
 )
-from tests.softswitch.p4rt_support import Stream, serving_program, write_errors
+from tests.softswitch.p4rt_support import Stream, serving_program, wait_for, write_errors
 
 SM = "standard_metadata"
 DIGEST_ID = 385875969
@@ -188,15 +187,6 @@ async def test_clone_session_entries_clone_truncate_and_read_back(switch) -> Non
     assert await read_code(stub, session(5)) == rpc_code.NOT_FOUND
 
 
-async def until(condition, timeout: float = 5.0) -> None:
-    """Wait for a condition the server's tasks make true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 def sample(entity: p4d.P4Data) -> tuple[bytes, ...]:
     return tuple(m.bitstring for m in entity.struct.members)
 
@@ -254,7 +244,7 @@ async def test_digests_config_lists_suppression_and_acks(switch) -> None:
     ports[1].inject(b"\x00\x07\x00\x00")
     clock.now += 1.0
     [digest] = engine._digests.values()
-    await until(lambda: digest.current.samples)
+    await wait_for(lambda: digest.current.samples, timeout=5.0)
     clock.now += 1.0
     message = await stream.recv()
     assert [sample(d) for d in message.digest.data] == [(b"\x07", b"\x01")]
