@@ -24,7 +24,7 @@ from ndo.api import PuntReason
 from ndo.p4runtime.punt_queue import Queued
 from ndo.p4runtime.schema import FlowSchema, PacketMetadata, SchemaError
 from tests.ndo.p4rt_support import DEVICE_ID, pipeline
-from tests.unit.test_daemon_flood import FLOOD, config, handshake
+from tests.unit.test_daemon_flood import FLOOD, config, handshake, until
 
 SCHEMA = FlowSchema.from_p4info(pipeline().p4info)
 FRAME = bytes(Ether(src="02:00:00:00:01:01", dst="02:00:00:00:01:fe")
@@ -138,12 +138,6 @@ async def _recv(sock: socket.socket, timeout: float = 10.0) -> bytes:
                     loop.remove_reader(sock.fileno())
 
 
-async def _until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
-
-
 @pytest.mark.asyncio
 async def test_punts_and_packet_outs_cross_the_veth_with_their_headers(veth) -> None:
     switch_end, punt_end = veth
@@ -160,7 +154,7 @@ async def test_punts_and_packet_outs_cross_the_veth_with_their_headers(veth) -> 
             got += [packet for packet, _ in await anext(batches)]
         assert [(p.frame, p.ingress_port, p.reason) for p in got] == [
             (FRAME, 2, PuntReason.MISS), (FRAME, 1, 0x63)]
-        await _until(lambda: channel.counters["packet_in_short"] == 1)
+        await until(lambda: channel.counters["packet_in_short"] == 1)
 
         assert channel.send_packet(FRAME, 3)
         assert await _recv(sw) == b"\x00\x03" + FRAME
@@ -195,16 +189,16 @@ async def _down_up_and_recreate(switch_end: str, punt_end: str) -> None:
     try:
         _ip("link", "set", punt_end, "down")  # down and up: read again, errors counted
         _ip("link", "set", punt_end, "up")
-        await _until(lambda: channel.counters["rx_error_ENETDOWN"] == 1)
+        await until(lambda: channel.counters["rx_error_ENETDOWN"] == 1)
         await _round_trip(switch_end, channel, batches)
 
         _ip("link", "del", switch_end)  # gone: packet-outs fail, counted, never raise
-        await _until(lambda: not channel.up)
+        await until(lambda: not channel.up)
         assert not channel.send_packet(FRAME, 2)
         assert channel.counters["packet_out_unavailable"] == 1
 
         _make_veth(switch_end, punt_end)  # back, with a new ifindex
-        await _until(lambda: channel.up)
+        await until(lambda: channel.up)
         await _round_trip(switch_end, channel, batches)
         assert channel.counters["device_lost"] == 1
     finally:
@@ -276,7 +270,7 @@ async def test_a_session_on_the_netdev_channel_offloads_and_survives_a_punt_floo
             out2 = target.ports[2]
             for port, frame in handshake(40000):
                 target.ports[port].inject(frame)
-            await _until(lambda: session.router.offload.installed() == 1, timeout=30)
+            await until(lambda: session.router.offload.installed() == 1, timeout=30)
             assert target.entries() == 2  # both directions in the switch's table
         finally:
             flooding = False
@@ -299,7 +293,7 @@ async def test_a_session_on_the_netdev_channel_offloads_and_survives_a_punt_floo
             assert session.counters["adopted"] == 2 and target.entries() == 2
             for port, frame in handshake(40001):
                 target.ports[port].inject(frame)
-            await _until(lambda: session.router.offload.installed() == 1, timeout=30)
+            await until(lambda: session.router.offload.installed() == 1, timeout=30)
             assert target.entries() == 4
         finally:
             await session.stop()
