@@ -87,14 +87,20 @@ def start_target() -> tuple[subprocess.Popen, str]:
     return proc, f"127.0.0.1:{port}"
 
 
-async def raw_rate(address: str, device_id: int, schema: FlowSchema, pipe: Pipeline, n: int,
-                   first: int) -> float:
-    """Prebuilt 1000-update INSERT requests, IN_FLIGHT outstanding: the target's own pace."""
+async def open_client(address: str, device_id: int, schema: FlowSchema,
+                      pipe: Pipeline) -> tuple[P4RuntimeClient, FlowCodec]:
+    """A primary client on ``pipe`` (set only if the target runs another) and its codec."""
     client = P4RuntimeClient(address, device_id, election_id=1)
     await client.open()
     if await client.pipeline_cookie() != pipe.cookie:
         await client.set_pipeline(pipe)
-    codec = FlowCodec(schema, 30 * 10**9)
+    return client, FlowCodec(schema, 30 * 10**9)
+
+
+async def raw_rate(address: str, device_id: int, schema: FlowSchema, pipe: Pipeline, n: int,
+                   first: int) -> float:
+    """Prebuilt 1000-update INSERT requests, IN_FLIGHT outstanding: the target's own pace."""
+    client, codec = await open_client(address, device_id, schema, pipe)
     rules = [v4_rule(i) for i in range(first, first + n)]
     chunks = [rules[i:i + BATCH] for i in range(0, n, BATCH)]
     inserts = [(b"".join(codec.encode_entry(INSERT, r) for r in c), len(c)) for c in chunks]
@@ -117,11 +123,7 @@ async def raw_rate(address: str, device_id: int, schema: FlowSchema, pipe: Pipel
 async def big_batch_seconds(address: str, device_id: int, schema: FlowSchema, pipe: Pipeline,
                             first: int) -> float:
     """One WriteRequest of BIG_BATCH INSERTs, prebuilt: the target's time to apply the batch."""
-    client = P4RuntimeClient(address, device_id, election_id=1)
-    await client.open()
-    if await client.pipeline_cookie() != pipe.cookie:
-        await client.set_pipeline(pipe)
-    codec = FlowCodec(schema, 30 * 10**9)
+    client, codec = await open_client(address, device_id, schema, pipe)
     rules = [v4_rule(i) for i in range(first, first + BIG_BATCH)]
     inserts = b"".join(codec.encode_entry(INSERT, r) for r in rules)
     deletes = b"".join(codec.encode_delete(r.match) for r in rules)

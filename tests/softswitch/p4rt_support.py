@@ -21,6 +21,8 @@ from google.protobuf import text_format
 from softswitch.externs import CounterArray, MeterArray, RegisterArray
 from softswitch.p4rt_device import Device
 from softswitch.p4runtime_server import P4RuntimeServer
+from softswitch.ports import Port
+from softswitch.switch import SoftSwitch
 from softswitch.tables import DuplicateEntry, EntryNotFound, TableFull
 
 CPU_PORT = 255
@@ -253,6 +255,29 @@ async def running_server(*, table_size: int | None = None,
     finally:
         await channel.close()
         await server.stop(0)
+
+
+@contextlib.asynccontextmanager
+async def serving_program(
+        ports: list[Port], p4info_text: str, program: dict,
+) -> AsyncIterator[tuple[SoftSwitch, p4r_grpc.P4RuntimeStub, FakeClock]]:
+    """A SoftSwitch on ``ports`` at device 1 (no sweeps, a FakeClock) running the BMv2 JSON
+    ``program`` with its P4Info, committed through the stub it yields."""
+    clock = FakeClock()
+    softswitch = SoftSwitch(ports, device_id=1, clock=clock, sweep_period=0)
+    port = await softswitch.start("127.0.0.1:0")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = p4r_grpc.P4RuntimeStub(channel)
+    await stub.SetForwardingPipelineConfig(p4r.SetForwardingPipelineConfigRequest(
+        device_id=1, action=p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT,
+        config=p4r.ForwardingPipelineConfig(
+            p4info=text_format.Parse(p4info_text, p4i.P4Info()),
+            p4_device_config=json.dumps(program).encode())))
+    try:
+        yield softswitch, stub, clock
+    finally:
+        await channel.close()
+        await softswitch.stop()
 
 
 # --- message builders ----------------------------------------------------------------------------

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import json
-
 import grpc
 import pytest
-from finsy.proto import p4i, p4r, p4r_grpc, rpc_code
-from google.protobuf import text_format
+from finsy.proto import p4r, rpc_code
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from softswitch.ports import QueuePort
-from softswitch.switch import SoftSwitch
 from tests.softswitch.p4json import router_program
-from tests.softswitch.p4rt_support import FakeClock, Stream, exact, update, write_errors
+from tests.softswitch.p4rt_support import (
+    Stream,
+    exact,
+    serving_program,
+    update,
+    write_errors,
+)
 
 ROUTER_P4INFO = """
 tables { preamble { id: 1 name: "ingress.fwd" }
@@ -37,21 +39,8 @@ FRAME = bytes(Ether(src="02:00:00:00:01:01", dst="02:00:00:00:01:fe") /
 @pytest.fixture
 async def router():
     ports = [QueuePort(1), QueuePort(2)]
-    clock = FakeClock()
-    softswitch = SoftSwitch(ports, device_id=1, clock=clock, sweep_period=0)
-    port = await softswitch.start("127.0.0.1:0")
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    stub = p4r_grpc.P4RuntimeStub(channel)
-    await stub.SetForwardingPipelineConfig(p4r.SetForwardingPipelineConfigRequest(
-        device_id=1, action=p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT,
-        config=p4r.ForwardingPipelineConfig(
-            p4info=text_format.Parse(ROUTER_P4INFO, p4i.P4Info()),
-            p4_device_config=json.dumps(router_program()).encode())))
-    try:
+    async with serving_program(ports, ROUTER_P4INFO, router_program()) as (softswitch, stub, clock):
         yield softswitch, stub, ports, clock
-    finally:
-        await channel.close()
-        await softswitch.stop()
 
 
 def route(dst: int = DST, **fields) -> p4r.TableEntry:

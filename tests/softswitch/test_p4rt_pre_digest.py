@@ -4,18 +4,16 @@ DigestList on the stream, suppression until acked, DigestListAck."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import grpc
 import pytest
-from finsy.proto import p4d, p4i, p4r, p4r_grpc, rpc_code
+from finsy.proto import p4d, p4i, p4r, rpc_code
 from google.protobuf import text_format
 
 from softswitch.p4rt_codec import P4RTError
 from softswitch.p4rt_digests import DigestEngine
 from softswitch.ports import QueuePort
-from softswitch.switch import SoftSwitch
 from tests.softswitch.p4json import (
     action,
     assign,
@@ -28,7 +26,7 @@ from tests.softswitch.p4json import (
     state,
     table,
 )
-from tests.softswitch.p4rt_support import FakeClock, Stream, write_errors
+from tests.softswitch.p4rt_support import Stream, serving_program, wait_for, write_errors
 
 SM = "standard_metadata"
 DIGEST_ID = 385875969
@@ -66,21 +64,8 @@ def pre_program() -> dict:
 @pytest.fixture
 async def switch():
     ports = [QueuePort(i) for i in (1, 2, 3, 4)]
-    clock = FakeClock()
-    softswitch = SoftSwitch(ports, device_id=1, clock=clock, sweep_period=0)
-    port = await softswitch.start("127.0.0.1:0")
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    stub = p4r_grpc.P4RuntimeStub(channel)
-    await stub.SetForwardingPipelineConfig(p4r.SetForwardingPipelineConfigRequest(
-        device_id=1, action=p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT,
-        config=p4r.ForwardingPipelineConfig(
-            p4info=text_format.Parse(P4INFO, p4i.P4Info()),
-            p4_device_config=json.dumps(pre_program()).encode())))
-    try:
+    async with serving_program(ports, P4INFO, pre_program()) as (softswitch, stub, clock):
         yield softswitch, stub, {p.port_id: p for p in ports}, clock
-    finally:
-        await channel.close()
-        await softswitch.stop()
 
 
 def group(mgid: int, *replicas: tuple[int, int]) -> p4r.Entity:
@@ -202,15 +187,6 @@ async def test_clone_session_entries_clone_truncate_and_read_back(switch) -> Non
     assert await read_code(stub, session(5)) == rpc_code.NOT_FOUND
 
 
-async def until(condition, timeout: float = 5.0) -> None:
-    """Wait for a condition the server's tasks make true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 def sample(entity: p4d.P4Data) -> tuple[bytes, ...]:
     return tuple(m.bitstring for m in entity.struct.members)
 
@@ -268,7 +244,7 @@ async def test_digests_config_lists_suppression_and_acks(switch) -> None:
     ports[1].inject(b"\x00\x07\x00\x00")
     clock.now += 1.0
     [digest] = engine._digests.values()
-    await until(lambda: digest.current.samples)
+    await wait_for(lambda: digest.current.samples, timeout=5.0)
     clock.now += 1.0
     message = await stream.recv()
     assert [sample(d) for d in message.digest.data] == [(b"\x07", b"\x01")]

@@ -32,7 +32,8 @@ RULESET = """table inet filter {
 """
 
 
-def config(address: str):  # type: ignore[no-untyped-def]
+def config(address: str, extra: str = ""):  # type: ignore[no-untyped-def]
+    """The two-port router on the switch at ``address``; ``extra`` adds TOML sections."""
     return parse_config(f"""[switch]
 address = "{address}"
 device_id = {DEVICE_ID}
@@ -54,20 +55,20 @@ port = "eth0"
 address = "10.0.2.1"
 mac = "{H2}"
 port = "eth1"
-[ruleset]
+{extra}[ruleset]
 text = '''{RULESET}'''
 """)
 
 
-def handshake() -> list[tuple[int, bytes]]:
-    """SYN, SYN-ACK, ACK of 10.0.1.1:40000 → 10.0.2.1:80 as they reach the switch's ports."""
+def handshake(sport: int = 40000) -> list[tuple[int, bytes]]:
+    """SYN, SYN-ACK, ACK of 10.0.1.1:sport → 10.0.2.1:80 as they reach the switch's ports."""
     def seg(port: int, flags: str, seq: int, ack: int) -> tuple[int, bytes]:
         if port == 1:
             l3 = Ether(src=H1, dst=R1) / IP(src="10.0.1.1", dst="10.0.2.1")
-            l4 = TCP(sport=40000, dport=80, flags=flags, seq=seq, ack=ack)
+            l4 = TCP(sport=sport, dport=80, flags=flags, seq=seq, ack=ack)
         else:
             l3 = Ether(src=H2, dst=R2) / IP(src="10.0.2.1", dst="10.0.1.1")
-            l4 = TCP(sport=80, dport=40000, flags=flags, seq=seq, ack=ack)
+            l4 = TCP(sport=80, dport=sport, flags=flags, seq=seq, ack=ack)
         return port, bytes(l3 / l4)
     return [seg(1, "S", 100, 0), seg(2, "SA", 500, 101), seg(1, "A", 101, 501)]
 

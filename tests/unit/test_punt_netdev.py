@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from finsy.proto import p4i
@@ -20,8 +21,10 @@ from controller.config import parse_config
 from controller.edges.netdev import ControllerHeader, NetdevChannel
 from controller.edges.punt import StreamChannel, open_channel
 from ndo.api import PuntReason
+from ndo.p4runtime.punt_queue import Queued
 from ndo.p4runtime.schema import FlowSchema, PacketMetadata, SchemaError
 from tests.ndo.p4rt_support import DEVICE_ID, pipeline
+from tests.unit.test_daemon_flood import FLOOD, config, handshake, until
 
 SCHEMA = FlowSchema.from_p4info(pipeline().p4info)
 FRAME = bytes(Ether(src="02:00:00:00:01:01", dst="02:00:00:00:01:fe")
@@ -135,12 +138,6 @@ async def _recv(sock: socket.socket, timeout: float = 10.0) -> bytes:
                     loop.remove_reader(sock.fileno())
 
 
-async def _until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
-
-
 @pytest.mark.asyncio
 async def test_punts_and_packet_outs_cross_the_veth_with_their_headers(veth) -> None:
     switch_end, punt_end = veth
@@ -157,7 +154,7 @@ async def test_punts_and_packet_outs_cross_the_veth_with_their_headers(veth) -> 
             got += [packet for packet, _ in await anext(batches)]
         assert [(p.frame, p.ingress_port, p.reason) for p in got] == [
             (FRAME, 2, PuntReason.MISS), (FRAME, 1, 0x63)]
-        await _until(lambda: channel.counters["packet_in_short"] == 1)
+        await until(lambda: channel.counters["packet_in_short"] == 1)
 
         assert channel.send_packet(FRAME, 3)
         assert await _recv(sw) == b"\x00\x03" + FRAME
@@ -173,6 +170,18 @@ async def test_punts_and_packet_outs_cross_the_veth_with_their_headers(veth) -> 
         await channel.close()
 
 
+async def _round_trip(switch_end: str, channel: NetdevChannel,
+                      batches: AsyncIterator[list[Queued]]) -> None:
+    """A punt from the switch's end reaches the channel and a packet-out comes back."""
+    sw = _switch_socket(switch_end)
+    sw.send(b"\x00\x01\x01" + FRAME)
+    batch = await anext(batches)
+    assert batch[0][0].frame == FRAME
+    assert channel.send_packet(FRAME, 2)
+    assert await _recv(sw) == b"\x00\x02" + FRAME
+    sw.close()
+
+
 async def _down_up_and_recreate(switch_end: str, punt_end: str) -> None:
     channel = NetdevChannel(punt_end, SCHEMA, 16)
     await channel.start()
@@ -180,29 +189,17 @@ async def _down_up_and_recreate(switch_end: str, punt_end: str) -> None:
     try:
         _ip("link", "set", punt_end, "down")  # down and up: read again, errors counted
         _ip("link", "set", punt_end, "up")
-        await _until(lambda: channel.counters["rx_error_ENETDOWN"] == 1)
-        sw = _switch_socket(switch_end)
-        sw.send(b"\x00\x01\x01" + FRAME)
-        batch = await anext(batches)
-        assert batch[0][0].frame == FRAME
-        assert channel.send_packet(FRAME, 2)
-        assert await _recv(sw) == b"\x00\x02" + FRAME
-        sw.close()
+        await until(lambda: channel.counters["rx_error_ENETDOWN"] == 1)
+        await _round_trip(switch_end, channel, batches)
 
         _ip("link", "del", switch_end)  # gone: packet-outs fail, counted, never raise
-        await _until(lambda: not channel.up)
+        await until(lambda: not channel.up)
         assert not channel.send_packet(FRAME, 2)
         assert channel.counters["packet_out_unavailable"] == 1
 
         _make_veth(switch_end, punt_end)  # back, with a new ifindex
-        await _until(lambda: channel.up)
-        sw = _switch_socket(switch_end)
-        sw.send(b"\x00\x01\x01" + FRAME)
-        batch = await anext(batches)
-        assert batch[0][0].frame == FRAME
-        assert channel.send_packet(FRAME, 2)
-        assert await _recv(sw) == b"\x00\x02" + FRAME
-        sw.close()
+        await until(lambda: channel.up)
+        await _round_trip(switch_end, channel, batches)
         assert channel.counters["device_lost"] == 1
     finally:
         await channel.close()
@@ -221,60 +218,8 @@ def test_a_device_that_goes_down_or_away_and_comes_back_is_read_again(veth, loop
 # -- a whole session ---------------------------------------------------------------------------
 
 
-H1, H2 = "02:00:00:00:01:01", "02:00:00:00:02:02"
-R1, R2 = "02:00:00:00:01:fe", "02:00:00:00:02:fe"
-
-
-def _config(address: str, device: str, policing: str = ""):  # type: ignore[no-untyped-def]
-    return parse_config(f"""[switch]
-address = "{address}"
-device_id = {DEVICE_ID}
-[[ports]]
-id = 1
-name = "eth0"
-mac = "{R1}"
-addresses = ["10.0.1.254/24"]
-[[ports]]
-id = 2
-name = "eth1"
-mac = "{R2}"
-addresses = ["10.0.2.254/24"]
-[[neighbors]]
-address = "10.0.1.1"
-mac = "{H1}"
-port = "eth0"
-[[neighbors]]
-address = "10.0.2.1"
-mac = "{H2}"
-port = "eth1"
-[punt]
-channel = "netdev"
-device = "{device}"
-{policing}
-[ruleset]
-text = '''table inet filter {{
-    flowtable ft {{ hook ingress priority 0; devices = {{ eth0, eth1 }}; flags offload; }}
-    chain forward {{ type filter hook forward priority 0; policy accept;
-        udp dport 9 accept
-        meta l4proto tcp flow add @ft }}
-}}'''
-""")
-
-
-def _handshake(sport: int) -> list[tuple[int, bytes]]:
-    def seg(port: int, flags: str, seq: int, ack: int) -> tuple[int, bytes]:
-        if port == 1:
-            l3 = Ether(src=H1, dst=R1) / IP(src="10.0.1.1", dst="10.0.2.1")
-            l4 = TCP(sport=sport, dport=80, flags=flags, seq=seq, ack=ack)
-        else:
-            l3 = Ether(src=H2, dst=R2) / IP(src="10.0.2.1", dst="10.0.1.1")
-            l4 = TCP(sport=80, dport=sport, flags=flags, seq=seq, ack=ack)
-        return port, bytes(l3 / l4)
-    return [seg(1, "S", 100, 0), seg(2, "SA", 500, 101), seg(1, "A", 101, 501)]
-
-
-FLOOD = bytes(Ether(src=H1, dst=R1) / IP(src="10.0.1.1", dst="10.0.2.1")
-              / UDP(sport=5000, dport=9) / (b"f" * 18))
+def _config(address: str, device: str):  # type: ignore[no-untyped-def]
+    return config(address, f'[punt]\nchannel = "netdev"\ndevice = "{device}"\n')
 
 
 class _Softswitch:
@@ -323,9 +268,9 @@ async def test_a_session_on_the_netdev_channel_offloads_and_survives_a_punt_floo
         task = asyncio.create_task(flood())
         try:
             out2 = target.ports[2]
-            for port, frame in _handshake(40000):
+            for port, frame in handshake(40000):
                 target.ports[port].inject(frame)
-            await _until(lambda: session.router.offload.installed() == 1, timeout=30)
+            await until(lambda: session.router.offload.installed() == 1, timeout=30)
             assert target.entries() == 2  # both directions in the switch's table
         finally:
             flooding = False
@@ -346,9 +291,9 @@ async def test_a_session_on_the_netdev_channel_offloads_and_survives_a_punt_floo
         await session.start()
         try:
             assert session.counters["adopted"] == 2 and target.entries() == 2
-            for port, frame in _handshake(40001):
+            for port, frame in handshake(40001):
                 target.ports[port].inject(frame)
-            await _until(lambda: session.router.offload.installed() == 1, timeout=30)
+            await until(lambda: session.router.offload.installed() == 1, timeout=30)
             assert target.entries() == 4
         finally:
             await session.stop()

@@ -19,6 +19,7 @@ from controller.netfilter.ruleset import loads
 from controller.router import Router
 from inet.encap import Encap
 from ndo.memory import MemoryDriver
+from tests.unit import test_router as router_test
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "encap" / "router.toml"
 LAN_MAC, WAN_MAC, UP_MAC = "02:00:00:00:01:fe", "02:00:00:00:02:fe", "02:00:00:00:03:fe"
@@ -33,9 +34,12 @@ SOFTWARE = RULESET.replace("        flags offload\n", "")
 ONLY_VLAN_DEVICE = RULESET.replace("{ eth0, eth1, eth2 }", "{ eth0.10, eth2 }")
 
 
-class Bench:
+class Bench(router_test.Bench):
+    """test_router's Bench on the example's encap router, with ``ruleset`` as its ruleset."""
+
     def __init__(self, ruleset: str = RULESET) -> None:
         self.now = 1000.0
+        self.events = []
         config = load_config(EXAMPLE)
         self.router = Router(config, ruleset=loads(ruleset, "test", self.devices(config)))
         for addr, mac, dev in ((H10, H10_MAC, "eth0.10"), (H100, H100_MAC, "eth0.100.10")):
@@ -47,18 +51,6 @@ class Bench:
     @staticmethod
     def devices(config) -> frozenset[str]:  # type: ignore[no-untyped-def]
         return frozenset(d.name for d in config.devices)
-
-    def send(self, frame: bytes, port: int) -> tuple[str, list[tuple[int, bytes]]]:
-        hit = self.driver.process(frame, port)
-        if hit is not None:
-            return "hw", [(hit[0], bytes(hit[1]))]
-        outcome = self.router.receive(frame, port, self.now)
-        return outcome.path, outcome.sends
-
-    def drain(self) -> None:
-        offload = self.router.offload
-        while len(offload):
-            offload.complete(self.driver.execute_now(offload.take_batch(1000)))
 
 
 def vlan10(flags: str, payload: bytes = b"", dst: str = SERVER, df: bool = False) -> bytes:
