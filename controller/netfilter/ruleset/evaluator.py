@@ -38,13 +38,13 @@ from controller.netfilter.ruleset.model import (
     Table,
     VerdictStatement,
     Vmap,
+    expr_types,
 )
 from controller.netfilter.ruleset.ruleset import Ruleset
 from controller.netfilter.ruleset.selectors import (
     NEVER_NONE,
     Step,
     comparison,
-    expr_dtypes,
     expr_getter,
     guards,
     live_membership,
@@ -313,7 +313,7 @@ class _CompiledChain:
 
 def _compile_match(match: Match, table: Table) -> Step:
     get = expr_getter(match.left)
-    dtypes = expr_dtypes(match.left)
+    dtypes = expr_types(match.left)
     values = match.values
     if isinstance(values, SetRef):
         test = live_membership(dtypes, table.sets[values.name])

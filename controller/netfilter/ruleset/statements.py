@@ -25,12 +25,12 @@ from controller.netfilter.ruleset.model import (
     Table,
     VerdictStatement,
     Vmap,
+    expr_types,
 )
 from controller.netfilter.ruleset.selectors import (
     Getter,
     Step,
     ctx_conn,
-    expr_dtypes,
     expr_getter,
     membership,
 )
@@ -94,7 +94,7 @@ def limiting(limit: Limit, table: Table) -> Step:
 def map_getter(lookup: MapLookup, table: Table) -> Getter:
     """The data of the map element the key falls in (None: no element)."""
     get = expr_getter(lookup.key)
-    dtypes = expr_dtypes(lookup.key)
+    dtypes = expr_types(lookup.key)
     pairs = (table.sets[lookup.mapping.name].elements if isinstance(lookup.mapping, SetRef)
              else list(lookup.mapping))
     tests = [(membership(dtypes, [key]), data) for key, data in pairs if key != "*"]
@@ -307,7 +307,7 @@ def reject_steps(rej: Reject) -> list[Step]:
 
 def vmap_step(vmap: Vmap, table: Table, chains: dict[str, Any]) -> Step:
     get = expr_getter(vmap.key)
-    dtypes = expr_dtypes(vmap.key)
+    dtypes = expr_types(vmap.key)
     pairs = table.sets[vmap.mapping.name].elements if isinstance(vmap.mapping, SetRef) else list(
         vmap.mapping)
     compiled = [(membership(dtypes, [key]), verdict_step(verdict, chains)(None))
