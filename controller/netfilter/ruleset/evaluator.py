@@ -111,16 +111,9 @@ class RuleContext:
     notrack: bool = False
 
 
-
-
-
-
-
-
 CONNTRACK_PRIORITY = -200  # NF_IP_PRI_CONNTRACK: raw chains (-300) run before it
 
 FlowAddHook = Callable[[FlowtableDef, PacketContext], None]
-
 
 
 class Evaluator:
@@ -271,46 +264,6 @@ class _CompiledChain:
 # -- matches ---------------------------------------------------------------------------------------
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def _compile_match(match: Match, table: Table) -> Step:
     get = expr_getter(match.left)
     dtypes = expr_types(match.left)
@@ -339,44 +292,3 @@ def _compile_match(match: Match, table: Table) -> Step:
         return value is not None and test(value)
 
     return step
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-# -- statements ------------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

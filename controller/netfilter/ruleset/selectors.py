@@ -447,4 +447,3 @@ def _string_test(names: list[str]) -> Callable[[Any], bool]:
     if not prefix_tuple:
         return frozenset(exact).__contains__
     return lambda v: v in exact or v.startswith(prefix_tuple)
-

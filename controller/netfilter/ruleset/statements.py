@@ -317,4 +317,3 @@ def vmap_step(vmap: Vmap, table: Table, chains: dict[str, Any]) -> Step:
     """The verdict of the element the key falls in (False, the rule ends: no element)."""
     return _element_finder(vmap.key, vmap.mapping, table,
                            lambda verdict: verdict_step(verdict, chains)(None), False)
-
