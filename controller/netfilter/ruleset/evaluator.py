@@ -38,13 +38,13 @@ from controller.netfilter.ruleset.model import (
     Table,
     VerdictStatement,
     Vmap,
+    expr_types,
 )
 from controller.netfilter.ruleset.ruleset import Ruleset
 from controller.netfilter.ruleset.selectors import (
     NEVER_NONE,
     Step,
     comparison,
-    expr_dtypes,
     expr_getter,
     guards,
     live_membership,
@@ -111,16 +111,9 @@ class RuleContext:
     notrack: bool = False
 
 
-
-
-
-
-
-
 CONNTRACK_PRIORITY = -200  # NF_IP_PRI_CONNTRACK: raw chains (-300) run before it
 
 FlowAddHook = Callable[[FlowtableDef, PacketContext], None]
-
 
 
 class Evaluator:
@@ -271,49 +264,9 @@ class _CompiledChain:
 # -- matches ---------------------------------------------------------------------------------------
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def _compile_match(match: Match, table: Table) -> Step:
     get = expr_getter(match.left)
-    dtypes = expr_dtypes(match.left)
+    dtypes = expr_types(match.left)
     values = match.values
     if isinstance(values, SetRef):
         test = live_membership(dtypes, table.sets[values.name])
@@ -339,44 +292,3 @@ def _compile_match(match: Match, table: Table) -> Step:
         return value is not None and test(value)
 
     return step
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-# -- statements ------------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

@@ -101,7 +101,6 @@ def expr_text(expr: Expr) -> str:
     return expr.nft
 
 
-
 class ExpressionSyntax(Syntax):
     """Reads what a rule matches on and what statements take as values."""
 
@@ -466,4 +465,3 @@ class ExpressionSyntax(Syntax):
             raise RulesetError("empty verdict map", self.peek().loc)
         _check_overlaps(types, out, start.loc)
         return tuple(out)
-

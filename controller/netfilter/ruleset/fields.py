@@ -40,7 +40,6 @@ class Field:
         return self.dtype is dt.INET_PROTO
 
 
-
 _BARE_META = frozenset({"iifname", "oifname", "iif", "oif", "mark", "iiftype", "oiftype",
                         "skuid", "skgid", "nftrace", "rtclassid",
                         "iifgroup", "oifgroup", "cgroup", "ipsec", "time", "day", "hour"})

@@ -501,7 +501,6 @@ class _Parser(RuleSyntax):
         return dtype
 
 
-
     def object_body(self, kind: str, name: Token, in_block: bool = False) -> ObjectDef:
         obj = ObjectDef(kind, name.text, loc=name.loc)
         if not self.accept("{"):

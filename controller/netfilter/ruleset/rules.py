@@ -36,7 +36,6 @@ _BYTE_UNITS = ("bytes", "kbytes", "mbytes")
 _NAT_FLAGS = ("random", "fully-random", "persistent", "netmap")
 
 
-
 class RuleSyntax(ExpressionSyntax):
     """Reads one rule into a :class:`Rule`."""
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import operator
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from controller.netfilter.ct import CtInfo
 from controller.netfilter.ruleset import datatypes as dt
 from controller.netfilter.ruleset.fields import Field
-from controller.netfilter.ruleset.model import Concat, Expr, Masked
+from controller.netfilter.ruleset.model import Concat, Expr, Masked, expr_fields, expr_types
 
 Getter = Callable[[Any], Any]
 Step = Callable[[Any], Any]  # returns True (go on), False (rule ends) or an outcome tuple
@@ -58,7 +58,7 @@ NEVER_NONE = frozenset([*_ATTR_GETTERS.values(), *_ADDR_GETTERS.values()])
 def guards(expr: Expr) -> list[Step]:
     """nft's implicit dependencies: ``tcp dport`` only on TCP, ``ip saddr`` only on IPv4."""
     steps: list[Step] = []
-    fields = _fields(expr)
+    fields = expr_fields(expr)
     versions = {f.l3 for f in fields if f.l3 is not None}
     protos = {f.l4 for f in fields if f.l4 is not None}
     for version in versions:
@@ -66,14 +66,6 @@ def guards(expr: Expr) -> list[Step]:
     for proto in protos:
         steps.append(lambda ctx, p=proto: ctx.proto == p)
     return steps
-
-
-def _fields(expr: Expr) -> list[Field]:
-    if isinstance(expr, Field):
-        return [expr]
-    if isinstance(expr, Masked):
-        return _fields(expr.expr)
-    return [f for p in expr.parts for f in _fields(p)]
 
 
 def expr_getter(expr: Expr) -> Getter:
@@ -293,7 +285,7 @@ def _jhash_getter(key: Expr, modulus: int, seed: int, offset: int) -> Getter:
     """``nft_jhash_eval``: ``reciprocal_scale(jhash(key bytes, len, seed), N) + offset``; each
     part of the key fills whole 32-bit registers, in network byte order."""
     get = expr_getter(key)
-    types = expr_dtypes(key)
+    types = expr_types(key)
     if len(types) == 1:
         widths = [(types[0].bits + 7) // 8]
     else:
@@ -379,13 +371,7 @@ def _exthdr_getter(wanted: int, off: int, bits: int) -> Getter:
     return exthdr
 
 
-def expr_dtypes(expr: Expr) -> list[dt.DataType]:
-    if isinstance(expr, Concat):
-        return [t for p in expr.parts for t in expr_dtypes(p)]
-    return [_fields(expr)[0].dtype]
-
-
-def comparison(dtypes: list[dt.DataType], op: str, value: Any) -> Callable[[Any], bool]:
+def comparison(dtypes: Sequence[dt.DataType], op: str, value: Any) -> Callable[[Any], bool]:
     if len(dtypes) > 1:
         return membership(dtypes, [value])
     dtype = dtypes[0]
@@ -407,7 +393,7 @@ def comparison(dtypes: list[dt.DataType], op: str, value: Any) -> Callable[[Any]
     return lambda v: lo <= v <= hi
 
 
-def membership(dtypes: list[dt.DataType], elements: list) -> Callable[[Any], bool]:
+def membership(dtypes: Sequence[dt.DataType], elements: list) -> Callable[[Any], bool]:
     if len(dtypes) > 1:
         parts = [
             tuple(_component_test(t, c) for t, c in zip(dtypes, element, strict=True))
@@ -426,7 +412,7 @@ def membership(dtypes: list[dt.DataType], elements: list) -> Callable[[Any], boo
     return lambda v: any(lo <= v <= hi for lo, hi in bounds)
 
 
-def live_membership(dtypes: list[dt.DataType], sdef: Any) -> Callable[[Any], bool]:
+def live_membership(dtypes: Sequence[dt.DataType], sdef: Any) -> Callable[[Any], bool]:
     """Membership in a named set that the packet path may grow (``add @set``): recompiled
     when its elements change."""
     cache: list = [None, None]
@@ -461,4 +447,3 @@ def _string_test(names: list[str]) -> Callable[[Any], bool]:
     if not prefix_tuple:
         return frozenset(exact).__contains__
     return lambda v: v in exact or v.startswith(prefix_tuple)
-

@@ -9,12 +9,14 @@ the rule, or an outcome: ``("verdict", Verdict)``, ``("jump"|"goto", chain)``,
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from controller.ip import mangle
 from controller.netfilter.ruleset.fields import Field
 from controller.netfilter.ruleset.model import (
     Counter,
+    Expr,
     Limit,
     MapLookup,
     Nat,
@@ -25,12 +27,12 @@ from controller.netfilter.ruleset.model import (
     Table,
     VerdictStatement,
     Vmap,
+    expr_types,
 )
 from controller.netfilter.ruleset.selectors import (
     Getter,
     Step,
     ctx_conn,
-    expr_dtypes,
     expr_getter,
     membership,
 )
@@ -91,25 +93,31 @@ def limiting(limit: Limit, table: Table) -> Step:
     return step
 
 
-def map_getter(lookup: MapLookup, table: Table) -> Getter:
-    """The data of the map element the key falls in (None: no element)."""
-    get = expr_getter(lookup.key)
-    dtypes = expr_dtypes(lookup.key)
-    pairs = (table.sets[lookup.mapping.name].elements if isinstance(lookup.mapping, SetRef)
-             else list(lookup.mapping))
-    tests = [(membership(dtypes, [key]), data) for key, data in pairs if key != "*"]
-    tests += [(lambda value: True, data) for key, data in pairs if key == "*"]  # catch-all last
+def _element_finder(key: Expr, mapping: Any, table: Table, convert: Callable[[Any], Any],
+                    miss: Any) -> Getter:
+    """``nft_lookup`` with a map: what the element the key falls in maps to, through
+    ``convert`` once at build time (``miss``: no element, or no key)."""
+    get = expr_getter(key)
+    dtypes = expr_types(key)
+    pairs = table.sets[mapping.name].elements if isinstance(mapping, SetRef) else mapping
+    tests = [(membership(dtypes, [k]), convert(data)) for k, data in pairs if k != "*"]
+    tests += [(lambda value: True, convert(data)) for k, data in pairs if k == "*"]  # "*" last
 
     def find(ctx: Any) -> Any:
         value = get(ctx)
         if value is None:
-            return None
-        for test, data in tests:
+            return miss
+        for test, found in tests:
             if test(value):
-                return data
-        return None
+                return found
+        return miss
 
     return find
+
+
+def map_getter(lookup: MapLookup, table: Table) -> Getter:
+    """The data of the map element the key falls in (None: no element)."""
+    return _element_finder(lookup.key, lookup.mapping, table, lambda data: data, None)
 
 
 def set_update(update: SetUpdate, table: Table) -> Step:
@@ -306,23 +314,6 @@ def reject_steps(rej: Reject) -> list[Step]:
 
 
 def vmap_step(vmap: Vmap, table: Table, chains: dict[str, Any]) -> Step:
-    get = expr_getter(vmap.key)
-    dtypes = expr_dtypes(vmap.key)
-    pairs = table.sets[vmap.mapping.name].elements if isinstance(vmap.mapping, SetRef) else list(
-        vmap.mapping)
-    compiled = [(membership(dtypes, [key]), verdict_step(verdict, chains)(None))
-                for key, verdict in pairs if key != "*"]
-    compiled += [(lambda value: True, verdict_step(verdict, chains)(None))
-                 for key, verdict in pairs if key == "*"]  # the catch-all is tried last
-
-    def step(ctx: Any) -> Any:
-        value = get(ctx)
-        if value is None:
-            return False
-        for test, outcome in compiled:
-            if test(value):
-                return outcome
-        return False
-
-    return step
-
+    """The verdict of the element the key falls in (False, the rule ends: no element)."""
+    return _element_finder(vmap.key, vmap.mapping, table,
+                           lambda verdict: verdict_step(verdict, chains)(None), False)

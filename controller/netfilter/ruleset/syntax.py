@@ -149,4 +149,3 @@ class Syntax:
 
     def raw_text(self) -> str:
         return "".join(t.text for t in self.raw_value())
-

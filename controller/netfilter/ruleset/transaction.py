@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from controller.netfilter.ruleset import values
 from controller.netfilter.ruleset.errors import Loc, RulesetError
-from controller.netfilter.ruleset.model import Chain, Family, FlowtableDef, Table
+from controller.netfilter.ruleset.model import Chain, Family, FlowtableDef, SetDef, Table
 from controller.netfilter.ruleset.script import (
     AddChain,
     AddFlowtable,
@@ -220,11 +220,15 @@ def _add_set(tables: Tables, cmd: AddSet) -> None:
     old.elements += [e for e in cmd.set.elements if e not in old.elements]
 
 
-def _set_elements(tables: Tables, cmd: SetElements) -> None:
-    table = _table(tables, cmd.family, cmd.table, cmd.loc)
-    sdef = table.sets.get(cmd.name)
+def _set(table: Table, name: str, loc: Loc) -> SetDef:
+    sdef = table.sets.get(name)
     if sdef is None:
-        raise RulesetError(f"{ENOENT} (no set {cmd.name} in table {cmd.table})", cmd.loc)
+        raise RulesetError(f"{ENOENT} (no set {name} in table {table.name})", loc)
+    return sdef
+
+
+def _set_elements(tables: Tables, cmd: SetElements) -> None:
+    sdef = _set(_table(tables, cmd.family, cmd.table, cmd.loc), cmd.name, cmd.loc)
     elements = values.set_elements(sdef, cmd.elements)
     if cmd.delete:
         for element in elements:
@@ -237,10 +241,9 @@ def _set_elements(tables: Tables, cmd: SetElements) -> None:
 
 def _delete_set(tables: Tables, cmd: DeleteSet) -> None:
     table = _table(tables, cmd.family, cmd.table, cmd.loc)
-    if cmd.name not in table.sets:
-        raise RulesetError(f"{ENOENT} (no set {cmd.name} in table {cmd.table})", cmd.loc)
+    sdef = _set(table, cmd.name, cmd.loc)
     if cmd.flush:
-        table.sets[cmd.name].elements.clear()
+        sdef.elements.clear()
         return
     del table.sets[cmd.name]
 

@@ -70,8 +70,6 @@ def parse_int(text: str | int, loc: Loc, what: str, lo: int, hi: int) -> int:
     return value
 
 
-
-
 def parse_port(text: str | int, loc: Loc) -> int:
     if isinstance(text, str) and text in SERVICES:
         return SERVICES[text]
@@ -101,8 +99,6 @@ def parse_ifname(text: str, loc: Loc) -> str:
     if not text or len(text) > 15 or any(c in text for c in '/" \t'):
         raise RulesetError(f"invalid interface name '{text}'", loc)
     return text
-
-
 
 
 def parse_nat_into(nat: Nat, text: str, loc: Loc) -> None:
@@ -138,8 +134,6 @@ def parse_nat_into(nat: Nat, text: str, loc: Loc) -> None:
             nat.addr = parse_address(addr_text, loc)
     if port_text is not None:
         nat.port_min, nat.port_max = parse_port_range(port_text, loc)
-
-
 
 
 def format_priority(value: int, names: dict[str, int]) -> str:

@@ -39,4 +39,3 @@ ACCEPT = Verdict(True)
 
 
 DROP = Verdict(False)
-
