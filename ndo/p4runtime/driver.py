@@ -233,6 +233,8 @@ class P4RuntimeDriver(FlowDriver):
                 log.warning("reconcile after reconnect failed: %s", exc)
                 continue
             self.counters["reinstalled"] += len(report.installed)
+            # entries an offload written after the pipeline push put back before the reconcile
+            self.counters["reinstall_found"] += len(report.adopted)
             self.counters["reinstall_failed"] += len(report.failed)
             log.info("%s: reconnected; %d entries found in place, %d written again, %d failed, "
                      "%d orphans deleted", self._client.address, len(report.adopted),
